@@ -1,0 +1,143 @@
+// The Live page's model, as a pure reducer over events in seq order. Live applies it
+// incrementally as SSE batches arrive; Replay applies it to a prefix of a recorded run. Both
+// use this one function, so replaying a run to its end reaches exactly the live state.
+import type { SEvent, Status } from './types';
+
+export interface Chip {
+  seq: number;
+  severity: string;
+  status: string | null;
+  entity_type: string;
+  title: string;
+  ts: string;
+}
+
+export interface Lane {
+  key: string;
+  session_id: string | null;
+  run_id: string | null;
+  parent: string | null;
+  agent: string | null;
+  source: string;
+  title: string;
+  status: Status | null;
+  blocked: string | null; // the permission prompt's title while blocked
+  ended: boolean;
+  firstTs: string;
+  lastTs: string;
+  lastSeq: number;
+  count: number;
+  errors: number;
+  tokens: number;
+  cost: number;
+  activity: string | null; // what it's doing now (running tool, step, call)
+  chips: Chip[];
+}
+
+export interface LaneState {
+  lanes: Map<string, Lane>;
+  applied: number;
+  lastSeq: number;
+}
+
+export const CHIPS_PER_LANE = 48;
+
+export function newState(): LaneState {
+  return { lanes: new Map(), applied: 0, lastSeq: 0 };
+}
+
+/** One lane per session; events without a session fall back to their run, then their process. */
+export function laneKey(e: SEvent): string {
+  return e.session_id ?? (e.run_id ? 'run:' + e.run_id : `${e.source}:${e.host ?? ''}:${e.pid ?? '?'}`);
+}
+
+const LIFECYCLE = new Set(['session', 'run', 'workflow', 'process']);
+const ENDED: ReadonlySet<string> = new Set(['success', 'failed', 'cancelled']);
+
+export function apply(state: LaneState, e: SEvent): void {
+  const key = laneKey(e);
+  let l = state.lanes.get(key);
+  if (!l) {
+    l = {
+      key, session_id: e.session_id, run_id: e.run_id, parent: e.parent_session_id, agent: e.agent,
+      source: e.source, title: e.title, status: null, blocked: null, ended: false,
+      firstTs: e.ts, lastTs: e.ts, lastSeq: e.seq, count: 0, errors: 0, tokens: 0, cost: 0,
+      activity: null, chips: [],
+    };
+    state.lanes.set(key, l);
+  }
+  l.count++;
+  if (e.ts > l.lastTs) l.lastTs = e.ts;
+  l.lastSeq = e.seq;
+  if (!l.parent && e.parent_session_id) l.parent = e.parent_session_id;
+  if (!l.agent && e.agent) l.agent = e.agent;
+  if (!l.run_id && e.run_id) l.run_id = e.run_id;
+  if (e.severity === 'error' || e.status === 'failed') l.errors++;
+  const m = e.metrics;
+  if (m) {
+    l.tokens += (m.input_tokens ?? 0) + (m.output_tokens ?? 0);
+    l.cost += m.cost_usd ?? 0;
+  }
+
+  // Status: lifecycle entities set it; a permission prompt blocks until the next sign of life.
+  if (e.entity_type === 'permission' || e.status === 'blocked') {
+    if (e.status === 'blocked' || e.status === null) {
+      l.blocked = e.title;
+      l.status = 'blocked';
+    } else if (l.blocked) {
+      l.blocked = null;
+      l.status = 'running';
+    }
+  } else if (LIFECYCLE.has(e.entity_type) && e.status) {
+    if (e.entity_type === 'session' || e.entity_type === 'run' || !l.session_id || e.entity_type === 'workflow' || e.entity_type === 'process') {
+      l.status = e.status;
+      l.ended = ENDED.has(e.status);
+      if (e.status !== 'blocked') l.blocked = null;
+      if (e.entity_type === 'session' && (e.source_event === 'SessionStart' || e.source_event === 'SubagentStart')) l.title = e.title;
+    }
+  } else if (e.status) {
+    // Work inside the session: it is running unless it ended.
+    if (l.blocked && e.status !== 'blocked') l.blocked = null;
+    if (!l.ended && (l.status === null || l.status === 'idle' || l.status === 'queued' || l.status === 'blocked')) l.status = 'running';
+    if (e.status === 'running') l.activity = e.title;
+    else if (l.activity === e.title) l.activity = null;
+  }
+
+  l.chips.push({ seq: e.seq, severity: e.severity, status: e.status, entity_type: e.entity_type, title: e.title, ts: e.ts });
+  if (l.chips.length > CHIPS_PER_LANE) l.chips.splice(0, l.chips.length - CHIPS_PER_LANE);
+
+  state.applied++;
+  if (e.seq > state.lastSeq) state.lastSeq = e.seq;
+}
+
+export interface LaneNode { lane: Lane; children: LaneNode[]; latest: string; depth: number }
+
+/** Subagents under their parent; siblings and roots by latest activity in their subtree. */
+export function laneTree(state: LaneState, keep: (l: Lane) => boolean = () => true): LaneNode[] {
+  const nodes = new Map<string, LaneNode>();
+  for (const l of state.lanes.values()) if (keep(l)) nodes.set(l.key, { lane: l, children: [], latest: l.lastTs, depth: 0 });
+  const roots: LaneNode[] = [];
+  for (const n of nodes.values()) {
+    const p = n.lane.parent ? nodes.get(n.lane.parent) : undefined;
+    if (p && p !== n) p.children.push(n); else roots.push(n);
+  }
+  const fix = (n: LaneNode, depth: number): string => {
+    n.depth = depth;
+    for (const c of n.children) { const t = fix(c, depth + 1); if (t > n.latest) n.latest = t; }
+    n.children.sort((a, b) => (a.latest < b.latest ? 1 : -1));
+    return n.latest;
+  };
+  for (const r of roots) fix(r, 0);
+  roots.sort((a, b) => (a.latest < b.latest ? 1 : -1));
+  return roots;
+}
+
+/** A compact, order-independent fingerprint of the state: what Replay and Live compare. */
+export function digest(state: LaneState, keep: (l: Lane) => boolean = () => true): string {
+  const rows: string[] = [];
+  for (const l of state.lanes.values()) {
+    if (!keep(l)) continue;
+    rows.push([l.key, l.parent ?? '', l.status ?? '', l.blocked ? 'B' : '', l.count, l.errors, l.tokens, l.cost.toFixed(6), l.lastSeq].join('|'));
+  }
+  return rows.sort().join(';');
+}

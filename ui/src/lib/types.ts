@@ -1,0 +1,143 @@
+// Shapes from docs/API.md. The hub returns every field (null where absent).
+
+export type Severity = 'debug' | 'info' | 'warn' | 'error';
+export type Status =
+  | 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
+
+export interface SEvent {
+  seq: number;
+  event_id: string;
+  ts: string;
+  source: string;
+  source_event: string;
+  run_id: string | null;
+  session_id: string | null;
+  parent_session_id: string | null;
+  agent: string | null;
+  entity_type: string;
+  entity_id: string | null;
+  status: Status | null;
+  severity: Severity;
+  title: string;
+  summary: string | null;
+  duration_ms: number | null;
+  metrics: Record<string, number> | null;
+  host: string | null;
+  pid: number | null;
+  thread_id: number | null;
+  correlation_id: string | null;
+  tags: string[];
+  payload: Record<string, unknown>;
+}
+
+export interface Run {
+  run_id: string;
+  source: string;
+  agent: string | null;
+  title: string | null;
+  status: Status | null;
+  started_at: string | null;
+  ended_at: string | null;
+  last_event_at: string | null;
+  duration_ms: number | null;
+  event_count: number;
+  error_count: number;
+  session_count: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  cost_usd: number;
+}
+
+export interface Session {
+  session_id: string;
+  run_id: string | null;
+  parent_session_id: string | null;
+  agent: string | null;
+  source: string;
+  title: string | null;
+  status: Status | null;
+  started_at: string | null;
+  ended_at: string | null;
+  last_event_at: string | null;
+  event_count: number;
+  error_count: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens?: number;
+  cache_write_tokens?: number;
+  cost_usd: number;
+  total_input_tokens?: number;
+  total_output_tokens?: number;
+  total_cost_usd?: number;
+}
+
+export interface SessionNode extends Session {
+  children: SessionNode[];
+}
+
+export interface Stats {
+  total_events: number;
+  error_events: number;
+  error_rate: number;
+  events_per_minute: number;
+  active_sessions: number;
+  by_entity_type: Record<string, number>;
+  by_source: Record<string, number>;
+  by_severity: Record<string, number>;
+  total_cost_usd: number;
+  total_input_tokens: number;
+  total_output_tokens: number;
+  head_seq: number;
+  epoch: string;
+}
+
+export interface Incident {
+  key: string;
+  run_id: string | null;
+  correlation_id: string | null;
+  title: string;
+  source: string;
+  count: number;
+  first_seen: string;
+  last_seen: string;
+  first_seq: number;
+  last_seq: number;
+  sample: SEvent;
+}
+
+export interface Health {
+  status: string;
+  version: string;
+  epoch: string;
+  head_seq: number;
+  uptime_s: number;
+  storage: { path: string; size_bytes: number; events: number; retention_days: number };
+  queue: { depth: number; capacity: number; dropped: number; rejected: number };
+  adapters: { name: string; state: string; last_event_at: string | null; lag_ms: number | null; errors: number; last_error: string | null }[];
+  subscribers: number;
+}
+
+/** The filter shared by SSE, search and export (DESIGN.md §4). Lists are OR within, AND across. */
+export interface Filter {
+  sources?: string[];
+  source_events?: string[];
+  runs?: string[];
+  sessions?: string[];
+  agents?: string[];
+  entity_types?: string[];
+  statuses?: string[];
+  severities?: string[];
+  since?: string;
+  until?: string;
+  q?: string;
+}
+
+export interface PluginInfo {
+  name: string;
+  kind: string;
+  target?: string;
+  description?: string | null;
+  timeout_ms?: number;
+}
