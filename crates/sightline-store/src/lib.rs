@@ -1,0 +1,322 @@
+//! sightline's storage: one SQLite file (WAL), one writer thread that group-commits, and a pool
+//! of read connections for queries.
+//!
+//! [`Store::submit`] hands events to the writer and returns a receiver that resolves only after
+//! their transaction has committed: this is what makes "acknowledged means committed" true.
+//! This crate must never hold a database lock across an `.await`, and never write from a read
+//! connection.
+
+pub mod aggregate;
+pub mod migrations;
+pub mod query;
+pub mod retention;
+pub mod rows;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use sightline_schema::{Event, Timestamp};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+pub use writer::{OnCommit, WriteJob, WriterStats};
+
+use crate::writer::{Message, Writer, WriterConfig};
+
+/// What went wrong in storage, in words that say what to do.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the database at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error(
+        "the database was written by a newer sightline (schema {found}, this build knows {supported}); upgrade sightline or use another --db"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("the write queue is full ({capacity} events waiting); retry shortly")]
+    QueueFull { capacity: usize },
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("the batch was not committed: {0}")]
+    Commit(String),
+    #[error("bad cursor `{0}`: use the next_cursor of a previous page")]
+    BadCursor(String),
+    #[error("a read task failed: {0}")]
+    Task(String),
+}
+
+/// The writer's answer for one event: its seq, and whether it was already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Ack {
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// Events that may wait for the writer before producers get "queue full".
+    pub queue_capacity: usize,
+    /// Most events in one transaction.
+    pub max_batch: usize,
+    /// How long the writer waits for more events before committing a partial batch.
+    pub linger: Duration,
+    /// Delete events older than this (by arrival); `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// How often retention looks for old events.
+    pub retention_every: Duration,
+    /// `PRAGMA synchronous`: NORMAL survives a crash of the hub process (kill -9); FULL also
+    /// survives power loss, at a throughput cost.
+    pub synchronous_full: bool,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            path: path.into(),
+            queue_capacity: 200_000,
+            max_batch: 5_000,
+            linger: Duration::ZERO,
+            retention: Some(Duration::from_secs(14 * 24 * 3600)),
+            retention_every: Duration::from_secs(60),
+            synchronous_full: false,
+        }
+    }
+}
+
+/// A pool of read-only connections; a connection goes back to the pool when its guard drops.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| StoreError::Open { path: self.path.clone(), message: e.to_string() })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+    }
+}
+
+struct Inner {
+    tx: Mutex<Option<SyncSender<Message>>>,
+    stats: Arc<WriterStats>,
+    readers: ReadPool,
+    epoch: String,
+    capacity: usize,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn open_writer_connection(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+    }
+    let conn = Connection::open(path).map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open { path: path.to_path_buf(), message: format!("WAL mode unavailable (got {mode})") });
+    }
+    conn.execute_batch(if synchronous_full { "PRAGMA synchronous = FULL;" } else { "PRAGMA synchronous = NORMAL;" })?;
+    // A bigger page cache for the writer keeps the indexes' hot pages in memory; the WAL is
+    // checkpointed in the background by SQLite's auto-checkpoint.
+    conn.execute_batch("PRAGMA cache_size = -16000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) and starts the writer thread.
+    pub fn open(config: StoreConfig, on_commit: OnCommit) -> Result<Store, StoreError> {
+        let mut conn = open_writer_connection(&config.path, config.synchronous_full)?;
+        migrations::migrate(&mut conn)?;
+        let epoch: String = match conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .optional()?
+        {
+            Some(epoch) => epoch,
+            None => {
+                let epoch = uuid::Uuid::new_v4().simple().to_string();
+                conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [&epoch])?;
+                epoch
+            }
+        };
+        let head = query::head_seq(&conn)?;
+        let stored: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let stats = Arc::new(WriterStats::default());
+        stats.head_seq.store(head, Ordering::Release);
+        stats.stored.store(stored as u64, Ordering::Relaxed);
+        // The channel bounds jobs; `depth` bounds events (what memory actually holds).
+        let (tx, rx) = sync_channel(4096);
+        let writer = Writer {
+            conn,
+            rx,
+            stats: stats.clone(),
+            on_commit,
+            config: WriterConfig {
+                max_batch: config.max_batch.max(1),
+                linger: config.linger,
+                retention: config.retention,
+                retention_every: config.retention_every,
+            },
+            next_seq: head + 1,
+        };
+        let handle = std::thread::Builder::new()
+            .name("sightline-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Open { path: config.path.clone(), message: format!("cannot start the writer: {e}") })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                stats,
+                readers: ReadPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) },
+                epoch,
+                capacity: config.queue_capacity,
+                writer: Mutex::new(Some(handle)),
+                path: config.path,
+            }),
+        })
+    }
+
+    /// Queues events for the writer. The receiver resolves after commit. Refuses at once (never
+    /// waits) when the queue is full, so producers get a fast 503 rather than a hang.
+    pub fn submit(&self, events: Vec<Event>) -> Result<oneshot::Receiver<Result<Vec<Ack>, StoreError>>, StoreError> {
+        let n = events.len();
+        let stats = &self.inner.stats;
+        let before = stats.depth.fetch_add(n, Ordering::AcqRel);
+        if before > 0 && before + n > self.inner.capacity {
+            stats.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(StoreError::QueueFull { capacity: self.inner.capacity });
+        }
+        let (reply, rx) = oneshot::channel();
+        let guard = self.inner.tx.lock().expect("sender lock");
+        let Some(tx) = guard.as_ref() else {
+            stats.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(StoreError::Closed);
+        };
+        match tx.try_send(Message::Write(WriteJob { events, reply })) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => {
+                stats.depth.fetch_sub(n, Ordering::AcqRel);
+                Err(StoreError::QueueFull { capacity: self.inner.capacity })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                stats.depth.fetch_sub(n, Ordering::AcqRel);
+                Err(StoreError::Closed)
+            }
+        }
+    }
+
+    /// Submits and waits for the commit.
+    pub async fn write(&self, events: Vec<Event>) -> Result<Vec<Ack>, StoreError> {
+        self.submit(events)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Deletes everything that arrived before `cutoff`, now (retention does this by itself).
+    pub async fn delete_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let guard = self.inner.tx.lock().expect("sender lock");
+            let tx = guard.as_ref().ok_or(StoreError::Closed)?;
+            tx.send(Message::Retain(cutoff, reply)).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on a pooled connection on the blocking thread pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.read_now(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// A read on the calling thread (for CLI tools and tests outside a runtime).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.inner.read_now(f)
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    pub fn head_seq(&self) -> u64 {
+        self.inner.stats.head_seq.load(Ordering::Acquire)
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.inner.stats.depth.load(Ordering::Relaxed)
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Size of the database file and its WAL, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        let main = std::fs::metadata(&self.inner.path).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.inner.path.clone().into_os_string();
+        wal.push("-wal");
+        main + std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Stops taking events, lets the writer commit everything queued, and waits for it.
+    pub fn close(&self) {
+        self.inner.tx.lock().expect("sender lock").take();
+        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Inner {
+    fn read_now<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.readers.take()?;
+        let result = f(&conn);
+        self.readers.give_back(conn);
+        result
+    }
+}

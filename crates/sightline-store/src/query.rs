@@ -1,0 +1,621 @@
+//! Read-side queries: runs, one run, timelines, session trees, search, stats, incidents, and the
+//! cursor reads that SSE/WS replay uses.
+//!
+//! Every function takes a read connection and never writes. Filters are turned into SQL here
+//! with bound parameters only: no value is ever spliced into SQL text.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use serde::Serialize;
+use sightline_schema::{EntityType, Event, Filter, Severity, Source, Status, Timestamp};
+
+use crate::StoreError;
+use crate::rows::{EVENT_COLUMNS, event_from_row};
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Run {
+    pub run_id: String,
+    pub source: Source,
+    pub agent: Option<String>,
+    pub title: String,
+    pub status: Option<Status>,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub last_event_at: Timestamp,
+    pub duration_ms: i64,
+    pub event_count: i64,
+    pub error_count: i64,
+    pub session_count: i64,
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    pub cache_read_tokens: f64,
+    pub cache_write_tokens: f64,
+    pub cost_usd: f64,
+}
+
+/// A session with its own sums and the sums of its whole subtree (`total_*`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Session {
+    pub session_id: String,
+    pub run_id: Option<String>,
+    pub parent_session_id: Option<String>,
+    pub agent: Option<String>,
+    pub source: Source,
+    pub title: String,
+    pub status: Option<Status>,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub last_event_at: Timestamp,
+    pub duration_ms: i64,
+    pub event_count: i64,
+    pub error_count: i64,
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    pub cache_read_tokens: f64,
+    pub cache_write_tokens: f64,
+    pub cost_usd: f64,
+    pub total_input_tokens: f64,
+    pub total_output_tokens: f64,
+    pub total_cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionNode {
+    #[serde(flatten)]
+    pub session: Session,
+    pub children: Vec<SessionNode>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    pub run: Run,
+    pub sessions: Vec<Session>,
+    pub by_entity_type: BTreeMap<String, i64>,
+    pub by_severity: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T: Serialize, C: Serialize> {
+    #[serde(flatten)]
+    pub items: T,
+    pub next_cursor: Option<C>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub total_events: i64,
+    pub error_events: i64,
+    pub error_rate: f64,
+    pub events_per_minute: f64,
+    pub active_sessions: i64,
+    pub by_entity_type: BTreeMap<String, i64>,
+    pub by_source: BTreeMap<String, i64>,
+    pub by_severity: BTreeMap<String, i64>,
+    pub total_cost_usd: f64,
+    pub total_input_tokens: f64,
+    pub total_output_tokens: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub key: String,
+    pub run_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub title: String,
+    pub source: Source,
+    pub count: i64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub sample: Event,
+}
+
+/// Which way a search pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first; the cursor is `before`.
+    Desc,
+    /// Oldest first; the cursor is `after`.
+    Asc,
+}
+
+const RUN_COLUMNS: &str = "run_id, source, agent, title, status, started_at, ended_at, last_event_at, \
+    event_count, error_count, session_count, input_tokens, output_tokens, cache_read_tokens, \
+    cache_write_tokens, cost_usd";
+
+const SESSION_COLUMNS: &str = "session_id, run_id, parent_session_id, agent, source, title, status, \
+    started_at, ended_at, last_event_at, event_count, error_count, input_tokens, output_tokens, \
+    cache_read_tokens, cache_write_tokens, cost_usd";
+
+fn duration(started: i64, ended: Option<i64>, last: i64) -> i64 {
+    ended.unwrap_or(last).saturating_sub(started).max(0)
+}
+
+fn source_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Source> {
+    Source::from_code(row.get(idx)?).ok_or(rusqlite::Error::IntegralValueOutOfRange(idx, 0))
+}
+
+fn status_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Status>> {
+    Ok(row.get::<_, Option<i64>>(idx)?.and_then(Status::from_code))
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+    let (started, ended, last): (i64, Option<i64>, i64) = (row.get(5)?, row.get(6)?, row.get(7)?);
+    Ok(Run {
+        run_id: row.get(0)?,
+        source: source_at(row, 1)?,
+        agent: row.get(2)?,
+        title: row.get(3)?,
+        status: status_at(row, 4)?,
+        started_at: Timestamp(started),
+        ended_at: ended.map(Timestamp),
+        last_event_at: Timestamp(last),
+        duration_ms: duration(started, ended, last),
+        event_count: row.get(8)?,
+        error_count: row.get(9)?,
+        session_count: row.get(10)?,
+        input_tokens: row.get(11)?,
+        output_tokens: row.get(12)?,
+        cache_read_tokens: row.get(13)?,
+        cache_write_tokens: row.get(14)?,
+        cost_usd: row.get(15)?,
+    })
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    let (started, ended, last): (i64, Option<i64>, i64) = (row.get(7)?, row.get(8)?, row.get(9)?);
+    let (input, output, cost): (f64, f64, f64) = (row.get(12)?, row.get(13)?, row.get(16)?);
+    Ok(Session {
+        session_id: row.get(0)?,
+        run_id: row.get(1)?,
+        parent_session_id: row.get(2)?,
+        agent: row.get(3)?,
+        source: source_at(row, 4)?,
+        title: row.get(5)?,
+        status: status_at(row, 6)?,
+        started_at: Timestamp(started),
+        ended_at: ended.map(Timestamp),
+        last_event_at: Timestamp(last),
+        duration_ms: duration(started, ended, last),
+        event_count: row.get(10)?,
+        error_count: row.get(11)?,
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_tokens: row.get(14)?,
+        cache_write_tokens: row.get(15)?,
+        cost_usd: cost,
+        total_input_tokens: input,
+        total_output_tokens: output,
+        total_cost_usd: cost,
+    })
+}
+
+/// Filters for the runs list.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub statuses: Vec<Status>,
+    pub sources: Vec<Source>,
+    pub agents: Vec<String>,
+    pub q: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    /// `"<last_event_at ms>:<run_id>"` from a previous page.
+    pub cursor: Option<String>,
+}
+
+fn in_list(column: &str, values: impl IntoIterator<Item = SqlValue>, args: &mut Vec<SqlValue>) -> String {
+    let start = args.len();
+    args.extend(values);
+    let marks: Vec<String> = (start..args.len()).map(|i| format!("?{}", i + 1)).collect();
+    format!("{column} IN ({})", marks.join(", "))
+}
+
+fn bind(value: SqlValue, args: &mut Vec<SqlValue>) -> String {
+    args.push(value);
+    format!("?{}", args.len())
+}
+
+/// Runs, newest activity first, with keyset pagination.
+pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, String>, StoreError> {
+    let mut args = Vec::new();
+    let mut clauses = vec!["1".to_string()];
+    if !q.statuses.is_empty() {
+        clauses.push(in_list("status", q.statuses.iter().map(|s| SqlValue::Integer(s.code())), &mut args));
+    }
+    if !q.sources.is_empty() {
+        clauses.push(in_list("source", q.sources.iter().map(|s| SqlValue::Integer(s.code())), &mut args));
+    }
+    if !q.agents.is_empty() {
+        clauses.push(in_list("agent", q.agents.iter().map(|a| SqlValue::Text(a.clone())), &mut args));
+    }
+    if let Some(text) = &q.q {
+        let pattern = bind(SqlValue::Text(format!("%{}%", like_escape(text))), &mut args);
+        clauses.push(format!("(title LIKE {pattern} ESCAPE '\\' OR run_id LIKE {pattern} ESCAPE '\\')"));
+    }
+    if let Some(since) = q.since {
+        clauses.push(format!("last_event_at >= {}", bind(SqlValue::Integer(since.millis()), &mut args)));
+    }
+    if let Some(until) = q.until {
+        clauses.push(format!("started_at < {}", bind(SqlValue::Integer(until.millis()), &mut args)));
+    }
+    if let Some(cursor) = &q.cursor {
+        let (at, id) = cursor
+            .split_once(':')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+            .ok_or_else(|| StoreError::BadCursor(cursor.clone()))?;
+        let at = bind(SqlValue::Integer(at), &mut args);
+        let id = bind(SqlValue::Text(id), &mut args);
+        clauses.push(format!("(last_event_at < {at} OR (last_event_at = {at} AND run_id < {id}))"));
+    }
+    let limit = q.limit.clamp(1, 1000);
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE {} ORDER BY last_event_at DESC, run_id DESC LIMIT {}",
+        clauses.join(" AND "),
+        limit + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut runs = stmt.query_map(params_from_iter(args), run_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|r| format!("{}:{}", r.last_event_at.millis(), r.run_id))
+    } else {
+        None
+    };
+    Ok(Page { items: runs, next_cursor })
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
+    let run = conn
+        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"))?
+        .query_row([run_id], run_from_row)
+        .optional()?;
+    let Some(run) = run else { return Ok(None) };
+    let sessions = sessions_of_run(conn, run_id)?;
+    let mut by_entity_type = BTreeMap::new();
+    let mut by_severity = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT entity_type, severity, COUNT(*) FROM events WHERE run_id = ?1 GROUP BY entity_type, severity",
+    )?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(row) = rows.next()? {
+        let count: i64 = row.get(2)?;
+        if let Some(t) = EntityType::from_code(row.get(0)?) {
+            *by_entity_type.entry(t.to_string()).or_insert(0) += count;
+        }
+        if let Some(s) = Severity::from_code(row.get(1)?) {
+            *by_severity.entry(s.to_string()).or_insert(0) += count;
+        }
+    }
+    Ok(Some(RunDetail { run, sessions, by_entity_type, by_severity }))
+}
+
+/// The run's sessions with `total_*` rolled up from descendants, in start order.
+pub fn sessions_of_run(conn: &Connection, run_id: &str) -> Result<Vec<Session>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE run_id = ?1 ORDER BY started_at, session_id"
+    ))?;
+    let mut sessions = stmt.query_map([run_id], session_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    roll_up(&mut sessions);
+    Ok(sessions)
+}
+
+/// Adds every session's own sums to each of its ancestors' totals. Cycles in bad data are
+/// cut by a depth bound.
+fn roll_up(sessions: &mut [Session]) {
+    let index: HashMap<String, usize> =
+        sessions.iter().enumerate().map(|(i, s)| (s.session_id.clone(), i)).collect();
+    let own: Vec<(f64, f64, f64)> = sessions.iter().map(|s| (s.input_tokens, s.output_tokens, s.cost_usd)).collect();
+    for (i, (input, output, cost)) in own.into_iter().enumerate() {
+        let mut parent = sessions[i].parent_session_id.clone();
+        let mut hops = 0;
+        while let Some(p) = parent.and_then(|p| index.get(&p).copied()) {
+            if p == i || hops > 64 {
+                break;
+            }
+            let s = &mut sessions[p];
+            s.total_input_tokens += input;
+            s.total_output_tokens += output;
+            s.total_cost_usd += cost;
+            parent = s.parent_session_id.clone();
+            hops += 1;
+        }
+    }
+}
+
+/// The tree under a session (the session itself as the root).
+pub fn session_tree(conn: &Connection, session_id: &str) -> Result<Option<SessionNode>, StoreError> {
+    let run_id: Option<Option<String>> = conn
+        .prepare_cached("SELECT run_id FROM sessions WHERE session_id = ?1")?
+        .query_row([session_id], |r| r.get(0))
+        .optional()?;
+    let Some(run_id) = run_id else { return Ok(None) };
+    let mut sessions = match &run_id {
+        Some(run) => sessions_of_run(conn, run)?,
+        None => Vec::new(),
+    };
+    // Children may lack a run id: take direct descendants by parent link too.
+    let mut frontier = vec![session_id.to_string()];
+    let mut stmt = conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE parent_session_id = ?1 OR session_id = ?1"))?;
+    while let Some(id) = frontier.pop() {
+        for s in stmt.query_map([&id], session_from_row)? {
+            let s = s?;
+            if !sessions.iter().any(|k| k.session_id == s.session_id) {
+                frontier.push(s.session_id.clone());
+                sessions.push(s);
+            }
+        }
+        if sessions.len() > 10_000 {
+            break;
+        }
+    }
+    // Reset totals before rolling up the merged set.
+    for s in &mut sessions {
+        s.total_input_tokens = s.input_tokens;
+        s.total_output_tokens = s.output_tokens;
+        s.total_cost_usd = s.cost_usd;
+    }
+    roll_up(&mut sessions);
+    let mut children: HashMap<String, Vec<Session>> = HashMap::new();
+    let mut root = None;
+    for s in sessions {
+        if s.session_id == session_id {
+            root = Some(s);
+        } else if let Some(p) = s.parent_session_id.clone() {
+            children.entry(p).or_default().push(s);
+        }
+    }
+    fn build(session: Session, children: &mut HashMap<String, Vec<Session>>, depth: usize) -> SessionNode {
+        let kids = if depth > 64 { Vec::new() } else { children.remove(&session.session_id).unwrap_or_default() };
+        SessionNode {
+            session,
+            children: kids.into_iter().map(|k| build(k, children, depth + 1)).collect(),
+        }
+    }
+    Ok(root.map(|r| build(r, &mut children, 0)))
+}
+
+/// Events of a run in seq order after `after`.
+pub fn timeline(conn: &Connection, run_id: &str, after: u64, limit: usize) -> Result<Page<Vec<Event>, u64>, StoreError> {
+    let limit = limit.clamp(1, 5000);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let mut events = stmt
+        .query_map(rusqlite::params![run_id, after as i64, limit as i64 + 1], event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Page { items: events, next_cursor })
+}
+
+pub fn get_event(conn: &Connection, seq: u64) -> Result<Option<Event>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?
+        .query_row([seq as i64], event_from_row)
+        .optional()?)
+}
+
+/// The FTS5 query for the filter's words: each word a quoted prefix, all required.
+pub fn fts_query(filter: &Filter) -> Option<String> {
+    let terms = filter.query_terms();
+    if terms.is_empty() {
+        return None;
+    }
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The WHERE clause for a filter (without `q`'s in-memory substring check, which FTS replaces).
+fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
+    let mut clauses = Vec::new();
+    let codes = |v: Vec<i64>| v.into_iter().map(SqlValue::Integer);
+    let texts = |v: &[String]| v.iter().cloned().map(SqlValue::Text).collect::<Vec<_>>();
+    if !filter.sources.is_empty() {
+        clauses.push(in_list("source", codes(filter.sources.iter().map(|s| s.code()).collect()), args));
+    }
+    if !filter.entity_types.is_empty() {
+        clauses.push(in_list("entity_type", codes(filter.entity_types.iter().map(|s| s.code()).collect()), args));
+    }
+    if !filter.statuses.is_empty() {
+        clauses.push(in_list("status", codes(filter.statuses.iter().map(|s| s.code()).collect()), args));
+    }
+    if !filter.severities.is_empty() {
+        clauses.push(in_list("severity", codes(filter.severities.iter().map(|s| s.code()).collect()), args));
+    }
+    if !filter.source_events.is_empty() {
+        clauses.push(in_list("source_event", texts(&filter.source_events), args));
+    }
+    if !filter.runs.is_empty() {
+        clauses.push(in_list("run_id", texts(&filter.runs), args));
+    }
+    if !filter.sessions.is_empty() {
+        let a = in_list("session_id", texts(&filter.sessions), args);
+        let b = in_list("parent_session_id", texts(&filter.sessions), args);
+        clauses.push(format!("({a} OR {b})"));
+    }
+    if !filter.agents.is_empty() {
+        clauses.push(in_list("agent", texts(&filter.agents), args));
+    }
+    if let Some(since) = filter.since {
+        clauses.push(format!("ts >= {}", bind(SqlValue::Integer(since.millis()), args)));
+    }
+    if let Some(until) = filter.until {
+        clauses.push(format!("ts < {}", bind(SqlValue::Integer(until.millis()), args)));
+    }
+    if let Some(q) = fts_query(filter) {
+        let m = bind(SqlValue::Text(q), args);
+        clauses.push(format!("seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {m})"));
+    }
+    clauses
+}
+
+/// Events matching a filter, paged by seq in either direction.
+pub fn search(
+    conn: &Connection,
+    filter: &Filter,
+    order: Order,
+    cursor: Option<u64>,
+    limit: usize,
+) -> Result<Page<Vec<Event>, u64>, StoreError> {
+    let limit = limit.clamp(1, 5000);
+    let mut args = Vec::new();
+    let mut clauses = filter_clauses(filter, &mut args);
+    let direction = match order {
+        Order::Desc => {
+            if let Some(before) = cursor {
+                clauses.push(format!("seq < {}", bind(SqlValue::Integer(before as i64), &mut args)));
+            }
+            "DESC"
+        }
+        Order::Asc => {
+            clauses.push(format!("seq > {}", bind(SqlValue::Integer(cursor.unwrap_or(0) as i64), &mut args)));
+            "ASC"
+        }
+    };
+    if clauses.is_empty() {
+        clauses.push("1".into());
+    }
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq {direction} LIMIT {}",
+        clauses.join(" AND "),
+        limit + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut events = stmt.query_map(params_from_iter(args), event_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Page { items: events, next_cursor })
+}
+
+/// Replay for live streams: events after `after` up to `head` (inclusive) matching the filter.
+pub fn replay(conn: &Connection, filter: &Filter, after: u64, head: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    let mut f = filter.clone();
+    // Full text in replay uses the same in-memory rule as the live path, so both agree.
+    f.q = None;
+    let mut args = Vec::new();
+    let mut clauses = filter_clauses(&f, &mut args);
+    clauses.push(format!("seq > {}", bind(SqlValue::Integer(after as i64), &mut args)));
+    clauses.push(format!("seq <= {}", bind(SqlValue::Integer(head as i64), &mut args)));
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq LIMIT {}",
+        clauses.join(" AND "),
+        limit.max(1)
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let events = stmt.query_map(params_from_iter(args), event_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(events)
+}
+
+/// The largest seq stored (0 when empty); replay reads up to it.
+pub fn head_seq(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Totals since `since`, from the per-minute counters.
+pub fn stats(conn: &Connection, since: Timestamp, now: Timestamp) -> Result<Stats, StoreError> {
+    let mut out = Stats::default();
+    let mut stmt = conn.prepare_cached(
+        "SELECT source, entity_type, severity, SUM(events), SUM(errors), SUM(input_tokens), SUM(output_tokens), \
+         SUM(cost_usd) FROM stats_minute WHERE minute >= ?1 GROUP BY source, entity_type, severity",
+    )?;
+    let mut rows = stmt.query([since.millis().div_euclid(60_000)])?;
+    while let Some(row) = rows.next()? {
+        let events: i64 = row.get(3)?;
+        out.total_events += events;
+        out.error_events += row.get::<_, i64>(4)?;
+        out.total_input_tokens += row.get::<_, f64>(5)?;
+        out.total_output_tokens += row.get::<_, f64>(6)?;
+        out.total_cost_usd += row.get::<_, f64>(7)?;
+        if let Some(s) = Source::from_code(row.get(0)?) {
+            *out.by_source.entry(s.to_string()).or_insert(0) += events;
+        }
+        if let Some(t) = EntityType::from_code(row.get(1)?) {
+            *out.by_entity_type.entry(t.to_string()).or_insert(0) += events;
+        }
+        if let Some(s) = Severity::from_code(row.get(2)?) {
+            *out.by_severity.entry(s.to_string()).or_insert(0) += events;
+        }
+    }
+    out.error_rate = if out.total_events > 0 { out.error_events as f64 / out.total_events as f64 } else { 0.0 };
+    let five_minutes_ago = now.millis() - 5 * 60_000;
+    let recent: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(events), 0) FROM stats_minute WHERE minute >= ?1")?
+        .query_row([five_minutes_ago.div_euclid(60_000)], |r| r.get(0))?;
+    out.events_per_minute = recent as f64 / 5.0;
+    out.active_sessions = conn
+        .prepare_cached("SELECT COUNT(*) FROM sessions WHERE last_event_at >= ?1 AND ended_at IS NULL")?
+        .query_row([five_minutes_ago], |r| r.get(0))?;
+    Ok(out)
+}
+
+/// Failures clustered by run, correlation (else entity, else title) and time window.
+pub fn incidents(conn: &Connection, since: Timestamp, window_ms: i64, limit: usize) -> Result<Vec<Incident>, StoreError> {
+    // Uses the partial index on failures: only failures are read.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE (severity = 4 OR status = 6) ORDER BY seq DESC LIMIT 20000"
+    ))?;
+    let mut failures = stmt
+        .query_map([], event_from_row)?
+        .filter(|e| e.as_ref().map_or(true, |e| e.ts >= since))
+        .collect::<Result<Vec<_>, _>>()?;
+    failures.sort_by_key(|e| (e.ts, e.seq));
+    let mut open: HashMap<(Option<String>, String), usize> = HashMap::new();
+    let mut incidents: Vec<Incident> = Vec::new();
+    for e in failures {
+        let what = e
+            .correlation_id
+            .clone()
+            .or_else(|| e.entity_id.clone())
+            .unwrap_or_else(|| e.title.clone());
+        let key = (e.run_id.clone(), what.clone());
+        match open.get(&key).copied() {
+            Some(i) if e.ts.millis() - incidents[i].last_seen.millis() <= window_ms => {
+                let inc = &mut incidents[i];
+                inc.count += 1;
+                inc.last_seen = e.ts;
+                inc.last_seq = e.seq;
+            }
+            _ => {
+                open.insert(key, incidents.len());
+                incidents.push(Incident {
+                    key: format!("{}|{}|{}", e.run_id.as_deref().unwrap_or("-"), what, e.seq),
+                    run_id: e.run_id.clone(),
+                    correlation_id: e.correlation_id.clone(),
+                    title: e.title.clone(),
+                    source: e.source,
+                    count: 1,
+                    first_seen: e.ts,
+                    last_seen: e.ts,
+                    first_seq: e.seq,
+                    last_seq: e.seq,
+                    sample: e,
+                });
+            }
+        }
+    }
+    incidents.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.last_seq.cmp(&a.last_seq)));
+    incidents.truncate(limit.max(1));
+    Ok(incidents)
+}

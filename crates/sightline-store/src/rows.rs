@@ -1,0 +1,124 @@
+//! The mapping between an [`Event`] and its row in `events`.
+//!
+//! The column list lives here once; writer and readers both use it, so the two can never
+//! disagree about the order.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{Row, Statement, ToSql, params};
+use serde_json::{Map, Number};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
+
+/// Columns in the order [`event_from_row`] reads them.
+pub const EVENT_COLUMNS: &str = "seq, event_id, ts, source, source_event, run_id, session_id, \
+    parent_session_id, agent, entity_type, entity_id, status, severity, title, summary, \
+    duration_ms, metrics, host, pid, thread_id, correlation_id, tags, payload";
+
+pub const INSERT_EVENT: &str = "INSERT INTO events (seq, event_id, ts, source, source_event, run_id, \
+    session_id, parent_session_id, agent, entity_type, entity_id, status, severity, title, summary, \
+    duration_ms, metrics, host, pid, thread_id, correlation_id, tags, payload) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+    ON CONFLICT(event_id) DO NOTHING";
+
+/// A JSON number as SQLite keeps it: integers stay integers.
+struct SqlNumber<'a>(&'a Number);
+
+impl ToSql for SqlNumber<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0.as_i64() {
+            Some(i) => ToSqlOutput::Owned(SqlValue::Integer(i)),
+            None => ToSqlOutput::Owned(SqlValue::Real(self.0.as_f64().unwrap_or(0.0))),
+        })
+    }
+}
+
+/// Inserts the event with `seq`; returns false when its `event_id` is already stored.
+pub fn insert_event(stmt: &mut Statement<'_>, seq: u64, e: &Event) -> rusqlite::Result<bool> {
+    let metrics = e.metrics.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+    let tags = (!e.tags.is_empty()).then(|| serde_json::to_string(&e.tags).unwrap_or_default());
+    let payload = (!e.payload.is_empty()).then(|| serde_json::to_string(&e.payload).unwrap_or_default());
+    let changed = stmt.execute(params![
+        seq as i64,
+        e.event_id,
+        e.ts.millis(),
+        e.source.code(),
+        e.source_event,
+        e.run_id,
+        e.session_id,
+        e.parent_session_id,
+        e.agent,
+        e.entity_type.code(),
+        e.entity_id,
+        e.status.map(Status::code),
+        e.severity.code(),
+        e.title,
+        e.summary,
+        e.duration_ms.as_ref().map(SqlNumber),
+        metrics,
+        e.host,
+        e.pid,
+        e.thread_id,
+        e.correlation_id,
+        tags,
+        payload,
+    ])?;
+    Ok(changed == 1)
+}
+
+fn bad(column: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Integer,
+        format!("unknown {what} code in the database").into(),
+    )
+}
+
+fn json_column<T: serde::de::DeserializeOwned + Default>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    match row.get_ref(idx)? {
+        ValueRef::Null => Ok(T::default()),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        }),
+        _ => Err(bad(idx, "json")),
+    }
+}
+
+/// Reads a row selected with [`EVENT_COLUMNS`].
+pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let duration_ms = match row.get_ref(15)? {
+        ValueRef::Integer(i) => Some(Number::from(i)),
+        ValueRef::Real(f) => Number::from_f64(f),
+        _ => None,
+    };
+    let metrics: Option<BTreeMap<String, Number>> = json_column::<Option<_>>(row, 16)?;
+    let status: Option<i64> = row.get(11)?;
+    Ok(Event {
+        seq: row.get::<_, i64>(0)? as u64,
+        event_id: row.get(1)?,
+        ts: Timestamp(row.get(2)?),
+        source: Source::from_code(row.get(3)?).ok_or_else(|| bad(3, "source"))?,
+        source_event: row.get(4)?,
+        run_id: row.get(5)?,
+        session_id: row.get(6)?,
+        parent_session_id: row.get(7)?,
+        agent: row.get(8)?,
+        entity_type: EntityType::from_code(row.get(9)?).ok_or_else(|| bad(9, "entity_type"))?,
+        entity_id: row.get(10)?,
+        status: match status {
+            None => None,
+            Some(code) => Some(Status::from_code(code).ok_or_else(|| bad(11, "status"))?),
+        },
+        severity: Severity::from_code(row.get(12)?).ok_or_else(|| bad(12, "severity"))?,
+        title: row.get(13)?,
+        summary: row.get(14)?,
+        duration_ms,
+        metrics,
+        host: row.get(17)?,
+        pid: row.get(18)?,
+        thread_id: row.get(19)?,
+        correlation_id: row.get(20)?,
+        tags: json_column(row, 21)?,
+        payload: json_column::<Map<_, _>>(row, 22)?,
+    })
+}
