@@ -115,7 +115,9 @@ export interface LaneNode { lane: Lane; children: LaneNode[]; latest: string; de
 /** Subagents under their parent; siblings and roots by latest activity in their subtree. */
 export function laneTree(state: LaneState, keep: (l: Lane) => boolean = () => true): LaneNode[] {
   const nodes = new Map<string, LaneNode>();
-  for (const l of state.lanes.values()) if (keep(l)) nodes.set(l.key, { lane: l, children: [], latest: l.lastTs, depth: 0 });
+  // Lanes are mutated in place by apply(); hand the view a snapshot so Svelte sees new values
+  // (a mutated object compares equal to itself and would not re-render).
+  for (const l of state.lanes.values()) if (keep(l)) nodes.set(l.key, { lane: { ...l, chips: l.chips.slice() }, children: [], latest: l.lastTs, depth: 0 });
   const roots: LaneNode[] = [];
   for (const n of nodes.values()) {
     const p = n.lane.parent ? nodes.get(n.lane.parent) : undefined;
