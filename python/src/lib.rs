@@ -1,0 +1,326 @@
+//! `sightline._native`: the Rust half of the sightline Python agent. It exposes to the Python
+//! package the tracing callbacks (`sys.monitoring` on 3.12+, a C profile function on 3.11), the
+//! configuration knobs, and the transport (queue, sender, heartbeat, live control).
+//!
+//! Nothing here may raise into or block the traced program: callbacks swallow their own errors,
+//! and every network wait happens on Rust threads without the GIL.
+
+mod background;
+mod clock;
+mod http;
+mod json;
+mod summary;
+mod tracer;
+mod transport;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tracer::{Exit, Verdict};
+
+fn verdict(py: Python<'_>, v: Verdict) -> Py<PyAny> {
+    match v {
+        Verdict::Continue => py.None(),
+        Verdict::Disable => tracer::disable_obj(py),
+    }
+}
+
+// --- sys.monitoring callbacks (3.12+) ------------------------------------------------------
+
+#[pyfunction]
+fn py_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: &Bound<'_, PyAny>) -> Py<PyAny> {
+    verdict(py, tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), false))
+}
+
+#[pyfunction]
+fn py_resume(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: &Bound<'_, PyAny>) -> Py<PyAny> {
+    verdict(py, tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), true))
+}
+
+/// `gen.throw()` resumes a generator with an exception; PY_THROW cannot be disabled.
+#[pyfunction]
+fn py_throw(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: &Bound<'_, PyAny>,
+    _exc: &Bound<'_, PyAny>,
+) -> Py<PyAny> {
+    tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), true);
+    py.None()
+}
+
+#[pyfunction]
+fn py_return(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: &Bound<'_, PyAny>,
+    retval: &Bound<'_, PyAny>,
+) -> Py<PyAny> {
+    verdict(py, tracer::on_exit(py, code.as_ptr(), Exit::Return, retval.as_ptr()))
+}
+
+#[pyfunction]
+fn py_yield(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: &Bound<'_, PyAny>,
+    retval: &Bound<'_, PyAny>,
+) -> Py<PyAny> {
+    verdict(py, tracer::on_exit(py, code.as_ptr(), Exit::Yield, retval.as_ptr()))
+}
+
+/// PY_UNWIND cannot be disabled: always answer None.
+#[pyfunction]
+fn py_unwind(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    _offset: &Bound<'_, PyAny>,
+    exc: &Bound<'_, PyAny>,
+) -> Py<PyAny> {
+    tracer::on_exit(py, code.as_ptr(), Exit::Unwind, exc.as_ptr());
+    py.None()
+}
+
+// --- 3.11 profile hook -------------------------------------------------------------------------
+
+/// Installs (or removes) the C profile function on every existing thread (3.11 only).
+#[pyfunction]
+fn profile_all_threads(on: bool) -> PyResult<()> {
+    #[cfg(not(Py_3_12))]
+    {
+        tracer::profile311::set_all_threads(on);
+        Ok(())
+    }
+    #[cfg(Py_3_12)]
+    {
+        let _ = on;
+        Err(PyValueError::new_err("the C profile hook is for Python 3.11; use sys.monitoring"))
+    }
+}
+
+/// For `threading.setprofile`: the first profile event of a new thread swaps this Python-level
+/// hook for the C profile function (3.11 only).
+#[pyfunction]
+fn thread_bootstrap(
+    _frame: &Bound<'_, PyAny>,
+    _event: &Bound<'_, PyAny>,
+    _arg: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    #[cfg(not(Py_3_12))]
+    tracer::profile311::set_this_thread();
+    Ok(())
+}
+
+// --- set-up ---------------------------------------------------------------------------------
+
+#[pyfunction]
+#[pyo3(signature = (run_id, host, pid, main_tid, parent_session_id, classify, on_exception, disable=None))]
+#[allow(clippy::too_many_arguments)]
+fn install(
+    run_id: String,
+    host: String,
+    pid: u32,
+    main_tid: u64,
+    parent_session_id: Option<String>,
+    classify: Py<PyAny>,
+    on_exception: Py<PyAny>,
+    disable: Option<Py<PyAny>>,
+) {
+    tracer::install(
+        tracer::Ident {
+            run_id,
+            host,
+            pid,
+            main_tid,
+            parent_session_id,
+        },
+        tracer::Config::default(),
+        classify,
+        on_exception,
+        disable,
+    );
+}
+
+#[pyfunction]
+#[pyo3(signature = (min_duration_ms=0.0, max_detail_per_s=1000.0, capture_args=true, capture_repr=false, refilter=false))]
+fn configure(
+    min_duration_ms: f64,
+    max_detail_per_s: f64,
+    capture_args: bool,
+    capture_repr: bool,
+    refilter: bool,
+) -> PyResult<()> {
+    if !(min_duration_ms >= 0.0) || !(max_detail_per_s >= 0.0) {
+        return Err(PyValueError::new_err(
+            "min_duration_ms and max_detail_per_s must be numbers >= 0",
+        ));
+    }
+    tracer::set_config(
+        tracer::Config {
+            min_duration_ns: (min_duration_ms * 1e6) as u64,
+            max_detail_per_s,
+            capture_args,
+            capture_repr,
+        },
+        refilter,
+    );
+    Ok(())
+}
+
+#[pyfunction]
+fn set_active(on: bool) {
+    tracer::ACTIVE.store(on, Ordering::SeqCst);
+    if !on {
+        tracer::reset_thread_stacks();
+    }
+}
+
+#[pyfunction]
+fn is_active() -> bool {
+    tracer::ACTIVE.load(Ordering::SeqCst)
+}
+
+// --- transport ------------------------------------------------------------------------------
+
+#[pyfunction]
+#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000))]
+fn transport_configure(
+    url: Option<String>,
+    token: Option<String>,
+    file: Option<String>,
+    cap_detail: usize,
+    cap_critical: usize,
+) -> PyResult<()> {
+    let sink = match (file, url) {
+        (Some(f), _) => transport::Sink::File(f.into()),
+        (None, Some(u)) => transport::Sink::Http(
+            http::Endpoint::parse(&u, token).map_err(|e| PyValueError::new_err(e.to_string()))?,
+        ),
+        (None, None) => return Err(PyValueError::new_err("either url or file is required")),
+    };
+    transport::global().configure(sink, cap_detail, cap_critical);
+    Ok(())
+}
+
+/// Queues one serialized event (one JSON object, no newline).
+#[pyfunction]
+#[pyo3(signature = (line, droppable=false))]
+fn emit(line: String, droppable: bool) {
+    transport::global().push(line, droppable);
+}
+
+/// Waits (without the GIL) until the queue is delivered or the timeout passes; returns the
+/// number of events still undelivered.
+#[pyfunction]
+fn flush(py: Python<'_>, timeout_s: f64) -> usize {
+    let t = Duration::from_secs_f64(timeout_s.max(0.0));
+    py.detach(|| transport::global().flush(t))
+}
+
+#[pyfunction]
+fn drain() -> Vec<String> {
+    transport::global().drain()
+}
+
+/// Builds and queues the heartbeat and per-function statistics now.
+#[pyfunction]
+fn beat_now(py: Python<'_>) {
+    py.detach(|| {
+        let mut last = None;
+        background::beat(&mut last);
+    });
+}
+
+#[pyfunction]
+fn start_heartbeat(interval_s: f64) {
+    background::start_heartbeat(Duration::from_secs_f64(interval_s.max(0.05)));
+}
+
+#[pyfunction]
+#[pyo3(signature = (url, token, run_id, apply))]
+fn start_control(url: String, token: Option<String>, run_id: String, apply: Py<PyAny>) -> PyResult<()> {
+    let ep = http::Endpoint::parse(&url, token).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    background::start_control(ep, run_id, apply);
+    Ok(())
+}
+
+#[pyfunction]
+fn stop_background() {
+    background::stop();
+}
+
+/// Counters: calls, detailed events, transport state, and per-function aggregates.
+#[pyfunction]
+fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let t = transport::global().stats();
+    d.set_item("calls", tracer::CALLS.load(Ordering::Relaxed))?;
+    d.set_item("queued", t.queued)?;
+    d.set_item("sent", t.sent)?;
+    d.set_item("dropped", t.dropped)?;
+    d.set_item("rejected", t.rejected)?;
+    d.set_item("retries", t.retries)?;
+    d.set_item("last_error", t.last_error)?;
+    if let Some(r) = tracer::registry().as_ref() {
+        d.set_item("detail_sent", r.detail_sent)?;
+        d.set_item("detail_skipped", r.detail_skipped)?;
+        d.set_item("functions", r.metas.iter().filter(|m| m.traced).count())?;
+    }
+    Ok(d)
+}
+
+/// RFC 3339 timestamp of now, from the same clock as call events.
+#[pyfunction]
+fn now_rfc3339() -> String {
+    clock::rfc3339_ms(clock::wall_ns_now())
+}
+
+/// Whether a variable name or string value would be redacted (shared with the Python side so
+/// both redact alike).
+#[pyfunction]
+fn is_secret(name: Option<&str>, value: Option<&str>) -> bool {
+    name.is_some_and(summary::is_secret_name) || value.is_some_and(summary::is_secret_value)
+}
+
+#[pyfunction]
+fn proc_sample() -> Option<(f64, u64, u64)> {
+    background::proc_sample()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MONITORING", cfg!(Py_3_12))?;
+    m.add("BUILT_FOR", {
+        // SAFETY: Py_GetVersion returns a static NUL-terminated string.
+        let v = unsafe { std::ffi::CStr::from_ptr(ffi::Py_GetVersion()) };
+        v.to_string_lossy().split_whitespace().next().unwrap_or("").to_string()
+    })?;
+    m.add_function(wrap_pyfunction!(py_start, m)?)?;
+    m.add_function(wrap_pyfunction!(py_resume, m)?)?;
+    m.add_function(wrap_pyfunction!(py_throw, m)?)?;
+    m.add_function(wrap_pyfunction!(py_return, m)?)?;
+    m.add_function(wrap_pyfunction!(py_yield, m)?)?;
+    m.add_function(wrap_pyfunction!(py_unwind, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_all_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_bootstrap, m)?)?;
+    m.add_function(wrap_pyfunction!(install, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(set_active, m)?)?;
+    m.add_function(wrap_pyfunction!(is_active, m)?)?;
+    m.add_function(wrap_pyfunction!(transport_configure, m)?)?;
+    m.add_function(wrap_pyfunction!(emit, m)?)?;
+    m.add_function(wrap_pyfunction!(flush, m)?)?;
+    m.add_function(wrap_pyfunction!(drain, m)?)?;
+    m.add_function(wrap_pyfunction!(beat_now, m)?)?;
+    m.add_function(wrap_pyfunction!(start_heartbeat, m)?)?;
+    m.add_function(wrap_pyfunction!(start_control, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_background, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(now_rfc3339, m)?)?;
+    m.add_function(wrap_pyfunction!(is_secret, m)?)?;
+    m.add_function(wrap_pyfunction!(proc_sample, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,1261 @@
+//! The tracing hot path: per-thread shadow call stacks fed by `sys.monitoring` callbacks
+//! (Python 3.12+) or a C-level profile function (3.11), per-function aggregates that stay
+//! complete whatever is sampled, and detailed `call` events built in Rust for the calls that
+//! pass the minimum duration and the per-second cap.
+//!
+//! Rules this module keeps:
+//! - It never calls `repr` or other user code on the hot path; Python is called only on slow
+//!   paths (first sight of a code object, exceptions, `repr` when asked for), with the thread
+//!   marked busy so that the tracer ignores the calls that code makes.
+//! - It never holds one of its locks while Python code may run: Python code can hand the GIL to
+//!   another thread, whose callbacks would then wait for that lock while holding the GIL.
+//! - It never lets an error escape into the traced program: failures are counted, not raised.
+
+use crate::clock;
+use crate::json;
+use crate::summary;
+use crate::transport;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+// ---------------------------------------------------------------------------------------------
+// A tiny Fx-style hasher: keys are pointers, so a multiply is as good as SipHash and far cheaper.
+
+#[derive(Default, Clone, Copy)]
+pub struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ *b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 ^ (n as u64 >> 17)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type PtrMap<V> = HashMap<usize, V, BuildHasherDefault<PtrHasher>>;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration and identity.
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Calls shorter than this are aggregated but not sent as detailed events.
+    pub min_duration_ns: u64,
+    /// Detailed call events per second, process-wide; 0 means no cap.
+    pub max_detail_per_s: f64,
+    /// Summarise arguments and return values of detailed calls.
+    pub capture_args: bool,
+    /// Use `repr` (truncated) instead of the built-in summary for detailed calls.
+    pub capture_repr: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            min_duration_ns: 0,
+            max_detail_per_s: 1000.0,
+            capture_args: true,
+            capture_repr: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ident {
+    pub run_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub main_tid: u64,
+    pub parent_session_id: Option<String>,
+}
+
+impl Ident {
+    pub fn session_for(&self, tid: u64) -> String {
+        if tid == self.main_tid {
+            format!("{}:main", self.run_id)
+        } else {
+            format!("{}:t{}", self.run_id, tid)
+        }
+    }
+    pub fn parent_session_for(&self, tid: u64) -> Option<String> {
+        if tid == self.main_tid {
+            self.parent_session_id.clone()
+        } else {
+            Some(format!("{}:main", self.run_id))
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Function,
+    Generator,
+    Coroutine,
+    AsyncGenerator,
+}
+
+impl Kind {
+    fn from_flags(flags: i64) -> Kind {
+        // CO_GENERATOR 0x20, CO_COROUTINE 0x80, CO_ITERABLE_COROUTINE 0x100, CO_ASYNC_GENERATOR 0x200
+        if flags & 0x200 != 0 {
+            Kind::AsyncGenerator
+        } else if flags & 0x180 != 0 {
+            Kind::Coroutine
+        } else if flags & 0x20 != 0 {
+            Kind::Generator
+        } else {
+            Kind::Function
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Function => "function",
+            Kind::Generator => "generator",
+            Kind::Coroutine => "coroutine",
+            Kind::AsyncGenerator => "async_generator",
+        }
+    }
+    fn suspends(self) -> bool {
+        self != Kind::Function
+    }
+}
+
+/// What the tracer knows about one code object. Immutable once made.
+pub struct CodeMeta {
+    /// Keeps the code object alive so that its address, our key, is never reused.
+    _code: Py<PyAny>,
+    pub traced: bool,
+    pub kind: Kind,
+    pub qualname: String,
+    pub module: String,
+    pub file: String,
+    pub line: u32,
+    /// Argument names (positional, keyword-only, *args, **kwargs), as Python strings owned by
+    /// the code object, for `PyFrame_GetVar`.
+    pub argnames: Vec<(String, Py<PyAny>)>,
+    /// 3.11 only: bytecode offsets of YIELD_VALUE, to tell a yield from a return.
+    #[cfg_attr(Py_3_12, allow(dead_code))]
+    pub yield_offsets: Vec<i32>,
+}
+
+/// Aggregates for one function.
+#[derive(Clone, Default, Debug)]
+pub struct FnStats {
+    pub count: u64,
+    pub errors: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// <1µs, <10µs, <100µs, <1ms, <10ms, <100ms, <1s, ≥1s
+    pub buckets: [u64; 8],
+}
+
+pub const BUCKET_LABELS: [&str; 8] = [
+    "lt_1us", "lt_10us", "lt_100us", "lt_1ms", "lt_10ms", "lt_100ms", "lt_1s", "ge_1s",
+];
+
+impl FnStats {
+    #[inline]
+    fn record(&mut self, ns: u64, failed: bool) {
+        if self.count == 0 || ns < self.min_ns {
+            self.min_ns = ns;
+        }
+        if ns > self.max_ns {
+            self.max_ns = ns;
+        }
+        self.count += 1;
+        self.total_ns += ns;
+        if failed {
+            self.errors += 1;
+        }
+        let b = match ns {
+            0..1_000 => 0,
+            1_000..10_000 => 1,
+            10_000..100_000 => 2,
+            100_000..1_000_000 => 3,
+            1_000_000..10_000_000 => 4,
+            10_000_000..100_000_000 => 5,
+            100_000_000..1_000_000_000 => 6,
+            _ => 7,
+        };
+        self.buckets[b] += 1;
+    }
+
+    fn merge(&mut self, o: &FnStats) {
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 || o.min_ns < self.min_ns {
+            self.min_ns = o.min_ns;
+        }
+        self.max_ns = self.max_ns.max(o.max_ns);
+        self.count += o.count;
+        self.errors += o.errors;
+        self.total_ns += o.total_ns;
+        for i in 0..8 {
+            self.buckets[i] += o.buckets[i];
+        }
+    }
+}
+
+/// Per-thread deltas since the last flush, indexed by code index.
+#[derive(Default)]
+pub struct ThreadStats {
+    pub fns: Vec<FnStats>,
+    pub touched: Vec<u32>,
+}
+
+/// One activation on a shadow stack (or, for a suspended generator, waiting to resume).
+struct Frame {
+    code: usize,
+    idx: u32,
+    kind: Kind,
+    call_id: u64,
+    parent_id: u64,
+    depth: u32,
+    start_ns: u64,
+    seg_start_ns: u64,
+    active_ns: u64,
+    resumes: u32,
+    gen_key: usize,
+    /// Started before tracing began (a resumed generator we never saw start).
+    partial: bool,
+    /// JSON object of argument summaries, when the call may become a detailed event.
+    args: Option<String>,
+}
+
+/// Global state behind one mutex; touched on slow paths only (first sight of a code object,
+/// generator suspension, detailed events, flushes).
+pub struct Registry {
+    pub cfg: Config,
+    pub ident: Arc<Ident>,
+    index: PtrMap<u32>,
+    pub metas: Vec<Arc<CodeMeta>>,
+    suspended: PtrMap<Frame>,
+    threads: Vec<Arc<Mutex<ThreadStats>>>,
+    pub totals: Vec<FnStats>,
+    classify: Option<Py<PyAny>>,
+    on_exception: Option<Py<PyAny>>,
+    pub detail_sent: u64,
+    pub detail_skipped: u64,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// Tracing on/off, read on every event.
+pub static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Bumped when filters change: threads then forget their cached decisions.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
+pub static CALLS: AtomicU64 = AtomicU64::new(0);
+/// GCRA rate limiter for detailed events: the theoretical arrival time, in mono ns.
+static DETAIL_TAT: AtomicU64 = AtomicU64::new(0);
+static DETAIL_INTERVAL_NS: AtomicU64 = AtomicU64::new(1_000_000);
+static MIN_DURATION_NS: AtomicU64 = AtomicU64::new(0);
+static CAPTURE_ARGS: AtomicBool = AtomicBool::new(true);
+static CAPTURE_REPR: AtomicBool = AtomicBool::new(false);
+/// `sys.monitoring.DISABLE`, a strong reference leaked on purpose (it is immortal anyway).
+static DISABLE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+
+pub fn registry() -> MutexGuard<'static, Option<Registry>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct ThreadState {
+    busy: bool,
+    epoch: u64,
+    tid: u64,
+    cache: PtrMap<(u32, bool, Kind)>,
+    stack: Vec<Frame>,
+    stats: Arc<Mutex<ThreadStats>>,
+    /// The last exception reported from this thread (by address), so that an exception
+    /// unwinding through several traced frames is reported once.
+    last_exc: usize,
+}
+
+thread_local! {
+    static TS: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
+}
+
+fn gettid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+fn new_thread_state() -> ThreadState {
+    let stats = Arc::new(Mutex::new(ThreadStats::default()));
+    if let Some(r) = registry().as_mut() {
+        r.threads.push(Arc::clone(&stats));
+    }
+    ThreadState {
+        busy: false,
+        epoch: 0,
+        tid: gettid(),
+        cache: PtrMap::default(),
+        stack: Vec::with_capacity(64),
+        stats,
+        last_exc: 0,
+    }
+}
+
+/// Runs `f` with this thread's state, unless the thread is busy inside the tracer (then the
+/// event is ignored and `None` returned).
+#[inline]
+fn with_ts<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
+    TS.try_with(|cell| {
+        let mut b = cell.try_borrow_mut().ok()?;
+        let ts = b.get_or_insert_with(new_thread_state);
+        if ts.busy {
+            return None;
+        }
+        Some(f(ts))
+    })
+    .ok()
+    .flatten()
+}
+
+/// Marks the thread busy while Python code runs on the tracer's behalf.
+fn set_busy(v: bool) {
+    let _ = TS.try_with(|cell| {
+        if let Ok(mut b) = cell.try_borrow_mut() {
+            if let Some(ts) = b.as_mut() {
+                ts.busy = v;
+            }
+        }
+    });
+}
+
+struct BusyGuard;
+impl BusyGuard {
+    fn new() -> BusyGuard {
+        set_busy(true);
+        BusyGuard
+    }
+}
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        set_busy(false);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and control, called from `lib.rs`.
+
+pub fn install(
+    ident: Ident,
+    cfg: Config,
+    classify: Py<PyAny>,
+    on_exception: Py<PyAny>,
+    disable: Option<Py<PyAny>>,
+) {
+    if let Some(d) = disable {
+        DISABLE.store(d.into_ptr(), Ordering::Release);
+    }
+    let mut g = registry();
+    match g.as_mut() {
+        Some(r) => {
+            r.ident = Arc::new(ident);
+            r.classify = Some(classify);
+            r.on_exception = Some(on_exception);
+        }
+        None => {
+            *g = Some(Registry {
+                cfg: Config::default(),
+                ident: Arc::new(ident),
+                index: PtrMap::default(),
+                metas: Vec::new(),
+                suspended: PtrMap::default(),
+                threads: Vec::new(),
+                totals: Vec::new(),
+                classify: Some(classify),
+                on_exception: Some(on_exception),
+                detail_sent: 0,
+                detail_skipped: 0,
+            })
+        }
+    }
+    drop(g);
+    set_config(cfg, false);
+}
+
+/// Applies a new configuration. `refilter` forgets every include/exclude decision made so far.
+pub fn set_config(cfg: Config, refilter: bool) {
+    MIN_DURATION_NS.store(cfg.min_duration_ns, Ordering::Relaxed);
+    let interval = if cfg.max_detail_per_s > 0.0 {
+        (1e9 / cfg.max_detail_per_s) as u64
+    } else {
+        0
+    };
+    DETAIL_INTERVAL_NS.store(interval, Ordering::Relaxed);
+    CAPTURE_ARGS.store(cfg.capture_args, Ordering::Relaxed);
+    CAPTURE_REPR.store(cfg.capture_repr, Ordering::Relaxed);
+    let mut g = registry();
+    if let Some(r) = g.as_mut() {
+        r.cfg = cfg;
+        if refilter {
+            r.index.clear();
+        }
+    }
+    drop(g);
+    if refilter {
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Burst allowance of the detail rate limiter: a second's worth.
+const DETAIL_BURST_NS: u64 = 1_000_000_000;
+
+/// Would a detailed event be allowed now? (Does not consume.)
+#[inline]
+fn detail_available(now: u64) -> bool {
+    let interval = DETAIL_INTERVAL_NS.load(Ordering::Relaxed);
+    interval == 0 || DETAIL_TAT.load(Ordering::Relaxed) <= now + DETAIL_BURST_NS
+}
+
+/// Takes one detailed-event token (GCRA).
+fn detail_take(now: u64) -> bool {
+    let interval = DETAIL_INTERVAL_NS.load(Ordering::Relaxed);
+    if interval == 0 {
+        return true;
+    }
+    let mut tat = DETAIL_TAT.load(Ordering::Relaxed);
+    loop {
+        let base = tat.max(now);
+        if base > now + DETAIL_BURST_NS {
+            return false;
+        }
+        match DETAIL_TAT.compare_exchange_weak(
+            tat,
+            base + interval,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(t) => tat = t,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code classification (slow path).
+
+const UNKNOWN: u32 = u32::MAX;
+
+/// Looks up a code object in this thread's cache. Returns (index, traced, kind).
+#[inline]
+fn lookup(ts: &mut ThreadState, code: usize) -> Option<(u32, bool, Kind)> {
+    let epoch = EPOCH.load(Ordering::Acquire);
+    if ts.epoch != epoch {
+        ts.cache.clear();
+        ts.epoch = epoch;
+    }
+    ts.cache.get(&code).copied()
+}
+
+/// Classifies `code` through the Python `classify` callback (with the thread busy), records
+/// it in the registry and returns (index, traced). `globals` may be null.
+fn classify_slow(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    globals: *mut ffi::PyObject,
+) -> (u32, bool, Kind) {
+    let key = code as usize;
+    let classify = {
+        let g = registry();
+        let Some(r) = g.as_ref() else {
+            return (UNKNOWN, false, Kind::Function);
+        };
+        if let Some(&i) = r.index.get(&key) {
+            let m = &r.metas[i as usize];
+            return (i, m.traced, m.kind);
+        }
+        match &r.classify {
+            Some(c) => c.clone_ref(py),
+            None => return (UNKNOWN, false, Kind::Function),
+        }
+    };
+    // SAFETY: code is a live code object passed by the interpreter; globals is a live dict or
+    // null. Both are borrowed for the duration of this call.
+    let code_b = unsafe { Bound::from_borrowed_ptr(py, code) };
+    let globals_b = if globals.is_null() {
+        py.None().into_bound(py)
+    } else {
+        unsafe { Bound::from_borrowed_ptr(py, globals) }
+    };
+    let meta = {
+        let _busy = BusyGuard::new();
+        build_meta(py, &code_b, &globals_b, &classify)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => {
+            // A classification failure must not break the program: treat the code as untraced.
+            e.print(py);
+            CodeMeta {
+                _code: code_b.clone().unbind(),
+                traced: false,
+                kind: Kind::Function,
+                qualname: String::new(),
+                module: String::new(),
+                file: String::new(),
+                line: 0,
+                argnames: Vec::new(),
+                yield_offsets: Vec::new(),
+            }
+        }
+    };
+    let traced = meta.traced;
+    let kind = meta.kind;
+    let mut g = registry();
+    let Some(r) = g.as_mut() else {
+        return (UNKNOWN, false, Kind::Function);
+    };
+    if let Some(&i) = r.index.get(&key) {
+        let m = &r.metas[i as usize];
+        return (i, m.traced, m.kind);
+    }
+    // Re-use the slot of an earlier classification of the same code object (the index is
+    // cleared when filters change; the metas and their statistics stay).
+    let existing = r
+        .metas
+        .iter()
+        .position(|m| m._code.as_ptr() == code)
+        .map(|i| i as u32);
+    let idx = match existing {
+        Some(i) => {
+            let old = &r.metas[i as usize];
+            if old.traced != traced {
+                let mut m = meta;
+                m.traced = traced;
+                r.metas[i as usize] = Arc::new(m);
+            }
+            i
+        }
+        None => {
+            r.metas.push(Arc::new(meta));
+            r.totals.push(FnStats::default());
+            (r.metas.len() - 1) as u32
+        }
+    };
+    r.index.insert(key, idx);
+    (idx, traced, kind)
+}
+
+fn build_meta(
+    py: Python<'_>,
+    code: &Bound<'_, PyAny>,
+    globals: &Bound<'_, PyAny>,
+    classify: &Py<PyAny>,
+) -> PyResult<CodeMeta> {
+    // classify(code, globals) -> (traced, module, qualname, file, line, flags, argnames, yield_offsets)
+    let r = classify.call1(py, (code, globals))?;
+    let r = r.bind(py);
+    let traced: bool = r.get_item(0)?.extract()?;
+    let module: String = r.get_item(1)?.extract()?;
+    let qualname: String = r.get_item(2)?.extract()?;
+    let file: String = r.get_item(3)?.extract()?;
+    let line: u32 = r.get_item(4)?.extract()?;
+    let flags: i64 = r.get_item(5)?.extract()?;
+    let names = r.get_item(6)?;
+    let mut argnames = Vec::new();
+    for n in names.try_iter()? {
+        let n = n?;
+        argnames.push((n.extract::<String>()?, n.unbind()));
+    }
+    let yield_offsets: Vec<i32> = r.get_item(7)?.extract()?;
+    Ok(CodeMeta {
+        _code: code.clone().unbind(),
+        traced,
+        kind: Kind::from_flags(flags),
+        qualname,
+        module,
+        file,
+        line,
+        argnames,
+        yield_offsets,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// FFI not (or not uniformly) exposed by pyo3-ffi.
+
+extern "C" {
+    fn PyFrame_GetGlobals(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyObject;
+    #[cfg(Py_3_12)]
+    fn PyFrame_GetVar(frame: *mut ffi::PyFrameObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    #[cfg(not(Py_3_12))]
+    fn PyFrame_GetLocals(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyObject;
+    #[cfg(not(Py_3_12))]
+    fn PyFrame_GetLasti(frame: *mut ffi::PyFrameObject) -> std::os::raw::c_int;
+}
+
+/// Summaries of the arguments of the frame now starting, as a JSON object.
+fn capture_args(py: Python<'_>, frame: *mut ffi::PyFrameObject, idx: u32) -> Option<String> {
+    if frame.is_null() {
+        return None;
+    }
+    let meta = {
+        let g = registry();
+        Arc::clone(g.as_ref()?.metas.get(idx as usize)?)
+    };
+    let repr = CAPTURE_REPR.load(Ordering::Relaxed);
+    let _busy = BusyGuard::new();
+    let mut out = String::with_capacity(64);
+    out.push('{');
+    let mut first = true;
+    #[cfg(not(Py_3_12))]
+    // SAFETY: frame is the live frame being profiled.
+    let locals = unsafe {
+        let l = PyFrame_GetLocals(frame);
+        if l.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Bound::from_owned_ptr(py, l)
+    };
+    for (name, pyname) in &meta.argnames {
+        #[cfg(Py_3_12)]
+        // SAFETY: frame is live; pyname is a str owned by the code object we keep alive.
+        let v = unsafe {
+            let v = PyFrame_GetVar(frame, pyname.as_ptr());
+            if v.is_null() {
+                ffi::PyErr_Clear();
+                continue;
+            }
+            Bound::from_owned_ptr(py, v)
+        };
+        #[cfg(not(Py_3_12))]
+        let v = match locals.get_item(pyname.bind(py)) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        json::key(&mut out, &mut first, name);
+        if repr {
+            summary::repr_json(&mut out, name, &v, 200);
+        } else {
+            summary::summarize_named(&mut out, name, &v);
+        }
+    }
+    out.push('}');
+    Some(out)
+}
+
+fn summarize_value(py: Python<'_>, v: *mut ffi::PyObject) -> String {
+    let mut out = String::new();
+    if v.is_null() {
+        out.push_str("null");
+        return out;
+    }
+    // SAFETY: v is a live object passed by the interpreter for the duration of the callback.
+    let b = unsafe { Bound::from_borrowed_ptr(py, v) };
+    if CAPTURE_REPR.load(Ordering::Relaxed) {
+        let _busy = BusyGuard::new();
+        summary::repr_json(&mut out, "return", &b, 200);
+    } else {
+        summary::summarize(&mut out, &b, 1);
+    }
+    out
+}
+
+fn type_name_of(v: *mut ffi::PyObject) -> String {
+    if v.is_null() {
+        return String::new();
+    }
+    // SAFETY: v is live; tp_name is a NUL-terminated string owned by its type.
+    unsafe {
+        std::ffi::CStr::from_ptr((*ffi::Py_TYPE(v)).tp_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The events.
+
+/// What a start/resume callback should answer.
+#[derive(PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Disable,
+}
+
+fn current_frame() -> *mut ffi::PyFrameObject {
+    // SAFETY: called with the GIL held from a tracing callback; returns a borrowed frame.
+    unsafe { ffi::PyEval_GetFrame() }
+}
+
+/// A Python function starts (`resume` false) or a generator/coroutine resumes (`resume` true).
+/// `frame` may be null on 3.12+ (fetched lazily only when needed).
+#[inline]
+pub fn on_start(py: Python<'_>, code: *mut ffi::PyObject, mut frame: *mut ffi::PyFrameObject, resume: bool) -> Verdict {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return Verdict::Continue;
+    }
+    let key = code as usize;
+    let cached = match with_ts(|ts| lookup(ts, key)) {
+        None => return Verdict::Continue, // busy: the tracer's own Python code
+        Some(c) => c,
+    };
+    let (idx, traced, kind) = match cached {
+        Some(c) => c,
+        None => {
+            if frame.is_null() {
+                frame = current_frame();
+            }
+            let globals = if frame.is_null() {
+                std::ptr::null_mut()
+            } else {
+                // SAFETY: frame is live; PyFrame_GetGlobals returns a new reference.
+                unsafe {
+                    let g = PyFrame_GetGlobals(frame);
+                    ffi::Py_XDECREF(g);
+                    g
+                }
+            };
+            let c = classify_slow(py, code, globals);
+            with_ts(|ts| {
+                ts.cache.insert(key, c);
+            });
+            c
+        }
+    };
+    if !traced || idx == UNKNOWN {
+        return Verdict::Disable;
+    }
+    let now = clock::mono_ns();
+    if kind.suspends() {
+        if frame.is_null() {
+            frame = current_frame();
+        }
+        let gen_key = frame as usize;
+        if resume {
+            let taken = registry().as_mut().and_then(|r| r.suspended.remove(&gen_key));
+            let f = match taken {
+                Some(mut f) => {
+                    f.seg_start_ns = now;
+                    f.resumes += 1;
+                    f
+                }
+                None => Frame {
+                    code: key,
+                    idx,
+                    kind,
+                    call_id: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
+                    parent_id: 0,
+                    depth: 0,
+                    start_ns: now,
+                    seg_start_ns: now,
+                    active_ns: 0,
+                    resumes: 1,
+                    gen_key,
+                    partial: true,
+                    args: None,
+                },
+            };
+            with_ts(|ts| {
+                let mut f = f;
+                if f.partial && f.resumes == 1 {
+                    f.parent_id = ts.stack.last().map(|p| p.call_id).unwrap_or(0);
+                    f.depth = ts.stack.len() as u32;
+                }
+                ts.stack.push(f);
+            });
+            return Verdict::Continue;
+        }
+        let args = if CAPTURE_ARGS.load(Ordering::Relaxed) && detail_available(now) {
+            capture_args(py, frame, idx)
+        } else {
+            None
+        };
+        with_ts(|ts| push_new(ts, key, idx, kind, now, gen_key, args));
+        return Verdict::Continue;
+    }
+    let args = if CAPTURE_ARGS.load(Ordering::Relaxed) && detail_available(now) {
+        if frame.is_null() {
+            frame = current_frame();
+        }
+        capture_args(py, frame, idx)
+    } else {
+        None
+    };
+    with_ts(|ts| push_new(ts, key, idx, kind, now, 0, args));
+    Verdict::Continue
+}
+
+#[inline]
+fn push_new(ts: &mut ThreadState, code: usize, idx: u32, kind: Kind, now: u64, gen_key: usize, args: Option<String>) {
+    let (parent_id, depth) = match ts.stack.last() {
+        Some(p) => (p.call_id, ts.stack.len() as u32),
+        None => (0, 0),
+    };
+    ts.stack.push(Frame {
+        code,
+        idx,
+        kind,
+        call_id: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
+        parent_id,
+        depth,
+        start_ns: now,
+        seg_start_ns: now,
+        active_ns: 0,
+        resumes: 0,
+        gen_key,
+        partial: false,
+        args,
+    });
+}
+
+/// How a frame left.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Return,
+    Yield,
+    Unwind,
+}
+
+/// A Python function returns, yields or unwinds. `value` is the return/yield value or the
+/// exception (3.12+), or null. Returns whether the event should be disabled for this code.
+#[inline]
+pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut ffi::PyObject) -> Verdict {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return Verdict::Continue;
+    }
+    let key = code as usize;
+    let now = clock::mono_ns();
+    // Pop the matching frame. A return we never saw start (tracing began inside it) is ignored.
+    let popped = with_ts(|ts| {
+        // Search the top of the stack first: after a filter change the cache is empty but the
+        // frames we started are still ours.
+        let pos = ts.stack.iter().rev().take(8).position(|f| f.code == key);
+        match pos {
+            Some(p) => {
+                let at = ts.stack.len() - 1 - p;
+                // Frames above it left without an event (should not happen): drop them.
+                ts.stack.truncate(at + 1);
+                let f = ts.stack.pop().expect("index found above");
+                Ok((f, ts.tid, Arc::clone(&ts.stats)))
+            }
+            None => match lookup(ts, key) {
+                Some((_, false, _)) => Err(Verdict::Disable),
+                _ => Err(Verdict::Continue),
+            },
+        }
+    });
+    let (mut f, tid, stats) = match popped {
+        None => return Verdict::Continue,
+        Some(Err(v)) => return v,
+        Some(Ok(x)) => x,
+    };
+    let seg = now.saturating_sub(f.seg_start_ns);
+    f.active_ns += seg;
+    if exit == Exit::Yield && f.kind.suspends() {
+        if let Some(r) = registry().as_mut() {
+            if r.suspended.len() < 100_000 {
+                r.suspended.insert(f.gen_key, f);
+            }
+        }
+        return Verdict::Continue;
+    }
+    let failed = exit == Exit::Unwind;
+    let duration = now.saturating_sub(f.start_ns);
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+        let i = f.idx as usize;
+        if s.fns.len() <= i {
+            s.fns.resize(i + 1, FnStats::default());
+        }
+        if s.fns[i].count == 0 {
+            s.touched.push(f.idx);
+        }
+        s.fns[i].record(duration, failed);
+    }
+    let exc_name = if failed { type_name_of(value) } else { String::new() };
+    // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
+    let cancelled = failed && exc_name == "GeneratorExit";
+    if failed && !cancelled && !value.is_null() {
+        report_exception(py, value);
+    }
+    if duration >= MIN_DURATION_NS.load(Ordering::Relaxed) && detail_take(now) {
+        let ret = if f.args.is_some() && exit == Exit::Return {
+            Some(summarize_value(py, value))
+        } else {
+            None
+        };
+        emit_call(&f, tid, duration, now, exit, &exc_name, cancelled, ret);
+    } else if let Some(r) = registry().as_mut() {
+        r.detail_skipped += 1;
+    }
+    Verdict::Continue
+}
+
+/// Reports an exception leaving a traced frame, once per exception object per thread.
+fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject) {
+    let addr = exc as usize;
+    let fresh = with_ts(|ts| {
+        if ts.last_exc == addr {
+            false
+        } else {
+            ts.last_exc = addr;
+            true
+        }
+    })
+    .unwrap_or(false);
+    if !fresh {
+        return;
+    }
+    let cb = registry()
+        .as_ref()
+        .and_then(|r| r.on_exception.as_ref().map(|c| c.clone_ref(py)));
+    if let Some(cb) = cb {
+        let _busy = BusyGuard::new();
+        // SAFETY: exc is a live exception object passed by the interpreter.
+        let e = unsafe { Bound::from_borrowed_ptr(py, exc) };
+        if let Err(err) = cb.call1(py, (e,)) {
+            err.print(py);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_call(
+    f: &Frame,
+    tid: u64,
+    duration: u64,
+    now: u64,
+    exit: Exit,
+    exc_name: &str,
+    cancelled: bool,
+    ret: Option<String>,
+) {
+    let (meta, ident) = {
+        let mut g = registry();
+        let Some(r) = g.as_mut() else { return };
+        r.detail_sent += 1;
+        let Some(m) = r.metas.get(f.idx as usize) else { return };
+        (Arc::clone(m), Arc::clone(&r.ident))
+    };
+    let failed = exit == Exit::Unwind && !cancelled;
+    let qual = if meta.module.is_empty() {
+        meta.qualname.clone()
+    } else {
+        format!("{}.{}", meta.module, meta.qualname)
+    };
+    let mut o = String::with_capacity(512);
+    let mut first = true;
+    o.push('{');
+    json::key(&mut o, &mut first, "event_id");
+    json::push_str(&mut o, &format!("{}.c{}", ident.run_id, f.call_id));
+    json::key(&mut o, &mut first, "ts");
+    json::push_str(&mut o, &clock::rfc3339_ms(clock::wall_ns_at(f.start_ns)));
+    json::key(&mut o, &mut first, "source");
+    o.push_str("\"python\"");
+    json::key(&mut o, &mut first, "source_event");
+    o.push_str("\"call\"");
+    json::key(&mut o, &mut first, "run_id");
+    json::push_str(&mut o, &ident.run_id);
+    json::key(&mut o, &mut first, "session_id");
+    json::push_str(&mut o, &ident.session_for(tid));
+    if let Some(p) = ident.parent_session_for(tid) {
+        json::key(&mut o, &mut first, "parent_session_id");
+        json::push_str(&mut o, &p);
+    }
+    json::key(&mut o, &mut first, "entity_type");
+    o.push_str("\"call\"");
+    json::key(&mut o, &mut first, "entity_id");
+    json::push_str(&mut o, &qual);
+    json::key(&mut o, &mut first, "correlation_id");
+    json::push_str(&mut o, &format!("{}.c{}", ident.run_id, f.call_id));
+    json::key(&mut o, &mut first, "status");
+    o.push_str(if cancelled {
+        "\"cancelled\""
+    } else if failed {
+        "\"failed\""
+    } else {
+        "\"success\""
+    });
+    json::key(&mut o, &mut first, "severity");
+    o.push_str(if failed { "\"warn\"" } else { "\"info\"" });
+    json::key(&mut o, &mut first, "title");
+    json::push_str(&mut o, &qual);
+    if failed {
+        json::key(&mut o, &mut first, "summary");
+        json::push_str(&mut o, &format!("raised {exc_name}"));
+    }
+    json::key(&mut o, &mut first, "duration_ms");
+    json::push_f64(&mut o, duration as f64 / 1e6);
+    json::key(&mut o, &mut first, "pid");
+    let _ = write!(o, "{}", ident.pid);
+    json::key(&mut o, &mut first, "thread_id");
+    let _ = write!(o, "{}", tid);
+    json::key(&mut o, &mut first, "host");
+    json::push_str(&mut o, &ident.host);
+    json::key(&mut o, &mut first, "metrics");
+    let _ = write!(
+        o,
+        "{{\"active_ms\":{},\"depth\":{}}}",
+        f.active_ns as f64 / 1e6,
+        f.depth
+    );
+    json::key(&mut o, &mut first, "payload");
+    o.push('{');
+    let mut pf = true;
+    json::key(&mut o, &mut pf, "call_id");
+    let _ = write!(o, "{}", f.call_id);
+    json::key(&mut o, &mut pf, "parent_call_id");
+    if f.parent_id == 0 {
+        o.push_str("null");
+    } else {
+        let _ = write!(o, "{}", f.parent_id);
+    }
+    json::key(&mut o, &mut pf, "depth");
+    let _ = write!(o, "{}", f.depth);
+    json::key(&mut o, &mut pf, "module");
+    json::push_str(&mut o, &meta.module);
+    json::key(&mut o, &mut pf, "qualname");
+    json::push_str(&mut o, &meta.qualname);
+    json::key(&mut o, &mut pf, "file");
+    json::push_str(&mut o, &meta.file);
+    json::key(&mut o, &mut pf, "line");
+    let _ = write!(o, "{}", meta.line);
+    json::key(&mut o, &mut pf, "kind");
+    json::push_str(&mut o, f.kind.name());
+    json::key(&mut o, &mut pf, "start_ns");
+    let _ = write!(o, "{}", f.start_ns);
+    json::key(&mut o, &mut pf, "end_ns");
+    let _ = write!(o, "{}", now);
+    if f.kind.suspends() {
+        json::key(&mut o, &mut pf, "resumes");
+        let _ = write!(o, "{}", f.resumes);
+    }
+    if f.partial {
+        json::key(&mut o, &mut pf, "partial");
+        o.push_str("true");
+    }
+    if let Some(a) = &f.args {
+        json::key(&mut o, &mut pf, "args");
+        o.push_str(a);
+    }
+    if let Some(r) = &ret {
+        json::key(&mut o, &mut pf, "return");
+        o.push_str(r);
+    }
+    if exit == Exit::Unwind {
+        json::key(&mut o, &mut pf, "exception");
+        if exc_name.is_empty() {
+            o.push_str("null");
+        } else {
+            json::push_str(&mut o, exc_name);
+        }
+    }
+    o.push_str("}}");
+    transport::global().push(o, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregates.
+
+/// Moves every thread's deltas into the totals; returns (index, delta, total) for each function
+/// called since the last flush.
+pub fn take_stats() -> (Vec<(Arc<CodeMeta>, FnStats, FnStats)>, Arc<Ident>) {
+    let mut g = registry();
+    let Some(r) = g.as_mut() else {
+        return (Vec::new(), Arc::new(Ident::default()));
+    };
+    let mut delta: PtrMap<FnStats> = PtrMap::default();
+    for t in &r.threads {
+        let mut s = t.lock().unwrap_or_else(|e| e.into_inner());
+        let touched = std::mem::take(&mut s.touched);
+        for i in touched {
+            let d = std::mem::take(&mut s.fns[i as usize]);
+            delta.entry(i as usize).or_default().merge(&d);
+        }
+    }
+    let mut out = Vec::with_capacity(delta.len());
+    let mut keys: Vec<usize> = delta.keys().copied().collect();
+    keys.sort_unstable();
+    for i in keys {
+        let d = &delta[&i];
+        if i >= r.totals.len() {
+            continue;
+        }
+        r.totals[i].merge(d);
+        out.push((Arc::clone(&r.metas[i]), d.clone(), r.totals[i].clone()));
+    }
+    (out, Arc::clone(&r.ident))
+}
+
+/// Drops shadow-stack state (used when tracing is switched off: frames that are live now will
+/// return while tracing is off, so their entries would go stale).
+pub fn reset_thread_stacks() {
+    let _ = with_ts(|ts| ts.stack.clear());
+    if let Some(r) = registry().as_mut() {
+        r.suspended.clear();
+    }
+}
+
+pub fn disable_obj(py: Python<'_>) -> Py<PyAny> {
+    let p = DISABLE.load(Ordering::Acquire);
+    if p.is_null() {
+        py.None()
+    } else {
+        // SAFETY: p is a strong reference we leaked in `install`.
+        unsafe { Bound::from_borrowed_ptr(py, p).unbind() }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python 3.11: the C-level profile function.
+
+#[cfg(not(Py_3_12))]
+pub mod profile311 {
+    use super::*;
+    use std::os::raw::c_int;
+
+    const PYTRACE_CALL: c_int = 0;
+    const PYTRACE_RETURN: c_int = 3;
+
+    extern "C" {
+        fn _PyEval_SetProfile(
+            tstate: *mut ffi::PyThreadState,
+            func: Option<ffi::Py_tracefunc>,
+            arg: *mut ffi::PyObject,
+        ) -> c_int;
+    }
+
+    /// The profile function. Exceptions inside the tracer are never propagated (returns 0).
+    pub unsafe extern "C" fn profile(
+        _obj: *mut ffi::PyObject,
+        frame: *mut ffi::PyFrameObject,
+        what: c_int,
+        arg: *mut ffi::PyObject,
+    ) -> c_int {
+        if what != PYTRACE_CALL && what != PYTRACE_RETURN {
+            return 0;
+        }
+        let py = Python::assume_attached();
+        let code = ffi::PyFrame_GetCode(frame) as *mut ffi::PyObject;
+        // The frame holds the code alive; our registry holds it too once classified.
+        ffi::Py_DECREF(code);
+        if what == PYTRACE_CALL {
+            let resume = is_resume(code, frame);
+            on_start(py, code, frame, resume);
+        } else if arg.is_null() {
+            on_exit(py, code, Exit::Unwind, std::ptr::null_mut());
+            note_unwind(py);
+        } else {
+            let exit = if is_yield(code, frame) { Exit::Yield } else { Exit::Return };
+            on_exit(py, code, exit, arg);
+        }
+        0
+    }
+
+    /// The cached (index, kind) of a code object seen before on this thread.
+    fn kind_of(code: *mut ffi::PyObject) -> Option<(u32, Kind)> {
+        let (idx, _, kind) = with_ts(|ts| lookup(ts, code as usize)).flatten()?;
+        Some((idx, kind))
+    }
+
+    /// A CALL event for a generator frame we saw suspend is a resumption.
+    fn is_resume(code: *mut ffi::PyObject, frame: *mut ffi::PyFrameObject) -> bool {
+        match kind_of(code) {
+            Some((_, k)) if k.suspends() => registry()
+                .as_ref()
+                .map(|r| r.suspended.contains_key(&(frame as usize)))
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// A RETURN event at a YIELD_VALUE instruction is a yield.
+    fn is_yield(code: *mut ffi::PyObject, frame: *mut ffi::PyFrameObject) -> bool {
+        match kind_of(code) {
+            Some((idx, k)) if k.suspends() => {
+                // SAFETY: frame is the live frame being profiled.
+                let lasti = unsafe { PyFrame_GetLasti(frame) };
+                registry()
+                    .as_ref()
+                    .and_then(|r| r.metas.get(idx as usize).map(|m| m.yield_offsets.contains(&lasti)))
+                    .unwrap_or(false)
+            }
+            _ => false,
+        }
+    }
+
+    /// On 3.11 the exception is not visible to a profile function while a frame unwinds (the
+    /// interpreter has fetched it away). A C trace function set for just this moment receives
+    /// it: PyTrace_EXCEPTION fires in the frame the exception reaches next, with
+    /// (type, value, traceback). It is set only when no other trace function (debugger,
+    /// coverage) is installed, and removes itself at its first exception event.
+    fn note_unwind(py: Python<'_>) {
+        let free = py
+            .import("sys")
+            .and_then(|s| s.getattr("gettrace"))
+            .and_then(|g| g.call0())
+            .map(|t| t.is_none())
+            .unwrap_or(false);
+        if free {
+            // SAFETY: GIL held; sets the trace function of the calling thread.
+            unsafe { ffi::PyEval_SetTrace(Some(catch_exception), std::ptr::null_mut()) };
+        }
+    }
+
+    const PYTRACE_EXCEPTION: c_int = 1;
+
+    unsafe extern "C" fn catch_exception(
+        _obj: *mut ffi::PyObject,
+        _frame: *mut ffi::PyFrameObject,
+        what: c_int,
+        arg: *mut ffi::PyObject,
+    ) -> c_int {
+        if what == PYTRACE_EXCEPTION || what == PYTRACE_RETURN {
+            ffi::PyEval_SetTrace(None, std::ptr::null_mut());
+        }
+        if what == PYTRACE_EXCEPTION && !arg.is_null() && ffi::PyTuple_Check(arg) != 0 && ffi::PyTuple_GET_SIZE(arg) >= 2 {
+            let py = Python::assume_attached();
+            let value = ffi::PyTuple_GET_ITEM(arg, 1);
+            if !value.is_null() && value != ffi::Py_None() {
+                report_exception(py, value);
+            }
+        }
+        0
+    }
+
+    /// Sets the profile function on every thread of the interpreter (3.12 has
+    /// PyEval_SetProfileAllThreads; 3.11 needs the loop).
+    pub fn set_all_threads(on: bool) {
+        // SAFETY: called with the GIL held; the thread list is stable while we hold it.
+        unsafe {
+            let func: Option<ffi::Py_tracefunc> = if on { Some(profile) } else { None };
+            let me = ffi::PyThreadState_Get();
+            let interp = ffi::PyThreadState_GetInterpreter(me);
+            let mut t = ffi::PyInterpreterState_ThreadHead(interp);
+            while !t.is_null() {
+                if _PyEval_SetProfile(t, func, std::ptr::null_mut()) < 0 {
+                    ffi::PyErr_Clear();
+                }
+                t = ffi::PyThreadState_Next(t);
+            }
+        }
+    }
+
+    /// Sets the profile function on the calling thread only.
+    pub fn set_this_thread() {
+        // SAFETY: called with the GIL held.
+        unsafe { ffi::PyEval_SetProfile(Some(profile), std::ptr::null_mut()) }
+    }
+}

@@ -1,0 +1,353 @@
+//! The agent's outbox: a bounded queue of serialized events and the background thread that
+//! delivers them to the hub (`POST /api/v1/events`, NDJSON) or to an offline NDJSON file.
+//!
+//! The traced program only ever appends to the queue (a short critical section, no I/O). The
+//! sender thread is pure Rust: it must never touch Python or hold the GIL, and it must never
+//! block the program. When the hub is slow or down the queue keeps the newest detailed call
+//! events and drops the oldest, counting the drops; lifecycle, exception and statistics events
+//! ("critical") have their own, larger bound.
+
+use crate::http::{Client, Endpoint};
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const MAX_BATCH: usize = 1000;
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// Nothing configured yet: events wait in the queue.
+    None,
+    Http(Endpoint),
+    File(PathBuf),
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct Stats {
+    pub queued: usize,
+    pub sent: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+    pub retries: u64,
+    pub last_error: Option<String>,
+}
+
+struct Q {
+    critical: VecDeque<String>,
+    detail: VecDeque<String>,
+    cap_critical: usize,
+    cap_detail: usize,
+    in_flight: usize,
+    sink: Sink,
+    sink_gen: u64,
+    stop: bool,
+    /// Set by `flush`: send what is queued now without waiting to fill a batch.
+    urgent: bool,
+    stats: Stats,
+}
+
+pub struct Transport {
+    q: Mutex<Q>,
+    wake: Condvar,
+    idle: Condvar,
+}
+
+static TRANSPORT: OnceLock<Arc<Transport>> = OnceLock::new();
+
+/// The process's transport, with its sender thread started on first use.
+pub fn global() -> &'static Arc<Transport> {
+    TRANSPORT.get_or_init(|| {
+        let t = Arc::new(Transport {
+            q: Mutex::new(Q {
+                critical: VecDeque::new(),
+                detail: VecDeque::new(),
+                cap_critical: 100_000,
+                cap_detail: 50_000,
+                in_flight: 0,
+                sink: Sink::None,
+                sink_gen: 0,
+                stop: false,
+                urgent: false,
+                stats: Stats::default(),
+            }),
+            wake: Condvar::new(),
+            idle: Condvar::new(),
+        });
+        let t2 = Arc::clone(&t);
+        std::thread::Builder::new()
+            .name("sightline-sender".into())
+            .spawn(move || t2.run())
+            .expect("spawning the sightline sender thread");
+        t
+    })
+}
+
+fn lock(m: &Mutex<Q>) -> std::sync::MutexGuard<'_, Q> {
+    // A panic elsewhere must not silence the agent: keep using the data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transport {
+    pub fn configure(&self, sink: Sink, cap_detail: usize, cap_critical: usize) {
+        let mut q = lock(&self.q);
+        q.sink = sink;
+        q.sink_gen += 1;
+        q.cap_detail = cap_detail.max(1);
+        q.cap_critical = cap_critical.max(1);
+        q.stop = false;
+        drop(q);
+        self.wake.notify_all();
+    }
+
+    /// Queues one serialized event. `droppable` events (detailed calls) give way first.
+    pub fn push(&self, line: String, droppable: bool) {
+        let mut q = lock(&self.q);
+        if droppable {
+            if q.detail.len() >= q.cap_detail {
+                q.detail.pop_front();
+                q.stats.dropped += 1;
+            }
+            q.detail.push_back(line);
+        } else {
+            if q.critical.len() >= q.cap_critical {
+                q.critical.pop_front();
+                q.stats.dropped += 1;
+            }
+            q.critical.push_back(line);
+        }
+        let wake = q.critical.len() + q.detail.len() >= MAX_BATCH / 2;
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let q = lock(&self.q);
+        let mut s = q.stats.clone();
+        s.queued = q.critical.len() + q.detail.len() + q.in_flight;
+        s
+    }
+
+    /// Waits until everything queued so far was delivered or `timeout` passed; returns how
+    /// many events are still undelivered. Must be called without the GIL.
+    pub fn flush(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&self.q);
+        q.urgent = true;
+        self.wake.notify_all();
+        loop {
+            let left = q.critical.len() + q.detail.len() + q.in_flight;
+            if left == 0 {
+                q.urgent = false;
+                return 0;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                q.urgent = false;
+                return left;
+            }
+            q = self
+                .idle
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Takes every queued event out (for spooling to a file at exit).
+    pub fn drain(&self) -> Vec<String> {
+        let mut q = lock(&self.q);
+        let mut v: Vec<String> = q.critical.drain(..).collect();
+        v.extend(q.detail.drain(..));
+        v
+    }
+
+    fn run(&self) {
+        let mut client: Option<(u64, Client)> = None;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let (batch, n_crit, sink, gen) = {
+                let mut q = lock(&self.q);
+                loop {
+                    let n = q.critical.len() + q.detail.len();
+                    let ready = !matches!(q.sink, Sink::None);
+                    if ready && n > 0 {
+                        break;
+                    }
+                    q = self
+                        .wake
+                        .wait_timeout(q, Duration::from_millis(200))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                // Let a batch fill for a moment unless flushing: fewer, larger commits.
+                if !q.urgent && q.critical.len() + q.detail.len() < MAX_BATCH / 2 {
+                    q = self
+                        .wake
+                        .wait_timeout(q, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    match q.critical.pop_front() {
+                        Some(l) => {
+                            bytes += l.len() + 1;
+                            batch.push(l);
+                        }
+                        None => break,
+                    }
+                }
+                let n_crit = batch.len();
+                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    match q.detail.pop_front() {
+                        Some(l) => {
+                            bytes += l.len() + 1;
+                            batch.push(l);
+                        }
+                        None => break,
+                    }
+                }
+                q.in_flight = batch.len();
+                (batch, n_crit, q.sink.clone(), q.sink_gen)
+            };
+            let outcome = match &sink {
+                Sink::None => Outcome::Retry(None, "no sink".into()),
+                Sink::File(p) => write_file(p, &batch),
+                Sink::Http(ep) => {
+                    if client.as_ref().map(|c| c.0) != Some(gen) {
+                        client = Some((gen, Client::new(ep.clone(), Duration::from_secs(30))));
+                    }
+                    post(&mut client.as_mut().expect("set above").1, &batch)
+                }
+            };
+            let mut q = lock(&self.q);
+            q.in_flight = 0;
+            match outcome {
+                Outcome::Done { rejected, error } => {
+                    q.stats.sent += (batch.len() - rejected) as u64;
+                    q.stats.rejected += rejected as u64;
+                    if error.is_some() {
+                        q.stats.last_error = error;
+                    }
+                    backoff = Duration::from_millis(200);
+                    if q.critical.is_empty() && q.detail.is_empty() {
+                        self.idle.notify_all();
+                    }
+                }
+                Outcome::Retry(after, err) => {
+                    q.stats.retries += 1;
+                    q.stats.last_error = Some(err);
+                    // Put the batch back in front, keeping the bounds (oldest detail goes).
+                    let mut it = batch.into_iter();
+                    let crit: Vec<String> = it.by_ref().take(n_crit).collect();
+                    let det: Vec<String> = it.collect();
+                    for l in det.into_iter().rev() {
+                        if q.detail.len() >= q.cap_detail {
+                            q.stats.dropped += 1;
+                        } else {
+                            q.detail.push_front(l);
+                        }
+                    }
+                    for l in crit.into_iter().rev() {
+                        if q.critical.len() >= q.cap_critical {
+                            q.stats.dropped += 1;
+                        } else {
+                            q.critical.push_front(l);
+                        }
+                    }
+                    self.idle.notify_all();
+                    let wait = after.unwrap_or(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let _ = self.wake.wait_timeout(q, wait);
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Done {
+        rejected: usize,
+        error: Option<String>,
+    },
+    Retry(Option<Duration>, String),
+}
+
+fn write_file(path: &PathBuf, batch: &[String]) -> Outcome {
+    let r = (|| -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut buf = String::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
+        for l in batch {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        f.write_all(buf.as_bytes())
+    })();
+    match r {
+        Ok(()) => Outcome::Done {
+            rejected: 0,
+            error: None,
+        },
+        Err(e) => Outcome::Retry(None, format!("writing {}: {e}", path.display())),
+    }
+}
+
+fn post(client: &mut Client, batch: &[String]) -> Outcome {
+    let mut body = String::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
+    for l in batch {
+        body.push_str(l);
+        body.push('\n');
+    }
+    match client.request(
+        "POST",
+        "/api/v1/events",
+        Some("application/x-ndjson"),
+        body.as_bytes(),
+    ) {
+        Ok(r) if (200..300).contains(&r.status) => Outcome::Done {
+            rejected: 0,
+            error: None,
+        },
+        Ok(r) if r.status == 503 || r.status == 429 || r.status >= 500 => Outcome::Retry(
+            Some(Duration::from_secs(r.retry_after.unwrap_or(1).clamp(1, 30))),
+            format!("hub answered {}", r.status),
+        ),
+        Ok(r) if r.status == 400 && batch.len() > 1 => {
+            // A batch is all-or-nothing: find the bad events one by one and keep the rest.
+            let mut rejected = 0;
+            let mut error = None;
+            for l in batch {
+                match post(client, std::slice::from_ref(l)) {
+                    Outcome::Done { rejected: 0, .. } => {}
+                    Outcome::Done { error: e, .. } => {
+                        rejected += 1;
+                        error = e;
+                    }
+                    retry => return retry,
+                }
+            }
+            Outcome::Done { rejected, error }
+        }
+        Ok(r) => Outcome::Done {
+            rejected: batch.len(),
+            error: Some(format!(
+                "hub refused events ({}): {}",
+                r.status,
+                String::from_utf8_lossy(&r.body[..r.body.len().min(500)])
+            )),
+        },
+        Err(e) => Outcome::Retry(None, e.to_string()),
+    }
+}
