@@ -1,1 +1,20 @@
-fn main(){}
+//! `sightline`: the binary's edge. Parses the command line, runs the command, and turns its
+//! outcome into an exit code (0 ok, 1 failure, 2 config or argument error, 3 adapter start-up
+//! error, 4 port in use). Everything else lives in `commands/`.
+
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod exit;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    let code = match commands::run(args) {
+        Ok(code) => code,
+        Err(error) => exit::report(&error),
+    };
+    std::process::exit(code);
+}

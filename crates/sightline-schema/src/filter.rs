@@ -69,14 +69,28 @@ impl Filter {
         for (key, value) in params {
             let strings = || split(value).map(str::to_string).collect::<Vec<_>>();
             match key {
-                "sources" | "source" => f.sources.extend(parse_list(key, value, Source::parse, Source::names)?),
+                "sources" | "source" => {
+                    f.sources
+                        .extend(parse_list(key, value, Source::parse, Source::names)?)
+                }
                 "source_events" => f.source_events.extend(strings()),
                 "runs" | "run_id" => f.runs.extend(strings()),
                 "sessions" | "session_id" => f.sessions.extend(strings()),
                 "agents" | "agent" => f.agents.extend(strings()),
-                "entity_types" => f.entity_types.extend(parse_list(key, value, EntityType::parse, EntityType::names)?),
-                "statuses" | "status" => f.statuses.extend(parse_list(key, value, Status::parse, Status::names)?),
-                "severities" | "severity" => f.severities.extend(parse_list(key, value, Severity::parse, Severity::names)?),
+                "entity_types" => f.entity_types.extend(parse_list(
+                    key,
+                    value,
+                    EntityType::parse,
+                    EntityType::names,
+                )?),
+                "statuses" | "status" => {
+                    f.statuses
+                        .extend(parse_list(key, value, Status::parse, Status::names)?)
+                }
+                "severities" | "severity" => {
+                    f.severities
+                        .extend(parse_list(key, value, Severity::parse, Severity::names)?)
+                }
                 "since" => f.since = Some(parse_time(key, value)?),
                 "until" => f.until = Some(parse_time(key, value)?),
                 "q" => f.q = Some(value.trim().to_string()).filter(|q| !q.is_empty()),
@@ -105,8 +119,14 @@ impl Filter {
         push("entity_types", join(&self.entity_types));
         push("statuses", join(&self.statuses));
         push("severities", join(&self.severities));
-        push("since", self.since.map(|t| t.to_rfc3339()).unwrap_or_default());
-        push("until", self.until.map(|t| t.to_rfc3339()).unwrap_or_default());
+        push(
+            "since",
+            self.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        );
+        push(
+            "until",
+            self.until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        );
         push("q", self.q.clone().unwrap_or_default());
         out
     }
@@ -219,8 +239,12 @@ mod tests {
 
     #[test]
     fn or_within_and_across_fields() {
-        let e = event(r#"{"source":"claude","source_event":"PreToolUse","entity_type":"tool","title":"Bash ls","run_id":"r1","status":"running"}"#);
-        let f = |q: &str| Filter::from_params(q.split('&').filter_map(|kv| kv.split_once('='))).unwrap();
+        let e = event(
+            r#"{"source":"claude","source_event":"PreToolUse","entity_type":"tool","title":"Bash ls","run_id":"r1","status":"running"}"#,
+        );
+        let f = |q: &str| {
+            Filter::from_params(q.split('&').filter_map(|kv| kv.split_once('='))).unwrap()
+        };
         assert!(f("sources=claude,opencode").matches(&e));
         assert!(!f("sources=opencode").matches(&e));
         assert!(f("sources=claude&runs=r1&statuses=running").matches(&e));
@@ -237,7 +261,12 @@ mod tests {
 
     #[test]
     fn params_round_trip() {
-        let f = Filter::from_params([("sources", "python,claude"), ("q", "boom"), ("since", "2026-01-01T00:00:00Z")]).unwrap();
+        let f = Filter::from_params([
+            ("sources", "python,claude"),
+            ("q", "boom"),
+            ("since", "2026-01-01T00:00:00Z"),
+        ])
+        .unwrap();
         let params = f.to_params();
         let back = Filter::from_params(params.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
         assert_eq!(f, back);

@@ -119,7 +119,9 @@ fn secret_span(text: &str, start: usize, end: usize, kind: Kind) -> Option<(usiz
             if preceded_by_word {
                 return None;
             }
-            let n = run_len(bytes, end, |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let n = run_len(bytes, end, |b| {
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+            });
             (n >= min_tail).then_some((start, end + n))
         }
         Kind::Aws => {
@@ -150,8 +152,13 @@ fn secret_span(text: &str, start: usize, end: usize, kind: Kind) -> Option<(usiz
         }
         Kind::Pem => {
             let rest = &text[start..];
-            let header_end = rest.find("-----\n").or_else(|| rest[10..].find("-----").map(|i| i + 10))?;
-            if !rest[..header_end].to_ascii_uppercase().contains("PRIVATE KEY") {
+            let header_end = rest
+                .find("-----\n")
+                .or_else(|| rest[10..].find("-----").map(|i| i + 10))?;
+            if !rest[..header_end]
+                .to_ascii_uppercase()
+                .contains("PRIVATE KEY")
+            {
                 return None;
             }
             let stop = rest
@@ -164,7 +171,12 @@ fn secret_span(text: &str, start: usize, end: usize, kind: Kind) -> Option<(usiz
             // `db_password=hunter2`, `"api_key": "..."`, `X-Api-Key: abc`: skip the rest of the
             // identifier, an optional closing quote and spaces, then `=` or `:`.
             let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-            let ident_start = start - bytes[..start].iter().rev().take_while(|b| ident(**b)).count();
+            let ident_start = start
+                - bytes[..start]
+                    .iter()
+                    .rev()
+                    .take_while(|b| ident(**b))
+                    .count();
             let mut at = end + run_len(bytes, end, ident);
             if !is_sensitive_key(&text[ident_start..at]) {
                 return None;
@@ -186,7 +198,10 @@ fn secret_span(text: &str, start: usize, end: usize, kind: Kind) -> Option<(usiz
                 at += 7;
             }
             let n = run_len(bytes, at, |b| {
-                !matches!(b, b' ' | b'"' | b'\'' | b'&' | b',' | b';' | b'\n' | b'\r' | b'\t' | b'}')
+                !matches!(
+                    b,
+                    b' ' | b'"' | b'\'' | b'&' | b',' | b';' | b'\n' | b'\r' | b'\t' | b'}'
+                )
             });
             (n > 0).then_some((at, at + n))
         }
@@ -199,7 +214,9 @@ pub fn redact_str(text: &str) -> Option<String> {
     let mut copied_to = 0;
     let mut search_from = 0;
     while search_from < text.len() {
-        let Some(m) = MATCHER.find(&text[search_from..]) else { break };
+        let Some(m) = MATCHER.find(&text[search_from..]) else {
+            break;
+        };
         let (start, end) = (search_from + m.start(), search_from + m.end());
         let kind = PATTERNS[m.pattern().as_usize()].1;
         match secret_span(text, start, end, kind) {

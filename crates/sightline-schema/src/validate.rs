@@ -66,8 +66,14 @@ pub struct RawEvent {
     pub payload: Option<Value>,
 }
 
-fn vocab<T>(field: &str, text: &str, parse: fn(&str) -> Option<T>, names: fn() -> String) -> Result<T, ValidationError> {
-    parse(text).ok_or_else(|| ValidationError(format!("{field} `{text}` is not one of: {}", names())))
+fn vocab<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    names: fn() -> String,
+) -> Result<T, ValidationError> {
+    parse(text)
+        .ok_or_else(|| ValidationError(format!("{field} `{text}` is not one of: {}", names())))
 }
 
 fn check_id(field: &str, value: Option<String>) -> Result<Option<String>, ValidationError> {
@@ -87,13 +93,17 @@ fn check_id(field: &str, value: Option<String>) -> Result<Option<String>, Valida
     Ok(Some(value))
 }
 
-/// Cuts at a char boundary at or below `max` bytes, marking the cut.
+/// Room kept for the `…[truncated N bytes]` marker, so a cut text fits within `max` and
+/// cutting it again changes nothing (export → import → export stays byte-identical).
+const MARKER_ROOM: usize = 32;
+
+/// Cuts at a char boundary so that the text plus its marker fits in `max` bytes.
 pub fn truncate_text(text: &mut String, max: usize) {
     if text.len() <= max {
         return;
     }
     let original = text.len();
-    let mut cut = max;
+    let mut cut = max.saturating_sub(MARKER_ROOM);
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -144,7 +154,12 @@ fn cap_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
 /// future-timestamp check).
 pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError> {
     let source = vocab("source", &raw.source, Source::parse, Source::names)?;
-    let entity_type = vocab("entity_type", &raw.entity_type, EntityType::parse, EntityType::names)?;
+    let entity_type = vocab(
+        "entity_type",
+        &raw.entity_type,
+        EntityType::parse,
+        EntityType::names,
+    )?;
     let status = match raw.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(vocab("status", s, Status::parse, Status::names)?),
@@ -172,7 +187,9 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
     if let Some(d) = &raw.duration_ms
         && d.as_f64().is_none_or(|v| v < 0.0)
     {
-        return Err(ValidationError(format!("duration_ms must be a number ≥ 0, got {d}")));
+        return Err(ValidationError(format!(
+            "duration_ms must be a number ≥ 0, got {d}"
+        )));
     }
     let metrics = match raw.metrics {
         None => None,
@@ -180,7 +197,9 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
             let mut clean = BTreeMap::new();
             for (name, value) in map {
                 if name.len() > MAX_ID {
-                    return Err(ValidationError("a metric name is longer than 256 bytes".into()));
+                    return Err(ValidationError(
+                        "a metric name is longer than 256 bytes".into(),
+                    ));
                 }
                 if let Some(v) = value {
                     clean.insert(name, v);
@@ -222,7 +241,10 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
         parent_session_id: check_id("parent_session_id", raw.parent_session_id)?,
         agent: check_id("agent", raw.agent)?,
         entity_type,
-        entity_id: raw.entity_id.map(|t| clean_text(t, MAX_TEXT)).filter(|s| !s.is_empty()),
+        entity_id: raw
+            .entity_id
+            .map(|t| clean_text(t, MAX_TEXT))
+            .filter(|s| !s.is_empty()),
         status,
         severity,
         title: clean_text(raw.title, MAX_TEXT),
@@ -251,7 +273,8 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// Parses one JSON event and validates it.
 pub fn parse_event(json: &[u8], now: Timestamp) -> Result<Event, ValidationError> {
-    let raw: RawEvent = serde_json::from_slice(json).map_err(|e| ValidationError(describe_json_error(&e)))?;
+    let raw: RawEvent =
+        serde_json::from_slice(json).map_err(|e| ValidationError(describe_json_error(&e)))?;
     validate(raw, now)
 }
 
@@ -295,14 +318,38 @@ mod tests {
     fn names_what_is_wrong() {
         let cases = [
             (json!({"source": "custom"}), "missing field"),
-            (json!({"source": "nope", "source_event": "x", "entity_type": "log", "title": "t"}), "source `nope`"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "colour": 1}), "unknown field `colour`"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": 5}), "invalid type"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "ts": "3026-01-01T00:00:00Z"}), "24 h ahead"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "ts": "1900-01-01T00:00:00Z"}), "before 1970"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "payload": [1]}), "payload must be a JSON object"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "run_id": "a\u{0}b"}), "NUL"),
-            (json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "duration_ms": -1}), "duration_ms"),
+            (
+                json!({"source": "nope", "source_event": "x", "entity_type": "log", "title": "t"}),
+                "source `nope`",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "colour": 1}),
+                "unknown field `colour`",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": 5}),
+                "invalid type",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "ts": "3026-01-01T00:00:00Z"}),
+                "24 h ahead",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "ts": "1900-01-01T00:00:00Z"}),
+                "before 1970",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "payload": [1]}),
+                "payload must be a JSON object",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "run_id": "a\u{0}b"}),
+                "NUL",
+            ),
+            (
+                json!({"source": "custom", "source_event": "x", "entity_type": "log", "title": "t", "duration_ms": -1}),
+                "duration_ms",
+            ),
         ];
         for (input, needle) in cases {
             let err = parse(input.clone()).unwrap_err().0;
@@ -316,10 +363,16 @@ mod tests {
         v["payload"] = json!({"big": "x".repeat(200_000)});
         let e = parse(v).unwrap();
         let big = e.payload["big"].as_str().unwrap();
-        assert!(big.len() < 20_000 && big.ends_with("bytes]"), "{}", &big[big.len() - 40..]);
+        assert!(
+            big.len() < 20_000 && big.ends_with("bytes]"),
+            "{}",
+            &big[big.len() - 40..]
+        );
 
         let mut v = minimal();
-        let many: Map<String, Value> = (0..100).map(|i| (format!("k{i}"), Value::String("y".repeat(10_000)))).collect();
+        let many: Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i}"), Value::String("y".repeat(10_000))))
+            .collect();
         v["payload"] = Value::Object(many);
         let e = parse(v).unwrap();
         assert_eq!(e.payload["_truncated"], true);
@@ -333,7 +386,12 @@ mod tests {
         v["payload"] = json!({"env": {"GITHUB_TOKEN": "ghp_x"}, "cmd": "psql password=hunter2"});
         let e = parse(v).unwrap();
         let text = e.to_json();
-        assert!(!text.contains("abcdefghijklmnop") && !text.contains("ghp_x") && !text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("abcdefghijklmnop")
+                && !text.contains("ghp_x")
+                && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 
     #[test]

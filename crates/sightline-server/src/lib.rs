@@ -1,1 +1,174 @@
-//! placeholder
+//! The sightline hub's HTTP server: routes, the auth layer, and start/stop.
+//!
+//! [`start`] opens the store, wires the writer's commits to the bus, and serves on a listener
+//! the caller bound (so the CLI decides about ports and exit codes, and tests bind port 0).
+//! The server must never acknowledge an event before its commit and never let one slow client
+//! hold up another: both rules live in `ingest` and `subscription`.
+
+pub mod api;
+pub mod assets;
+pub mod bus;
+pub mod control;
+pub mod error;
+pub mod export;
+pub mod hub;
+pub mod ingest;
+pub mod openapi;
+pub mod stream;
+pub mod subscription;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sightline_store::{Store, StoreConfig, StoreError};
+use tokio::net::TcpListener;
+
+pub use crate::bus::Bus;
+pub use crate::error::ApiError;
+pub use crate::hub::{AdapterHealth, Hub, HubSettings};
+
+/// Every route of the hub.
+pub fn router(hub: Hub) -> Router {
+    let api = Router::new()
+        .route("/api/v1/events", post(ingest::post_events))
+        .route("/api/v1/events/stream", get(stream::sse))
+        .route("/api/v1/events/{seq}", get(api::event))
+        .route("/telemetry", post(telemetry::post_telemetry))
+        .route("/api/v1/health", get(api::health))
+        .route("/api/v1/runs", get(api::runs))
+        .route("/api/v1/runs/{run_id}", get(api::run))
+        .route("/api/v1/runs/{run_id}/timeline", get(api::timeline))
+        .route("/api/v1/sessions/{session_id}/tree", get(api::session_tree))
+        .route("/api/v1/search", get(api::search))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/incidents", get(api::incidents))
+        .route("/api/v1/export", get(export::export))
+        .route("/api/v1/import", post(export::import))
+        .route(
+            "/api/v1/processes/{run_id}/control",
+            get(control::get_control).put(control::put_control),
+        )
+        .route("/api/v1/shutdown", post(shutdown))
+        .route("/openapi.json", get(openapi::openapi));
+    api.fallback(assets::serve_asset)
+        .layer(middleware::from_fn_with_state(hub.clone(), auth))
+        .with_state(hub)
+}
+
+/// Paths anyone may read even when the hub has a token: liveness and the dashboard's files.
+fn is_public(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        && (path == "/api/v1/health"
+            || path == "/openapi.json"
+            || !(path.starts_with("/api/") || path.starts_with("/ws") || path.starts_with("/v1/")))
+}
+
+/// The bearer token of a request: the header, or `access_token` for clients that cannot set
+/// headers (a browser's EventSource).
+fn presented_token(req: &Request) -> Option<String> {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_string());
+    }
+    req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
+    })
+}
+
+/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn auth(State(hub): State<Hub>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &hub.settings.token
+        && !is_public(req.method(), req.uri().path())
+    {
+        match presented_token(&req) {
+            Some(t) if same_token(&t, expected) => {}
+            _ => return ApiError::Unauthorized.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+async fn shutdown(State(hub): State<Hub>) -> impl IntoResponse {
+    hub.shutdown.notify_one();
+    (
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"stopping": true})),
+    )
+}
+
+/// Opens the store with its commits wired to a new bus.
+pub fn open_hub(store: StoreConfig, settings: HubSettings) -> Result<Hub, StoreError> {
+    let bus = Bus::default();
+    let publisher = bus.clone();
+    let store = Store::open(store, Box::new(move |events| publisher.publish(events)))?;
+    Ok(Hub::new(store, bus, settings))
+}
+
+/// A hub being served; stop it with [`Running::stop`] or by `POST /api/v1/shutdown`.
+pub struct Running {
+    pub hub: Hub,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Asks the hub to stop and waits until every queued event is committed.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.hub.shutdown.notify_one();
+        self.wait().await
+    }
+
+    /// Waits until the hub stops by itself (shutdown request or signal).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self
+            .task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let store = self.hub.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(std::io::Error::other)?;
+        result
+    }
+}
+
+/// Serves the hub on `listener` until a shutdown request. Live streams are closed at shutdown
+/// so that the graceful drain can finish.
+pub fn start(hub: Hub, listener: TcpListener) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let app = router(hub.clone());
+    let stopper = hub.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            stopper.shutdown.notified().await;
+            stopper.begin_closing();
+        })
+        .await
+    });
+    Ok(Running { hub, addr, task })
+}

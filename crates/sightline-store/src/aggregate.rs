@@ -23,7 +23,9 @@ pub struct Usage {
 
 impl Usage {
     pub fn of(e: &Event) -> Usage {
-        let Some(m) = &e.metrics else { return Usage::default() };
+        let Some(m) = &e.metrics else {
+            return Usage::default();
+        };
         let get = |k: &str| m.get(k).and_then(|n| n.as_f64()).unwrap_or(0.0);
         Usage {
             input_tokens: get("input_tokens"),
@@ -131,7 +133,9 @@ impl Delta {
     /// The status to store when the stored one is `current`.
     fn resolve_status(&self) -> (Option<i64>, bool) {
         match (self.status, self.activity_after_status) {
-            (Some((s, _)), true) if matches!(s, Status::Blocked | Status::Idle | Status::Queued) => {
+            (Some((s, _)), true)
+                if matches!(s, Status::Blocked | Status::Idle | Status::Queued) =>
+            {
                 (Some(Status::Running.code()), true)
             }
             (Some((s, _)), _) => (Some(s.code()), true),
@@ -151,7 +155,12 @@ impl Delta {
 fn is_activity(e: &Event) -> bool {
     matches!(
         e.entity_type,
-        EntityType::Tool | EntityType::Message | EntityType::Prompt | EntityType::Task | EntityType::Step | EntityType::Call
+        EntityType::Tool
+            | EntityType::Message
+            | EntityType::Prompt
+            | EntityType::Task
+            | EntityType::Step
+            | EntityType::Call
     )
 }
 
@@ -169,7 +178,11 @@ fn sets_run_status(e: &Event) -> bool {
 fn sets_session_status(e: &Event) -> bool {
     matches!(
         e.entity_type,
-        EntityType::Session | EntityType::Permission | EntityType::Run | EntityType::Process | EntityType::Pane
+        EntityType::Session
+            | EntityType::Permission
+            | EntityType::Run
+            | EntityType::Process
+            | EntityType::Pane
     )
 }
 
@@ -210,7 +223,12 @@ impl BatchAggregates {
         let usage = Usage::of(e);
         let bucket = self
             .stats
-            .entry((e.ts.millis().div_euclid(60_000), e.source.code(), e.entity_type.code(), e.severity.code()))
+            .entry((
+                e.ts.millis().div_euclid(60_000),
+                e.source.code(),
+                e.entity_type.code(),
+                e.severity.code(),
+            ))
             .or_default();
         bucket.events += 1;
         bucket.errors += e.is_error() as i64;

@@ -105,9 +105,14 @@ impl ReadPool {
         }
         let conn = Connection::open_with_flags(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
-        .map_err(|e| StoreError::Open { path: self.path.clone(), message: e.to_string() })?;
+        .map_err(|e| StoreError::Open {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
@@ -139,19 +144,33 @@ pub struct Store {
 
 fn open_writer_connection(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     }
-    let conn = Connection::open(path).map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+    let conn = Connection::open(path).map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Open { path: path.to_path_buf(), message: format!("WAL mode unavailable (got {mode})") });
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!("WAL mode unavailable (got {mode})"),
+        });
     }
-    conn.execute_batch(if synchronous_full { "PRAGMA synchronous = FULL;" } else { "PRAGMA synchronous = NORMAL;" })?;
+    conn.execute_batch(if synchronous_full {
+        "PRAGMA synchronous = FULL;"
+    } else {
+        "PRAGMA synchronous = NORMAL;"
+    })?;
     // A bigger page cache for the writer keeps the indexes' hot pages in memory; the WAL is
     // checkpointed in the background by SQLite's auto-checkpoint.
-    conn.execute_batch("PRAGMA cache_size = -16000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;")?;
+    conn.execute_batch(
+        "PRAGMA cache_size = -16000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;",
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -162,13 +181,18 @@ impl Store {
         let mut conn = open_writer_connection(&config.path, config.synchronous_full)?;
         migrations::migrate(&mut conn)?;
         let epoch: String = match conn
-            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                r.get(0)
+            })
             .optional()?
         {
             Some(epoch) => epoch,
             None => {
                 let epoch = uuid::Uuid::new_v4().simple().to_string();
-                conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [&epoch])?;
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('epoch', ?1)",
+                    [&epoch],
+                )?;
                 epoch
             }
         };
@@ -195,12 +219,18 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("sightline-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| StoreError::Open { path: config.path.clone(), message: format!("cannot start the writer: {e}") })?;
+            .map_err(|e| StoreError::Open {
+                path: config.path.clone(),
+                message: format!("cannot start the writer: {e}"),
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
                 stats,
-                readers: ReadPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) },
+                readers: ReadPool {
+                    path: config.path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                },
                 epoch,
                 capacity: config.queue_capacity,
                 writer: Mutex::new(Some(handle)),
@@ -211,13 +241,18 @@ impl Store {
 
     /// Queues events for the writer. The receiver resolves after commit. Refuses at once (never
     /// waits) when the queue is full, so producers get a fast 503 rather than a hang.
-    pub fn submit(&self, events: Vec<Event>) -> Result<oneshot::Receiver<Result<Vec<Ack>, StoreError>>, StoreError> {
+    pub fn submit(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Ack>, StoreError>>, StoreError> {
         let n = events.len();
         let stats = &self.inner.stats;
         let before = stats.depth.fetch_add(n, Ordering::AcqRel);
         if before > 0 && before + n > self.inner.capacity {
             stats.depth.fetch_sub(n, Ordering::AcqRel);
-            return Err(StoreError::QueueFull { capacity: self.inner.capacity });
+            return Err(StoreError::QueueFull {
+                capacity: self.inner.capacity,
+            });
         }
         let (reply, rx) = oneshot::channel();
         let guard = self.inner.tx.lock().expect("sender lock");
@@ -229,7 +264,9 @@ impl Store {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => {
                 stats.depth.fetch_sub(n, Ordering::AcqRel);
-                Err(StoreError::QueueFull { capacity: self.inner.capacity })
+                Err(StoreError::QueueFull {
+                    capacity: self.inner.capacity,
+                })
             }
             Err(TrySendError::Disconnected(_)) => {
                 stats.depth.fetch_sub(n, Ordering::AcqRel);
@@ -249,7 +286,8 @@ impl Store {
         {
             let guard = self.inner.tx.lock().expect("sender lock");
             let tx = guard.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Message::Retain(cutoff, reply)).map_err(|_| StoreError::Closed)?;
+            tx.send(Message::Retain(cutoff, reply))
+                .map_err(|_| StoreError::Closed)?;
         }
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -267,7 +305,10 @@ impl Store {
     }
 
     /// A read on the calling thread (for CLI tools and tests outside a runtime).
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.inner.read_now(f)
     }
 
@@ -297,10 +338,14 @@ impl Store {
 
     /// Size of the database file and its WAL, in bytes.
     pub fn size_bytes(&self) -> u64 {
-        let main = std::fs::metadata(&self.inner.path).map(|m| m.len()).unwrap_or(0);
+        let main = std::fs::metadata(&self.inner.path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         let mut wal = self.inner.path.clone().into_os_string();
         wal.push("-wal");
-        main + std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).unwrap_or(0)
+        main + std::fs::metadata(PathBuf::from(wal))
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Stops taking events, lets the writer commit everything queued, and waits for it.
@@ -313,7 +358,10 @@ impl Store {
 }
 
 impl Inner {
-    fn read_now<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self.readers.take()?;
         let result = f(&conn);
         self.readers.give_back(conn);

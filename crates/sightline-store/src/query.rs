@@ -208,7 +208,11 @@ pub struct RunQuery {
     pub cursor: Option<String>,
 }
 
-fn in_list(column: &str, values: impl IntoIterator<Item = SqlValue>, args: &mut Vec<SqlValue>) -> String {
+fn in_list(
+    column: &str,
+    values: impl IntoIterator<Item = SqlValue>,
+    args: &mut Vec<SqlValue>,
+) -> String {
     let start = args.len();
     args.extend(values);
     let marks: Vec<String> = (start..args.len()).map(|i| format!("?{}", i + 1)).collect();
@@ -225,23 +229,46 @@ pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, Strin
     let mut args = Vec::new();
     let mut clauses = vec!["1".to_string()];
     if !q.statuses.is_empty() {
-        clauses.push(in_list("status", q.statuses.iter().map(|s| SqlValue::Integer(s.code())), &mut args));
+        clauses.push(in_list(
+            "status",
+            q.statuses.iter().map(|s| SqlValue::Integer(s.code())),
+            &mut args,
+        ));
     }
     if !q.sources.is_empty() {
-        clauses.push(in_list("source", q.sources.iter().map(|s| SqlValue::Integer(s.code())), &mut args));
+        clauses.push(in_list(
+            "source",
+            q.sources.iter().map(|s| SqlValue::Integer(s.code())),
+            &mut args,
+        ));
     }
     if !q.agents.is_empty() {
-        clauses.push(in_list("agent", q.agents.iter().map(|a| SqlValue::Text(a.clone())), &mut args));
+        clauses.push(in_list(
+            "agent",
+            q.agents.iter().map(|a| SqlValue::Text(a.clone())),
+            &mut args,
+        ));
     }
     if let Some(text) = &q.q {
-        let pattern = bind(SqlValue::Text(format!("%{}%", like_escape(text))), &mut args);
-        clauses.push(format!("(title LIKE {pattern} ESCAPE '\\' OR run_id LIKE {pattern} ESCAPE '\\')"));
+        let pattern = bind(
+            SqlValue::Text(format!("%{}%", like_escape(text))),
+            &mut args,
+        );
+        clauses.push(format!(
+            "(title LIKE {pattern} ESCAPE '\\' OR run_id LIKE {pattern} ESCAPE '\\')"
+        ));
     }
     if let Some(since) = q.since {
-        clauses.push(format!("last_event_at >= {}", bind(SqlValue::Integer(since.millis()), &mut args)));
+        clauses.push(format!(
+            "last_event_at >= {}",
+            bind(SqlValue::Integer(since.millis()), &mut args)
+        ));
     }
     if let Some(until) = q.until {
-        clauses.push(format!("started_at < {}", bind(SqlValue::Integer(until.millis()), &mut args)));
+        clauses.push(format!(
+            "started_at < {}",
+            bind(SqlValue::Integer(until.millis()), &mut args)
+        ));
     }
     if let Some(cursor) = &q.cursor {
         let (at, id) = cursor
@@ -250,7 +277,9 @@ pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, Strin
             .ok_or_else(|| StoreError::BadCursor(cursor.clone()))?;
         let at = bind(SqlValue::Integer(at), &mut args);
         let id = bind(SqlValue::Text(id), &mut args);
-        clauses.push(format!("(last_event_at < {at} OR (last_event_at = {at} AND run_id < {id}))"));
+        clauses.push(format!(
+            "(last_event_at < {at} OR (last_event_at = {at} AND run_id < {id}))"
+        ));
     }
     let limit = q.limit.clamp(1, 1000);
     let sql = format!(
@@ -259,18 +288,26 @@ pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, Strin
         limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut runs = stmt.query_map(params_from_iter(args), run_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut runs = stmt
+        .query_map(params_from_iter(args), run_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if runs.len() > limit {
         runs.truncate(limit);
-        runs.last().map(|r| format!("{}:{}", r.last_event_at.millis(), r.run_id))
+        runs.last()
+            .map(|r| format!("{}:{}", r.last_event_at.millis(), r.run_id))
     } else {
         None
     };
-    Ok(Page { items: runs, next_cursor })
+    Ok(Page {
+        items: runs,
+        next_cursor,
+    })
 }
 
 fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
@@ -295,7 +332,12 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunDetail>, Sto
             *by_severity.entry(s.to_string()).or_insert(0) += count;
         }
     }
-    Ok(Some(RunDetail { run, sessions, by_entity_type, by_severity }))
+    Ok(Some(RunDetail {
+        run,
+        sessions,
+        by_entity_type,
+        by_severity,
+    }))
 }
 
 /// The run's sessions with `total_*` rolled up from descendants, in start order.
@@ -303,7 +345,9 @@ pub fn sessions_of_run(conn: &Connection, run_id: &str) -> Result<Vec<Session>, 
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SESSION_COLUMNS} FROM sessions WHERE run_id = ?1 ORDER BY started_at, session_id"
     ))?;
-    let mut sessions = stmt.query_map([run_id], session_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut sessions = stmt
+        .query_map([run_id], session_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     roll_up(&mut sessions);
     Ok(sessions)
 }
@@ -311,9 +355,15 @@ pub fn sessions_of_run(conn: &Connection, run_id: &str) -> Result<Vec<Session>, 
 /// Adds every session's own sums to each of its ancestors' totals. Cycles in bad data are
 /// cut by a depth bound.
 fn roll_up(sessions: &mut [Session]) {
-    let index: HashMap<String, usize> =
-        sessions.iter().enumerate().map(|(i, s)| (s.session_id.clone(), i)).collect();
-    let own: Vec<(f64, f64, f64)> = sessions.iter().map(|s| (s.input_tokens, s.output_tokens, s.cost_usd)).collect();
+    let index: HashMap<String, usize> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.session_id.clone(), i))
+        .collect();
+    let own: Vec<(f64, f64, f64)> = sessions
+        .iter()
+        .map(|s| (s.input_tokens, s.output_tokens, s.cost_usd))
+        .collect();
     for (i, (input, output, cost)) in own.into_iter().enumerate() {
         let mut parent = sessions[i].parent_session_id.clone();
         let mut hops = 0;
@@ -332,19 +382,26 @@ fn roll_up(sessions: &mut [Session]) {
 }
 
 /// The tree under a session (the session itself as the root).
-pub fn session_tree(conn: &Connection, session_id: &str) -> Result<Option<SessionNode>, StoreError> {
+pub fn session_tree(
+    conn: &Connection,
+    session_id: &str,
+) -> Result<Option<SessionNode>, StoreError> {
     let run_id: Option<Option<String>> = conn
         .prepare_cached("SELECT run_id FROM sessions WHERE session_id = ?1")?
         .query_row([session_id], |r| r.get(0))
         .optional()?;
-    let Some(run_id) = run_id else { return Ok(None) };
+    let Some(run_id) = run_id else {
+        return Ok(None);
+    };
     let mut sessions = match &run_id {
         Some(run) => sessions_of_run(conn, run)?,
         None => Vec::new(),
     };
     // Children may lack a run id: take direct descendants by parent link too.
     let mut frontier = vec![session_id.to_string()];
-    let mut stmt = conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE parent_session_id = ?1 OR session_id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE parent_session_id = ?1 OR session_id = ?1"
+    ))?;
     while let Some(id) = frontier.pop() {
         for s in stmt.query_map([&id], session_from_row)? {
             let s = s?;
@@ -373,24 +430,43 @@ pub fn session_tree(conn: &Connection, session_id: &str) -> Result<Option<Sessio
             children.entry(p).or_default().push(s);
         }
     }
-    fn build(session: Session, children: &mut HashMap<String, Vec<Session>>, depth: usize) -> SessionNode {
-        let kids = if depth > 64 { Vec::new() } else { children.remove(&session.session_id).unwrap_or_default() };
+    fn build(
+        session: Session,
+        children: &mut HashMap<String, Vec<Session>>,
+        depth: usize,
+    ) -> SessionNode {
+        let kids = if depth > 64 {
+            Vec::new()
+        } else {
+            children.remove(&session.session_id).unwrap_or_default()
+        };
         SessionNode {
             session,
-            children: kids.into_iter().map(|k| build(k, children, depth + 1)).collect(),
+            children: kids
+                .into_iter()
+                .map(|k| build(k, children, depth + 1))
+                .collect(),
         }
     }
     Ok(root.map(|r| build(r, &mut children, 0)))
 }
 
 /// Events of a run in seq order after `after`.
-pub fn timeline(conn: &Connection, run_id: &str, after: u64, limit: usize) -> Result<Page<Vec<Event>, u64>, StoreError> {
+pub fn timeline(
+    conn: &Connection,
+    run_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Page<Vec<Event>, u64>, StoreError> {
     let limit = limit.clamp(1, 5000);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
     ))?;
     let mut events = stmt
-        .query_map(rusqlite::params![run_id, after as i64, limit as i64 + 1], event_from_row)?
+        .query_map(
+            rusqlite::params![run_id, after as i64, limit as i64 + 1],
+            event_from_row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if events.len() > limit {
         events.truncate(limit);
@@ -398,12 +474,17 @@ pub fn timeline(conn: &Connection, run_id: &str, after: u64, limit: usize) -> Re
     } else {
         None
     };
-    Ok(Page { items: events, next_cursor })
+    Ok(Page {
+        items: events,
+        next_cursor,
+    })
 }
 
 pub fn get_event(conn: &Connection, seq: u64) -> Result<Option<Event>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+        ))?
         .query_row([seq as i64], event_from_row)
         .optional()?)
 }
@@ -429,16 +510,32 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
     let codes = |v: Vec<i64>| v.into_iter().map(SqlValue::Integer);
     let texts = |v: &[String]| v.iter().cloned().map(SqlValue::Text).collect::<Vec<_>>();
     if !filter.sources.is_empty() {
-        clauses.push(in_list("source", codes(filter.sources.iter().map(|s| s.code()).collect()), args));
+        clauses.push(in_list(
+            "source",
+            codes(filter.sources.iter().map(|s| s.code()).collect()),
+            args,
+        ));
     }
     if !filter.entity_types.is_empty() {
-        clauses.push(in_list("entity_type", codes(filter.entity_types.iter().map(|s| s.code()).collect()), args));
+        clauses.push(in_list(
+            "entity_type",
+            codes(filter.entity_types.iter().map(|s| s.code()).collect()),
+            args,
+        ));
     }
     if !filter.statuses.is_empty() {
-        clauses.push(in_list("status", codes(filter.statuses.iter().map(|s| s.code()).collect()), args));
+        clauses.push(in_list(
+            "status",
+            codes(filter.statuses.iter().map(|s| s.code()).collect()),
+            args,
+        ));
     }
     if !filter.severities.is_empty() {
-        clauses.push(in_list("severity", codes(filter.severities.iter().map(|s| s.code()).collect()), args));
+        clauses.push(in_list(
+            "severity",
+            codes(filter.severities.iter().map(|s| s.code()).collect()),
+            args,
+        ));
     }
     if !filter.source_events.is_empty() {
         clauses.push(in_list("source_event", texts(&filter.source_events), args));
@@ -455,14 +552,22 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
         clauses.push(in_list("agent", texts(&filter.agents), args));
     }
     if let Some(since) = filter.since {
-        clauses.push(format!("ts >= {}", bind(SqlValue::Integer(since.millis()), args)));
+        clauses.push(format!(
+            "ts >= {}",
+            bind(SqlValue::Integer(since.millis()), args)
+        ));
     }
     if let Some(until) = filter.until {
-        clauses.push(format!("ts < {}", bind(SqlValue::Integer(until.millis()), args)));
+        clauses.push(format!(
+            "ts < {}",
+            bind(SqlValue::Integer(until.millis()), args)
+        ));
     }
     if let Some(q) = fts_query(filter) {
         let m = bind(SqlValue::Text(q), args);
-        clauses.push(format!("seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {m})"));
+        clauses.push(format!(
+            "seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {m})"
+        ));
     }
     clauses
 }
@@ -481,12 +586,18 @@ pub fn search(
     let direction = match order {
         Order::Desc => {
             if let Some(before) = cursor {
-                clauses.push(format!("seq < {}", bind(SqlValue::Integer(before as i64), &mut args)));
+                clauses.push(format!(
+                    "seq < {}",
+                    bind(SqlValue::Integer(before as i64), &mut args)
+                ));
             }
             "DESC"
         }
         Order::Asc => {
-            clauses.push(format!("seq > {}", bind(SqlValue::Integer(cursor.unwrap_or(0) as i64), &mut args)));
+            clauses.push(format!(
+                "seq > {}",
+                bind(SqlValue::Integer(cursor.unwrap_or(0) as i64), &mut args)
+            ));
             "ASC"
         }
     };
@@ -499,38 +610,61 @@ pub fn search(
         limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut events = stmt.query_map(params_from_iter(args), event_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut events = stmt
+        .query_map(params_from_iter(args), event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if events.len() > limit {
         events.truncate(limit);
         events.last().map(|e| e.seq)
     } else {
         None
     };
-    Ok(Page { items: events, next_cursor })
+    Ok(Page {
+        items: events,
+        next_cursor,
+    })
 }
 
 /// Replay for live streams: events after `after` up to `head` (inclusive) matching the filter.
-pub fn replay(conn: &Connection, filter: &Filter, after: u64, head: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+pub fn replay(
+    conn: &Connection,
+    filter: &Filter,
+    after: u64,
+    head: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
     let mut f = filter.clone();
     // Full text in replay uses the same in-memory rule as the live path, so both agree.
     f.q = None;
     let mut args = Vec::new();
     let mut clauses = filter_clauses(&f, &mut args);
-    clauses.push(format!("seq > {}", bind(SqlValue::Integer(after as i64), &mut args)));
-    clauses.push(format!("seq <= {}", bind(SqlValue::Integer(head as i64), &mut args)));
+    clauses.push(format!(
+        "seq > {}",
+        bind(SqlValue::Integer(after as i64), &mut args)
+    ));
+    clauses.push(format!(
+        "seq <= {}",
+        bind(SqlValue::Integer(head as i64), &mut args)
+    ));
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq LIMIT {}",
         clauses.join(" AND "),
         limit.max(1)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let events = stmt.query_map(params_from_iter(args), event_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let events = stmt
+        .query_map(params_from_iter(args), event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(events)
 }
 
 /// The largest seq stored (0 when empty); replay reads up to it.
 pub fn head_seq(conn: &Connection) -> Result<u64, StoreError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
 }
 
 /// Totals since `since`, from the per-minute counters.
@@ -558,20 +692,31 @@ pub fn stats(conn: &Connection, since: Timestamp, now: Timestamp) -> Result<Stat
             *out.by_severity.entry(s.to_string()).or_insert(0) += events;
         }
     }
-    out.error_rate = if out.total_events > 0 { out.error_events as f64 / out.total_events as f64 } else { 0.0 };
+    out.error_rate = if out.total_events > 0 {
+        out.error_events as f64 / out.total_events as f64
+    } else {
+        0.0
+    };
     let five_minutes_ago = now.millis() - 5 * 60_000;
     let recent: i64 = conn
         .prepare_cached("SELECT COALESCE(SUM(events), 0) FROM stats_minute WHERE minute >= ?1")?
         .query_row([five_minutes_ago.div_euclid(60_000)], |r| r.get(0))?;
     out.events_per_minute = recent as f64 / 5.0;
     out.active_sessions = conn
-        .prepare_cached("SELECT COUNT(*) FROM sessions WHERE last_event_at >= ?1 AND ended_at IS NULL")?
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sessions WHERE last_event_at >= ?1 AND ended_at IS NULL",
+        )?
         .query_row([five_minutes_ago], |r| r.get(0))?;
     Ok(out)
 }
 
 /// Failures clustered by run, correlation (else entity, else title) and time window.
-pub fn incidents(conn: &Connection, since: Timestamp, window_ms: i64, limit: usize) -> Result<Vec<Incident>, StoreError> {
+pub fn incidents(
+    conn: &Connection,
+    since: Timestamp,
+    window_ms: i64,
+    limit: usize,
+) -> Result<Vec<Incident>, StoreError> {
     // Uses the partial index on failures: only failures are read.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE (severity = 4 OR status = 6) ORDER BY seq DESC LIMIT 20000"
@@ -615,7 +760,11 @@ pub fn incidents(conn: &Connection, since: Timestamp, window_ms: i64, limit: usi
             }
         }
     }
-    incidents.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.last_seq.cmp(&a.last_seq)));
+    incidents.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then(b.last_seq.cmp(&a.last_seq))
+    });
     incidents.truncate(limit.max(1));
     Ok(incidents)
 }

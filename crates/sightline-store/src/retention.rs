@@ -15,7 +15,11 @@ pub const CHUNK: usize = 5_000;
 
 /// Deletes up to `limit` of the events that arrived before `cutoff`, the FTS rows with them,
 /// and runs, sessions and stats that ended before it. Returns the number of events deleted.
-pub fn delete_before(conn: &mut Connection, cutoff: Timestamp, limit: usize) -> Result<u64, StoreError> {
+pub fn delete_before(
+    conn: &mut Connection,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
     let cutoff_second = cutoff.millis().div_euclid(1000);
     let tx = conn.transaction()?;
     // The first seq that arrived at or after the cutoff; everything below it is older.
@@ -28,7 +32,9 @@ pub fn delete_before(conn: &mut Connection, cutoff: Timestamp, limit: usize) -> 
         .optional()?;
     let keep_from = match keep_from {
         Some(seq) => seq,
-        None => tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| r.get(0))?,
+        None => tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| {
+            r.get(0)
+        })?,
     };
     let oldest: Option<i64> = tx.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))?;
     let mut deleted = 0;
@@ -36,12 +42,21 @@ pub fn delete_before(conn: &mut Connection, cutoff: Timestamp, limit: usize) -> 
         && oldest < keep_from
     {
         let upto = keep_from.min(oldest.saturating_add(limit.min(i64::MAX as usize) as i64));
-        tx.execute("DELETE FROM events_fts WHERE rowid >= ?1 AND rowid < ?2", params![oldest, upto])?;
-        deleted = tx.execute("DELETE FROM events WHERE seq >= ?1 AND seq < ?2", params![oldest, upto])? as u64;
+        tx.execute(
+            "DELETE FROM events_fts WHERE rowid >= ?1 AND rowid < ?2",
+            params![oldest, upto],
+        )?;
+        deleted = tx.execute(
+            "DELETE FROM events WHERE seq >= ?1 AND seq < ?2",
+            params![oldest, upto],
+        )? as u64;
     }
     tx.execute("DELETE FROM runs WHERE last_seq < ?1", [keep_from])?;
     tx.execute("DELETE FROM sessions WHERE last_seq < ?1", [keep_from])?;
-    tx.execute("DELETE FROM stats_minute WHERE minute < ?1", [cutoff.millis().div_euclid(60_000)])?;
+    tx.execute(
+        "DELETE FROM stats_minute WHERE minute < ?1",
+        [cutoff.millis().div_euclid(60_000)],
+    )?;
     tx.execute("DELETE FROM seq_marks WHERE second < ?1", [cutoff_second])?;
     tx.commit()?;
     Ok(deleted)

@@ -35,9 +35,13 @@ impl ToSql for SqlNumber<'_> {
 
 /// Inserts the event with `seq`; returns false when its `event_id` is already stored.
 pub fn insert_event(stmt: &mut Statement<'_>, seq: u64, e: &Event) -> rusqlite::Result<bool> {
-    let metrics = e.metrics.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+    let metrics = e
+        .metrics
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_default());
     let tags = (!e.tags.is_empty()).then(|| serde_json::to_string(&e.tags).unwrap_or_default());
-    let payload = (!e.payload.is_empty()).then(|| serde_json::to_string(&e.payload).unwrap_or_default());
+    let payload =
+        (!e.payload.is_empty()).then(|| serde_json::to_string(&e.payload).unwrap_or_default());
     let changed = stmt.execute(params![
         seq as i64,
         e.event_id,
@@ -74,12 +78,21 @@ fn bad(column: usize, what: &str) -> rusqlite::Error {
     )
 }
 
-fn json_column<T: serde::de::DeserializeOwned + Default>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned + Default>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
     match row.get_ref(idx)? {
         ValueRef::Null => Ok(T::default()),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => serde_json::from_slice(bytes).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
-        }),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            serde_json::from_slice(bytes).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    idx,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        }
         _ => Err(bad(idx, "json")),
     }
 }

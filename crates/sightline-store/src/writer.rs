@@ -87,13 +87,17 @@ impl Writer {
             };
             let mut jobs = Vec::new();
             let mut count = 0;
-            let push = |m: Message, jobs: &mut Vec<WriteJob>, count: &mut usize, this: &mut Self| match m {
+            let push = |m: Message,
+                        jobs: &mut Vec<WriteJob>,
+                        count: &mut usize,
+                        this: &mut Self| match m {
                 Message::Write(job) => {
                     *count += job.events.len();
                     jobs.push(job);
                 }
                 Message::Retain(cutoff, reply) => {
-                    let _ = reply.send(retention::delete_before(&mut this.conn, cutoff, usize::MAX));
+                    let _ =
+                        reply.send(retention::delete_before(&mut this.conn, cutoff, usize::MAX));
                 }
             };
             push(first, &mut jobs, &mut count, &mut self);
@@ -102,7 +106,10 @@ impl Writer {
                 let next = match self.rx.try_recv() {
                     Ok(m) => m,
                     Err(_) if self.config.linger.is_zero() => break,
-                    Err(_) => match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Err(_) => match self
+                        .rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
                         Ok(m) => m,
                         Err(_) => break,
                     },
@@ -122,12 +129,17 @@ impl Writer {
 
     /// One chunk of retention; true when more is left to delete.
     fn retention_step(&mut self) -> bool {
-        let Some(keep) = self.config.retention else { return false };
+        let Some(keep) = self.config.retention else {
+            return false;
+        };
         let cutoff = Timestamp(Timestamp::now().millis() - keep.as_millis() as i64);
         match retention::delete_before(&mut self.conn, cutoff, retention::CHUNK) {
             Ok(n) => {
                 self.stats.retained_away.fetch_add(n, Ordering::Relaxed);
-                self.stats.stored.fetch_sub(n.min(self.stats.stored.load(Ordering::Relaxed)), Ordering::Relaxed);
+                self.stats.stored.fetch_sub(
+                    n.min(self.stats.stored.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
                 n as usize >= retention::CHUNK
             }
             Err(e) => {
@@ -142,10 +154,16 @@ impl Writer {
         let mut jobs = jobs;
         match self.write_batch(&mut jobs) {
             Ok((acks, stored)) => {
-                self.stats.head_seq.store(self.next_seq - 1, Ordering::Release);
-                self.stats.stored.fetch_add(stored.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .head_seq
+                    .store(self.next_seq - 1, Ordering::Release);
+                self.stats
+                    .stored
+                    .fetch_add(stored.len() as u64, Ordering::Relaxed);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.batched_events.fetch_add(count as u64, Ordering::Relaxed);
+                self.stats
+                    .batched_events
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 self.stats.depth.fetch_sub(count, Ordering::AcqRel);
                 // Announce before acknowledging, so that live subscribers see an event no later
                 // than its producer learns it is stored.
@@ -169,7 +187,10 @@ impl Writer {
 
     /// Inserts every job's events in one transaction. Returns per-job acks and the stored events.
     #[allow(clippy::type_complexity)]
-    fn write_batch(&mut self, jobs: &mut [WriteJob]) -> rusqlite::Result<(Vec<Vec<Ack>>, Vec<Arc<Event>>)> {
+    fn write_batch(
+        &mut self,
+        jobs: &mut [WriteJob],
+    ) -> rusqlite::Result<(Vec<Vec<Ack>>, Vec<Arc<Event>>)> {
         let tx = self.conn.transaction()?;
         let mut acks = Vec::with_capacity(jobs.len());
         let mut stored = Vec::new();
@@ -177,7 +198,8 @@ impl Writer {
         let first_seq = self.next_seq;
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            let mut fts = tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (?1, ?2)")?;
+            let mut fts =
+                tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (?1, ?2)")?;
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1")?;
             for job in jobs.iter_mut() {
                 let mut job_acks = Vec::with_capacity(job.events.len());
@@ -189,10 +211,16 @@ impl Writer {
                         event.seq = seq;
                         aggregates.fold(&event);
                         stored.push(Arc::new(event));
-                        job_acks.push(Ack { seq, duplicate: false });
+                        job_acks.push(Ack {
+                            seq,
+                            duplicate: false,
+                        });
                     } else {
                         let existing: i64 = find.query_row([&event.event_id], |r| r.get(0))?;
-                        job_acks.push(Ack { seq: existing as u64, duplicate: true });
+                        job_acks.push(Ack {
+                            seq: existing as u64,
+                            duplicate: true,
+                        });
                     }
                 }
                 acks.push(job_acks);
@@ -200,8 +228,10 @@ impl Writer {
         }
         aggregates.write(&tx)?;
         if self.next_seq > first_seq {
-            tx.prepare_cached("INSERT OR IGNORE INTO seq_marks (second, first_seq) VALUES (?1, ?2)")?
-                .execute(params![Timestamp::now().millis() / 1000, first_seq as i64])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO seq_marks (second, first_seq) VALUES (?1, ?2)",
+            )?
+            .execute(params![Timestamp::now().millis() / 1000, first_seq as i64])?;
         }
         tx.commit()?;
         Ok((acks, stored))

@@ -31,7 +31,9 @@ fn tool(run: &str, session: &str, id: &str, status: &str) -> serde_json::Value {
 async fn seqs_increase_and_repeats_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let (store, seen) = open(&dir);
-    let batch: Vec<Event> = (0..100).map(|i| event(tool("r", "s", &format!("e{i}"), "running"))).collect();
+    let batch: Vec<Event> = (0..100)
+        .map(|i| event(tool("r", "s", &format!("e{i}"), "running")))
+        .collect();
     let acks = store.write(batch.clone()).await.unwrap();
     let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
@@ -39,8 +41,16 @@ async fn seqs_increase_and_repeats_are_stored_once() {
     assert!(again.iter().all(|a| a.duplicate));
     assert_eq!(again.iter().map(|a| a.seq).collect::<Vec<_>>(), seqs);
     assert_eq!(store.head_seq(), 100);
-    assert_eq!(*seen.lock().unwrap(), seqs, "only new events are announced, in order");
-    let run = store.read(|c| query::get_run(c, "r")).await.unwrap().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        seqs,
+        "only new events are announced, in order"
+    );
+    let run = store
+        .read(|c| query::get_run(c, "r"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.run.event_count, 100);
 }
 
@@ -51,14 +61,23 @@ async fn permission_blocks_until_work_resumes_and_cost_rolls_up() {
     let main = |extra: serde_json::Value| {
         let mut v = json!({"source": "claude", "source_event": "x", "entity_type": "session", "title": "main",
             "run_id": "run1", "session_id": "run1"});
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         event(v)
     };
-    store.write(vec![main(json!({"status": "running", "metrics": {"cost_usd": 1.0}}))]).await.unwrap();
     store
-        .write(vec![event(json!({"source": "claude", "source_event": "SubagentStart", "entity_type": "session",
+        .write(vec![main(
+            json!({"status": "running", "metrics": {"cost_usd": 1.0}}),
+        )])
+        .await
+        .unwrap();
+    store
+        .write(vec![event(
+            json!({"source": "claude", "source_event": "SubagentStart", "entity_type": "session",
             "title": "explore", "run_id": "run1", "session_id": "sub1", "parent_session_id": "run1",
-            "status": "running", "metrics": {"cost_usd": 0.25, "input_tokens": 10}}))])
+            "status": "running", "metrics": {"cost_usd": 0.25, "input_tokens": 10}}),
+        )])
         .await
         .unwrap();
     store
@@ -66,19 +85,44 @@ async fn permission_blocks_until_work_resumes_and_cost_rolls_up() {
             "run_id": "run1", "session_id": "sub2", "parent_session_id": "sub1", "metrics": {"cost_usd": 0.5}}))])
         .await
         .unwrap();
-    store.write(vec![main(json!({"entity_type": "permission", "status": "blocked"}))]).await.unwrap();
+    store
+        .write(vec![main(
+            json!({"entity_type": "permission", "status": "blocked"}),
+        )])
+        .await
+        .unwrap();
     let status = |store: &Store| {
-        store.read_blocking(|c| query::get_run(c, "run1")).unwrap().unwrap().run.status
+        store
+            .read_blocking(|c| query::get_run(c, "run1"))
+            .unwrap()
+            .unwrap()
+            .run
+            .status
     };
     assert_eq!(status(&store), Some(Status::Blocked));
-    store.write(vec![event(tool("run1", "run1", "t1", "running"))]).await.unwrap();
+    store
+        .write(vec![event(tool("run1", "run1", "t1", "running"))])
+        .await
+        .unwrap();
     assert_eq!(status(&store), Some(Status::Running));
 
-    let detail = store.read(|c| query::get_run(c, "run1")).await.unwrap().unwrap();
+    let detail = store
+        .read(|c| query::get_run(c, "run1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!((detail.run.cost_usd - 1.75).abs() < 1e-9);
     assert_eq!(detail.run.session_count, 3);
-    let tree = store.read(|c| query::session_tree(c, "run1")).await.unwrap().unwrap();
-    assert!((tree.session.total_cost_usd - 1.75).abs() < 1e-9, "{}", tree.session.total_cost_usd);
+    let tree = store
+        .read(|c| query::session_tree(c, "run1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (tree.session.total_cost_usd - 1.75).abs() < 1e-9,
+        "{}",
+        tree.session.total_cost_usd
+    );
     assert_eq!(tree.children.len(), 1);
     assert!((tree.children[0].session.total_cost_usd - 0.75).abs() < 1e-9);
     assert_eq!(tree.children[0].children[0].session.session_id, "sub2");
@@ -90,20 +134,37 @@ async fn search_pages_and_full_text() {
     let (store, _) = open(&dir);
     let mut batch = Vec::new();
     for i in 0..50 {
-        let mut v = tool("r", "s", &format!("e{i}"), if i % 5 == 0 { "failed" } else { "success" });
+        let mut v = tool(
+            "r",
+            "s",
+            &format!("e{i}"),
+            if i % 5 == 0 { "failed" } else { "success" },
+        );
         v["payload"] = json!({"command": format!("cargo test number{i}")});
         batch.push(event(v));
     }
     store.write(batch).await.unwrap();
     let filter = Filter::from_params([("statuses", "failed")]).unwrap();
-    let page = store.read(move |c| query::search(c, &filter, Order::Desc, None, 4)).await.unwrap();
-    assert_eq!(page.items.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![46, 41, 36, 31]);
+    let page = store
+        .read(move |c| query::search(c, &filter, Order::Desc, None, 4))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![46, 41, 36, 31]
+    );
     assert_eq!(page.next_cursor, Some(31));
     let filter = Filter::from_params([("q", "number17")]).unwrap();
-    let hits = store.read(move |c| query::search(c, &filter, Order::Asc, None, 10)).await.unwrap();
+    let hits = store
+        .read(move |c| query::search(c, &filter, Order::Asc, None, 10))
+        .await
+        .unwrap();
     assert_eq!(hits.items.len(), 1);
     assert_eq!(hits.items[0].event_id, "e17");
-    let incidents = store.read(|c| query::incidents(c, Timestamp(0), 300_000, 10)).await.unwrap();
+    let incidents = store
+        .read(|c| query::incidents(c, Timestamp(0), 300_000, 10))
+        .await
+        .unwrap();
     assert_eq!(incidents.iter().map(|i| i.count).sum::<i64>(), 10);
 }
 
@@ -111,27 +172,62 @@ async fn search_pages_and_full_text() {
 async fn retention_deletes_by_arrival_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(&dir);
-    store.write((0..10).map(|i| event(tool("old", "s", &format!("o{i}"), "running"))).collect()).await.unwrap();
+    store
+        .write(
+            (0..10)
+                .map(|i| event(tool("old", "s", &format!("o{i}"), "running")))
+                .collect(),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let cutoff = Timestamp::now();
-    store.write((0..5).map(|i| event(tool("new", "s2", &format!("n{i}"), "running"))).collect()).await.unwrap();
+    store
+        .write(
+            (0..5)
+                .map(|i| event(tool("new", "s2", &format!("n{i}"), "running")))
+                .collect(),
+        )
+        .await
+        .unwrap();
     let deleted = store.delete_before(cutoff).await.unwrap();
     assert_eq!(deleted, 10);
-    let all = store.read(|c| query::search(c, &Filter::default(), Order::Asc, None, 100)).await.unwrap();
+    let all = store
+        .read(|c| query::search(c, &Filter::default(), Order::Asc, None, 100))
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 5);
-    assert!(store.read(|c| query::get_run(c, "old")).await.unwrap().is_none());
-    assert!(store.read(|c| query::get_run(c, "new")).await.unwrap().is_some());
+    assert!(
+        store
+            .read(|c| query::get_run(c, "old"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read(|c| query::get_run(c, "new"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn reopening_keeps_seq_and_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(&dir);
-    store.write(vec![event(tool("r", "s", "a", "running"))]).await.unwrap();
+    store
+        .write(vec![event(tool("r", "s", "a", "running"))])
+        .await
+        .unwrap();
     let epoch = store.epoch().to_string();
     store.close();
     let (again, _) = open(&dir);
     assert_eq!(again.epoch(), epoch);
-    let acks = again.write(vec![event(tool("r", "s", "b", "running"))]).await.unwrap();
+    let acks = again
+        .write(vec![event(tool("r", "s", "b", "running"))])
+        .await
+        .unwrap();
     assert_eq!(acks[0].seq, 2);
 }

@@ -1,0 +1,155 @@
+//! The command line (DESIGN.md §4): every subcommand, its flags and their environment variables.
+//! Values given neither as a flag nor in the environment come from the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sightline",
+    version,
+    about = "A live, persistent view of the agents and processes on this machine"
+)]
+pub struct Cli {
+    /// Config file (TOML); defaults to $XDG_CONFIG_HOME/sightline/config.toml.
+    #[arg(long, global = true, env = "SIGHTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: API, live streams and dashboard on one port.
+    Serve(ServeArgs),
+    /// Is a hub running? Prints its health.
+    Status(HubArgs),
+    /// Stop a running hub gracefully (it commits everything queued first).
+    Stop(HubArgs),
+    /// Follow the live event stream in the terminal.
+    Tail(TailArgs),
+    /// Export a run's events.
+    Export(ExportArgs),
+    /// Import events from a file written by export (json, ndjson, csv, yaml).
+    Import(ImportArgs),
+    /// Replay a recording (JSONL or YAML) into the hub as if it happened now.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "SIGHTLINE_PORT")]
+    pub port: Option<u16>,
+    /// Address to bind; anything but loopback requires --token.
+    #[arg(long, env = "SIGHTLINE_BIND")]
+    pub bind: Option<String>,
+    /// SQLite database file.
+    #[arg(long, env = "SIGHTLINE_DB")]
+    pub db: Option<PathBuf>,
+    /// Adapters to run, comma-separated (default: all that need no setup).
+    #[arg(long, env = "SIGHTLINE_SOURCES", value_delimiter = ',')]
+    pub source: Option<Vec<String>>,
+    /// Require this bearer token on the API.
+    #[arg(long, env = "SIGHTLINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Keep events this long (e.g. 14d, 36h, 0 for forever).
+    #[arg(long, env = "SIGHTLINE_RETENTION")]
+    pub retention: Option<String>,
+    /// Largest ingest request body in bytes.
+    #[arg(long, env = "SIGHTLINE_MAX_BODY")]
+    pub max_body: Option<usize>,
+    /// Open the dashboard in a browser once listening.
+    #[arg(long)]
+    pub open: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HubArgs {
+    /// The hub's URL.
+    #[arg(long, env = "SIGHTLINE_URL", default_value = "http://127.0.0.1:4517")]
+    pub url: String,
+    /// Bearer token for a hub that requires one.
+    #[arg(long, env = "SIGHTLINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Sources (claude, opencode, docker, workflow, tmux, python, process, otlp, custom).
+    #[arg(long = "source", value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// Run ids.
+    #[arg(long = "run", value_delimiter = ',')]
+    pub runs: Vec<String>,
+    /// Session ids (also matches their direct children).
+    #[arg(long = "session", value_delimiter = ',')]
+    pub sessions: Vec<String>,
+    /// Agents.
+    #[arg(long = "agent", value_delimiter = ',')]
+    pub agents: Vec<String>,
+    /// Entity types (tool, session, call, ...).
+    #[arg(long = "type", value_delimiter = ',')]
+    pub entity_types: Vec<String>,
+    /// Statuses (running, failed, blocked, ...).
+    #[arg(long = "status", value_delimiter = ',')]
+    pub statuses: Vec<String>,
+    /// Severities (debug, info, warn, error).
+    #[arg(long = "severity", value_delimiter = ',')]
+    pub severities: Vec<String>,
+    /// Full-text query: every word must appear.
+    #[arg(short = 'q', long = "query")]
+    pub q: Option<String>,
+    /// Start by replaying events after this seq (0 = everything stored).
+    #[arg(long)]
+    pub since_seq: Option<u64>,
+    /// Print each event as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// The run to export.
+    pub run: String,
+    /// Output format.
+    #[arg(long, default_value = "json", value_parser = ["json", "ndjson", "csv", "yaml"])]
+    pub format: String,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// The file to import.
+    pub file: PathBuf,
+    /// Its format (default: from the file's extension).
+    #[arg(long, value_parser = ["json", "ndjson", "csv", "yaml"])]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// A recording: JSONL/NDJSON or YAML events.
+    pub path: PathBuf,
+    /// Playback speed: 1 is real time, 10 is ten times faster, 0 is as fast as possible.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Keep the recording's ids (by default run, session and event ids get a replay suffix so
+    /// the replay is a new run beside the original).
+    #[arg(long)]
+    pub keep_ids: bool,
+}

@@ -1,0 +1,125 @@
+//! A small blocking HTTP client for the commands that talk to a running hub.
+//!
+//! It turns the hub's JSON errors into one readable line and a dead hub into a message that
+//! says how to start one. It must never retry a request that may have been committed.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+
+use crate::cli::HubArgs;
+
+pub struct HubClient {
+    pub base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl HubClient {
+    pub fn new(args: &HubArgs) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(3)))
+            .build()
+            .new_agent();
+        HubClient {
+            base: args.url.trim_end_matches('/').to_string(),
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            agent,
+        }
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow!(
+            "no hub answers at {} ({e}); start one with `sightline serve` or set SIGHTLINE_URL",
+            self.base
+        )
+    }
+
+    /// A non-2xx answer as an error with the hub's own message.
+    fn check(status: u16, body: String) -> anyhow::Result<String> {
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        Err(anyhow!("the hub answered {status}: {message}"))
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+        let mut res = self
+            .auth(self.agent.get(format!("{}{path}", self.base)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .context("reading the answer")?;
+        Self::check(status, body)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
+        let mut res = self
+            .auth(self.agent.post(format!("{}{path}", self.base)))
+            .header("Content-Type", content_type)
+            .send(body)
+            .map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
+        let text = res
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .context("reading the answer")?;
+        Self::check(status, text)
+    }
+
+    /// Opens a streaming GET (SSE) and returns a reader over its body.
+    pub fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> anyhow::Result<impl Read + use<>> {
+        let mut req = self
+            .auth(self.agent.get(format!("{}{path}", self.base)))
+            .header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", &id.to_string());
+        }
+        let res = req.call().map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
+        if status != 200 {
+            let body = res.into_body().read_to_string().unwrap_or_default();
+            Self::check(status, body)?;
+            anyhow::bail!("the hub answered {status} to a stream request");
+        }
+        Ok(res.into_body().into_reader())
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b',') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,24 @@
+//! One file per subcommand; this module only dispatches.
+
+mod export;
+mod import;
+mod replay;
+mod serve;
+mod status;
+mod stop;
+mod tail;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command; `Ok(code)` is the exit code for outcomes that are not errors.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, cli.config.as_deref()),
+        Command::Status(args) => status::run(&args),
+        Command::Stop(args) => stop::run(&args),
+        Command::Tail(args) => tail::run(&args),
+        Command::Export(args) => export::run(&args),
+        Command::Import(args) => import::run(&args),
+        Command::Replay(args) => replay::run(&args),
+    }
+}

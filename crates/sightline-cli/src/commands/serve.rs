@@ -1,0 +1,130 @@
+//! `sightline serve`: resolve settings, bind the port, run the hub until asked to stop.
+//!
+//! Exit codes: 2 for bad settings (including a non-loopback bind without a token), 3 when an
+//! adapter cannot start, 4 when the port is taken. Stopping (SIGINT, SIGTERM, `sightline stop`)
+//! drains the write queue before exiting, so nothing acknowledged is lost.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sightline_server::HubSettings;
+use sightline_store::StoreConfig;
+
+use crate::cli::ServeArgs;
+use crate::config::{self, parse_retention};
+use crate::exit::Exit;
+
+/// Adapters this build can run.
+const KNOWN_SOURCES: &[&str] = &["http", "telemetry"];
+
+pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let file = config::load(config_path)?;
+    let port = args.port.or(file.port).unwrap_or(4517);
+    let bind = args
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let ip: IpAddr = bind
+        .parse()
+        .map_err(|_| Exit::config(format!("--bind `{bind}` is not an IP address")))?;
+    let token = args.token.or(file.token).filter(|t| !t.is_empty());
+    if !ip.is_loopback() && token.is_none() {
+        return Err(Exit::config(format!(
+            "binding {ip} exposes the hub beyond this machine; set a token with --token or SIGHTLINE_TOKEN"
+        )));
+    }
+    let sources = args.source.or(file.sources).unwrap_or_default();
+    for s in &sources {
+        if !KNOWN_SOURCES.contains(&s.as_str()) {
+            return Err(Exit::config(format!(
+                "unknown source `{s}`; known: {}",
+                KNOWN_SOURCES.join(", ")
+            )));
+        }
+    }
+    let retention = parse_retention(
+        args.retention
+            .or(file.retention)
+            .as_deref()
+            .unwrap_or("14d"),
+    )?;
+    let db = args
+        .db
+        .or(file.db)
+        .unwrap_or_else(|| config::data_dir().join("sightline.db"));
+    let mut store = StoreConfig::new(&db);
+    store.retention = retention;
+    let settings = HubSettings {
+        token,
+        max_body: args.max_body.or(file.max_body).unwrap_or(8 * 1024 * 1024),
+        retention_days: retention.map(|d| d.as_secs_f64() / 86_400.0),
+        ..HubSettings::default()
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::new(ip, port);
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(Exit::port_in_use(format!(
+                    "port {port} on {ip} is in use (is a hub already running? try `sightline status`); choose another with --port"
+                )));
+            }
+            Err(e) => return Err(Exit::config(format!("cannot listen on {addr}: {e}"))),
+        };
+        let hub = sightline_server::open_hub(store, settings)
+            .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
+        let running = sightline_server::start(hub, listener)?;
+        let url = format!("http://{}", running.addr);
+        println!("sightline listening on {url}");
+        let _ = std::io::stdout().flush();
+        eprintln!("sightline: database {}, dashboard {url}/", db.display());
+        if args.open {
+            let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
+        }
+        let stopper = running.hub.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stopper.shutdown.notify_one();
+        });
+        running.wait().await?;
+        eprintln!("sightline: stopped; every queued event is committed");
+        Ok(0)
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    // Give a second signal a way out if draining ever hangs.
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    tokio::time::sleep(Duration::ZERO).await;
+}

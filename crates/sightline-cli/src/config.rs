@@ -1,0 +1,137 @@
+//! Where settings come from: flags, then `SIGHTLINE_*` environment variables (both handled by
+//! clap), then the TOML config file, then defaults. Also the data directory.
+//!
+//! Unknown keys in the config file are an error (exit 2) so that a typo is not ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::exit::Exit;
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub port: Option<u16>,
+    pub bind: Option<String>,
+    pub db: Option<PathBuf>,
+    pub sources: Option<Vec<String>>,
+    pub token: Option<String>,
+    pub retention: Option<String>,
+    pub max_body: Option<usize>,
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$XDG_DATA_HOME/sightline` or `~/.local/share/sightline`.
+pub fn data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("sightline");
+    }
+    home()
+        .map(|h| h.join(".local/share/sightline"))
+        .unwrap_or_else(|| PathBuf::from(".sightline"))
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("sightline/config.toml"));
+    }
+    home().map(|h| h.join(".config/sightline/config.toml"))
+}
+
+/// Reads the config file: the explicit one must exist; the default one may not.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_config_path() {
+            Some(p) => (p, false),
+            None => return Ok(FileConfig::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(Exit::config(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    toml::from_str(&text).map_err(|e| Exit::config(format!("config file {}: {e}", path.display())))
+}
+
+/// Parses `14d`, `36h`, `90m`, `30s`, or a bare number of days; `0` means keep forever.
+pub fn parse_retention(text: &str) -> anyhow::Result<Option<Duration>> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number.trim().parse().map_err(|_| {
+        Exit::config(format!(
+            "retention `{text}` is not a duration like 14d, 36h or 0"
+        ))
+    })?;
+    let seconds = match unit.trim() {
+        "" | "d" => value * 86_400.0,
+        "h" => value * 3_600.0,
+        "m" => value * 60.0,
+        "s" => value,
+        other => {
+            return Err(Exit::config(format!(
+                "retention unit `{other}` is not one of d, h, m, s"
+            )));
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(Exit::config(format!(
+            "retention `{text}` must be zero or positive"
+        )));
+    }
+    Ok((seconds > 0.0).then(|| Duration::from_secs_f64(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_forms() {
+        assert_eq!(
+            parse_retention("14d").unwrap(),
+            Some(Duration::from_secs(14 * 86_400))
+        );
+        assert_eq!(
+            parse_retention("36h").unwrap(),
+            Some(Duration::from_secs(36 * 3_600))
+        );
+        assert_eq!(
+            parse_retention("2").unwrap(),
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(parse_retention("0").unwrap(), None);
+        assert!(parse_retention("soon").is_err());
+        assert!(parse_retention("3w").is_err());
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "port = 5000\nprot = 1\n").unwrap();
+        let err = load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        std::fs::write(&path, "port = 5000\nretention = \"3d\"\n").unwrap();
+        assert_eq!(load(Some(&path)).unwrap().port, Some(5000));
+    }
+}
