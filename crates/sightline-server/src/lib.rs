@@ -33,8 +33,17 @@ pub use crate::bus::Bus;
 pub use crate::error::ApiError;
 pub use crate::hub::{AdapterHealth, Hub, HubSettings};
 
-/// Every route of the hub.
+/// Every route of the hub, plus `extra` routes (the adapters crate's endpoints).
+pub fn router_with(hub: Hub, extra: Router<Hub>) -> Router {
+    build_router(hub, extra)
+}
+
+/// Every route of the hub's core.
 pub fn router(hub: Hub) -> Router {
+    build_router(hub, Router::new())
+}
+
+fn build_router(hub: Hub, extra: Router<Hub>) -> Router {
     let api = Router::new()
         .route("/api/v1/events", post(ingest::post_events))
         .route("/api/v1/events/stream", get(stream::sse))
@@ -56,7 +65,8 @@ pub fn router(hub: Hub) -> Router {
         )
         .route("/api/v1/shutdown", post(shutdown))
         .route("/openapi.json", get(openapi::openapi));
-    api.fallback(assets::serve_asset)
+    api.merge(extra)
+        .fallback(assets::serve_asset)
         .layer(middleware::from_fn_with_state(hub.clone(), auth))
         .with_state(hub)
 }
@@ -156,8 +166,13 @@ impl Running {
 /// Serves the hub on `listener` until a shutdown request. Live streams are closed at shutdown
 /// so that the graceful drain can finish.
 pub fn start(hub: Hub, listener: TcpListener) -> std::io::Result<Running> {
+    start_with(hub, listener, Router::new())
+}
+
+/// Like [`start`], with extra routes merged in.
+pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let app = router(hub.clone());
+    let app = router_with(hub.clone(), extra);
     let stopper = hub.clone();
     let task = tokio::spawn(async move {
         axum::serve(

@@ -81,7 +81,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         };
         let hub = sightline_server::open_hub(store, settings)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
-        let running = sightline_server::start(hub, listener)?;
+        let running = sightline_server::start_with(hub, listener, sightline_adapters::routes())?;
         let url = format!("http://{}", running.addr);
         println!("sightline listening on {url}");
         let _ = std::io::stdout().flush();
