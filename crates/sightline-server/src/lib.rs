@@ -14,6 +14,7 @@ pub mod export;
 pub mod hub;
 pub mod ingest;
 pub mod openapi;
+pub mod plugins;
 pub mod stream;
 pub mod subscription;
 pub mod telemetry;
@@ -64,6 +65,8 @@ fn build_router(hub: Hub, extra: Router<Hub>) -> Router {
             get(control::get_control).put(control::put_control),
         )
         .route("/api/v1/shutdown", post(shutdown))
+        .route("/api/v1/plugins", get(plugins::list))
+        .route("/api/v1/plugins/{name}/invoke", post(plugins::invoke))
         .route("/openapi.json", get(openapi::openapi));
     api.merge(extra)
         .fallback(assets::serve_asset)
