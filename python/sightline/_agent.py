@@ -293,7 +293,7 @@ class Agent:
         self._exc_suppressed += 1
         return False
 
-    def _on_exception(self, exc, frame=None) -> bool:
+    def _on_exception(self, exc, tb=None) -> bool:
         """Called from Rust when an exception leaves a traced function (once per exception)."""
         if not self.cfg.exceptions or exc is None or not isinstance(exc, BaseException):
             return False
@@ -305,15 +305,19 @@ class Agent:
             current = sys._getframe(1)
         except ValueError:
             current = None
-        self._report(exc, current, "exception", handled=None)
+        self._report(exc, current, "exception", handled=None, tb=tb)
         return False
 
-    def _report(self, exc: BaseException, current, source_event: str, handled) -> None:
+    def _report(self, exc: BaseException, current, source_event: str, handled, tb=None) -> None:
         try:
             d = describe(exc)
-            stack = exception_stack(exc, current, Limits(), wants_locals=self._wants_locals)
+            stack = exception_stack(exc, current, Limits(), wants_locals=self._wants_locals, tb=tb)
             where = stack[-1] if stack else {}
-            leaving = current.f_code.co_qualname if current is not None else None
+            if tb is not None and tb.tb_next is not None:
+                # 3.11: reported from the frame the exception reached; it left the next one.
+                leaving = tb.tb_next.tb_frame.f_code.co_qualname
+            else:
+                leaving = current.f_code.co_qualname if current is not None else None
             self.send(
                 self.event(
                     source_event,

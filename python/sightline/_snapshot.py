@@ -171,6 +171,7 @@ def exception_stack(
     max_frames: int = 40,
     locals_frames: int = 12,
     wants_locals=None,
+    tb=None,
 ) -> list[dict]:
     """The stack of an exception, outermost first: the live frames above ``current`` (when
     the exception is still unwinding) then the traceback's frames down to the raise point.
@@ -178,7 +179,8 @@ def exception_stack(
     ``wants_locals(frame)`` accepts (by default all); frames of sightline itself are left out."""
     lim = lim or Limits()
     tb_entries: list[tuple[types.FrameType, int]] = []
-    tb = exc.__traceback__
+    if tb is None:
+        tb = exc.__traceback__
     while tb is not None and len(tb_entries) < 1000:
         tb_entries.append((tb.tb_frame, tb.tb_lineno))
         tb = tb.tb_next

@@ -887,8 +887,13 @@ pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut
     let exc_name = if failed { type_name_of(value) } else { String::new() };
     // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
     let cancelled = failed && exc_name == "GeneratorExit";
-    if failed && !cancelled && !value.is_null() {
-        report_exception(py, value);
+    if failed && !cancelled {
+        if !value.is_null() {
+            report_exception(py, value, std::ptr::null_mut());
+        } else {
+            #[cfg(not(Py_3_12))]
+            profile311::note_unwind(py);
+        }
     }
     if duration >= MIN_DURATION_NS.load(Ordering::Relaxed) && detail_take(now) {
         let ret = if f.args.is_some() && exit == Exit::Return {
@@ -904,7 +909,7 @@ pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut
 }
 
 /// Reports an exception leaving a traced frame, once per exception object per thread.
-fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject) {
+fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject, tb: *mut ffi::PyObject) {
     let addr = exc as usize;
     let fresh = with_ts(|ts| {
         if ts.last_exc == addr {
@@ -925,7 +930,13 @@ fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject) {
         let _busy = BusyGuard::new();
         // SAFETY: exc is a live exception object passed by the interpreter.
         let e = unsafe { Bound::from_borrowed_ptr(py, exc) };
-        if let Err(err) = cb.call1(py, (e,)) {
+        let tb = if tb.is_null() {
+            py.None().into_bound(py)
+        } else {
+            // SAFETY: tb is a live traceback (or None) passed by the interpreter.
+            unsafe { Bound::from_borrowed_ptr(py, tb) }
+        };
+        if let Err(err) = cb.call1(py, (e, tb)) {
             err.print(py);
         }
     }
@@ -1156,7 +1167,6 @@ pub mod profile311 {
             on_start(py, code, frame, resume);
         } else if arg.is_null() {
             on_exit(py, code, Exit::Unwind, std::ptr::null_mut());
-            note_unwind(py);
         } else {
             let exit = if is_yield(code, frame) { Exit::Yield } else { Exit::Return };
             on_exit(py, code, exit, arg);
@@ -1201,7 +1211,7 @@ pub mod profile311 {
     /// it: PyTrace_EXCEPTION fires in the frame the exception reaches next, with
     /// (type, value, traceback). It is set only when no other trace function (debugger,
     /// coverage) is installed, and removes itself at its first exception event.
-    fn note_unwind(py: Python<'_>) {
+    pub fn note_unwind(py: Python<'_>) {
         let free = py
             .import("sys")
             .and_then(|s| s.getattr("gettrace"))
@@ -1225,11 +1235,16 @@ pub mod profile311 {
         if what == PYTRACE_EXCEPTION || what == PYTRACE_RETURN {
             ffi::PyEval_SetTrace(None, std::ptr::null_mut());
         }
-        if what == PYTRACE_EXCEPTION && !arg.is_null() && ffi::PyTuple_Check(arg) != 0 && ffi::PyTuple_GET_SIZE(arg) >= 2 {
+        if what == PYTRACE_EXCEPTION
+            && !arg.is_null()
+            && ffi::PyTuple_Check(arg) != 0
+            && ffi::PyTuple_GET_SIZE(arg) >= 3
+        {
             let py = Python::assume_attached();
             let value = ffi::PyTuple_GET_ITEM(arg, 1);
+            let tb = ffi::PyTuple_GET_ITEM(arg, 2);
             if !value.is_null() && value != ffi::Py_None() {
-                report_exception(py, value);
+                report_exception(py, value, tb);
             }
         }
         0

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the sightline Python agent for CPython 3.11, 3.12 and 3.13 (one native build per
+# interpreter, in a venv under python/target/venvs) and runs its pytest suite on each, against
+# the real hub binary (target/debug/sightline at the repository root, or $SIGHTLINE_BIN).
+# Needs only the pyenv interpreters and access to PyPI / crates.io. Exits non-zero on any
+# failure; the last line is pytest's summary of all runs.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+VENVS="$HERE/target/venvs"
+VERSIONS="${SIGHTLINE_PY_VERSIONS:-3.11 3.12 3.13}"
+export SIGHTLINE_BIN="${SIGHTLINE_BIN:-$REPO/target/debug/sightline}"
+mkdir -p "$VENVS"
+
+find_python() {
+    local v="$1" p
+    for p in "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" "$(command -v python"$v" 2>/dev/null)"; do
+        if [ -x "$p" ]; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+if [ ! -x "$SIGHTLINE_BIN" ]; then
+    echo "run-tests.sh: no hub binary at $SIGHTLINE_BIN; building it (cargo build -p sightline-cli)" >&2
+    (cd "$REPO" && cargo build -q -p sightline-cli) || { echo "run-tests.sh: cargo build failed" >&2; exit 1; }
+fi
+
+status=0
+summary=()
+for v in $VERSIONS; do
+    py="$(find_python "$v")" || { echo "run-tests.sh: Python $v not found (pyenv)" >&2; status=1; summary+=("$v: interpreter missing"); continue; }
+    venv="$VENVS/$v"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$py" -m venv "$venv" || { status=1; summary+=("$v: venv failed"); continue; }
+    fi
+    # Test and benchmark dependencies (quiet; pip skips what is already there).
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest pyyaml pyperformance \
+        || { status=1; summary+=("$v: pip install failed"); continue; }
+    echo "=== building the agent for Python $v ==="
+    (cd "$HERE" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release -q) \
+        || { status=1; summary+=("$v: build failed"); continue; }
+    echo "=== pytest on Python $v ==="
+    log="$HERE/target/pytest-$v.log"
+    (cd "$HERE/tests" && "$venv/bin/python" -m pytest -q -p no:cacheprovider) 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    line="$(grep -E '^(=+ )?[0-9]+ (passed|failed)|no tests ran' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')"
+    summary+=("$v: ${line:-no summary (exit $rc)}")
+    [ "$rc" -eq 0 ] || status=1
+done
+
+echo "=== python agent: per-interpreter results ==="
+for s in "${summary[@]}"; do echo "  $s"; done
+# One closing line in pytest's own format, totalled over the interpreters.
+passed=0; failed=0; skipped=0
+for s in "${summary[@]}"; do
+    p=$(echo "$s" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); passed=$((passed + ${p:-0}))
+    f=$(echo "$s" | grep -oE '[0-9]+ (failed|error|errors)' | grep -oE '[0-9]+' | paste -sd+ | bc 2>/dev/null); failed=$((failed + ${f:-0}))
+    k=$(echo "$s" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+'); skipped=$((skipped + ${k:-0}))
+done
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+exit $status

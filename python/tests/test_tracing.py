@@ -1,0 +1,269 @@
+"""The call tree, durations, arguments, exceptions and aggregates that reach a real hub for
+nested, recursive, generator, async, threaded and raising code."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import by_call_id, run_traced, short
+
+PROGRAM = r'''
+import asyncio, threading, time
+
+def leaf(ms):
+    time.sleep(ms / 1000)
+    return ms
+
+def middle():
+    return leaf(20) + leaf(10)
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def countdown(n):
+    while n:
+        yield n
+        n -= 1
+
+def consume():
+    return list(countdown(3))
+
+async def fetch(i):
+    await asyncio.sleep(0.03)
+    return i
+
+async def gather_all():
+    a = await fetch(1)
+    return a + await fetch(2)
+
+def fail(password, level):
+    db_password = "hunter2"
+    config = {"api_key": "k", "nested": {"user_token": "t", "port": 5432}}
+    raise KeyError(f"missing {level}")
+
+def catcher():
+    try:
+        fail("pw", 1)
+    except KeyError:
+        return "caught"
+
+def in_thread():
+    leaf(5)
+
+def main():
+    middle()
+    fib(6)
+    consume()
+    asyncio.run(gather_all())
+    catcher()
+    t = threading.Thread(target=in_thread, name="worker-1")
+    t.start(); t.join()
+
+main()
+print("done")
+'''
+
+
+@pytest.fixture(scope="module")
+def traced(hub, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tree")
+    run_id, p = run_traced(hub, tmp, PROGRAM, "tree")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "done"
+    evs = hub.events(run_id)
+    calls = [e for e in evs if e["source_event"] == "call"]
+    return run_id, evs, calls, by_call_id(calls)
+
+
+def named(calls, name):
+    return [c for c in calls if short(c) == name]
+
+
+def parent(ids, c):
+    return ids.get(c["payload"]["parent_call_id"])
+
+
+def interval(c):
+    return c["payload"]["start_ns"], c["payload"]["end_ns"]
+
+
+def test_process_lifecycle(traced):
+    run_id, evs, calls, _ = traced
+    kinds = [e["source_event"] for e in evs]
+    assert kinds.count("process_start") == 1 and kinds.count("process_exit") == 1
+    start = next(e for e in evs if e["source_event"] == "process_start")
+    assert start["payload"]["python_version"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
+    exit_ = next(e for e in evs if e["source_event"] == "process_exit")
+    assert exit_["status"] == "success" and exit_["metrics"]["exit_code"] == 0
+    assert all(e["source"] == "python" and e["run_id"] == run_id for e in evs)
+    # Only the user's code is traced: no stdlib (asyncio, threading) functions.
+    assert {c["payload"]["module"] for c in calls} == {"__main__"}
+
+
+def test_nested_calls_and_durations(traced):
+    _, _, calls, ids = traced
+    (middle,) = named(calls, "middle")
+    leaves = sorted((c for c in named(calls, "leaf") if parent(ids, c) is middle), key=lambda c: c["payload"]["start_ns"])
+    assert [c["payload"]["args"] for c in leaves] == [{"ms": 20}, {"ms": 10}]
+    assert [c["payload"]["return"] for c in leaves] == [20, 10]
+    assert leaves[0]["duration_ms"] >= 20 and leaves[1]["duration_ms"] >= 10
+    assert middle["duration_ms"] >= leaves[0]["duration_ms"] + leaves[1]["duration_ms"]
+    assert middle["payload"]["return"] == 30
+    m0, m1 = interval(middle)
+    for leaf in leaves:
+        s, e = interval(leaf)
+        assert m0 <= s <= e <= m1
+    assert short(parent(ids, middle)) == "main"
+    assert leaves[0]["payload"]["depth"] == middle["payload"]["depth"] + 1
+
+
+def test_recursive_tree(traced):
+    run_id, evs, calls, ids = traced
+    fibs = named(calls, "fib")
+    assert len(fibs) == 25  # calls made by fib(6)
+    roots = [c for c in fibs if short(parent(ids, c)) != "fib"]
+    assert len(roots) == 1 and roots[0]["payload"]["args"] == {"n": 6} and roots[0]["payload"]["return"] == 8
+    children: dict[int, list] = {}
+    for c in fibs:
+        children.setdefault(c["payload"]["parent_call_id"], []).append(c)
+    for c in fibs:
+        n = c["payload"]["args"]["n"]
+        kids = sorted(k["payload"]["args"]["n"] for k in children.get(c["payload"]["call_id"], []))
+        assert kids == ([] if n < 2 else [n - 2, n - 1]), (n, kids)
+        s, e = interval(c)
+        for k in children.get(c["payload"]["call_id"], []):
+            ks, ke = interval(k)
+            assert s <= ks <= ke <= e
+    # The aggregates count every call.
+    stats = [e for e in evs if e["source_event"] == "function_stats" and e["entity_id"] == "__main__.fib"]
+    assert stats and stats[-1]["metrics"]["count"] == 25
+
+
+def test_generator(traced):
+    _, _, calls, ids = traced
+    (gen,) = named(calls, "countdown")
+    assert gen["payload"]["kind"] == "generator"
+    assert gen["payload"]["resumes"] == 3  # started, then resumed three times until it returned
+    assert gen["payload"]["args"] == {"n": 3}
+    assert short(parent(ids, gen)) == "consume"
+    assert gen["status"] == "success"
+
+
+def test_async(traced):
+    _, _, calls, ids = traced
+    fetches = named(calls, "fetch")
+    (ga,) = named(calls, "gather_all")
+    assert len(fetches) == 2
+    for f in fetches:
+        assert f["payload"]["kind"] == "coroutine"
+        assert parent(ids, f) is ga
+        assert f["duration_ms"] >= 30  # wall time includes the awaited sleep
+        assert f["metrics"]["active_ms"] < f["duration_ms"]  # ...active time does not
+        assert f["payload"]["resumes"] >= 1
+    assert ga["duration_ms"] >= 60 and ga["payload"]["return"] == 3
+    assert short(parent(ids, ga)) == "main"
+
+
+def test_threads(traced):
+    run_id, _, calls, ids = traced
+    (t,) = named(calls, "in_thread")
+    main_session = f"{run_id}:main"
+    assert t["session_id"] != main_session and t["parent_session_id"] == main_session
+    assert t["payload"]["parent_call_id"] is None  # the root of its thread
+    (leaf,) = [c for c in named(calls, "leaf") if parent(ids, c) is t]
+    assert leaf["session_id"] == t["session_id"] and leaf["thread_id"] == t["thread_id"]
+    (m,) = named(calls, "main")
+    assert m["session_id"] == main_session and m["thread_id"] != t["thread_id"]
+
+
+def test_raising_code_and_locals(traced):
+    _, evs, calls, ids = traced
+    (fail,) = named(calls, "fail")
+    (catcher,) = named(calls, "catcher")
+    assert fail["status"] == "failed" and parent(ids, fail) is catcher
+    assert fail["payload"]["args"] == {"password": "[REDACTED]", "level": 1}
+    if sys.version_info >= (3, 12):
+        assert fail["payload"]["exception"] == "KeyError"
+    assert catcher["status"] == "success" and catcher["payload"]["return"] == "caught"
+    exc = [e for e in evs if e["entity_type"] == "exception"]
+    assert len(exc) == 1, exc
+    e = exc[0]
+    assert e["source_event"] == "exception" and e["entity_id"] == "KeyError" and e["severity"] == "error"
+    assert e["payload"]["leaving"] == "fail"
+    assert "missing 1" in e["payload"]["message"]
+    top = e["payload"]["stack"][-1]
+    assert top["function"] == "fail" and top["line"] > 0
+    loc = top["locals"]
+    assert loc["password"] == "[REDACTED]" and loc["db_password"] == "[REDACTED]"
+    assert loc["level"] == 1
+    assert loc["config"] == {"api_key": "[REDACTED]", "nested": {"user_token": "[REDACTED]", "port": 5432}}
+    assert "hunter2" not in str(e)
+    assert [f["function"] for f in e["payload"]["stack"][-3:]] == ["main", "catcher", "fail"]
+
+
+SAMPLED = r'''
+def tiny(i):
+    return i + 1
+
+def slow():
+    import time
+    time.sleep(0.02)
+
+for i in range(5000):
+    tiny(i)
+slow()
+'''
+
+
+def test_aggregates_complete_when_details_are_capped(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, SAMPLED, "sampled", SIGHTLINE_MAX_DETAIL_PER_S="50")
+    assert p.returncode == 0, p.stderr
+    evs = hub.events(run_id)
+    tiny = [e for e in evs if e["source_event"] == "call" and short(e) == "tiny"]
+    assert 1 <= len(tiny) < 200, len(tiny)  # capped (about a second's worth of burst)
+    stats = [e for e in evs if e["source_event"] == "function_stats" and e["entity_id"] == "__main__.tiny"]
+    m = stats[-1]["metrics"]
+    assert m["count"] == 5000 and m["min_ms"] <= m["mean_ms"] <= m["max_ms"]
+    assert sum(stats[-1]["payload"]["histogram"].values()) == 5000
+
+
+def test_min_duration_filter(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, SAMPLED, "mindur", SIGHTLINE_MIN_DURATION_MS="10")
+    assert p.returncode == 0, p.stderr
+    calls = hub.events(run_id, source_events="call")
+    names = {short(c) for c in calls}
+    assert "slow" in names and "tiny" not in names
+
+
+UNHANDLED = r'''
+def explode(token):
+    api_key = "abc"
+    raise RuntimeError("kaboom")
+explode("t0k")
+'''
+
+
+def test_unhandled_exception_and_exit_status(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, UNHANDLED, "unhandled")
+    assert p.returncode == 1 and "RuntimeError: kaboom" in p.stderr
+    evs = hub.events(run_id)
+    un = [e for e in evs if e["source_event"] == "unhandled_exception"]
+    assert len(un) == 1
+    top = un[0]["payload"]["stack"][-1]
+    assert top["function"] == "explode" and top["locals"] == {"token": "[REDACTED]", "api_key": "[REDACTED]"}
+    ex = next(e for e in evs if e["source_event"] == "process_exit")
+    assert ex["status"] == "failed" and ex["metrics"]["exit_code"] == 1
+
+
+def test_offline_file(tmp_path):
+    """Offline mode writes NDJSON that the hub's import reads (checked in test_yaml)."""
+    out = tmp_path / "events.ndjson"
+    run_id, p = run_traced(None, tmp_path, SAMPLED, "offline", SIGHTLINE_OUTPUT=str(out), SIGHTLINE_MAX_DETAIL_PER_S="0")
+    assert p.returncode == 0, p.stderr
+    import json
+
+    evs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(1 for e in evs if e["source_event"] == "call" and short(e) == "tiny") == 5000
+    assert evs[0]["source_event"] == "process_start" and evs[0]["run_id"] == run_id
