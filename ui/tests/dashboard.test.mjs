@@ -45,6 +45,18 @@ after(async () => {
 });
 
 describe('dashboard', () => {
+  test('the hub serves the dashboard it embeds, and it is this build of ui/dist', async () => {
+    const res = await fetch(hub.url + '/');
+    assert.equal(res.status, 200);
+    const served = await res.text();
+    const built = fs.readFileSync(path.join(here, '..', 'dist', 'index.html'), 'utf8');
+    assert.equal(served, built, 'the binary embeds a different ui/dist: run `cargo build` after `npm run build`');
+    const asset = served.match(/assets\/index-[^"]+\.js/)[0];
+    const js = await fetch(`${hub.url}/${asset}`);
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type'), /javascript/);
+  });
+
   test('live lanes update as events are posted, and a subagent nests under its parent', async () => {
     await open('live', `[data-lane="sess-main-${T}"]`);
     // The main session is blocked on the permission prompt and stands out.

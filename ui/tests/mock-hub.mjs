@@ -145,7 +145,9 @@ const server = http.createServer(async (req, res) => {
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; ch.kill('SIGKILL'); }, pl.timeout_ms ?? 5000);
     ch.stdout.on('data', (d) => (out += d));
-    ch.stdin.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'analyze', params: JSON.parse(body) }) + '\n');
+    const inv = JSON.parse(body);
+    const evs = inv.events ?? (inv.seqs ?? []).map((s) => events[s - 1]).filter(Boolean);
+    ch.stdin.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'analyze', params: { events: evs, context: inv.context ?? {} } }) + '\n');
     ch.on('close', (code) => { clearTimeout(timer);
       try { const r = JSON.parse(out.split('\n')[0]); return json(res, 200, { plugin: pl.name, ok: true, duration_ms: 30, result: r.result }); }
       catch { return json(res, timedOut ? 504 : 502, { error: { code: timedOut ? 'plugin_timeout' : 'plugin_failed', message: timedOut ? `plugin timed out after ${pl.timeout_ms} ms` : `plugin exited with status ${code} before answering` } }); }

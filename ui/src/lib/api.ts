@@ -105,7 +105,7 @@ export class Stream {
   private open() {
     const extra: Record<string, string | number | null> = { last_event_id: this.lastSeq };
     const t = token();
-    if (t) extra.token = t; // EventSource cannot send headers
+    if (t) extra.access_token = t; // EventSource cannot send headers; the hub accepts this parameter
     const es = new EventSource(BASE + '/events/stream' + filterQuery(this.filter, extra));
     this.es = es;
     es.addEventListener('open', () => { this.retry = 0; this.set('live'); });
