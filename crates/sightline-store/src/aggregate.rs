@@ -46,12 +46,12 @@ impl Usage {
 }
 
 /// How good an event's title is as the title of its run or session (higher wins; the first
-/// of the best rank is kept).
+/// of the best rank is kept). The user's first prompt says more than "Session started".
 fn title_rank(e: &Event, for_session: bool) -> i64 {
     match e.entity_type {
         EntityType::Run | EntityType::Workflow | EntityType::Process => 4,
-        EntityType::Session if for_session || e.parent_session_id.is_none() => 3,
-        EntityType::Prompt => 2,
+        EntityType::Prompt => 3,
+        EntityType::Session if for_session || e.parent_session_id.is_none() => 2,
         _ => 1,
     }
 }
