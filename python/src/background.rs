@@ -131,10 +131,11 @@ pub fn beat(last: &mut Option<(u64, f64)>) {
         _ => 0.0,
     };
     *last = Some((now_mono, cpu_s));
-    let (sent, skipped) = tracer::registry()
+    let sent = tracer::registry()
         .as_ref()
-        .map(|r| (r.detail_sent, r.detail_skipped))
-        .unwrap_or((0, 0));
+        .map(|r| r.detail_sent)
+        .unwrap_or(0);
+    let (calls, skipped) = tracer::counters();
     let mut o = String::with_capacity(512);
     let mut first = true;
     o.push('{');
@@ -165,7 +166,7 @@ pub fn beat(last: &mut Option<(u64, f64)>) {
         cpu_pct,
         rss,
         threads,
-        tracer::CALLS.load(Ordering::Relaxed),
+        calls,
         sent,
         skipped,
         ts_stats.dropped,

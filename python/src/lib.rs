@@ -17,71 +17,83 @@ use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::ffi::CStr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracer::{Exit, Verdict};
 
-fn verdict(py: Python<'_>, v: Verdict) -> Py<PyAny> {
-    match v {
-        Verdict::Continue => py.None(),
-        Verdict::Disable => tracer::disable_obj(py),
-    }
-}
 
 // --- sys.monitoring callbacks (3.12+) ------------------------------------------------------
+//
+// Plain METH_FASTCALL C functions rather than #[pyfunction]s: they run twice per traced call,
+// and skipping the generic argument parsing halves the cost of the call into Rust. They must
+// never unwind into CPython, so each body runs under catch_unwind.
 
-#[pyfunction]
-fn py_start(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: &Bound<'_, PyAny>) -> Py<PyAny> {
-    verdict(py, tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), false))
+type Fast = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *mut *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+) -> *mut ffi::PyObject;
+
+/// Returns a new reference to None or to `sys.monitoring.DISABLE`.
+unsafe fn answer(v: Verdict) -> *mut ffi::PyObject {
+    let p = match v {
+        Verdict::Continue => ffi::Py_None(),
+        Verdict::Disable => tracer::disable_ptr(),
+    };
+    ffi::Py_INCREF(p);
+    p
 }
 
-#[pyfunction]
-fn py_resume(py: Python<'_>, code: &Bound<'_, PyAny>, _offset: &Bound<'_, PyAny>) -> Py<PyAny> {
-    verdict(py, tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), true))
+macro_rules! callback {
+    ($name:ident, $nargs:expr, |$py:ident, $code:ident, $args:ident| $body:expr) => {
+        unsafe extern "C" fn $name(
+            _slf: *mut ffi::PyObject,
+            $args: *mut *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+        ) -> *mut ffi::PyObject {
+            if nargs < $nargs {
+                return answer(Verdict::Continue);
+            }
+            let r = std::panic::catch_unwind(|| {
+                let $py = Python::assume_attached();
+                let $code = *$args;
+                $body
+            });
+            answer(r.unwrap_or(Verdict::Continue))
+        }
+    };
 }
 
-/// `gen.throw()` resumes a generator with an exception; PY_THROW cannot be disabled.
-#[pyfunction]
-fn py_throw(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    _offset: &Bound<'_, PyAny>,
-    _exc: &Bound<'_, PyAny>,
-) -> Py<PyAny> {
-    tracer::on_start(py, code.as_ptr(), std::ptr::null_mut(), true);
-    py.None()
-}
+callback!(cb_start, 2, |py, code, _a| tracer::on_start(py, code, std::ptr::null_mut(), false));
+callback!(cb_resume, 2, |py, code, _a| tracer::on_start(py, code, std::ptr::null_mut(), true));
+// `gen.throw()` resumes a generator with an exception; PY_THROW cannot be disabled.
+callback!(cb_throw, 3, |py, code, _a| {
+    tracer::on_start(py, code, std::ptr::null_mut(), true);
+    Verdict::Continue
+});
+callback!(cb_return, 3, |py, code, a| tracer::on_exit(py, code, Exit::Return, *a.add(2)));
+callback!(cb_yield, 3, |py, code, a| tracer::on_exit(py, code, Exit::Yield, *a.add(2)));
+// PY_UNWIND cannot be disabled: always answer None.
+callback!(cb_unwind, 3, |py, code, a| {
+    tracer::on_exit(py, code, Exit::Unwind, *a.add(2));
+    Verdict::Continue
+});
 
-#[pyfunction]
-fn py_return(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    _offset: &Bound<'_, PyAny>,
-    retval: &Bound<'_, PyAny>,
-) -> Py<PyAny> {
-    verdict(py, tracer::on_exit(py, code.as_ptr(), Exit::Return, retval.as_ptr()))
-}
-
-#[pyfunction]
-fn py_yield(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    _offset: &Bound<'_, PyAny>,
-    retval: &Bound<'_, PyAny>,
-) -> Py<PyAny> {
-    verdict(py, tracer::on_exit(py, code.as_ptr(), Exit::Yield, retval.as_ptr()))
-}
-
-/// PY_UNWIND cannot be disabled: always answer None.
-#[pyfunction]
-fn py_unwind(
-    py: Python<'_>,
-    code: &Bound<'_, PyAny>,
-    _offset: &Bound<'_, PyAny>,
-    exc: &Bound<'_, PyAny>,
-) -> Py<PyAny> {
-    tracer::on_exit(py, code.as_ptr(), Exit::Unwind, exc.as_ptr());
-    py.None()
+fn add_fastcall(m: &Bound<'_, PyModule>, name: &'static CStr, f: Fast) -> PyResult<()> {
+    // The definition must outlive the function object: leak it (six, once per import).
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFast: f },
+        ml_flags: ffi::METH_FASTCALL,
+        ml_doc: c"sightline sys.monitoring callback".as_ptr(),
+    }));
+    // SAFETY: def is 'static; PyCFunction_NewEx returns a new reference or NULL with an error.
+    let obj = unsafe {
+        let p = ffi::PyCFunction_NewEx(def, std::ptr::null_mut(), std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(m.py(), p)?
+    };
+    m.add(name.to_str().expect("ascii name"), obj)
 }
 
 // --- 3.11 profile hook -------------------------------------------------------------------------
@@ -257,7 +269,9 @@ fn stop_background() {
 fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let t = transport::global().stats();
-    d.set_item("calls", tracer::CALLS.load(Ordering::Relaxed))?;
+    let (calls, skipped) = tracer::counters();
+    d.set_item("calls", calls)?;
+    d.set_item("detail_skipped", skipped)?;
     d.set_item("queued", t.queued)?;
     d.set_item("sent", t.sent)?;
     d.set_item("dropped", t.dropped)?;
@@ -266,7 +280,6 @@ fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("last_error", t.last_error)?;
     if let Some(r) = tracer::registry().as_ref() {
         d.set_item("detail_sent", r.detail_sent)?;
-        d.set_item("detail_skipped", r.detail_skipped)?;
         d.set_item("functions", r.metas.iter().filter(|m| m.traced).count())?;
     }
     Ok(d)
@@ -298,12 +311,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let v = unsafe { std::ffi::CStr::from_ptr(ffi::Py_GetVersion()) };
         v.to_string_lossy().split_whitespace().next().unwrap_or("").to_string()
     })?;
-    m.add_function(wrap_pyfunction!(py_start, m)?)?;
-    m.add_function(wrap_pyfunction!(py_resume, m)?)?;
-    m.add_function(wrap_pyfunction!(py_throw, m)?)?;
-    m.add_function(wrap_pyfunction!(py_return, m)?)?;
-    m.add_function(wrap_pyfunction!(py_yield, m)?)?;
-    m.add_function(wrap_pyfunction!(py_unwind, m)?)?;
+    add_fastcall(m, c"py_start", cb_start)?;
+    add_fastcall(m, c"py_resume", cb_resume)?;
+    add_fastcall(m, c"py_throw", cb_throw)?;
+    add_fastcall(m, c"py_return", cb_return)?;
+    add_fastcall(m, c"py_yield", cb_yield)?;
+    add_fastcall(m, c"py_unwind", cb_unwind)?;
     m.add_function(wrap_pyfunction!(profile_all_threads, m)?)?;
     m.add_function(wrap_pyfunction!(thread_bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(install, m)?)?;

@@ -218,6 +218,10 @@ impl FnStats {
 pub struct ThreadStats {
     pub fns: Vec<FnStats>,
     pub touched: Vec<u32>,
+    /// Calls completed on this thread (cumulative).
+    pub calls: u64,
+    /// Of those, calls not sent as detailed events (cumulative).
+    pub skipped: u64,
 }
 
 /// One activation on a shadow stack (or, for a suspended generator, waiting to resume).
@@ -252,7 +256,6 @@ pub struct Registry {
     classify: Option<Py<PyAny>>,
     on_exception: Option<Py<PyAny>>,
     pub detail_sent: u64,
-    pub detail_skipped: u64,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -261,7 +264,9 @@ pub static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Bumped when filters change: threads then forget their cached decisions.
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
-pub static CALLS: AtomicU64 = AtomicU64::new(0);
+/// Bumped when tracing is switched off: every thread then drops its shadow stack, whose
+/// frames will return unseen.
+static STACK_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// GCRA rate limiter for detailed events: the theoretical arrival time, in mono ns.
 static DETAIL_TAT: AtomicU64 = AtomicU64::new(0);
 static DETAIL_INTERVAL_NS: AtomicU64 = AtomicU64::new(1_000_000);
@@ -285,6 +290,9 @@ struct ThreadState {
     /// The last exception reported from this thread (by address), so that an exception
     /// unwinding through several traced frames is reported once.
     last_exc: usize,
+    next_id: u64,
+    id_end: u64,
+    stack_epoch: u64,
 }
 
 thread_local! {
@@ -309,6 +317,9 @@ fn new_thread_state() -> ThreadState {
         stack: Vec::with_capacity(64),
         stats,
         last_exc: 0,
+        next_id: 0,
+        id_end: 0,
+        stack_epoch: STACK_EPOCH.load(Ordering::Relaxed),
     }
 }
 
@@ -321,6 +332,11 @@ fn with_ts<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
         let ts = b.get_or_insert_with(new_thread_state);
         if ts.busy {
             return None;
+        }
+        let se = STACK_EPOCH.load(Ordering::Relaxed);
+        if ts.stack_epoch != se {
+            ts.stack.clear();
+            ts.stack_epoch = se;
         }
         Some(f(ts))
     })
@@ -384,7 +400,6 @@ pub fn install(
                 classify: Some(classify),
                 on_exception: Some(on_exception),
                 detail_sent: 0,
-                detail_skipped: 0,
             })
         }
     }
@@ -698,28 +713,67 @@ fn current_frame() -> *mut ffi::PyFrameObject {
     unsafe { ffi::PyEval_GetFrame() }
 }
 
+/// Call ids are handed to threads in blocks, so that taking one is not an atomic operation.
+const ID_BLOCK: u64 = 4096;
+
+#[inline]
+fn next_id(ts: &mut ThreadState) -> u64 {
+    if ts.next_id >= ts.id_end {
+        ts.next_id = NEXT_CALL.fetch_add(ID_BLOCK, Ordering::Relaxed);
+        ts.id_end = ts.next_id + ID_BLOCK;
+    }
+    let id = ts.next_id;
+    ts.next_id += 1;
+    id
+}
+
+/// What the fast path of a start event decided.
+enum StartFast {
+    Done(Verdict),
+    /// First sight of the code object: classify it (calls Python).
+    Miss,
+    /// A generator/coroutine, or a call whose arguments may be wanted: needs the frame.
+    Slow(u32, Kind, u64),
+}
+
 /// A Python function starts (`resume` false) or a generator/coroutine resumes (`resume` true).
 /// `frame` may be null on 3.12+ (fetched lazily only when needed).
 #[inline]
-pub fn on_start(py: Python<'_>, code: *mut ffi::PyObject, mut frame: *mut ffi::PyFrameObject, resume: bool) -> Verdict {
+pub fn on_start(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    frame: *mut ffi::PyFrameObject,
+    resume: bool,
+) -> Verdict {
     if !ACTIVE.load(Ordering::Relaxed) {
         return Verdict::Continue;
     }
     let key = code as usize;
-    let cached = match with_ts(|ts| lookup(ts, key)) {
-        None => return Verdict::Continue, // busy: the tracer's own Python code
-        Some(c) => c,
-    };
-    let (idx, traced, kind) = match cached {
-        Some(c) => c,
-        None => {
-            if frame.is_null() {
-                frame = current_frame();
+    // The common case in one visit to the thread state: a known, traced, plain function.
+    let fast = with_ts(|ts| match lookup(ts, key) {
+        None => StartFast::Miss,
+        Some((_, false, _)) => StartFast::Done(Verdict::Disable),
+        Some((idx, true, kind)) => {
+            let now = clock::mono_ns();
+            if kind.suspends() || (CAPTURE_ARGS.load(Ordering::Relaxed) && detail_available(now)) {
+                StartFast::Slow(idx, kind, now)
+            } else {
+                push_new(ts, key, idx, kind, now, 0, None);
+                StartFast::Done(Verdict::Continue)
             }
+        }
+    });
+    match fast {
+        None => Verdict::Continue, // busy: the tracer's own Python code
+        Some(StartFast::Done(v)) => v,
+        Some(StartFast::Slow(idx, kind, now)) => start_slow(py, key, frame, resume, idx, kind, now),
+        Some(StartFast::Miss) => {
+            let frame = if frame.is_null() { current_frame() } else { frame };
             let globals = if frame.is_null() {
                 std::ptr::null_mut()
             } else {
-                // SAFETY: frame is live; PyFrame_GetGlobals returns a new reference.
+                // SAFETY: frame is live; PyFrame_GetGlobals returns a new reference, and the
+                // frame keeps the dict alive after we drop ours.
                 unsafe {
                     let g = PyFrame_GetGlobals(frame);
                     ffi::Py_XDECREF(g);
@@ -730,13 +784,25 @@ pub fn on_start(py: Python<'_>, code: *mut ffi::PyObject, mut frame: *mut ffi::P
             with_ts(|ts| {
                 ts.cache.insert(key, c);
             });
-            c
+            let (idx, traced, kind) = c;
+            if !traced || idx == UNKNOWN {
+                return Verdict::Disable;
+            }
+            start_slow(py, key, frame, resume, idx, kind, clock::mono_ns())
         }
-    };
-    if !traced || idx == UNKNOWN {
-        return Verdict::Disable;
     }
-    let now = clock::mono_ns();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_slow(
+    py: Python<'_>,
+    key: usize,
+    mut frame: *mut ffi::PyFrameObject,
+    resume: bool,
+    idx: u32,
+    kind: Kind,
+    now: u64,
+) -> Verdict {
     if kind.suspends() {
         if frame.is_null() {
             frame = current_frame();
@@ -744,34 +810,30 @@ pub fn on_start(py: Python<'_>, code: *mut ffi::PyObject, mut frame: *mut ffi::P
         let gen_key = frame as usize;
         if resume {
             let taken = registry().as_mut().and_then(|r| r.suspended.remove(&gen_key));
-            let f = match taken {
-                Some(mut f) => {
-                    f.seg_start_ns = now;
-                    f.resumes += 1;
-                    f
-                }
-                None => Frame {
-                    code: key,
-                    idx,
-                    kind,
-                    call_id: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
-                    parent_id: 0,
-                    depth: 0,
-                    start_ns: now,
-                    seg_start_ns: now,
-                    active_ns: 0,
-                    resumes: 1,
-                    gen_key,
-                    partial: true,
-                    args: None,
-                },
-            };
             with_ts(|ts| {
-                let mut f = f;
-                if f.partial && f.resumes == 1 {
-                    f.parent_id = ts.stack.last().map(|p| p.call_id).unwrap_or(0);
-                    f.depth = ts.stack.len() as u32;
-                }
+                let f = match taken {
+                    Some(mut f) => {
+                        f.seg_start_ns = now;
+                        f.resumes += 1;
+                        f
+                    }
+                    // A generator that started before tracing did.
+                    None => Frame {
+                        code: key,
+                        idx,
+                        kind,
+                        call_id: next_id(ts),
+                        parent_id: ts.stack.last().map(|p| p.call_id).unwrap_or(0),
+                        depth: ts.stack.len() as u32,
+                        start_ns: now,
+                        seg_start_ns: now,
+                        active_ns: 0,
+                        resumes: 1,
+                        gen_key,
+                        partial: true,
+                        args: None,
+                    },
+                };
                 ts.stack.push(f);
             });
             return Verdict::Continue;
@@ -784,29 +846,34 @@ pub fn on_start(py: Python<'_>, code: *mut ffi::PyObject, mut frame: *mut ffi::P
         with_ts(|ts| push_new(ts, key, idx, kind, now, gen_key, args));
         return Verdict::Continue;
     }
-    let args = if CAPTURE_ARGS.load(Ordering::Relaxed) && detail_available(now) {
-        if frame.is_null() {
-            frame = current_frame();
-        }
-        capture_args(py, frame, idx)
-    } else {
-        None
-    };
+    if frame.is_null() {
+        frame = current_frame();
+    }
+    let args = capture_args(py, frame, idx);
     with_ts(|ts| push_new(ts, key, idx, kind, now, 0, args));
     Verdict::Continue
 }
 
 #[inline]
-fn push_new(ts: &mut ThreadState, code: usize, idx: u32, kind: Kind, now: u64, gen_key: usize, args: Option<String>) {
+fn push_new(
+    ts: &mut ThreadState,
+    code: usize,
+    idx: u32,
+    kind: Kind,
+    now: u64,
+    gen_key: usize,
+    args: Option<String>,
+) {
     let (parent_id, depth) = match ts.stack.last() {
         Some(p) => (p.call_id, ts.stack.len() as u32),
         None => (0, 0),
     };
+    let call_id = next_id(ts);
     ts.stack.push(Frame {
         code,
         idx,
         kind,
-        call_id: NEXT_CALL.fetch_add(1, Ordering::Relaxed),
+        call_id,
         parent_id,
         depth,
         start_ns: now,
@@ -827,41 +894,81 @@ pub enum Exit {
     Unwind,
 }
 
+/// What the fast path of an exit event decided.
+enum ExitFast {
+    Done(Verdict),
+    /// A yield, a failure or a detailed call: finish outside the thread state.
+    Slow(Frame, u64, u64, u64),
+}
+
 /// A Python function returns, yields or unwinds. `value` is the return/yield value or the
 /// exception (3.12+), or null. Returns whether the event should be disabled for this code.
 #[inline]
-pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut ffi::PyObject) -> Verdict {
+pub fn on_exit(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    exit: Exit,
+    value: *mut ffi::PyObject,
+) -> Verdict {
     if !ACTIVE.load(Ordering::Relaxed) {
         return Verdict::Continue;
     }
     let key = code as usize;
-    let now = clock::mono_ns();
-    // Pop the matching frame. A return we never saw start (tracing began inside it) is ignored.
-    let popped = with_ts(|ts| {
-        // Search the top of the stack first: after a filter change the cache is empty but the
-        // frames we started are still ours.
-        let pos = ts.stack.iter().rev().take(8).position(|f| f.code == key);
-        match pos {
-            Some(p) => {
-                let at = ts.stack.len() - 1 - p;
-                // Frames above it left without an event (should not happen): drop them.
-                ts.stack.truncate(at + 1);
-                let f = ts.stack.pop().expect("index found above");
-                Ok((f, ts.tid, Arc::clone(&ts.stats)))
-            }
-            None => match lookup(ts, key) {
-                Some((_, false, _)) => Err(Verdict::Disable),
-                _ => Err(Verdict::Continue),
-            },
+    let fast = with_ts(|ts| {
+        // The frame is almost always on top; search a little deeper after a filter change or
+        // a missed event. A return we never saw start (tracing began inside it) is ignored.
+        let top = ts.stack.len();
+        let pos = match ts.stack.last() {
+            Some(f) if f.code == key => Some(top - 1),
+            _ => ts
+                .stack
+                .iter()
+                .rev()
+                .take(8)
+                .position(|f| f.code == key)
+                .map(|p| top - 1 - p),
+        };
+        let Some(at) = pos else {
+            return match lookup(ts, key) {
+                Some((_, false, _)) => ExitFast::Done(Verdict::Disable),
+                _ => ExitFast::Done(Verdict::Continue),
+            };
+        };
+        ts.stack.truncate(at + 1);
+        let mut f = ts.stack.pop().expect("index found above");
+        let now = clock::mono_ns();
+        if exit == Exit::Yield && f.kind.suspends() {
+            f.active_ns += now.saturating_sub(f.seg_start_ns);
+            return ExitFast::Slow(f, now, 0, ts.tid);
         }
+        let duration = now.saturating_sub(f.start_ns);
+        let failed = exit == Exit::Unwind;
+        {
+            let mut s = ts.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let i = f.idx as usize;
+            if s.fns.len() <= i {
+                s.fns.resize(i + 1, FnStats::default());
+            }
+            if s.fns[i].count == 0 {
+                s.touched.push(f.idx);
+            }
+            s.fns[i].record(duration, failed);
+            s.calls += 1;
+            let wanted = duration >= MIN_DURATION_NS.load(Ordering::Relaxed)
+                && (f.args.is_some() || detail_available(now));
+            if !wanted && !failed && !f.kind.suspends() {
+                s.skipped += 1;
+                return ExitFast::Done(Verdict::Continue);
+            }
+        }
+        f.active_ns += now.saturating_sub(f.seg_start_ns);
+        ExitFast::Slow(f, now, duration, ts.tid)
     });
-    let (mut f, tid, stats) = match popped {
-        None => return Verdict::Continue,
-        Some(Err(v)) => return v,
-        Some(Ok(x)) => x,
+    let (f, now, duration, tid) = match fast {
+        None | Some(ExitFast::Done(Verdict::Continue)) => return Verdict::Continue,
+        Some(ExitFast::Done(v)) => return v,
+        Some(ExitFast::Slow(f, now, duration, tid)) => (f, now, duration, tid),
     };
-    let seg = now.saturating_sub(f.seg_start_ns);
-    f.active_ns += seg;
     if exit == Exit::Yield && f.kind.suspends() {
         if let Some(r) = registry().as_mut() {
             if r.suspended.len() < 100_000 {
@@ -871,19 +978,6 @@ pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut
         return Verdict::Continue;
     }
     let failed = exit == Exit::Unwind;
-    let duration = now.saturating_sub(f.start_ns);
-    CALLS.fetch_add(1, Ordering::Relaxed);
-    {
-        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
-        let i = f.idx as usize;
-        if s.fns.len() <= i {
-            s.fns.resize(i + 1, FnStats::default());
-        }
-        if s.fns[i].count == 0 {
-            s.touched.push(f.idx);
-        }
-        s.fns[i].record(duration, failed);
-    }
     let exc_name = if failed { type_name_of(value) } else { String::new() };
     // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
     let cancelled = failed && exc_name == "GeneratorExit";
@@ -902,10 +996,20 @@ pub fn on_exit(py: Python<'_>, code: *mut ffi::PyObject, exit: Exit, value: *mut
             None
         };
         emit_call(&f, tid, duration, now, exit, &exc_name, cancelled, ret);
-    } else if let Some(r) = registry().as_mut() {
-        r.detail_skipped += 1;
+    } else {
+        with_ts(|ts| ts.stats.lock().unwrap_or_else(|e| e.into_inner()).skipped += 1);
     }
     Verdict::Continue
+}
+
+/// (calls completed, calls aggregated but not sent as detailed events), over all threads.
+pub fn counters() -> (u64, u64) {
+    let g = registry();
+    let Some(r) = g.as_ref() else { return (0, 0) };
+    r.threads.iter().fold((0, 0), |(c, k), t| {
+        let s = t.lock().unwrap_or_else(|e| e.into_inner());
+        (c + s.calls, k + s.skipped)
+    })
 }
 
 /// Reports an exception leaving a traced frame, once per exception object per thread.
@@ -1113,19 +1217,20 @@ pub fn take_stats() -> (Vec<(Arc<CodeMeta>, FnStats, FnStats)>, Arc<Ident>) {
 /// Drops shadow-stack state (used when tracing is switched off: frames that are live now will
 /// return while tracing is off, so their entries would go stale).
 pub fn reset_thread_stacks() {
-    let _ = with_ts(|ts| ts.stack.clear());
+    STACK_EPOCH.fetch_add(1, Ordering::AcqRel);
     if let Some(r) = registry().as_mut() {
         r.suspended.clear();
     }
 }
 
-pub fn disable_obj(py: Python<'_>) -> Py<PyAny> {
+/// `sys.monitoring.DISABLE` (borrowed), or None before `install`.
+pub fn disable_ptr() -> *mut ffi::PyObject {
     let p = DISABLE.load(Ordering::Acquire);
     if p.is_null() {
-        py.None()
+        // SAFETY: None is a static object.
+        unsafe { ffi::Py_None() }
     } else {
-        // SAFETY: p is a strong reference we leaked in `install`.
-        unsafe { Bound::from_borrowed_ptr(py, p).unbind() }
+        p
     }
 }
 
