@@ -177,7 +177,11 @@ pub fn beat(last: &mut Option<(u64, f64)>) {
     o.push('{');
     let mut pf = true;
     json::key(&mut o, &mut pf, "tracing");
-    o.push_str(if tracer::ACTIVE.load(Ordering::Relaxed) { "true" } else { "false" });
+    o.push_str(if tracer::ACTIVE.load(Ordering::Relaxed) {
+        "true"
+    } else {
+        "false"
+    });
     if let Some(e) = &ts_stats.last_error {
         json::key(&mut o, &mut pf, "last_transport_error");
         json::push_str(&mut o, e);

@@ -276,9 +276,15 @@ mod tests {
     #[test]
     fn parses_urls() {
         let e = Endpoint::parse("http://127.0.0.1:4517", None).unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("127.0.0.1", 4517, ""));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str()),
+            ("127.0.0.1", 4517, "")
+        );
         let e = Endpoint::parse("http://hub.local/x/", Some("t".into())).unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("hub.local", 80, "/x"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str()),
+            ("hub.local", 80, "/x")
+        );
         assert!(Endpoint::parse("https://x", None).is_err());
     }
 
@@ -314,7 +320,9 @@ mod tests {
             Duration::from_secs(5),
         );
         for _ in 0..2 {
-            let r = c.request("POST", "/x", Some("text/plain"), b"hello").unwrap();
+            let r = c
+                .request("POST", "/x", Some("text/plain"), b"hello")
+                .unwrap();
             assert_eq!(r.status, 202);
             assert_eq!(r.body, b"ok");
         }

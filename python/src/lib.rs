@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracer::{Exit, Verdict};
 
-
 // --- sys.monitoring callbacks (3.12+) ------------------------------------------------------
 //
 // Plain METH_FASTCALL C functions rather than #[pyfunction]s: they run twice per traced call,
@@ -65,15 +64,35 @@ macro_rules! callback {
     };
 }
 
-callback!(cb_start, 2, |py, code, _a| tracer::on_start(py, code, std::ptr::null_mut(), false));
-callback!(cb_resume, 2, |py, code, _a| tracer::on_start(py, code, std::ptr::null_mut(), true));
+callback!(cb_start, 2, |py, code, _a| tracer::on_start(
+    py,
+    code,
+    std::ptr::null_mut(),
+    false
+));
+callback!(cb_resume, 2, |py, code, _a| tracer::on_start(
+    py,
+    code,
+    std::ptr::null_mut(),
+    true
+));
 // `gen.throw()` resumes a generator with an exception; PY_THROW cannot be disabled.
 callback!(cb_throw, 3, |py, code, _a| {
     tracer::on_start(py, code, std::ptr::null_mut(), true);
     Verdict::Continue
 });
-callback!(cb_return, 3, |py, code, a| tracer::on_exit(py, code, Exit::Return, *a.add(2)));
-callback!(cb_yield, 3, |py, code, a| tracer::on_exit(py, code, Exit::Yield, *a.add(2)));
+callback!(cb_return, 3, |py, code, a| tracer::on_exit(
+    py,
+    code,
+    Exit::Return,
+    *a.add(2)
+));
+callback!(cb_yield, 3, |py, code, a| tracer::on_exit(
+    py,
+    code,
+    Exit::Yield,
+    *a.add(2)
+));
 // PY_UNWIND cannot be disabled: always answer None.
 callback!(cb_unwind, 3, |py, code, a| {
     tracer::on_exit(py, code, Exit::Unwind, *a.add(2));
@@ -109,7 +128,9 @@ fn profile_all_threads(on: bool) -> PyResult<()> {
     #[cfg(Py_3_12)]
     {
         let _ = on;
-        Err(PyValueError::new_err("the C profile hook is for Python 3.11; use sys.monitoring"))
+        Err(PyValueError::new_err(
+            "the C profile hook is for Python 3.11; use sys.monitoring",
+        ))
     }
 }
 
@@ -165,7 +186,8 @@ fn configure(
     capture_repr: bool,
     refilter: bool,
 ) -> PyResult<()> {
-    if !(min_duration_ms >= 0.0) || !(max_detail_per_s >= 0.0) {
+    let valid = |v: f64| v.is_finite() && v >= 0.0;
+    if !valid(min_duration_ms) || !valid(max_detail_per_s) {
         return Err(PyValueError::new_err(
             "min_duration_ms and max_detail_per_s must be numbers >= 0",
         ));
@@ -253,8 +275,14 @@ fn start_heartbeat(interval_s: f64) {
 
 #[pyfunction]
 #[pyo3(signature = (url, token, run_id, apply))]
-fn start_control(url: String, token: Option<String>, run_id: String, apply: Py<PyAny>) -> PyResult<()> {
-    let ep = http::Endpoint::parse(&url, token).map_err(|e| PyValueError::new_err(e.to_string()))?;
+fn start_control(
+    url: String,
+    token: Option<String>,
+    run_id: String,
+    apply: Py<PyAny>,
+) -> PyResult<()> {
+    let ep =
+        http::Endpoint::parse(&url, token).map_err(|e| PyValueError::new_err(e.to_string()))?;
     background::start_control(ep, run_id, apply);
     Ok(())
 }
@@ -309,7 +337,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BUILT_FOR", {
         // SAFETY: Py_GetVersion returns a static NUL-terminated string.
         let v = unsafe { std::ffi::CStr::from_ptr(ffi::Py_GetVersion()) };
-        v.to_string_lossy().split_whitespace().next().unwrap_or("").to_string()
+        v.to_string_lossy()
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
     })?;
     add_fastcall(m, c"py_start", cb_start)?;
     add_fastcall(m, c"py_resume", cb_resume)?;

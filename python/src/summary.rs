@@ -85,7 +85,7 @@ pub fn summarize(out: &mut String, obj: &Bound<'_, PyAny>, depth: u32) {
         } else if ffi::PyLong_CheckExact(p) != 0 {
             let mut overflow = 0;
             let v = ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow);
-            if overflow == 0 && !(v == -1 && !ffi::PyErr_Occurred().is_null()) {
+            if overflow == 0 && (v != -1 || ffi::PyErr_Occurred().is_null()) {
                 // Beyond 2^53 a JSON reader loses precision: show those as strings.
                 if v.unsigned_abs() < (1u64 << 53) {
                     let _ = write!(out, "{}", v);
@@ -192,7 +192,10 @@ pub fn repr_json(out: &mut String, name: &str, obj: &Bound<'_, PyAny>, max: usiz
             }
         }
         Err(e) => {
-            json::push_str(out, &format!("<repr failed: {}>", type_name(e.value(obj.py()).as_ptr())));
+            json::push_str(
+                out,
+                &format!("<repr failed: {}>", type_name(e.value(obj.py()).as_ptr())),
+            );
         }
     }
 }
@@ -203,7 +206,15 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for n in ["password", "DB_PASSWORD", "user_token", "api_key", "Authorization", "cookie", "private_key"] {
+        for n in [
+            "password",
+            "DB_PASSWORD",
+            "user_token",
+            "api_key",
+            "Authorization",
+            "cookie",
+            "private_key",
+        ] {
             assert!(is_secret_name(n), "{n}");
         }
         for n in ["n", "items", "path", "tokenizer_len_is_fine_but_contains"] {

@@ -611,7 +611,10 @@ fn build_meta(
 extern "C" {
     fn PyFrame_GetGlobals(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyObject;
     #[cfg(Py_3_12)]
-    fn PyFrame_GetVar(frame: *mut ffi::PyFrameObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    fn PyFrame_GetVar(
+        frame: *mut ffi::PyFrameObject,
+        name: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
     #[cfg(not(Py_3_12))]
     fn PyFrame_GetLocals(frame: *mut ffi::PyFrameObject) -> *mut ffi::PyObject;
     #[cfg(not(Py_3_12))]
@@ -768,7 +771,11 @@ pub fn on_start(
         Some(StartFast::Done(v)) => v,
         Some(StartFast::Slow(idx, kind, now)) => start_slow(py, key, frame, resume, idx, kind, now),
         Some(StartFast::Miss) => {
-            let frame = if frame.is_null() { current_frame() } else { frame };
+            let frame = if frame.is_null() {
+                current_frame()
+            } else {
+                frame
+            };
             let globals = if frame.is_null() {
                 std::ptr::null_mut()
             } else {
@@ -809,7 +816,9 @@ fn start_slow(
         }
         let gen_key = frame as usize;
         if resume {
-            let taken = registry().as_mut().and_then(|r| r.suspended.remove(&gen_key));
+            let taken = registry()
+                .as_mut()
+                .and_then(|r| r.suspended.remove(&gen_key));
             with_ts(|ts| {
                 let f = match taken {
                     Some(mut f) => {
@@ -978,7 +987,11 @@ pub fn on_exit(
         return Verdict::Continue;
     }
     let failed = exit == Exit::Unwind;
-    let exc_name = if failed { type_name_of(value) } else { String::new() };
+    let exc_name = if failed {
+        type_name_of(value)
+    } else {
+        String::new()
+    };
     // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
     let cancelled = failed && exc_name == "GeneratorExit";
     if failed && !cancelled {
@@ -1061,7 +1074,9 @@ fn emit_call(
         let mut g = registry();
         let Some(r) = g.as_mut() else { return };
         r.detail_sent += 1;
-        let Some(m) = r.metas.get(f.idx as usize) else { return };
+        let Some(m) = r.metas.get(f.idx as usize) else {
+            return;
+        };
         (Arc::clone(m), Arc::clone(&r.ident))
     };
     let failed = exit == Exit::Unwind && !cancelled;
@@ -1184,9 +1199,12 @@ fn emit_call(
 // ---------------------------------------------------------------------------------------------
 // Aggregates.
 
+/// One function's statistics: its code, the delta since the last flush, the totals.
+pub type StatsRow = (Arc<CodeMeta>, FnStats, FnStats);
+
 /// Moves every thread's deltas into the totals; returns (index, delta, total) for each function
 /// called since the last flush.
-pub fn take_stats() -> (Vec<(Arc<CodeMeta>, FnStats, FnStats)>, Arc<Ident>) {
+pub fn take_stats() -> (Vec<StatsRow>, Arc<Ident>) {
     let mut g = registry();
     let Some(r) = g.as_mut() else {
         return (Vec::new(), Arc::new(Ident::default()));
@@ -1273,7 +1291,11 @@ pub mod profile311 {
         } else if arg.is_null() {
             on_exit(py, code, Exit::Unwind, std::ptr::null_mut());
         } else {
-            let exit = if is_yield(code, frame) { Exit::Yield } else { Exit::Return };
+            let exit = if is_yield(code, frame) {
+                Exit::Yield
+            } else {
+                Exit::Return
+            };
             on_exit(py, code, exit, arg);
         }
         0
@@ -1304,7 +1326,11 @@ pub mod profile311 {
                 let lasti = unsafe { PyFrame_GetLasti(frame) };
                 registry()
                     .as_ref()
-                    .and_then(|r| r.metas.get(idx as usize).map(|m| m.yield_offsets.contains(&lasti)))
+                    .and_then(|r| {
+                        r.metas
+                            .get(idx as usize)
+                            .map(|m| m.yield_offsets.contains(&lasti))
+                    })
                     .unwrap_or(false)
             }
             _ => false,
