@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::bus::Bus;
 use crate::control::ControlBoard;
+use crate::security::{Role, Security, SecuritySettings};
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct HubSettings {
     pub max_import_body: usize,
     /// Retention in days, for health and settings.
     pub retention_days: Option<f64>,
+    /// Tokens and roles, Host/Origin allow-lists, rate limits, audit log (`security.rs`).
+    pub security: SecuritySettings,
 }
 
 impl Default for HubSettings {
@@ -36,6 +39,7 @@ impl Default for HubSettings {
             max_body: 8 * 1024 * 1024,
             max_import_body: 512 * 1024 * 1024,
             retention_days: Some(14.0),
+            security: SecuritySettings::default(),
         }
     }
 }
@@ -88,11 +92,19 @@ pub struct Hub {
     pub shutdown: Arc<Notify>,
     /// Turns true when the hub is stopping: live streams end so the server can drain.
     pub closing: watch::Sender<bool>,
+    /// Tokens, limits and the audit log.
+    pub security: Arc<Security>,
 }
 
 impl Hub {
     pub fn new(store: Store, bus: Bus, settings: HubSettings) -> Hub {
+        let mut security = settings.security.clone();
+        if let Some(token) = &settings.token {
+            // The single `--token` is the owner's: it may do everything.
+            let _ = security.tokens.add(token, &[Role::Admin], "token");
+        }
         Hub {
+            security: Arc::new(Security::new(security)),
             store,
             bus,
             settings: Arc::new(settings),

@@ -15,17 +15,19 @@ pub mod hub;
 pub mod ingest;
 pub mod openapi;
 pub mod plugins;
+pub mod security;
 pub mod stream;
 pub mod subscription;
 pub mod telemetry;
+pub mod workflow;
+pub mod ws;
 
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{Method, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use sightline_store::{Store, StoreConfig, StoreError};
 use tokio::net::TcpListener;
@@ -67,59 +69,18 @@ fn build_router(hub: Hub, extra: Router<Hub>) -> Router {
         .route("/api/v1/shutdown", post(shutdown))
         .route("/api/v1/plugins", get(plugins::list))
         .route("/api/v1/plugins/{name}/invoke", post(plugins::invoke))
-        .route("/openapi.json", get(openapi::openapi));
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/ws", get(ws::upgrade))
+        .route("/ws/workflow/{id}", get(workflow::stream))
+        .route(
+            "/api/v1/workflows/{id}/updates",
+            post(workflow::post_updates),
+        )
+        .route("/api/v1/audit", get(security::audit_log));
     api.merge(extra)
         .fallback(assets::serve_asset)
-        .layer(middleware::from_fn_with_state(hub.clone(), auth))
+        .layer(middleware::from_fn_with_state(hub.clone(), security::guard))
         .with_state(hub)
-}
-
-/// Paths anyone may read even when the hub has a token: liveness and the dashboard's files.
-fn is_public(method: &Method, path: &str) -> bool {
-    method == Method::GET
-        && (path == "/api/v1/health"
-            || path == "/openapi.json"
-            || !(path.starts_with("/api/") || path.starts_with("/ws") || path.starts_with("/v1/")))
-}
-
-/// The bearer token of a request: the header, or `access_token` for clients that cannot set
-/// headers (a browser's EventSource).
-fn presented_token(req: &Request) -> Option<String> {
-    if let Some(v) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        return v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(|t| t.trim().to_string());
-    }
-    req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
-    })
-}
-
-/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
-fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-async fn auth(State(hub): State<Hub>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &hub.settings.token
-        && !is_public(req.method(), req.uri().path())
-    {
-        match presented_token(&req) {
-            Some(t) if same_token(&t, expected) => {}
-            _ => return ApiError::Unauthorized.into_response(),
-        }
-    }
-    next.run(req).await
 }
 
 async fn shutdown(State(hub): State<Hub>) -> impl IntoResponse {
@@ -177,6 +138,33 @@ pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::i
     let addr = listener.local_addr()?;
     let app = router_with(hub.clone(), extra);
     let stopper = hub.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            stopper.shutdown.notified().await;
+            stopper.begin_closing();
+        })
+        .await
+    });
+    Ok(Running { hub, addr, task })
+}
+
+/// Like [`start_with`], over TLS (see [`security::load_tls`]).
+pub fn start_tls(
+    hub: Hub,
+    listener: TcpListener,
+    extra: Router<Hub>,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> std::io::Result<Running> {
+    use axum::serve::ListenerExt;
+    let addr = listener.local_addr()?;
+    let app = router_with(hub.clone(), extra);
+    let stopper = hub.clone();
+    // `tap_io` makes axum hand the peer's SocketAddr to `ConnectInfo`, as for plain TCP.
+    let listener = security::TlsListener::new(listener, tls).tap_io(|_| {});
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
