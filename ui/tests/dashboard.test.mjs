@@ -157,6 +157,7 @@ describe('dashboard', () => {
     assert.match(payload, /npm test -- auth/);
     // Correlated: the PreToolUse of the same tool call.
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="correlated"] button').length >= 2, null, { timeout: 5000 });
+    await page.waitForTimeout(300); // let the slide-in finish before the screenshot
     await page.screenshot({ path: path.join(SHOTS, 'drawer.png') });
     await page.keyboard.press('Escape');
     await page.waitForSelector('[data-testid="drawer"]', { state: 'detached' });
@@ -242,6 +243,8 @@ describe('dashboard', () => {
   });
 
   test('screenshots of every page, light and dark, without page errors', async () => {
+    // A second, older set of runs so the screenshots look like a day of work, not one run.
+    await hub.post(fixtures(T + 'b', Date.now() - 47 * 60 * 1000));
     const pages = ['live', 'runs', `run/claude-${T}`, 'timeline', 'incidents', `workflows?run=wf-etl-${T}`, `processes?run=py-${T}`, `replay?run=claude-${T}`, `plugins?run=py-${T}`, 'settings'];
     for (const scheme of ['light', 'dark']) {
       await page.emulateMedia({ colorScheme: scheme });

@@ -32,10 +32,12 @@ export interface Lane {
   cost: number;
   activity: string | null; // what it's doing now (running tool, step, call)
   chips: Chip[];
+  rev: number; // bumped on every change: lets the view reuse unchanged snapshots
 }
 
 export interface LaneState {
   lanes: Map<string, Lane>;
+  snaps: Map<string, Lane>;
   applied: number;
   lastSeq: number;
 }
@@ -43,7 +45,7 @@ export interface LaneState {
 export const CHIPS_PER_LANE = 48;
 
 export function newState(): LaneState {
-  return { lanes: new Map(), applied: 0, lastSeq: 0 };
+  return { lanes: new Map(), snaps: new Map(), applied: 0, lastSeq: 0 };
 }
 
 /** One lane per session; events without a session fall back to their run, then their process. */
@@ -62,11 +64,12 @@ export function apply(state: LaneState, e: SEvent): void {
       key, session_id: e.session_id, run_id: e.run_id, parent: e.parent_session_id, agent: e.agent,
       source: e.source, title: e.title, status: null, blocked: null, ended: false,
       firstTs: e.ts, lastTs: e.ts, lastSeq: e.seq, count: 0, errors: 0, tokens: 0, cost: 0,
-      activity: null, chips: [],
+      activity: null, chips: [], rev: 0,
     };
     state.lanes.set(key, l);
   }
   l.count++;
+  l.rev++;
   if (e.ts > l.lastTs) l.lastTs = e.ts;
   l.lastSeq = e.seq;
   if (!l.parent && e.parent_session_id) l.parent = e.parent_session_id;
@@ -117,7 +120,13 @@ export function laneTree(state: LaneState, keep: (l: Lane) => boolean = () => tr
   const nodes = new Map<string, LaneNode>();
   // Lanes are mutated in place by apply(); hand the view a snapshot so Svelte sees new values
   // (a mutated object compares equal to itself and would not re-render).
-  for (const l of state.lanes.values()) if (keep(l)) nodes.set(l.key, { lane: { ...l, chips: l.chips.slice() }, children: [], latest: l.lastTs, depth: 0 });
+  // Unchanged lanes keep their snapshot object, so Svelte skips them entirely.
+  for (const l of state.lanes.values()) {
+    if (!keep(l)) continue;
+    let snap = state.snaps.get(l.key);
+    if (!snap || snap.rev !== l.rev) { snap = { ...l, chips: l.chips.slice() }; state.snaps.set(l.key, snap); }
+    nodes.set(l.key, { lane: snap, children: [], latest: l.lastTs, depth: 0 });
+  }
   const roots: LaneNode[] = [];
   for (const n of nodes.values()) {
     const p = n.lane.parent ? nodes.get(n.lane.parent) : undefined;
