@@ -177,6 +177,14 @@ describe('dashboard', () => {
     await page.keyboard.press('Enter');
     await page.waitForSelector('[data-testid="drawer-title"]');
     await page.keyboard.press('Escape');
+    // On Live, j selects the first lane and enter opens its run at that session.
+    await open('live', '[data-lane]');
+    await page.keyboard.press('j');
+    const lane = await page.getAttribute('.lane.sel', 'data-lane');
+    assert.equal(lane, await page.getAttribute('[data-lane]', 'data-lane'));
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/#\/run\/.+session=/);
+    assert.ok(decodeURIComponent(page.url()).includes(`session=${lane}`), page.url());
   });
 
   test('replay reaches the same final state as live', async () => {
@@ -268,10 +276,19 @@ describe('dashboard', () => {
   });
 
   test('prefers-reduced-motion turns animations off', async () => {
+    // The drawer slides in normally; with reduced motion it just appears.
+    const drawerAnimation = async () => {
+      await open('timeline', '[data-testid="event-list"] [data-seq]');
+      await page.click('[data-testid="event-list"] [data-seq]');
+      await page.waitForSelector('[data-testid="drawer"]');
+      const a = await page.evaluate(() => getComputedStyle(document.querySelector('[data-testid="drawer"]')).animationName);
+      await page.keyboard.press('Escape');
+      return a;
+    };
+    await page.emulateMedia({ reducedMotion: 'no-preference' });
+    assert.notEqual(await drawerAnimation(), 'none');
     await page.emulateMedia({ reducedMotion: 'reduce' });
-    await open('live', '[data-lane]');
-    const anim = await page.evaluate(() => getComputedStyle(document.querySelector('.pill.s-running') ?? document.body, '::before').animationName);
-    assert.equal(anim, 'none');
+    assert.equal(await drawerAnimation(), 'none');
     await page.emulateMedia({ reducedMotion: 'no-preference' });
   });
 });
