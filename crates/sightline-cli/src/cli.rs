@@ -35,6 +35,11 @@ pub enum Command {
     Import(ImportArgs),
     /// Replay a recording (JSONL or YAML) into the hub as if it happened now.
     Replay(ReplayArgs),
+    /// The Claude Code hook command: reads the hook payload on stdin and sends it to the hub
+    /// (spooled when the hub is down). Always exits 0, prints nothing.
+    Hook(HookArgs),
+    /// Install (or --uninstall) the hooks or plugin that send events to the hub: claude, opencode.
+    Install(InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -152,4 +157,45 @@ pub struct ReplayArgs {
     /// the replay is a new run beside the original).
     #[arg(long)]
     pub keep_ids: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Give up on the hub after this many milliseconds (the payload is spooled).
+    #[arg(long, env = "SIGHTLINE_HOOK_TIMEOUT_MS", default_value_t = 1000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// What to install into: claude or opencode.
+    #[arg(value_parser = ["claude", "opencode"])]
+    pub target: String,
+    /// The project's settings (.claude/settings.json or .opencode/plugins/) in the current directory.
+    #[arg(long, conflicts_with = "user")]
+    pub project: bool,
+    /// The user's settings (~/.claude/settings.json or ~/.config/opencode/plugins/); the default.
+    #[arg(long)]
+    pub user: bool,
+    /// An explicit settings.json (claude) or plugin file (opencode) to edit.
+    #[arg(long, conflicts_with_all = ["project", "user"])]
+    pub settings: Option<PathBuf>,
+    /// Remove only sightline's entries.
+    #[arg(long)]
+    pub uninstall: bool,
+    /// Claude Code: use `http` hooks posting to the hub instead of the `sightline hook` command
+    /// (SessionStart keeps the command, it accepts nothing else).
+    #[arg(long)]
+    pub http: bool,
+    /// With --http: send `Authorization: Bearer $SIGHTLINE_TOKEN` (read from Claude Code's environment).
+    #[arg(long, requires = "http")]
+    pub with_token: bool,
+    /// The hub's URL written into http hooks and the OpenCode plugin.
+    #[arg(long, env = "SIGHTLINE_URL", default_value = "http://127.0.0.1:4517")]
+    pub url: String,
+    /// Print what would change without writing.
+    #[arg(long)]
+    pub dry_run: bool,
 }

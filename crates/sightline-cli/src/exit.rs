@@ -28,7 +28,6 @@ impl Exit {
         })
     }
 
-    #[allow(dead_code)]
     pub fn adapter(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Exit {
             code: ADAPTER,

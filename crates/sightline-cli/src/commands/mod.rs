@@ -1,7 +1,9 @@
 //! One file per subcommand; this module only dispatches.
 
 mod export;
+mod hook;
 mod import;
+mod install;
 mod replay;
 mod serve;
 mod status;
@@ -20,5 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(args) => export::run(&args),
         Command::Import(args) => import::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Hook(args) => hook::run(&args),
+        Command::Install(args) => install::run(&args),
     }
 }

@@ -36,12 +36,15 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             "binding {ip} exposes the hub beyond this machine; set a token with --token or SIGHTLINE_TOKEN"
         )));
     }
-    let sources = args.source.or(file.sources).unwrap_or_default();
+    let selected = args.source.or(file.sources);
+    let sources = selected.clone().unwrap_or_default();
     for s in &sources {
-        if !KNOWN_SOURCES.contains(&s.as_str()) {
+        let adapters = sightline_adapters::source_names();
+        if !KNOWN_SOURCES.contains(&s.as_str()) && !adapters.contains(&s.as_str()) {
             return Err(Exit::config(format!(
-                "unknown source `{s}`; known: {}",
-                KNOWN_SOURCES.join(", ")
+                "unknown source `{s}`; known: {}, {}",
+                KNOWN_SOURCES.join(", "),
+                adapters.join(", ")
             )));
         }
     }
@@ -82,6 +85,17 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         let hub = sightline_server::open_hub(store, settings)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
         let running = sightline_server::start_with(hub, listener, sightline_adapters::routes())?;
+        // Background adapters (transcripts, OpenCode stream, JSONL, logs); see
+        // docs/SOURCES-SETUP.md for their settings. One that cannot start is exit code 3.
+        let adapter_config = sightline_adapters::AdapterConfig::from_env(&config::data_dir(), &db);
+        let adapters = match sightline_adapters::start(running.hub.clone(), &adapter_config, selected.as_deref()) {
+            Ok(a) => a,
+            Err(e) => {
+                running.hub.shutdown.notify_one();
+                let _ = running.wait().await;
+                return Err(Exit::adapter(e.to_string()));
+            }
+        };
         let url = format!("http://{}", running.addr);
         println!("sightline listening on {url}");
         let _ = std::io::stdout().flush();
@@ -94,7 +108,9 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             wait_for_signal().await;
             stopper.shutdown.notify_one();
         });
-        running.wait().await?;
+        let result = running.wait().await;
+        adapters.stop().await;
+        result?;
         eprintln!("sightline: stopped; every queued event is committed");
         Ok(0)
     })
