@@ -35,6 +35,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Replay a recording (JSONL or YAML) into the hub as if it happened now.
     Replay(ReplayArgs),
+    /// Run and monitor a program; Python programs get the tracing agent.
+    Run(crate::commands::run::RunArgs),
+    /// Attach the Python tracing agent to a running Python process.
+    Attach(crate::commands::attach::AttachArgs),
     /// The Claude Code hook command: reads the hook payload on stdin and sends it to the hub
     /// (spooled when the hub is down). Always exits 0, prints nothing.
     Hook(HookArgs),

@@ -1,10 +1,12 @@
 //! One file per subcommand; this module only dispatches.
 
+pub mod attach;
 mod export;
 mod hook;
 mod import;
 mod install;
 mod replay;
+pub mod run;
 mod serve;
 mod status;
 mod stop;
@@ -22,6 +24,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(args) => export::run(&args),
         Command::Import(args) => import::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Attach(args) => attach::run(&args),
         Command::Hook(args) => hook::run(&args),
         Command::Install(args) => install::run(&args),
     }
