@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Open the dashboard in a browser once listening.
     #[arg(long)]
     pub open: bool,
+    /// Tokens and roles, Host/Origin, rate limits, audit, TLS, OTLP export.
+    #[command(flatten)]
+    pub live: crate::commands::live::LiveArgs,
 }
 
 #[derive(Debug, Args, Clone)]

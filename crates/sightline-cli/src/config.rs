@@ -21,6 +21,17 @@ pub struct FileConfig {
     pub token: Option<String>,
     pub retention: Option<String>,
     pub max_body: Option<usize>,
+    /// `[[tokens]]` tables: `token`, `roles` (read, ingest, admin), `name` (docs/SECURITY.md).
+    pub tokens: Option<Vec<sightline_server::security::TokenSpec>>,
+    pub token_file: Option<PathBuf>,
+    pub allow_hosts: Option<Vec<String>>,
+    pub allow_origins: Option<Vec<String>>,
+    pub rate_limit: Option<f64>,
+    pub rate_limit_addr: Option<f64>,
+    pub audit_log: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub otlp_export: Option<String>,
 }
 
 fn home() -> Option<PathBuf> {

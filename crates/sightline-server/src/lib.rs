@@ -14,6 +14,7 @@ pub mod export;
 pub mod hub;
 pub mod ingest;
 pub mod openapi;
+pub mod otlp_export;
 pub mod plugins;
 pub mod security;
 pub mod stream;

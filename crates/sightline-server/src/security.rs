@@ -876,6 +876,9 @@ pub async fn audit_log(
     Ok(Json(json!({"entries": entries})))
 }
 
+/// rustls' server settings, re-exported so callers need not depend on rustls.
+pub type TlsServerConfig = rustls::ServerConfig;
+
 /// TLS settings read from PEM files.
 pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, SecurityError> {
     use rustls::pki_types::pem::PemObject;

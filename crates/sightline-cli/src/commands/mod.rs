@@ -5,6 +5,7 @@ mod export;
 mod hook;
 mod import;
 mod install;
+pub mod live;
 mod replay;
 pub mod run;
 mod serve;
@@ -24,9 +25,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(args) => export::run(&args),
         Command::Import(args) => import::run(&args),
         Command::Replay(args) => replay::run(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Attach(args) => attach::run(&args),
         Command::Hook(args) => hook::run(&args),
         Command::Install(args) => install::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Attach(args) => attach::run(&args),
     }
 }

@@ -22,6 +22,10 @@ const KNOWN_SOURCES: &[&str] = &["http", "telemetry"];
 
 pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let file = config::load(config_path)?;
+    let audit_configured = args.live.audit_log.is_some() || file.audit_log.is_some();
+    let mut security = super::live::security(&args.live, &file, Path::new("sightline.db"))?;
+    let tls = super::live::tls(&args.live, &file)?;
+    let otlp_export = super::live::otlp_export(&args.live, &file)?;
     let port = args.port.or(file.port).unwrap_or(4517);
     let bind = args
         .bind
@@ -30,10 +34,10 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let ip: IpAddr = bind
         .parse()
         .map_err(|_| Exit::config(format!("--bind `{bind}` is not an IP address")))?;
-    let token = args.token.or(file.token).filter(|t| !t.is_empty());
-    if !ip.is_loopback() && token.is_none() {
+    let token = args.token.or(file.token.clone()).filter(|t| !t.is_empty());
+    if !ip.is_loopback() && token.is_none() && security.tokens.is_empty() {
         return Err(Exit::config(format!(
-            "binding {ip} exposes the hub beyond this machine; set a token with --token or SIGHTLINE_TOKEN"
+            "binding {ip} exposes the hub beyond this machine; set a token with --token, SIGHTLINE_TOKEN or --token-file"
         )));
     }
     let selected = args.source.or(file.sources);
@@ -58,12 +62,16 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         .db
         .or(file.db)
         .unwrap_or_else(|| config::data_dir().join("sightline.db"));
+    if !audit_configured {
+        security.audit_path = Some(super::live::default_audit_path(&db));
+    }
     let mut store = StoreConfig::new(&db);
     store.retention = retention;
     let settings = HubSettings {
         token,
         max_body: args.max_body.or(file.max_body).unwrap_or(8 * 1024 * 1024),
         retention_days: retention.map(|d| d.as_secs_f64() / 86_400.0),
+        security,
         ..HubSettings::default()
     };
 
@@ -84,7 +92,13 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         };
         let hub = sightline_server::open_hub(store, settings)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
-        let running = sightline_server::start_with(hub, listener, sightline_adapters::routes())?;
+        let running = match &tls {
+            Some(tls) => sightline_server::start_tls(hub, listener, sightline_adapters::routes(), tls.clone())?,
+            None => sightline_server::start_with(hub, listener, sightline_adapters::routes())?,
+        };
+        let exporter = otlp_export
+            .as_deref()
+            .map(|url| sightline_server::otlp_export::start(running.hub.clone(), url, Default::default()));
         // Background adapters (transcripts, OpenCode stream, JSONL, logs); see
         // docs/SOURCES-SETUP.md for their settings. One that cannot start is exit code 3.
         let adapter_config = sightline_adapters::AdapterConfig::from_env(&config::data_dir(), &db);
@@ -96,7 +110,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
                 return Err(Exit::adapter(e.to_string()));
             }
         };
-        let url = format!("http://{}", running.addr);
+        let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
         println!("sightline listening on {url}");
         let _ = std::io::stdout().flush();
         eprintln!("sightline: database {}, dashboard {url}/", db.display());
@@ -110,6 +124,9 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         });
         let result = running.wait().await;
         adapters.stop().await;
+        if let Some(exporter) = exporter {
+            exporter.stop().await;
+        }
         result?;
         eprintln!("sightline: stopped; every queued event is committed");
         Ok(0)

@@ -1,0 +1,424 @@
+//! Security through the real binary: the auth matrix (endpoint kind × no/wrong/read/ingest/admin
+//! token), Host and Origin checks, rate limits with Retry-After, the audit log, TLS, and the
+//! refusal to bind beyond loopback without a token (exit 2).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sightline");
+const READ: &str = "read-token-0001";
+const INGEST: &str = "ingest-token-0001";
+const ADMIN: &str = "admin-token-0001";
+
+struct Hub {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!(
+            "# test tokens\n{READ} read reader\n{INGEST} ingest producer\n{ADMIN} admin owner\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--source", "http", "--db"])
+        .arg(dir.path().join("db.sqlite"))
+        .arg("--token-file")
+        .arg(&tokens)
+        .args(extra)
+        .env("HOME", dir.path())
+        .env_remove("SIGHTLINE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("sightline listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    Hub {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+}
+
+fn token_value(t: &Option<&str>) -> Option<String> {
+    t.map(|t| format!("Bearer {t}"))
+}
+
+fn request(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let a = agent();
+    let auth = token_value(&token);
+    let mut res = match method {
+        "GET" => {
+            let mut r = a.get(url);
+            if let Some(h) = &auth {
+                r = r.header("Authorization", h);
+            }
+            r.call().unwrap()
+        }
+        _ => {
+            let mut r = a.post(url).header("Content-Type", "application/json");
+            if let Some(h) = &auth {
+                r = r.header("Authorization", h);
+            }
+            r.send(body.unwrap_or("{}")).unwrap()
+        }
+    };
+    let status = res.status().as_u16();
+    // Streams never end: read only what an answer's first bytes say.
+    let text = if res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("event-stream"))
+    {
+        String::new()
+    } else {
+        res.body_mut().read_to_string().unwrap_or_default()
+    };
+    (status, text)
+}
+
+fn event(i: usize) -> String {
+    json!({"event_id": format!("sec-{i}"), "source": "custom", "source_event": "x", "entity_type": "log",
+           "run_id": "sec", "title": format!("event {i}")})
+    .to_string()
+}
+
+#[test]
+fn auth_matrix() {
+    let hub = start(&[]);
+    let u = |p: &str| format!("{}{p}", hub.url);
+    let otlp_logs = json!({"resourceLogs": []}).to_string();
+    let wf = json!({"type": "log", "data": {"message": "hi"}}).to_string();
+    let export_line = event(99);
+    // (name, method, url, body, expected for [none, wrong, read, ingest, admin])
+    let cases: Vec<(&str, &str, String, Option<String>, [u16; 5])> = vec![
+        ("health", "GET", u("/api/v1/health"), None, [200, 200, 200, 200, 200]),
+        ("dashboard", "GET", u("/"), None, [200, 200, 200, 200, 200]),
+        ("query", "GET", u("/api/v1/runs"), None, [401, 401, 200, 403, 200]),
+        ("search", "GET", u("/api/v1/search?q=x"), None, [401, 401, 200, 403, 200]),
+        ("sse", "GET", u("/api/v1/events/stream"), None, [401, 401, 200, 403, 200]),
+        ("ingest", "POST", u("/api/v1/events"), Some(event(1)), [401, 401, 403, 202, 202]),
+        ("telemetry", "POST", u("/telemetry"), Some(json!({"id": "t1", "type": "agent_start", "agentId": "a", "timestamp": 1_763_700_000_000u64, "data": {}}).to_string()), [401, 401, 403, 202, 202]),
+        ("otlp", "POST", u("/v1/logs"), Some(otlp_logs), [401, 401, 403, 200, 200]),
+        ("workflow", "POST", u("/api/v1/workflows/w1/updates"), Some(wf), [401, 401, 403, 202, 202]),
+        ("import", "POST", u("/api/v1/import?format=ndjson"), Some(export_line), [401, 401, 403, 403, 200]),
+        ("audit", "GET", u("/api/v1/audit"), None, [401, 401, 403, 403, 200]),
+    ];
+    let tokens = [
+        None,
+        Some("wrong-token-999"),
+        Some(READ),
+        Some(INGEST),
+        Some(ADMIN),
+    ];
+    let mut failures = Vec::new();
+    for (name, method, url, body, expected) in &cases {
+        for (token, want) in tokens.iter().zip(expected) {
+            let (got, text) = request(method, url, *token, body.as_deref());
+            if got != *want {
+                failures.push(format!(
+                    "{name} with {token:?}: got {got}, want {want}: {text}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // SSE accepts the token as `access_token` (browsers' EventSource cannot set headers).
+    let (s, _) = request(
+        "GET",
+        &u(&format!("/api/v1/events/stream?access_token={READ}")),
+        None,
+        None,
+    );
+    assert_eq!(s, 200);
+
+    // DNS rebinding: a foreign Host is refused even on public paths.
+    let res = agent()
+        .get(&u("/api/v1/health"))
+        .header("Host", "evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    // A page from another origin is refused; our own origin is fine.
+    let res = agent()
+        .get(&u("/api/v1/runs"))
+        .header("Authorization", format!("Bearer {READ}"))
+        .header("Origin", "http://evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let own = hub.url.clone();
+    let res = agent()
+        .get(&u("/api/v1/runs"))
+        .header("Authorization", format!("Bearer {READ}"))
+        .header("Origin", &own)
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ws = hub.url.replacen("http://", "ws://", 1) + "/ws";
+        // Foreign Origin: the upgrade is refused.
+        let mut req = ws.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
+        let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+        assert!(err.to_string().contains("403"), "{err}");
+        // Wrong token at the upgrade: 401.
+        let mut req = ws.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("Authorization", "Bearer wrong-token-999".parse().unwrap());
+        let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+
+        async fn recv(s: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), s.next()).await.unwrap() {
+                    Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+                    Some(Ok(Message::Close(c))) => return json!({"type": "close", "code": c.map(|c| u16::from(c.code))}),
+                    Some(Ok(_)) => continue,
+                    other => return json!({"type": "ended", "detail": format!("{other:?}")}),
+                }
+            }
+        }
+        // No token: the socket opens but must authenticate before anything else.
+        let (mut s, _) = tokio_tungstenite::connect_async(ws.as_str()).await.unwrap();
+        assert_eq!(recv(&mut s).await["auth_required"], true);
+        s.send(Message::Text(json!({"type": "subscribe", "id": 1}).to_string().into())).await.unwrap();
+        assert_eq!(recv(&mut s).await["code"], "unauthorized");
+        s.send(Message::Text(json!({"type": "auth", "token": "wrong-token-999"}).to_string().into())).await.unwrap();
+        assert_eq!(recv(&mut s).await["code"], "unauthorized");
+        assert_eq!(recv(&mut s).await["code"], 4001);
+        // Roles per message: read may subscribe, not publish; ingest the reverse.
+        for (token, can_sub, can_pub) in [(READ, true, false), (INGEST, false, true), (ADMIN, true, true)] {
+            let (mut s, _) = tokio_tungstenite::connect_async(ws.as_str()).await.unwrap();
+            recv(&mut s).await;
+            s.send(Message::Text(json!({"type": "auth", "token": token}).to_string().into())).await.unwrap();
+            assert_eq!(recv(&mut s).await["type"], "authenticated");
+            s.send(Message::Text(json!({"type": "subscribe", "id": "x"}).to_string().into())).await.unwrap();
+            let v = recv(&mut s).await;
+            assert_eq!(v["type"] == "subscribed", can_sub, "{token}: {v}");
+            s.send(Message::Text(json!({"type": "publish", "events": [serde_json::from_str::<Value>(&event(500)).unwrap()]}).to_string().into())).await.unwrap();
+            let mut v = recv(&mut s).await;
+            while v["type"] == "event" {
+                v = recv(&mut s).await;
+            }
+            assert_eq!(v["type"] == "ack", can_pub, "{token}: {v}");
+        }
+        // The token in the upgrade request works too (header or access_token).
+        let (mut s, _) = tokio_tungstenite::connect_async(format!("{ws}?access_token={READ}")).await.unwrap();
+        assert_eq!(recv(&mut s).await["auth_required"], false);
+    });
+
+    // The audit log shows the failures and the admin actions, with token names only.
+    let (s, text) = request("GET", &u("/api/v1/audit?limit=1000"), Some(ADMIN), None);
+    assert_eq!(s, 200);
+    let audit: Value = serde_json::from_str(&text).unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "auth_failed",
+        "forbidden",
+        "host_refused",
+        "origin_refused",
+        "admin_action",
+    ] {
+        assert!(kinds.contains(&k), "audit has {k}: {kinds:?}");
+    }
+    assert!(entries.iter().any(|e| e["kind"] == "admin_action"
+        && e["token"] == "owner"
+        && e["path"] == "/api/v1/import"));
+    assert!(
+        !text.contains(ADMIN) && !text.contains("wrong-token-999"),
+        "no token values in the audit log"
+    );
+    let (_, only) = request("GET", &u("/api/v1/audit?kind=forbidden"), Some(ADMIN), None);
+    let only: Value = serde_json::from_str(&only).unwrap();
+    assert!(
+        only["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "forbidden")
+    );
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let hub = start(&[
+        "--rate-limit",
+        "5",
+        "--rate-limit-addr",
+        "1000",
+        "--rate-limit-loopback",
+    ]);
+    let url = format!("{}/api/v1/runs", hub.url);
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..30 {
+        let res = agent()
+            .get(&url)
+            .header("Authorization", format!("Bearer {READ}"))
+            .call()
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status().as_u16() == 429 {
+            retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        statuses[..10].iter().all(|s| *s == 200),
+        "the burst passes: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "then 429: {statuses:?}");
+    assert!(retry_after.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    // Another token has its own budget.
+    let res = agent()
+        .get(&url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    std::thread::sleep(Duration::from_millis(1200));
+    let res = agent()
+        .get(&url)
+        .header("Authorization", format!("Bearer {READ}"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "the budget refills");
+}
+
+#[test]
+fn non_loopback_bind_without_a_token_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--bind", "0.0.0.0", "--db"])
+        .arg(dir.path().join("db.sqlite"))
+        .env("HOME", dir.path())
+        .env_remove("SIGHTLINE_TOKEN")
+        .env_remove("SIGHTLINE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+    // A bad token file is a config error too.
+    let bad = dir.path().join("tokens");
+    std::fs::write(&bad, "abcdefghij superuser\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--db"])
+        .arg(dir.path().join("db.sqlite"))
+        .arg("--token-file")
+        .arg(&bad)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn tls_serves_https_with_the_same_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed to make a test certificate");
+    assert!(ok.success());
+    let hub = start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(hub.url.starts_with("https://"), "{}", hub.url);
+    let curl = |path: &str, token: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&cert);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = c.arg(format!("{}{path}", hub.url)).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(curl("/api/v1/health", None), "200");
+    assert_eq!(curl("/api/v1/runs", None), "401");
+    assert_eq!(curl("/api/v1/runs", Some(READ)), "200");
+    // Plain HTTP on the TLS port gets nothing useful.
+    let plain = hub.url.replacen("https://", "http://", 1);
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{plain}/api/v1/health"))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+}
