@@ -345,7 +345,7 @@ pub fn map_event(
         "severity": severity,
         "title": title,
         "summary": summary,
-        "duration_ms": duration,
+        "duration_ms": duration.map(crate::util::num),
         "metrics": metrics_value(metrics),
         "correlation_id": if entity == "tool" { entity_id } else { None },
         "host": None::<String>,

@@ -273,7 +273,7 @@ fn map_log(
         "status": status,
         "severity": severity,
         "title": title,
-        "duration_ms": duration.filter(|d| *d >= 0.0),
+        "duration_ms": duration.filter(|d| *d >= 0.0).map(crate::util::num),
         "metrics": metrics_value(metrics),
         "correlation_id": correlation,
         "payload": {
@@ -377,7 +377,7 @@ fn map_span(
         "severity": if failed { "error" } else { "info" },
         "title": if title.trim().is_empty() { "span".to_string() } else { title },
         "summary": span.status.as_ref().map(|st| st.message.clone()).filter(|m| !m.is_empty()),
-        "duration_ms": duration,
+        "duration_ms": duration.map(crate::util::num),
         "metrics": metrics_value(metrics),
         "correlation_id": entity_id,
         "payload": {

@@ -97,12 +97,19 @@ pub fn to_event(mut raw: Value, now: Timestamp) -> Result<Event, String> {
     validate(raw, now).map_err(|e| e.0)
 }
 
+/// A JSON number that stays an integer when the value is whole (1234, not 1234.0).
+pub fn num(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        Value::from(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+    }
+}
+
 /// Inserts a numeric metric when the value is a finite number.
 pub fn put_metric(metrics: &mut Map<String, Value>, name: &str, value: Option<f64>) {
-    if let Some(v) = value.filter(|v| v.is_finite())
-        && let Some(n) = serde_json::Number::from_f64(v)
-    {
-        metrics.insert(name.to_string(), Value::Number(n));
+    if let Some(v) = value.filter(|v| v.is_finite()) {
+        metrics.insert(name.to_string(), num(v));
     }
 }
 

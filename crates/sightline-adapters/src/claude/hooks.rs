@@ -298,7 +298,7 @@ pub fn map_hook(
         "severity": severity,
         "title": title,
         "summary": summary,
-        "duration_ms": duration,
+        "duration_ms": duration.map(crate::util::num),
         "metrics": crate::util::metrics_value(metrics),
         "correlation_id": tool_use_id,
         "tags": tool.map(|t| vec![format!("tool:{t}")]),
