@@ -301,9 +301,44 @@ async fn median_ms(client: &HttpClient, url: &str, n: usize) -> anyhow::Result<(
     Ok((percentile(&v, 0.5), percentile(&v, 0.95)))
 }
 
+/// The writer alone, in process (no HTTP, no JSON parsing): what SQLite + FTS + derived rows
+/// can commit. Separates the store's bound from the HTTP layer's.
+async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = sightline_store::Store::open(sightline_store::StoreConfig::new(dir.path().join("s.sqlite")), Box::new(|_| {}))?;
+    let now = sightline_schema::Timestamp::now();
+    let base_ms = now.millis() - 86_400_000;
+    let runs = (total / 100).max(1);
+    let batches: Vec<Vec<sightline_schema::Event>> = (0..total.div_ceil(1000))
+        .map(|b| {
+            (b * 1000..((b + 1) * 1000).min(total))
+                .map(|i| sightline_schema::parse_event(event(i, runs, base_ms).as_bytes(), now).expect("bench events are valid"))
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut pending = Vec::new();
+    for batch in batches {
+        pending.push(store.submit(batch)?);
+        if pending.len() >= 4 {
+            pending.remove(0).await??;
+        }
+    }
+    for p in pending {
+        p.await??;
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    store.close();
+    let bytes = std::fs::metadata(dir.path().join("s.sqlite"))?.len() + std::fs::metadata(dir.path().join("s.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+    Ok((rate, bytes as f64 / total as f64))
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let opts = options()?;
+    let (rate, per_event) = store_only(200_000).await?;
+    println!("{:<58} {:>11.0} ev/s", "store alone: writer commits (200,000 events, batches of 1,000)", rate);
+    println!("{:<58} {:>10.0} bytes", "store alone: disk per event", per_event);
     let hub = start_hub()?;
     let pid = hub.child.id();
     let url = hub.url.clone();
