@@ -148,13 +148,14 @@ fn map_log(
         Value::Null => None,
         other => Some(other.to_string()),
     };
-    let mut name = if !record.event_name.is_empty() {
-        record.event_name.clone()
-    } else {
-        s(&a, "event.name")
-            .or_else(|| body_text.clone().filter(|b| b.starts_with("claude_code.")))
-            .unwrap_or_default()
-    };
+    // Claude Code puts `claude_code.<event>` in the body and `<event>` in `event.name` (which
+    // newer SDKs carry as the record's `event_name`): the prefixed form wins.
+    let mut name = body_text
+        .clone()
+        .filter(|b| b.starts_with("claude_code.") && !b.contains(' '))
+        .or_else(|| Some(record.event_name.clone()).filter(|n| !n.is_empty()))
+        .or_else(|| s(&a, "event.name"))
+        .unwrap_or_default();
     let claude = is_claude(resource, &name);
     if claude && !name.is_empty() && !name.starts_with("claude_code.") {
         name = format!("claude_code.{name}");
