@@ -87,7 +87,8 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Stops reading the bus, sends what is queued (one attempt each), and returns.
+    /// Stops reading the bus, sends what is queued (one attempt each), and returns. Dropping an
+    /// `Exporter` without `stop` also stops it.
     pub async fn stop(self) {
         self.stop.send_replace(true);
         for t in self.tasks {
