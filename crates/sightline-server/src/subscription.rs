@@ -85,15 +85,8 @@ impl Subscription {
             }
             Some(c) => c,
         };
-        if cursor.is_some()
-            && gap.is_none()
-            && hub
-                .store
-                .stats()
-                .retained_away
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0
-        {
+        // Retention (in this process or an earlier one) may have deleted what follows the cursor.
+        if cursor.is_some() && gap.is_none() {
             let oldest = hub
                 .store
                 .read(|c| {
