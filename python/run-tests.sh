@@ -28,6 +28,20 @@ fi
 
 status=0
 summary=()
+
+# The Rust unit tests of the extension (clock, JSON, HTTP client, summaries), linked against
+# libpython 3.12 (hence --no-default-features: no extension-module).
+py312="$(find_python 3.12)" && {
+    echo "=== cargo test (python/) ==="
+    libdir="$("$py312" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
+    if (cd "$HERE" && PYO3_PYTHON="$py312" LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+            cargo test --release --no-default-features -q 2>&1 | tail -5); then
+        summary+=("rust unit tests: ok")
+    else
+        status=1; summary+=("rust unit tests: failed")
+    fi
+}
+
 for v in $VERSIONS; do
     py="$(find_python "$v")" || { echo "run-tests.sh: Python $v not found (pyenv)" >&2; status=1; summary+=("$v: interpreter missing"); continue; }
     venv="$VENVS/$v"
@@ -55,7 +69,7 @@ for s in "${summary[@]}"; do echo "  $s"; done
 passed=0; failed=0; skipped=0
 for s in "${summary[@]}"; do
     p=$(echo "$s" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); passed=$((passed + ${p:-0}))
-    f=$(echo "$s" | grep -oE '[0-9]+ (failed|error|errors)' | grep -oE '[0-9]+' | paste -sd+ | bc 2>/dev/null); failed=$((failed + ${f:-0}))
+    f=$(echo "$s" | grep -oE '[0-9]+ (failed|error|errors)' | awk '{t += $1} END {print t + 0}'); failed=$((failed + ${f:-0}))
     k=$(echo "$s" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+'); skipped=$((skipped + ${k:-0}))
 done
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi

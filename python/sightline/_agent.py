@@ -142,6 +142,38 @@ class Agent:
         if cfg.control and not cfg.output:
             _native.start_control(cfg.url, cfg.token, self.run_id, self._apply_control)
         atexit.register(self.stop)
+        _register_fork_hooks()
+
+    def _after_fork_child(self) -> None:
+        """In a forked child (multiprocessing, os.fork): a new run under the parent's session,
+        with its own background threads."""
+        parent_session = self.session_id
+        self.run_id = _new_run_id()
+        self.pid = os.getpid()
+        self.main_tid = threading.get_native_id()
+        self.session_id = f"{self.run_id}:main"
+        self.cfg.parent_session_id = parent_session
+        self.started_ns = time.monotonic_ns()
+        self.exit_code = None
+        self.unhandled = False
+        _native.install(
+            self.run_id, self.host, self.pid, self.main_tid, parent_session,
+            self.filter.classify, self._on_exception,
+        )
+        os.environ["SIGHTLINE_PARENT_SESSION_ID"] = self.session_id
+        self.send(
+            self.event(
+                "process_start",
+                "process",
+                f"python fork of {parent_session.split(':')[0]}",
+                status="running",
+                summary=f"forked child pid {self.pid}",
+                payload={"argv": list(sys.argv), "ppid": os.getppid(), "forked": True, "tracing": self.tracing},
+            )
+        )
+        _native.start_heartbeat(self.cfg.heartbeat_s)
+        if self.cfg.control and not self.cfg.output:
+            _native.start_control(self.cfg.url, self.cfg.token, self.run_id, self._apply_control)
 
     def _configure_native(self, refilter: bool) -> None:
         c = self.cfg
@@ -226,7 +258,7 @@ class Agent:
                 # Code whose events were disabled as untraced must be looked at again.
                 sys.monitoring.restart_events()
 
-    def stop(self) -> None:
+    def stop(self, flush_timeout_s: float | None = None) -> None:
         """Stops tracing, sends the final statistics and the exit, and flushes (bounded)."""
         with _lock:
             if self.stopped:
@@ -255,7 +287,7 @@ class Agent:
             )
         )
         _native.stop_background()
-        left = _native.flush(self.cfg.flush_timeout_s)
+        left = _native.flush(self.cfg.flush_timeout_s if flush_timeout_s is None else flush_timeout_s)
         if left:
             self._spool(left)
         self._uninstall_hooks()
@@ -374,10 +406,27 @@ class Agent:
             agent._prev_exit(code)
 
         sys.exit = exit
+        self._prev_os_exit = os._exit
+
+        def os_exit(code):
+            # Forked children (multiprocessing workers) leave through os._exit, skipping
+            # atexit: report the exit and flush (bounded) first.
+            try:
+                if not agent.stopped and agent.pid == os.getpid():
+                    agent.exit_code = code if isinstance(code, int) else 1
+                    agent.stop(flush_timeout_s=min(agent.cfg.flush_timeout_s, 1.0))
+            except BaseException:
+                pass
+            agent._prev_os_exit(code)
+
+        os._exit = os_exit
 
     def _uninstall_hooks(self) -> None:
         if self._prev_exit is not None and sys.exit is not self._prev_exit:
             sys.exit = self._prev_exit
+        prev = getattr(self, "_prev_os_exit", None)
+        if prev is not None and os._exit is not prev:
+            os._exit = prev
 
     # --- live control ------------------------------------------------------------------------
 
@@ -414,6 +463,27 @@ class Agent:
             )
         )
         return version
+
+
+_fork_hooks = False
+
+
+def _register_fork_hooks() -> None:
+    global _fork_hooks
+    if _fork_hooks:
+        return
+    _fork_hooks = True
+
+    def child() -> None:
+        _native.after_fork_child()
+        a = _agent
+        if a is not None and not a.stopped:
+            try:
+                a._after_fork_child()
+            except Exception as e:
+                sys.stderr.write(f"sightline: not tracing the forked child: {e}\n")
+
+    os.register_at_fork(before=_native.prepare_fork, after_in_parent=_native.after_fork_parent, after_in_child=child)
 
 
 def _exit_status(code) -> int:

@@ -27,6 +27,11 @@ fn nap(d: Duration) {
     let _ = SLEEPER.1.wait_timeout(g, d);
 }
 
+/// Holds the sleeper's lock across a fork (see `fork.rs`).
+pub fn lock_for_fork() -> std::sync::MutexGuard<'static, ()> {
+    SLEEPER.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn stop() {
     STOP.store(true, Ordering::SeqCst);
     HB_GEN.fetch_add(1, Ordering::SeqCst);

@@ -7,6 +7,7 @@
 
 mod background;
 mod clock;
+mod fork;
 mod http;
 mod json;
 mod summary;
@@ -326,6 +327,24 @@ fn is_secret(name: Option<&str>, value: Option<&str>) -> bool {
     name.is_some_and(summary::is_secret_name) || value.is_some_and(summary::is_secret_value)
 }
 
+/// `os.register_at_fork(before=...)`: takes the agent's locks.
+#[pyfunction]
+fn prepare_fork() {
+    fork::prepare();
+}
+
+/// `os.register_at_fork(after_in_parent=...)`.
+#[pyfunction]
+fn after_fork_parent() {
+    fork::after_parent();
+}
+
+/// `os.register_at_fork(after_in_child=...)`: releases the locks and resets the child.
+#[pyfunction]
+fn after_fork_child() {
+    fork::after_child();
+}
+
 #[pyfunction]
 fn proc_sample() -> Option<(f64, u64, u64)> {
     background::proc_sample()
@@ -367,5 +386,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(now_rfc3339, m)?)?;
     m.add_function(wrap_pyfunction!(is_secret, m)?)?;
     m.add_function(wrap_pyfunction!(proc_sample, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_child, m)?)?;
     Ok(())
 }

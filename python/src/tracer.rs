@@ -1015,6 +1015,31 @@ pub fn on_exit(
     Verdict::Continue
 }
 
+impl Registry {
+    pub fn thread_stats(&self) -> &[Arc<Mutex<ThreadStats>>] {
+        &self.threads
+    }
+}
+
+/// In a forked child: only the forking thread exists. Forget the other threads, the suspended
+/// generators and all statistics (the child is a new run), and take the new thread id.
+pub fn after_fork_child() {
+    let mine = with_ts(|ts| {
+        ts.tid = gettid();
+        *ts.stats.lock().unwrap_or_else(|e| e.into_inner()) = ThreadStats::default();
+        Arc::clone(&ts.stats)
+    });
+    if let Some(r) = registry().as_mut() {
+        r.threads.clear();
+        r.threads.extend(mine);
+        r.suspended.clear();
+        for t in r.totals.iter_mut() {
+            *t = FnStats::default();
+        }
+        r.detail_sent = 0;
+    }
+}
+
 /// (calls completed, calls aggregated but not sent as detailed events), over all threads.
 pub fn counters() -> (u64, u64) {
     let g = registry();

@@ -36,7 +36,7 @@ pub struct Stats {
     pub last_error: Option<String>,
 }
 
-struct Q {
+pub struct Q {
     critical: VecDeque<String>,
     detail: VecDeque<String>,
     cap_critical: usize,
@@ -165,6 +165,26 @@ impl Transport {
         let mut v: Vec<String> = q.critical.drain(..).collect();
         v.extend(q.detail.drain(..));
         v
+    }
+
+    /// Holds the queue lock across a fork (see `fork.rs`).
+    pub fn lock_for_fork(&'static self) -> std::sync::MutexGuard<'static, Q> {
+        lock(&self.q)
+    }
+
+    /// In a forked child: the parent delivers what it queued; start this process's sender.
+    pub fn after_fork_child(self: &Arc<Self>) {
+        {
+            let mut q = lock(&self.q);
+            q.critical.clear();
+            q.detail.clear();
+            q.in_flight = 0;
+            q.stats = Stats::default();
+        }
+        let t2 = Arc::clone(self);
+        let _ = std::thread::Builder::new()
+            .name("sightline-sender".into())
+            .spawn(move || t2.run());
     }
 
     fn run(&self) {

@@ -142,8 +142,12 @@ def test_pyperformance_benchmarks_run_traced(hub, tmp_path, bench):
     """The benchmark programs themselves (pyperf runner and its worker process) under `run`."""
     run_id = new_run_id(bench)
     path = _bench_dir() / bench / "run_benchmark.py"
-    p = sightline(hub, "run", "--run-id", run_id, "--", sys.executable, str(path), "--debug-single-value",
-                  cwd=tmp_path)
+    # pyperf starts its worker with a scrubbed environment unless told which variables to keep;
+    # the benchmark lives in site-packages, which is not traced unless included.
+    keep = "PYTHONPATH,SIGHTLINE_URL,SIGHTLINE_PARENT_SESSION_ID,SIGHTLINE_INCLUDE"
+    p = sightline(hub, "run", "--run-id", run_id, "--include", "__main__", "--",
+                  sys.executable, str(path), "--debug-single-value",
+                  f"--inherit-environ={keep}", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     name = bench.removeprefix("bm_")
     assert f"{name}:" in p.stdout

@@ -267,3 +267,49 @@ def test_offline_file(tmp_path):
     evs = [json.loads(line) for line in out.read_text().splitlines()]
     assert sum(1 for e in evs if e["source_event"] == "call" and short(e) == "tiny") == 5000
     assert evs[0]["source_event"] == "process_start" and evs[0]["run_id"] == run_id
+
+
+FORKING = r'''
+import multiprocessing as mp, os, threading, time
+
+def square(x):
+    return x * x
+
+def busy():
+    # Background threads keep the agent's locks busy while the parent forks.
+    end = time.time() + 1.5
+    while time.time() < end:
+        square(3)
+
+def main():
+    threads = [threading.Thread(target=busy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(3) as pool:
+        print(sum(pool.map(square, range(100))))
+    pid = os.fork()
+    if pid == 0:
+        square(7)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    for t in threads:
+        t.join()
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_fork_is_safe_and_children_report(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, FORKING, "fork", timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "328350"
+    page = hub.get("/api/v1/search", sources="python", source_events="process_start", limit=500)
+    children = [e for e in page["events"] if e["parent_session_id"] == f"{run_id}:main"]
+    assert len(children) >= 4, children  # three pool workers and one os.fork child
+    assert all(c["payload"].get("forked") for c in children)
+    # Pool workers exit through atexit-less paths, so their calls show in heartbeats/stats only
+    # if they lived long enough; the parent's own calls are all there.
+    stats = [e for e in hub.events(run_id, source_events="function_stats") if e["entity_id"] == "__main__.square"]
+    assert stats and stats[-1]["metrics"]["count"] > 0
