@@ -52,7 +52,7 @@ pub fn prepare() {
     keep(reg);
     for t in threads {
         // The guard must be 'static to be kept: leak one Arc per thread and fork.
-        let m: &'static Mutex<tracer::ThreadStats> = &**Box::leak(Box::new(t));
+        let m: &'static Mutex<tracer::ThreadStats> = Box::leak(Box::new(t));
         keep(m.lock().unwrap_or_else(|e| e.into_inner()));
     }
     keep(transport::global().lock_for_fork());
