@@ -1,0 +1,186 @@
+//! A real OpenCode server (`opencode-ai` from npm, run offline on loopback): sessions and a child
+//! session created through its API appear in sightline with the right parent, through the SSE
+//! adapter. Also the plugin endpoint and the JSONL replay of the plugin's spool.
+//!
+//! The package is installed by this test with npm into `$SIGHTLINE_TEST_CACHE/opencode`
+//! (default `~/.cache/sightline-tests`); if it cannot be installed the test fails saying so.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestHub, agent, post};
+use serde_json::{Value, json};
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SIGHTLINE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/sightline-tests"))
+}
+
+/// The `opencode` binary from the npm package (the platform package ships it; npm may skip the
+/// wrapper's postinstall, so the platform binary is used directly when present).
+fn opencode_binary() -> PathBuf {
+    let dir = cache_dir().join("opencode");
+    let candidates = |dir: &PathBuf| -> Option<PathBuf> {
+        let nm = dir.join("node_modules");
+        let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "x64" };
+        [
+            nm.join(format!("opencode-linux-{arch}/bin/opencode")),
+            nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
+            nm.join(format!("opencode-darwin-{arch}/bin/opencode")),
+            nm.join("opencode-ai/bin/opencode.exe"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+    };
+    if let Some(p) = candidates(&dir) {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"name":"sightline-opencode-test","private":true}"#).unwrap();
+    let out = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm"));
+    assert!(
+        out.status.success(),
+        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    candidates(&dir).unwrap_or_else(|| panic!("OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}", dir.display()))
+}
+
+struct OpenCode {
+    child: Child,
+    url: String,
+    _home: tempfile::TempDir,
+}
+
+impl Drop for OpenCode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_opencode() -> OpenCode {
+    let bin = opencode_binary();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // Its background plugin install must fail fast offline: point npm at a dead port.
+    std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin)
+        .args(["serve", "--port", &port.to_string(), "--hostname", "127.0.0.1"])
+        .current_dir(h)
+        .env("HOME", h)
+        .env("XDG_CONFIG_HOME", h.join(".config"))
+        .env("XDG_DATA_HOME", h.join(".local/share"))
+        .env("XDG_CACHE_HOME", h.join(".cache"))
+        .env("XDG_STATE_HOME", h.join(".local/state"))
+        .env("NPM_CONFIG_USERCONFIG", h.join(".npmrc"))
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_DISABLE_SHARE", "1")
+        .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+        .env_remove("OPENCODE_SERVER_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start opencode serve");
+    let url = format!("http://127.0.0.1:{port}");
+    let oc = OpenCode { child, url, _home: home };
+    let start = Instant::now();
+    // Short per-request timeout: while starting, the server may accept and not answer yet.
+    let quick: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    loop {
+        if let Ok(mut r) = quick.get(&format!("{}/global/health", oc.url)).call()
+            && r.status().as_u16() == 200
+            && r.body_mut().read_to_string().unwrap_or_default().contains("healthy")
+        {
+            return oc;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "opencode serve did not answer /global/health in 120 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create_session(oc: &OpenCode, body: Value) -> Value {
+    let (status, v) = post(&format!("{}/session", oc.url), "application/json", body.to_string());
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[test]
+fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
+    let oc = start_opencode();
+    let mut hub = TestHub::start();
+    let mut config = hub.config();
+    config.opencode_url = oc.url.clone();
+    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    // Wait until the adapter is connected (health says running).
+    let start = Instant::now();
+    while !hub.get("/api/v1/health")["adapters"].as_array().unwrap().iter().any(|a| a["name"] == "opencode" && a["state"] == "running") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the OpenCode adapter did not connect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let parent = create_session(&oc, json!({"title": "sightline parent"}));
+    let pid = parent["id"].as_str().unwrap().to_string();
+    let child = create_session(&oc, json!({"title": "sightline child", "parentID": pid}));
+    let cid = child["id"].as_str().unwrap().to_string();
+    let r = agent().patch(&format!("{}/session/{pid}", oc.url)).header("content-type", "application/json").send(json!({"title": "renamed parent"}).to_string().as_bytes()).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    hub.wait_for("both OpenCode sessions", Duration::from_secs(30), |events| {
+        events.iter().any(|e| e["session_id"] == pid.as_str()) && events.iter().any(|e| e["session_id"] == cid.as_str() && e["parent_session_id"] == pid.as_str())
+    });
+    let tree = hub.get(&format!("/api/v1/sessions/{pid}/tree"))["tree"].clone();
+    assert_eq!(tree["children"][0]["session_id"], cid.as_str(), "{tree}");
+    assert_eq!(tree["children"][0]["parent_session_id"], pid.as_str(), "{tree}");
+    let run = hub.get(&format!("/api/v1/runs/{pid}"));
+    assert_eq!(run["run"]["session_count"], 2, "{run}");
+    assert_eq!(run["run"]["source"], "opencode");
+}
+
+#[test]
+fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
+    let mut hub = TestHub::start();
+    let created = json!({"directory": "/w", "payload": {"id": "evt_a1", "type": "session.created", "properties": {"info": {"id": "ses_1", "title": "t"}}}});
+    let busy = json!({"directory": "/w", "payload": {"id": "evt_a2", "type": "session.status", "properties": {"sessionID": "ses_1", "status": {"type": "busy"}}}});
+    let tool = json!({"directory": "/w", "payload": {"id": "evt_a3", "type": "message.part.updated", "properties": {"part": {"id": "prt_1", "sessionID": "ses_1", "messageID": "msg_1", "type": "tool", "callID": "call_1", "tool": "bash",
+        "state": {"status": "completed", "input": {"command": "ls"}, "output": "a", "time": {"start": 1795255200000i64, "end": 1795255200420i64}}}}}});
+    let usage = json!({"directory": "/w", "payload": {"id": "evt_a4", "type": "message.updated", "properties": {"info": {"id": "msg_1", "sessionID": "ses_1", "role": "assistant", "cost": 0.02, "modelID": "m",
+        "tokens": {"input": 100, "output": 10, "reasoning": 0, "cache": {"read": 5, "write": 1}}, "time": {"created": 1795255200000i64, "completed": 1795255201000i64}}}}});
+    let perm = json!({"type": "permission.asked", "properties": {"id": "per_1", "sessionID": "ses_1", "permission": "bash"}, "id": "evt_a5"});
+    let todo = json!({"id": "evt_a6", "type": "todo.updated", "properties": {"sessionID": "ses_1", "todos": [{"status": "completed"}, {"status": "pending"}]}});
+    let unknown = json!({"id": "evt_a7", "type": "something.new", "properties": {"sessionID": "ses_1"}});
+    let (status, answer) = post(&format!("{}/api/v1/hooks/opencode", hub.url), "application/json", json!([created, busy, tool]).to_string());
+    assert_eq!(status, 202, "{answer}");
+    // The rest arrive through the JSONL spool (what the plugin writes when the hub is down),
+    // together with a repeat of one the hub already has.
+    let config = hub.config();
+    std::fs::create_dir_all(&config.jsonl_paths[0]).unwrap();
+    let lines: Vec<String> = [&tool, &usage, &perm, &todo, &unknown].iter().map(|v| v.to_string()).collect();
+    std::fs::write(config.jsonl_paths[0].join("opencode.jsonl"), lines.join("\n") + "\n").unwrap();
+    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode-jsonl"]);
+    let events = hub.wait_for("the spool", Duration::from_secs(20), |e| e.len() >= 7);
+    assert_eq!(events.len(), 7, "{events:#?}");
+    let find = |t: &str| events.iter().find(|e| e["source_event"] == t).unwrap().clone();
+    assert_eq!(find("message.part.updated")["duration_ms"], 420);
+    assert_eq!(find("message.part.updated")["correlation_id"], "call_1");
+    assert_eq!(find("message.updated")["metrics"]["cost_usd"], 0.02);
+    assert_eq!(find("permission.asked")["status"], "blocked");
+    assert_eq!(find("todo.updated")["metrics"]["progress"], 50);
+    assert_eq!(find("something.new")["entity_type"], "log");
+    let run = hub.get("/api/v1/runs/ses_1");
+    assert!((run["run"]["cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12, "{run}");
+    assert_eq!(run["sessions"][0]["status"], "blocked", "{run}");
+}
