@@ -112,6 +112,8 @@ class Agent:
         else:
             _native.transport_configure(url=cfg.url, token=cfg.token)
         self._prepare_children()
+        if not cfg.output:
+            self._resend_spool()
         self.send(
             self.event(
                 "process_start",
@@ -290,15 +292,49 @@ class Agent:
         left = _native.flush(self.cfg.flush_timeout_s if flush_timeout_s is None else flush_timeout_s)
         if left:
             self._spool(left)
+        self._forget_resent()
         self._uninstall_hooks()
+
+    def _resend_spool(self, max_bytes: int = 64 << 20) -> None:
+        """Queues events that earlier processes could not deliver (their spool files); the
+        files are removed once this process has delivered everything (or re-spooled it)."""
+        self._resending: list[str] = []
+        d = _spool_dir()
+        try:
+            names = sorted(n for n in os.listdir(d) if n.startswith("python-") and n.endswith(".ndjson"))
+        except OSError:
+            return
+        budget = max_bytes
+        for n in names:
+            path = os.path.join(d, n)
+            try:
+                size = os.path.getsize(path)
+                if size > budget:
+                    break
+                sending = path + f".sending-{self.pid}"
+                os.rename(path, sending)  # atomic: one process takes each file
+                with open(sending, encoding="utf-8") as f:
+                    for line in f:
+                        line = line.strip()
+                        if line:
+                            _native.emit(line, False)
+                budget -= size
+                self._resending.append(sending)
+            except OSError:
+                continue
+
+    def _forget_resent(self) -> None:
+        for p in getattr(self, "_resending", []):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
     def _spool(self, left: int) -> None:
         lines = _native.drain()
         if not lines:
             return
-        base = os.environ.get("SIGHTLINE_SPOOL_DIR") or os.path.join(
-            os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "sightline", "spool"
-        )
+        base = _spool_dir()
         try:
             os.makedirs(base, exist_ok=True)
             path = os.path.join(base, f"python-{self.run_id}.ndjson")
@@ -463,6 +499,12 @@ class Agent:
             )
         )
         return version
+
+
+def _spool_dir() -> str:
+    return os.environ.get("SIGHTLINE_SPOOL_DIR") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "sightline", "spool"
+    )
 
 
 _fork_hooks = False

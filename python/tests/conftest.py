@@ -119,6 +119,7 @@ def run_traced(hub: Hub | None, tmp_path: Path, source: str, tag: str, args=(), 
     script = tmp_path / f"{tag}.py"
     script.write_text(source)
     run_id = new_run_id(tag)
+    extra.setdefault("SIGHTLINE_SPOOL_DIR", str(tmp_path / "spool"))
     p = subprocess.run(
         [sys.executable, "-m", "sightline", str(script), *args],
         env=agent_env(hub, run_id, **extra),

@@ -313,3 +313,29 @@ def test_fork_is_safe_and_children_report(hub, tmp_path):
     # if they lived long enough; the parent's own calls are all there.
     stats = [e for e in hub.events(run_id, source_events="function_stats") if e["entity_id"] == "__main__.square"]
     assert stats and stats[-1]["metrics"]["count"] > 0
+
+
+def test_hub_down_spools_then_delivers_later(hub, tmp_path):
+    """With no hub the agent never blocks the program; at exit it spools what it could not
+    send, and the next traced process delivers the spool."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()  # nothing listens there now
+    spool = tmp_path / "spool"
+    run_id, p = run_traced(None, tmp_path, SAMPLED, "spool", SIGHTLINE_URL=dead, SIGHTLINE_SPOOL_DIR=str(spool),
+                           SIGHTLINE_FLUSH_TIMEOUT_S="0.5", SIGHTLINE_MAX_DETAIL_PER_S="0")
+    assert p.returncode == 0, p.stderr
+    assert "spooled to" in p.stderr
+    files = list(spool.glob("python-*.ndjson"))
+    assert len(files) == 1
+    spooled = files[0].read_text().splitlines()
+    assert sum('"source_event":"call"' in line for line in spooled) == 5002  # 5000 tiny, slow, <module>
+    # The next process, with the hub up, delivers them.
+    run2, p2 = run_traced(hub, tmp_path, "print('next')\n", "spool-next", SIGHTLINE_SPOOL_DIR=str(spool))
+    assert p2.returncode == 0, p2.stderr
+    evs = hub.wait_events(run_id, lambda evs: len(evs) >= len(spooled))
+    assert len(evs) == len(spooled)
+    assert not list(spool.iterdir())
