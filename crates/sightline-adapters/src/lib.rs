@@ -17,6 +17,7 @@ pub mod logparse;
 pub mod opencode;
 pub mod otlp;
 pub mod tail;
+pub mod tmux;
 pub mod util;
 
 use axum::Router;
@@ -46,6 +47,11 @@ pub const REGISTRY: &[Registration] = &[
         name: logparse::NAME,
         default_on: false,
         build: logparse::LogAdapter::build,
+    },
+    Registration {
+        name: tmux::NAME,
+        default_on: true,
+        build: tmux::TmuxAdapter::build,
     },
 ];
 
