@@ -118,10 +118,13 @@ pub struct Registration {
     pub build: fn(&AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError>,
 }
 
+/// adapter → key → value, and whether it changed since the last flush.
+type CheckpointMap = (BTreeMap<String, BTreeMap<String, Value>>, bool);
+
 /// Checkpoints of every adapter, keyed `adapter` → `key` → value.
 #[derive(Clone)]
 pub struct Checkpoints {
-    inner: Arc<Mutex<(BTreeMap<String, BTreeMap<String, Value>>, bool)>>,
+    inner: Arc<Mutex<CheckpointMap>>,
     path: Option<PathBuf>,
 }
 

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 fn cache_dir() -> PathBuf {
     std::env::var_os("SIGHTLINE_TEST_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/sightline-tests"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                .join(".cache/sightline-tests")
+        })
 }
 
 /// The `opencode` binary from the npm package (the platform package ships it; npm may skip the
@@ -26,7 +29,11 @@ fn opencode_binary() -> PathBuf {
     let dir = cache_dir().join("opencode");
     let candidates = |dir: &PathBuf| -> Option<PathBuf> {
         let nm = dir.join("node_modules");
-        let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "x64" };
+        let arch = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x64"
+        };
         [
             nm.join(format!("opencode-linux-{arch}/bin/opencode")),
             nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
@@ -40,18 +47,29 @@ fn opencode_binary() -> PathBuf {
         return p;
     }
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("package.json"), r#"{"name":"sightline-opencode-test","private":true}"#).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"sightline-opencode-test","private":true}"#,
+    )
+    .unwrap();
     let out = Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
         .current_dir(&dir)
         .output()
-        .unwrap_or_else(|e| panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm"));
+        .unwrap_or_else(|e| {
+            panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
+        });
     assert!(
         out.status.success(),
         "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    candidates(&dir).unwrap_or_else(|| panic!("OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}", dir.display()))
+    candidates(&dir).unwrap_or_else(|| {
+        panic!(
+            "OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}",
+            dir.display()
+        )
+    })
 }
 
 struct OpenCode {
@@ -73,9 +91,19 @@ fn start_opencode() -> OpenCode {
     let h = home.path();
     // Its background plugin install must fail fast offline: point npm at a dead port.
     std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(bin)
-        .args(["serve", "--port", &port.to_string(), "--hostname", "127.0.0.1"])
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--hostname",
+            "127.0.0.1",
+        ])
         .current_dir(h)
         .env("HOME", h)
         .env("XDG_CONFIG_HOME", h.join(".config"))
@@ -93,7 +121,11 @@ fn start_opencode() -> OpenCode {
         .spawn()
         .expect("start opencode serve");
     let url = format!("http://127.0.0.1:{port}");
-    let oc = OpenCode { child, url, _home: home };
+    let oc = OpenCode {
+        child,
+        url,
+        _home: home,
+    };
     let start = Instant::now();
     // Short per-request timeout: while starting, the server may accept and not answer yet.
     let quick: ureq::Agent = ureq::Agent::config_builder()
@@ -104,17 +136,27 @@ fn start_opencode() -> OpenCode {
     loop {
         if let Ok(mut r) = quick.get(&format!("{}/global/health", oc.url)).call()
             && r.status().as_u16() == 200
-            && r.body_mut().read_to_string().unwrap_or_default().contains("healthy")
+            && r.body_mut()
+                .read_to_string()
+                .unwrap_or_default()
+                .contains("healthy")
         {
             return oc;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "opencode serve did not answer /global/health in 120 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "opencode serve did not answer /global/health in 120 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn create_session(oc: &OpenCode, body: Value) -> Value {
-    let (status, v) = post(&format!("{}/session", oc.url), "application/json", body.to_string());
+    let (status, v) = post(
+        &format!("{}/session", oc.url),
+        "application/json",
+        body.to_string(),
+    );
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -128,23 +170,46 @@ fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
     hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
     // Wait until the adapter is connected (health says running).
     let start = Instant::now();
-    while !hub.get("/api/v1/health")["adapters"].as_array().unwrap().iter().any(|a| a["name"] == "opencode" && a["state"] == "running") {
-        assert!(start.elapsed() < Duration::from_secs(30), "the OpenCode adapter did not connect");
+    while !hub.get("/api/v1/health")["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "opencode" && a["state"] == "running")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the OpenCode adapter did not connect"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let parent = create_session(&oc, json!({"title": "sightline parent"}));
     let pid = parent["id"].as_str().unwrap().to_string();
     let child = create_session(&oc, json!({"title": "sightline child", "parentID": pid}));
     let cid = child["id"].as_str().unwrap().to_string();
-    let r = agent().patch(&format!("{}/session/{pid}", oc.url)).header("content-type", "application/json").send(json!({"title": "renamed parent"}).to_string().as_bytes()).unwrap();
+    let r = agent()
+        .patch(&format!("{}/session/{pid}", oc.url))
+        .header("content-type", "application/json")
+        .send(json!({"title": "renamed parent"}).to_string().as_bytes())
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 
-    hub.wait_for("both OpenCode sessions", Duration::from_secs(30), |events| {
-        events.iter().any(|e| e["session_id"] == pid.as_str()) && events.iter().any(|e| e["session_id"] == cid.as_str() && e["parent_session_id"] == pid.as_str())
-    });
+    hub.wait_for(
+        "both OpenCode sessions",
+        Duration::from_secs(30),
+        |events| {
+            events.iter().any(|e| e["session_id"] == pid.as_str())
+                && events.iter().any(|e| {
+                    e["session_id"] == cid.as_str() && e["parent_session_id"] == pid.as_str()
+                })
+        },
+    );
     let tree = hub.get(&format!("/api/v1/sessions/{pid}/tree"))["tree"].clone();
     assert_eq!(tree["children"][0]["session_id"], cid.as_str(), "{tree}");
-    assert_eq!(tree["children"][0]["parent_session_id"], pid.as_str(), "{tree}");
+    assert_eq!(
+        tree["children"][0]["parent_session_id"],
+        pid.as_str(),
+        "{tree}"
+    );
     let run = hub.get(&format!("/api/v1/runs/{pid}"));
     assert_eq!(run["run"]["session_count"], 2, "{run}");
     assert_eq!(run["run"]["source"], "opencode");
@@ -161,19 +226,37 @@ fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
         "tokens": {"input": 100, "output": 10, "reasoning": 0, "cache": {"read": 5, "write": 1}}, "time": {"created": 1795255200000i64, "completed": 1795255201000i64}}}}});
     let perm = json!({"type": "permission.asked", "properties": {"id": "per_1", "sessionID": "ses_1", "permission": "bash"}, "id": "evt_a5"});
     let todo = json!({"id": "evt_a6", "type": "todo.updated", "properties": {"sessionID": "ses_1", "todos": [{"status": "completed"}, {"status": "pending"}]}});
-    let unknown = json!({"id": "evt_a7", "type": "something.new", "properties": {"sessionID": "ses_1"}});
-    let (status, answer) = post(&format!("{}/api/v1/hooks/opencode", hub.url), "application/json", json!([created, busy, tool]).to_string());
+    let unknown =
+        json!({"id": "evt_a7", "type": "something.new", "properties": {"sessionID": "ses_1"}});
+    let (status, answer) = post(
+        &format!("{}/api/v1/hooks/opencode", hub.url),
+        "application/json",
+        json!([created, busy, tool]).to_string(),
+    );
     assert_eq!(status, 202, "{answer}");
     // The rest arrive through the JSONL spool (what the plugin writes when the hub is down),
     // together with a repeat of one the hub already has.
     let config = hub.config();
     std::fs::create_dir_all(&config.jsonl_paths[0]).unwrap();
-    let lines: Vec<String> = [&tool, &usage, &perm, &todo, &unknown].iter().map(|v| v.to_string()).collect();
-    std::fs::write(config.jsonl_paths[0].join("opencode.jsonl"), lines.join("\n") + "\n").unwrap();
+    let lines: Vec<String> = [&tool, &usage, &perm, &todo, &unknown]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    std::fs::write(
+        config.jsonl_paths[0].join("opencode.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
     hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode-jsonl"]);
     let events = hub.wait_for("the spool", Duration::from_secs(20), |e| e.len() >= 7);
     assert_eq!(events.len(), 7, "{events:#?}");
-    let find = |t: &str| events.iter().find(|e| e["source_event"] == t).unwrap().clone();
+    let find = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["source_event"] == t)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(find("message.part.updated")["duration_ms"], 420);
     assert_eq!(find("message.part.updated")["correlation_id"], "call_1");
     assert_eq!(find("message.updated")["metrics"]["cost_usd"], 0.02);
@@ -181,6 +264,9 @@ fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
     assert_eq!(find("todo.updated")["metrics"]["progress"], 50);
     assert_eq!(find("something.new")["entity_type"], "log");
     let run = hub.get("/api/v1/runs/ses_1");
-    assert!((run["run"]["cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12, "{run}");
+    assert!(
+        (run["run"]["cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12,
+        "{run}"
+    );
     assert_eq!(run["sessions"][0]["status"], "blocked", "{run}");
 }

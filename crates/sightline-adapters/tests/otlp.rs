@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 fn cache_dir() -> PathBuf {
     std::env::var_os("SIGHTLINE_TEST_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/sightline-tests"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                .join(".cache/sightline-tests")
+        })
 }
 
 /// A venv with the SDK and the OTLP HTTP exporter for `protocol` (installed once, reused).
@@ -32,11 +35,30 @@ fn otel_python(protocol: &str) -> PathBuf {
     }
     std::fs::create_dir_all(cache_dir()).unwrap();
     let python3 = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python3).args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
-    assert!(ok, "OTLP test: could not create a Python venv at {} with {python3}", venv.display());
+    let ok = Command::new(&python3)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "OTLP test: could not create a Python venv at {} with {python3}",
+        venv.display()
+    );
     let out = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check",
-            "opentelemetry-sdk", if protocol == "json" { "opentelemetry-exporter-otlp-json-http" } else { "opentelemetry-exporter-otlp-proto-http" }])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "opentelemetry-sdk",
+            if protocol == "json" {
+                "opentelemetry-exporter-otlp-json-http"
+            } else {
+                "opentelemetry-exporter-otlp-proto-http"
+            },
+        ])
         .output()
         .unwrap();
     assert!(
@@ -50,7 +72,13 @@ fn otel_python(protocol: &str) -> PathBuf {
 
 fn send(hub: &TestHub, protocol: &str, tag: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otel/send.py");
-    let out = Command::new(otel_python(protocol)).arg(script).arg(&hub.url).arg(protocol).arg(tag).output().unwrap();
+    let out = Command::new(otel_python(protocol))
+        .arg(script)
+        .arg(&hub.url)
+        .arg(protocol)
+        .arg(tag)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "send.py {protocol} failed:\n{}\n{}",
@@ -65,27 +93,60 @@ fn python_sdk_sends_spans_and_logs_in_protobuf_and_json() {
     for protocol in ["protobuf", "json"] {
         let tag = format!("t-{protocol}");
         send(&hub, protocol, &tag);
-        let events = hub.wait_for(&format!("{protocol} spans and logs"), Duration::from_secs(20), |events| {
-            events.iter().filter(|e| e["session_id"] == format!("conv-{tag}")).count() >= 5
-        });
-        let mine: Vec<&Value> = events.iter().filter(|e| e["session_id"] == format!("conv-{tag}")).collect();
-        let tool = mine.iter().find(|e| e["entity_type"] == "tool").expect("execute_tool span");
+        let events = hub.wait_for(
+            &format!("{protocol} spans and logs"),
+            Duration::from_secs(20),
+            |events| {
+                events
+                    .iter()
+                    .filter(|e| e["session_id"] == format!("conv-{tag}"))
+                    .count()
+                    >= 5
+            },
+        );
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["session_id"] == format!("conv-{tag}"))
+            .collect();
+        let tool = mine
+            .iter()
+            .find(|e| e["entity_type"] == "tool")
+            .expect("execute_tool span");
         assert_eq!(tool["source"], "otlp");
         assert_eq!(tool["correlation_id"], format!("call-{tag}"));
-        assert_eq!(tool["payload"]["attributes"]["test.tag"], tag.as_str(), "{tool}");
+        assert_eq!(
+            tool["payload"]["attributes"]["test.tag"],
+            tag.as_str(),
+            "{tool}"
+        );
         assert_eq!(tool["payload"]["attributes"]["gen_ai.tool.name"], "grep");
-        assert_eq!(tool["payload"]["resource"]["service.name"], format!("otel-test-{protocol}"));
+        assert_eq!(
+            tool["payload"]["resource"]["service.name"],
+            format!("otel-test-{protocol}")
+        );
         assert_eq!(tool["status"], "success");
         assert!(tool["payload"]["parent_span_id"].is_string(), "{tool}");
-        let agent = mine.iter().find(|e| e["entity_type"] == "session").expect("invoke_agent span");
+        let agent = mine
+            .iter()
+            .find(|e| e["entity_type"] == "session")
+            .expect("invoke_agent span");
         assert_eq!(agent["agent"], "planner");
-        let chat = mine.iter().find(|e| e["source_event"] == "chat").expect("chat span");
+        let chat = mine
+            .iter()
+            .find(|e| e["source_event"] == "chat")
+            .expect("chat span");
         assert_eq!(chat["metrics"]["input_tokens"], 120.0);
-        let warn = mine.iter().find(|e| e["entity_type"] == "log").expect("log record");
+        let warn = mine
+            .iter()
+            .find(|e| e["entity_type"] == "log")
+            .expect("log record");
         assert_eq!(warn["severity"], "warn");
         assert_eq!(warn["title"], "disk almost full on /dev/sda1");
         assert_eq!(warn["payload"]["attributes"]["test.tag"], tag.as_str());
-        let api = mine.iter().find(|e| e["source_event"] == "claude_code.api_request").unwrap_or_else(|| panic!("api_request: {mine:#?}"));
+        let api = mine
+            .iter()
+            .find(|e| e["source_event"] == "claude_code.api_request")
+            .unwrap_or_else(|| panic!("api_request: {mine:#?}"));
         assert_eq!(api["source"], "claude");
         assert_eq!(api["event_id"], format!("claude-usage:req_{tag}"));
         assert!((api["metrics"]["cost_usd"].as_f64().unwrap() - 0.0123).abs() < 1e-12);
@@ -93,7 +154,10 @@ fn python_sdk_sends_spans_and_logs_in_protobuf_and_json() {
     }
     let disk = hub.db_bytes();
     for secret in ["hunter2-span-secret", "abcdefghijklmnopqrstuvwx"] {
-        assert!(!contains(&disk, secret), "{secret} reached the database file");
+        assert!(
+            !contains(&disk, secret),
+            "{secret} reached the database file"
+        );
     }
 }
 
@@ -102,26 +166,44 @@ fn json_by_hand_partial_success_and_errors() {
     let hub = TestHub::start();
     let future = "4102444800000000000"; // 2100-01-01, beyond 24 h ahead: the record is rejected
     let body = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-        "scopeLogs": [{"scope": {"name": "s"}, "logRecords": [
-            {"timeUnixNano": "1795255200000000000", "severityNumber": 17, "body": {"stringValue": "boom"},
-             "attributes": [{"key": "n", "value": {"intValue": "42"}}], "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"},
-            {"timeUnixNano": future, "body": {"stringValue": "from the future"}}
-        ]}]}]});
-    let (status, answer) = post(&format!("{}/v1/logs", hub.url), "application/json", body.to_string());
+    "scopeLogs": [{"scope": {"name": "s"}, "logRecords": [
+        {"timeUnixNano": "1795255200000000000", "severityNumber": 17, "body": {"stringValue": "boom"},
+         "attributes": [{"key": "n", "value": {"intValue": "42"}}], "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"},
+        {"timeUnixNano": future, "body": {"stringValue": "from the future"}}
+    ]}]}]});
+    let (status, answer) = post(
+        &format!("{}/v1/logs", hub.url),
+        "application/json",
+        body.to_string(),
+    );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], 1, "{answer}");
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], 1,
+        "{answer}"
+    );
     let events = hub.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["severity"], "error");
     assert_eq!(events[0]["payload"]["attributes"]["n"], 42);
-    assert_eq!(events[0]["payload"]["trace_id"], "5b8efff798038103d269b633813fc60c");
+    assert_eq!(
+        events[0]["payload"]["trace_id"],
+        "5b8efff798038103d269b633813fc60c"
+    );
     // A retry of the same record is not stored twice.
-    post(&format!("{}/v1/logs", hub.url), "application/json", body.to_string());
+    post(
+        &format!("{}/v1/logs", hub.url),
+        "application/json",
+        body.to_string(),
+    );
     assert_eq!(hub.events().len(), 1);
 
     let (status, _) = post(&format!("{}/v1/traces", hub.url), "text/plain", "x");
     assert_eq!(status, 415);
-    let (status, _) = post(&format!("{}/v1/traces", hub.url), "application/x-protobuf", [0xff, 0xff, 0xff]);
+    let (status, _) = post(
+        &format!("{}/v1/traces", hub.url),
+        "application/x-protobuf",
+        [0xff, 0xff, 0xff],
+    );
     assert_eq!(status, 400);
     let res = common::agent()
         .post(&format!("{}/v1/metrics", hub.url))
@@ -134,9 +216,17 @@ fn json_by_hand_partial_success_and_errors() {
     let metrics = json!({"resourceMetrics": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "claude-code"}}]},
         "scopeMetrics": [{"metrics": [{"name": "claude_code.cost.usage", "unit": "USD", "sum": {"aggregationTemporality": 1, "isMonotonic": true,
             "dataPoints": [{"asDouble": 0.25, "timeUnixNano": "1795255200000000000", "attributes": [{"key": "session.id", "value": {"stringValue": "s-m"}}]}]}}]}]}]});
-    let (status, answer) = post(&format!("{}/v1/metrics", hub.url), "application/json", metrics.to_string());
+    let (status, answer) = post(
+        &format!("{}/v1/metrics", hub.url),
+        "application/json",
+        metrics.to_string(),
+    );
     assert_eq!(status, 200, "{answer}");
-    let m = hub.events().into_iter().find(|e| e["entity_type"] == "metric").unwrap();
+    let m = hub
+        .events()
+        .into_iter()
+        .find(|e| e["entity_type"] == "metric")
+        .unwrap();
     assert_eq!(m["metrics"]["claude_code.cost.usage"], 0.25);
     assert_eq!(m["session_id"], "s-m");
 }

@@ -16,22 +16,34 @@ struct Hub {
 
 impl Hub {
     fn start(dir: &std::path::Path, port: u16) -> Hub {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let running = runtime.block_on(async {
             let hub = sightline_server::open_hub(
                 sightline_store::StoreConfig::new(dir.join("db.sqlite")),
                 sightline_server::HubSettings::default(),
             )
             .unwrap();
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
             sightline_server::start_with(hub, listener, sightline_adapters::routes()).unwrap()
         });
         let url = format!("http://{}", running.addr);
-        Hub { runtime, running: Some(running), url }
+        Hub {
+            runtime,
+            running: Some(running),
+            url,
+        }
     }
 
     fn events(&self) -> Vec<Value> {
-        let mut res = ureq::get(&format!("{}/api/v1/search?order=asc&limit=1000", self.url)).call().unwrap();
+        let mut res = ureq::get(&format!("{}/api/v1/search?order=asc&limit=1000", self.url))
+            .call()
+            .unwrap();
         let v: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
         v["events"].as_array().unwrap().clone()
     }
@@ -57,9 +69,18 @@ fn hook(url: &str, spool: &std::path::Path, payload: &Value) -> (i32, String, Du
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string(), start.elapsed())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        start.elapsed(),
+    )
 }
 
 fn payload(i: usize) -> Value {
@@ -72,19 +93,32 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // A port nothing listens on (yet).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     for i in 0..5 {
         let (code, stdout, took) = hook(&url, &spool, &payload(i));
         assert_eq!(code, 0);
         assert!(stdout.is_empty(), "hook printed {stdout:?}");
-        assert!(took < Duration::from_secs(2), "hook took {took:?} with the hub down");
+        assert!(
+            took < Duration::from_secs(2),
+            "hook took {took:?} with the hub down"
+        );
     }
     let spooled = std::fs::read_to_string(spool.join("claude-hooks.jsonl")).unwrap();
     assert_eq!(spooled.lines().count(), 5, "{spooled}");
     // Garbage on stdin: still exit 0, nothing spooled.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline")).arg("hook").env("SIGHTLINE_URL", &url)
-        .env("SIGHTLINE_SPOOL_DIR", &spool).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .arg("hook")
+        .env("SIGHTLINE_URL", &url)
+        .env("SIGHTLINE_SPOOL_DIR", &spool)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"not json").unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 
@@ -93,18 +127,40 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     assert_eq!(code, 0);
     let events = hub.events();
     assert_eq!(events.len(), 6, "{events:#?}");
-    let mut prompts: Vec<String> = events.iter().map(|e| e["payload"]["prompt"].as_str().unwrap().to_string()).collect();
+    let mut prompts: Vec<String> = events
+        .iter()
+        .map(|e| e["payload"]["prompt"].as_str().unwrap().to_string())
+        .collect();
     prompts.sort();
-    assert_eq!(prompts, (0..6).map(|i| format!("prompt {i}")).collect::<Vec<_>>());
-    assert!(!spool.join("claude-hooks.jsonl").exists(), "the spool was delivered and removed");
+    assert_eq!(
+        prompts,
+        (0..6).map(|i| format!("prompt {i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        !spool.join("claude-hooks.jsonl").exists(),
+        "the spool was delivered and removed"
+    );
     // Spooled events keep the time they happened, not the time they were delivered.
-    let first = events.iter().find(|e| e["payload"]["prompt"] == "prompt 0").unwrap();
-    let last = events.iter().find(|e| e["payload"]["prompt"] == "prompt 5").unwrap();
+    let first = events
+        .iter()
+        .find(|e| e["payload"]["prompt"] == "prompt 0")
+        .unwrap();
+    let last = events
+        .iter()
+        .find(|e| e["payload"]["prompt"] == "prompt 5")
+        .unwrap();
     assert!(first["ts"].as_str().unwrap() <= last["ts"].as_str().unwrap());
 
     // Redelivering the same spool (a crash after sending, before deleting) stores nothing twice.
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let res = agent.post(&format!("{}/api/v1/hooks/claude", hub.url)).header("content-type", "application/x-ndjson").send(spooled.as_bytes()).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let res = agent
+        .post(&format!("{}/api/v1/hooks/claude", hub.url))
+        .header("content-type", "application/x-ndjson")
+        .send(spooled.as_bytes())
+        .unwrap();
     assert_eq!(res.status().as_u16(), 202);
     assert_eq!(hub.events().len(), 6);
 }
@@ -114,7 +170,10 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
 fn hook_round_trip_latency() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), 0);
-    let runs: usize = std::env::var("SIGHTLINE_HOOK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let runs: usize = std::env::var("SIGHTLINE_HOOK_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs {
         let p = json!({"session_id": "sess-bench", "hook_event_name": "PreToolUse", "tool_name": "Bash",

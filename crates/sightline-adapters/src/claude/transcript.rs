@@ -225,17 +225,15 @@ pub fn map_line(
             }
         }
         "user" => match message.get("content") {
-            Some(Value::String(prompt)) => {
-                if line.get("isMeta") != Some(&Value::Bool(true)) {
-                    let mut e = base(
-                        "transcript.user",
-                        event_id("claude-tx", &[&uuid]),
-                        "prompt",
-                        format!("Prompt: {}", short(prompt, 120)),
-                    );
-                    e.insert("payload".into(), json!({"prompt": prompt}));
-                    out.push(Value::Object(e));
-                }
+            Some(Value::String(prompt)) if line.get("isMeta") != Some(&Value::Bool(true)) => {
+                let mut e = base(
+                    "transcript.user",
+                    event_id("claude-tx", &[&uuid]),
+                    "prompt",
+                    format!("Prompt: {}", short(prompt, 120)),
+                );
+                e.insert("payload".into(), json!({"prompt": prompt}));
+                out.push(Value::Object(e));
             }
             Some(Value::Array(blocks)) => {
                 for block in blocks {

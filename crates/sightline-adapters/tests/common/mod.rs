@@ -36,7 +36,14 @@ impl TestHub {
             start_with(hub, listener, sightline_adapters::routes()).unwrap()
         });
         let url = format!("http://{}", running.addr);
-        TestHub { running: Some(running), adapters: None, url, dir, db, runtime }
+        TestHub {
+            running: Some(running),
+            adapters: None,
+            url,
+            dir,
+            db,
+            runtime,
+        }
     }
 
     /// A config whose paths all live in this hub's temp dir.
@@ -49,7 +56,12 @@ impl TestHub {
         c
     }
 
-    pub fn start_adapters(&mut self, registry: &[Registration], config: &AdapterConfig, names: &[&str]) {
+    pub fn start_adapters(
+        &mut self,
+        registry: &[Registration],
+        config: &AdapterConfig,
+        names: &[&str],
+    ) {
         let hub = self.running.as_ref().unwrap().hub.clone();
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let _guard = self.runtime.enter();
@@ -76,7 +88,11 @@ impl TestHub {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        post(&format!("{}{path}", self.url), "application/json", body.to_string())
+        post(
+            &format!("{}{path}", self.url),
+            "application/json",
+            body.to_string(),
+        )
     }
 
     /// Every stored event (oldest first).
@@ -86,7 +102,12 @@ impl TestHub {
     }
 
     /// Waits until `check` holds on the stored events.
-    pub fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let events = self.events();
@@ -94,7 +115,11 @@ impl TestHub {
                 return events;
             }
             if start.elapsed() > timeout {
-                panic!("timed out waiting for {what}; have {} events: {}", events.len(), serde_json::to_string_pretty(&events).unwrap());
+                panic!(
+                    "timed out waiting for {what}; have {} events: {}",
+                    events.len(),
+                    serde_json::to_string_pretty(&events).unwrap()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -130,13 +155,24 @@ pub fn agent() -> ureq::Agent {
 
 fn read(mut res: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = res.status().as_u16();
-    let text = res.body_mut().with_config().limit(64 * 1024 * 1024).read_to_string().unwrap_or_default();
+    let text = res
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
 
 pub fn post(url: &str, content_type: &str, body: impl AsRef<[u8]>) -> (u16, Value) {
-    read(agent().post(url).header("Content-Type", content_type).send(body.as_ref()).unwrap())
+    read(
+        agent()
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body.as_ref())
+            .unwrap(),
+    )
 }
 
 pub fn get(url: &str) -> (u16, Value) {
