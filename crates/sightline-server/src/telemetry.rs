@@ -83,20 +83,47 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
             },
             format!("Tool {}", tool.as_deref().unwrap_or("call")),
         ),
-        "bash_command" => (
-            "tool",
-            Some("success"),
-            "info",
-            format!("Bash {}", text(&data, "command").unwrap_or_default()),
-        ),
+        // A non-zero exit code (or an error) is a failed command.
+        "bash_command" => {
+            let failed = data.get("error").is_some_and(|e| !e.is_null())
+                || data
+                    .get("exitCode")
+                    .or_else(|| data.get("exit_code"))
+                    .and_then(Value::as_i64)
+                    .is_some_and(|c| c != 0);
+            (
+                "tool",
+                Some(if failed { "failed" } else { "success" }),
+                if failed { "error" } else { "info" },
+                format!("Bash {}", text(&data, "command").unwrap_or_default()),
+            )
+        }
         "metric" => (
             "metric",
             None,
             "info",
             format!("Metric {}", text(&data, "name").unwrap_or_default()),
         ),
+        "custom" => (
+            "log",
+            None,
+            "info",
+            text(&data, "name")
+                .or_else(|| text(&data, "message"))
+                .unwrap_or_else(|| "custom".into()),
+        ),
         other => ("log", None, "info", other.to_string()),
     };
+    // What went wrong, or what the agent said it finished with.
+    let summary = text(&data, "error")
+        .or_else(|| {
+            data.get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(|| text(&data, "message"))
+        .or_else(|| text(&data, "result"));
     let mut metrics = Map::new();
     if let Some(usage) = obj.get("tokenUsage").and_then(Value::as_object) {
         for (from, to) in [
@@ -137,6 +164,7 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
         "status": status,
         "severity": severity,
         "title": title,
+        "summary": summary,
         "duration_ms": data.get("durationMs").or_else(|| data.get("duration")).filter(|v| v.as_f64().is_some_and(|d| d >= 0.0)),
         "metrics": if metrics.is_empty() { Value::Null } else { Value::Object(metrics) },
         "correlation_id": text(&data, "toolUseId").or_else(|| text(&data, "callId")),
