@@ -188,7 +188,9 @@ describe('dashboard', () => {
   });
 
   test('replay reaches the same final state as live', async () => {
-    await open(`live?run=claude-${T}`, `[data-lane="sess-main-${T}"]`);
+    await page.goto(`${hub.url}/#/live?run=claude-${T}`);
+    await page.reload(); // a fresh page: the live state is rebuilt from the hub, not carried over
+    await page.waitForFunction((run) => (document.querySelector('[data-testid="lanes"]')?.dataset.digest ?? '').includes(run), `sess-main-${T}`, { timeout: 10000 });
     const liveDigest = await page.getAttribute('[data-testid="lanes"]', 'data-digest');
     assert.ok(liveDigest && liveDigest.includes(`sess-main-${T}`), liveDigest);
     // Play at 50×: the run lasts ~25 s of event time, gaps capped at 3 s.

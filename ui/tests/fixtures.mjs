@@ -20,7 +20,7 @@ export function fixtures(tag = 'a', base = Date.now() - 9 * 60 * 1000) {
   const C = { source: 'claude', run_id: run, host: 'devbox' };
   const M = { ...C, session_id: main, agent: 'main' };
   ev(0, { ...M, source_event: 'SessionStart', entity_type: 'session', status: 'running', title: 'Refactor auth middleware to async', summary: 'cwd ~/src/api · model claude-sonnet-4-5', payload: { cwd: '/home/dev/src/api', model: 'claude-sonnet-4-5', transcript_path: '~/.claude/projects/api/6f1c.jsonl' } });
-  ev(900, { ...M, source_event: 'UserPromptSubmit', entity_type: 'prompt', title: 'User prompt', summary: 'Make the auth middleware async and add tests', payload: { prompt: 'Make the auth middleware async and add tests for token expiry' } });
+  ev(900, { ...M, source_event: 'UserPromptSubmit', entity_type: 'prompt', title: 'Make the auth middleware async and add tests for token expiry', summary: 'user prompt · 61 chars', payload: { prompt: 'Make the auth middleware async and add tests for token expiry' } });
   const tool = (S, dms, name, input, ok = true, dur = 120, extra = {}) => {
     const id = `toolu_${tag}_${++n}`;
     ev(dms, { ...S, source_event: 'PreToolUse', entity_type: 'tool', entity_id: id, correlation_id: id, status: 'running', title: name, summary: input.summary, payload: { tool_name: name, tool_input: input.args } });
