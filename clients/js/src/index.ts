@@ -1,0 +1,511 @@
+/**
+ * Client for a sightline hub (browser and Node 20+).
+ *
+ * - `subscribe(filter, handlers)` / `events(filter)`: live events over one WebSocket (`/ws`),
+ *   several subscriptions per connection, each resumed after its last seq when the connection
+ *   comes back (exponential backoff with jitter), so a hub restart loses and repeats nothing.
+ * - `publish(events)`: POST with retries on 429/503 and network errors; each event gets an
+ *   `event_id` first so a retry is never stored twice.
+ * - `workflow(id)`: reports a workflow execution's status, steps, progress, logs, errors and
+ *   completion (`POST /api/v1/workflows/{id}/updates`).
+ *
+ * The protocol is docs/PROTOCOL.md. This module must never swallow a gap: when the hub says a
+ * resume could not be complete, `onReset` is called with its reason.
+ */
+
+export type Source =
+  | 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom';
+export type Status = 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
+export type Severity = 'debug' | 'info' | 'warn' | 'error';
+
+/** The filter language: lists are OR within a field, AND across fields. */
+export interface Filter {
+  sources?: Source[];
+  source_events?: string[];
+  runs?: string[];
+  sessions?: string[];
+  agents?: string[];
+  entity_types?: string[];
+  statuses?: Status[];
+  severities?: Severity[];
+  since?: string;
+  until?: string;
+  q?: string;
+}
+
+/** A stored event (DESIGN.md §3). */
+export interface SightlineEvent {
+  seq: number;
+  event_id: string;
+  ts: string;
+  source: Source;
+  source_event: string;
+  run_id: string | null;
+  session_id: string | null;
+  parent_session_id: string | null;
+  agent: string | null;
+  entity_type: string;
+  entity_id: string | null;
+  status: Status | null;
+  severity: Severity;
+  title: string;
+  summary: string | null;
+  duration_ms: number | null;
+  metrics: Record<string, number> | null;
+  host: string | null;
+  pid: number | null;
+  thread_id: number | null;
+  correlation_id: string | null;
+  tags: string[];
+  payload: Record<string, unknown>;
+}
+
+/** What a producer sends: the required fields plus any optional ones. */
+export type NewEvent = Partial<Omit<SightlineEvent, 'seq'>> &
+  Pick<SightlineEvent, 'source' | 'source_event' | 'entity_type' | 'title'>;
+
+export type WorkflowUpdateType = 'status' | 'log' | 'progress' | 'error' | 'complete';
+
+export interface WorkflowUpdateData {
+  status?: string;
+  message?: string;
+  progress?: number;
+  step?: string;
+  error?: string;
+  level?: string;
+  [key: string]: unknown;
+}
+
+/** The minimal WebSocket surface used (the browser's, Node 22's global, or `ws`). */
+export interface WebSocketLike {
+  readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type WebSocketFactory = (url: string, headers: Record<string, string>) => WebSocketLike | Promise<WebSocketLike>;
+
+export interface ClientOptions {
+  /** The hub, default `SIGHTLINE_URL` (Node) or `http://127.0.0.1:4517`. */
+  url?: string;
+  /** Bearer token, default `SIGHTLINE_TOKEN` (Node). */
+  token?: string;
+  /** How to open a WebSocket; default: the global one, else the `ws` package. */
+  webSocket?: WebSocketFactory;
+  /** Defaults to the global fetch. */
+  fetch?: typeof fetch;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface SubscribeOptions {
+  /** Replay stored events after this seq first (0 = everything); default: live only. */
+  since?: number;
+}
+
+export interface Handlers {
+  onEvent: (event: SightlineEvent) => void;
+  /** The hub could not resume completely (another database, or retention); live from here. */
+  onReset?: (reason: string) => void;
+  /** The subscription fell behind and catches up from storage (nothing is skipped). */
+  onLagged?: () => void;
+  onError?: (error: Error) => void;
+}
+
+export class HubError extends Error {
+  constructor(message: string, readonly status?: number, readonly body?: unknown) {
+    super(message);
+    this.name = 'HubError';
+  }
+}
+
+const env = (name: string): string | undefined => {
+  const g = globalThis as unknown as { process?: { env?: Record<string, string | undefined> } };
+  const v = g.process?.env?.[name];
+  return v === '' ? undefined : v;
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Exponential backoff with jitter: a random delay in [d/2, d], d doubling up to `max`. */
+export function backoff(attempt: number, min: number, max: number): number {
+  const d = Math.min(max, min * 2 ** attempt);
+  return d / 2 + Math.random() * (d / 2);
+}
+
+const randomId = (): string => {
+  const c = (globalThis as unknown as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}-${Math.random().toString(16).slice(2)}`;
+};
+
+async function defaultWebSocket(url: string, headers: Record<string, string>): Promise<WebSocketLike> {
+  const G = (globalThis as unknown as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+  if (G) return new G(url); // browsers (and Node 22+): the token goes in an `auth` message
+  const mod = (await import('ws')) as unknown as { default: new (url: string, opts: unknown) => WebSocketLike };
+  return new mod.default(url, { headers });
+}
+
+interface SubState {
+  id: string;
+  filter: Filter;
+  handlers: Handlers;
+  /** Last seq delivered (or the start point); `undefined` = live only, not started yet. */
+  cursor: number | undefined;
+  active: boolean;
+}
+
+/** A live subscription; `close()` ends it. */
+export interface Subscription {
+  readonly id: string;
+  /** The last seq delivered. */
+  readonly cursor: number | undefined;
+  close(): void;
+}
+
+export class SightlineClient {
+  readonly url: string;
+  readonly token: string | undefined;
+  /** The hub database's epoch, from `welcome`. */
+  epoch: string | undefined;
+  private readonly fetchImpl: typeof fetch;
+  private readonly openSocket: WebSocketFactory;
+  private readonly minBackoff: number;
+  private readonly maxBackoff: number;
+  private socket: WebSocketLike | undefined;
+  private connecting = false;
+  private closed = false;
+  private attempt = 0;
+  private subs = new Map<string, SubState>();
+  private nextId = 1;
+  private pending = new Map<string, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private ready = false;
+  private queue: string[] = [];
+
+  constructor(options: ClientOptions = {}) {
+    this.url = (options.url ?? env('SIGHTLINE_URL') ?? 'http://127.0.0.1:4517').replace(/\/+$/, '');
+    this.token = options.token ?? env('SIGHTLINE_TOKEN');
+    const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
+    if (!f) throw new Error('no fetch available; pass options.fetch');
+    this.fetchImpl = f.bind(globalThis);
+    this.openSocket = options.webSocket ?? defaultWebSocket;
+    this.minBackoff = options.minBackoffMs ?? 200;
+    this.maxBackoff = options.maxBackoffMs ?? 10_000;
+  }
+
+  // ---- REST ---------------------------------------------------------------------------------
+
+  /** One API call with retries on 429/503 and network errors; resolves to the parsed JSON. */
+  async request<T = unknown>(method: string, path: string, body?: unknown, maxAttempts = 6): Promise<T> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      try {
+        const headers: Record<string, string> = { Accept: 'application/json' };
+        if (body !== undefined) headers['Content-Type'] = 'application/json';
+        if (this.token) headers.Authorization = `Bearer ${this.token}`;
+        const res = await this.fetchImpl(this.url + path, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        const text = await res.text();
+        let parsed: unknown = text;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          /* not JSON: keep the text */
+        }
+        if ((res.status === 429 || res.status === 503) && attempt + 1 < maxAttempts) {
+          const retryAfter = Number(res.headers.get('retry-after'));
+          await sleep(Math.max(backoff(attempt, this.minBackoff, this.maxBackoff), (retryAfter || 0) * 1000));
+          continue;
+        }
+        if (!res.ok) {
+          const err = (parsed as { error?: { message?: string } })?.error?.message ?? text;
+          throw new HubError(`${method} ${path}: HTTP ${res.status}: ${err}`, res.status, parsed);
+        }
+        return parsed as T;
+      } catch (e) {
+        if (e instanceof HubError) throw e;
+        lastError = e;
+        if (attempt + 1 < maxAttempts) await sleep(backoff(attempt, this.minBackoff, this.maxBackoff));
+      }
+    }
+    throw new HubError(`${method} ${path}: the hub at ${this.url} is unreachable: ${String(lastError)}`);
+  }
+
+  /** Stores events after commit; resolves to their seqs (in order). */
+  async publish(events: NewEvent | NewEvent[], maxAttempts = 8): Promise<number[]> {
+    const batch = (Array.isArray(events) ? events : [events]).map((e) => ({ event_id: randomId(), ...e }));
+    const answer = await this.request<{ seqs: number[] }>('POST', '/api/v1/events', batch, maxAttempts);
+    return answer.seqs;
+  }
+
+  async search(filter: Filter = {}, limit = 100): Promise<SightlineEvent[]> {
+    const params = new URLSearchParams({ limit: String(limit) });
+    for (const [k, v] of Object.entries(filter)) {
+      if (v === undefined) continue;
+      params.set(k, Array.isArray(v) ? v.join(',') : String(v));
+    }
+    return (await this.request<{ events: SightlineEvent[] }>('GET', `/api/v1/search?${params}`)).events;
+  }
+
+  workflow(id: string, name?: string): WorkflowReporter {
+    return new WorkflowReporter(this, id, name);
+  }
+
+  // ---- live ---------------------------------------------------------------------------------
+
+  /** Subscribes over the shared WebSocket; reconnects and resumes by itself. */
+  subscribe(filter: Filter, handlers: Handlers, options: SubscribeOptions = {}): Subscription {
+    const id = `s${this.nextId++}`;
+    const state: SubState = { id, filter, handlers, cursor: options.since, active: true };
+    this.subs.set(id, state);
+    if (this.ready) this.sendSubscribe(state);
+    else void this.connect();
+    return {
+      id,
+      get cursor() {
+        return state.cursor;
+      },
+      close: () => {
+        state.active = false;
+        this.subs.delete(id);
+        if (this.ready) this.send({ type: 'unsubscribe', id });
+      },
+    };
+  }
+
+  /** The same as an async iterator; `break` ends the subscription. */
+  events(filter: Filter = {}, options: SubscribeOptions = {}): AsyncIterableIterator<SightlineEvent> {
+    const buffer: SightlineEvent[] = [];
+    let wake: (() => void) | undefined;
+    let failure: Error | undefined;
+    const sub = this.subscribe(
+      filter,
+      {
+        onEvent: (e) => {
+          buffer.push(e);
+          wake?.();
+        },
+        onError: (e) => {
+          failure = e;
+          wake?.();
+        },
+      },
+      options,
+    );
+    const iterator: AsyncIterableIterator<SightlineEvent> = {
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+      async next() {
+        while (buffer.length === 0) {
+          if (failure) throw failure;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+        return { value: buffer.shift()!, done: false };
+      },
+      async return() {
+        sub.close();
+        return { value: undefined, done: true };
+      },
+    };
+    return iterator;
+  }
+
+  /** Closes the WebSocket and every subscription. */
+  close(): void {
+    this.closed = true;
+    this.subs.clear();
+    this.socket?.close(1000, 'client closed');
+    for (const p of this.pending.values()) p.reject(new HubError('client closed'));
+    this.pending.clear();
+  }
+
+  private wsUrl(): string {
+    return this.url.replace(/^http/, 'ws') + '/ws';
+  }
+
+  private send(msg: unknown): void {
+    const text = JSON.stringify(msg);
+    if (this.socket && this.ready && this.socket.readyState === 1) this.socket.send(text);
+    else this.queue.push(text);
+  }
+
+  private sendSubscribe(s: SubState): void {
+    const msg: Record<string, unknown> = { type: 'subscribe', id: s.id, filter: s.filter };
+    if (s.cursor !== undefined) {
+      msg.since = s.cursor;
+      if (this.epoch) msg.epoch = this.epoch;
+    }
+    this.send(msg);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.connecting || this.socket || this.closed) return;
+    this.connecting = true;
+    try {
+      const headers: Record<string, string> = {};
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      const ws = await this.openSocket(this.wsUrl(), headers);
+      this.socket = ws;
+      ws.onmessage = (ev) => this.onMessage(String(ev.data));
+      ws.onclose = () => this.onClose();
+      ws.onerror = () => {
+        /* onclose follows */
+      };
+    } catch (e) {
+      this.connecting = false;
+      this.scheduleReconnect();
+      return;
+    }
+    this.connecting = false;
+  }
+
+  private onClose(): void {
+    this.socket = undefined;
+    this.ready = false;
+    if (this.closed) return;
+    for (const p of this.pending.values()) p.reject(new HubError('connection lost'));
+    this.pending.clear();
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.subs.size === 0) return;
+    const delay = backoff(this.attempt++, this.minBackoff, this.maxBackoff);
+    setTimeout(() => void this.connect(), delay);
+  }
+
+  private onMessage(text: string): void {
+    let msg: any;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case 'welcome': {
+        if (this.epoch && msg.epoch !== this.epoch) {
+          // Another database: old cursors mean nothing there. The hub would say so per
+          // subscription; keep the cursors so it can.
+        }
+        this.epoch = this.epoch ?? msg.epoch;
+        if (msg.auth_required && this.token) {
+          this.socket?.send(JSON.stringify({ type: 'auth', token: this.token }));
+        }
+        this.ready = true;
+        this.attempt = 0;
+        for (const s of this.subs.values()) this.sendSubscribe(s);
+        for (const q of this.queue.splice(0)) this.socket?.send(q);
+        break;
+      }
+      case 'subscribed': {
+        const s = this.subs.get(String(msg.id));
+        if (!s) break;
+        if (!msg.recovered) {
+          s.cursor = Number(msg.from_seq) - 1;
+          s.handlers.onReset?.(String(msg.reason ?? 'resume was not complete'));
+        } else if (s.cursor === undefined) {
+          s.cursor = Number(msg.from_seq) - 1; // live: a reconnect resumes after this point
+        }
+        this.epoch = msg.epoch ?? this.epoch;
+        break;
+      }
+      case 'event': {
+        const s = this.subs.get(String(msg.sub));
+        if (!s || !s.active) break;
+        if (s.cursor !== undefined && msg.seq <= s.cursor) break; // already delivered
+        s.cursor = msg.seq;
+        s.handlers.onEvent(msg.event as SightlineEvent);
+        break;
+      }
+      case 'lagged': {
+        this.subs.get(String(msg.sub))?.handlers.onLagged?.();
+        break;
+      }
+      case 'error': {
+        const err = new HubError(`${msg.code}: ${msg.message}`);
+        if (msg.id !== undefined && this.subs.has(String(msg.id))) {
+          this.subs.get(String(msg.id))!.handlers.onError?.(err);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+/** Reports one workflow execution. */
+export class WorkflowReporter {
+  currentStep: string | undefined;
+  private started = Date.now();
+
+  constructor(readonly client: SightlineClient, readonly id: string, readonly name?: string) {}
+
+  /** Sends one update; resolves to its seq. */
+  async update(type: WorkflowUpdateType, data: WorkflowUpdateData = {}): Promise<number> {
+    const clean: WorkflowUpdateData = {};
+    for (const [k, v] of Object.entries(data)) if (v !== undefined) clean[k] = v;
+    if (this.name && clean.workflow === undefined) clean.workflow = this.name;
+    const answer = await this.client.request<{ seqs: number[] }>(
+      'POST',
+      `/api/v1/workflows/${encodeURIComponent(this.id)}/updates`,
+      { type, id: randomId(), data: clean },
+    );
+    return answer.seqs[0];
+  }
+
+  start(message?: string) {
+    this.started = Date.now();
+    return this.update('status', { status: 'running', message: message ?? `${this.name ?? this.id} started` });
+  }
+
+  async step(step: string, message?: string) {
+    if (this.currentStep && this.currentStep !== step) await this.update('status', { status: 'success', step: this.currentStep });
+    this.currentStep = step;
+    return this.update('status', { status: 'running', step, message });
+  }
+
+  progress(progress: number, step?: string, message?: string) {
+    return this.update('progress', { progress, step: step ?? this.currentStep, message });
+  }
+
+  log(message: string, level: Severity = 'info') {
+    return this.update('log', { message, level, step: this.currentStep });
+  }
+
+  error(error: unknown, step?: string) {
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    return this.update('error', { error: text, step: step ?? this.currentStep });
+  }
+
+  async complete(status: 'success' | 'failed' | 'cancelled' = 'success', message?: string) {
+    if (this.currentStep) {
+      await this.update('status', { status, step: this.currentStep });
+      this.currentStep = undefined;
+    }
+    return this.update('complete', { status, message, duration_ms: Date.now() - this.started });
+  }
+
+  /** Runs `body`, reporting start, then completion or the error and a failed completion. */
+  async run<T>(body: (wf: WorkflowReporter) => Promise<T>): Promise<T> {
+    await this.start();
+    try {
+      const result = await body(this);
+      await this.complete('success');
+      return result;
+    } catch (e) {
+      await this.error(e);
+      await this.complete('failed', e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,151 @@
+// The TypeScript client against the real hub binary: publish, several filtered subscriptions on
+// one connection, the workflow reporter, and a reconnect across a hub restart (same port, same
+// database) with no event lost or repeated.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+import { SightlineClient } from '../dist/index.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+function hubBinary() {
+  const bin = process.env.SIGHTLINE_BIN ?? join(REPO, 'target/debug/sightline');
+  if (!existsSync(bin)) execFileSync('cargo', ['build', '-q', '-p', 'sightline'], { cwd: REPO, stdio: 'inherit' });
+  return bin;
+}
+
+async function freePort() {
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+async function startHub(db, port = 0) {
+  const proc = spawn(hubBinary(), ['serve', '--port', String(port), '--source', 'http', '--db', db], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, SIGHTLINE_TOKEN: '', HOME: dirname(db) },
+  });
+  const line = await new Promise((res, rej) => {
+    const rl = createInterface({ input: proc.stdout });
+    rl.once('line', (l) => res(l));
+    proc.once('exit', (c) => rej(new Error(`hub exited with ${c}`)));
+  });
+  assert.match(line, /^sightline listening on /);
+  const url = line.split(' ').pop();
+  return {
+    url,
+    proc,
+    stop: (signal = 'SIGTERM') => new Promise((r) => { proc.once('exit', r); proc.kill(signal); }),
+  };
+}
+
+const ev = (run, i, extra = {}) => ({
+  source: 'custom', source_event: 'x', entity_type: 'log', run_id: run, title: `event ${i}`, event_id: `${run}-${i}`, ...extra,
+});
+
+async function until(what, check, ms = 20_000) {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+test('publish and three filtered subscriptions on one connection', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
+  const hub = await startHub(join(dir, 'db.sqlite'));
+  const client = new SightlineClient({ url: hub.url });
+  try {
+    const got = { a: [], b: [], c: [] };
+    client.subscribe({ sources: ['claude'] }, { onEvent: (e) => got.a.push(e.seq) }, { since: 0 });
+    client.subscribe({ runs: ['r2'] }, { onEvent: (e) => got.b.push(e.seq) }, { since: 0 });
+    client.subscribe({ severities: ['error'], sources: ['custom'] }, { onEvent: (e) => got.c.push(e.seq) }, { since: 0 });
+    const batch = [];
+    for (const run of ['r1', 'r2', 'r3']) for (const source of ['claude', 'custom']) for (const severity of ['info', 'error'])
+      batch.push(ev(run, batch.length, { source, severity }));
+    const seqs = await client.publish(batch);
+    assert.equal(seqs.length, 12);
+    const want = (pred) => batch.map((e, i) => [e, seqs[i]]).filter(([e]) => pred(e)).map(([, s]) => s);
+    await until('all three subscriptions', () => got.a.length === 6 && got.b.length === 4 && got.c.length === 3);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(got.a, want((e) => e.source === 'claude'));
+    assert.deepEqual(got.b, want((e) => e.run_id === 'r2'));
+    assert.deepEqual(got.c, want((e) => e.source === 'custom' && e.severity === 'error'));
+    // Idempotent retries: the same ids give the same seqs.
+    assert.deepEqual(await client.publish(batch), seqs);
+    // The async iterator.
+    const it = client.events({ runs: ['r3'] }, { since: 0 });
+    const first = await it.next();
+    assert.equal(first.value.run_id, 'r3');
+    await it.return();
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
+
+test('workflow reporter: steps, progress, logs, errors, completion', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
+  const hub = await startHub(join(dir, 'db.sqlite'));
+  const client = new SightlineClient({ url: hub.url });
+  try {
+    await client.workflow('wf-js', 'deploy').run(async (wf) => {
+      await wf.step('build');
+      await wf.progress(50);
+      await wf.log('compiled');
+      await wf.step('ship');
+      await wf.progress(100);
+    });
+    await assert.rejects(client.workflow('wf-js-bad').run(async (wf) => {
+      await wf.step('migrate');
+      throw new Error('lock timeout');
+    }), /lock timeout/);
+    const ok = await client.request('GET', '/api/v1/runs/wf-js');
+    assert.equal(ok.run.status, 'success');
+    const bad = await client.request('GET', '/api/v1/runs/wf-js-bad');
+    assert.equal(bad.run.status, 'failed');
+    const progress = (await client.search({ runs: ['wf-js'] })).filter((e) => e.metrics?.progress !== undefined);
+    assert.deepEqual(progress.map((e) => e.metrics.progress).sort((a, b) => a - b), [50, 100]);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
+
+test('reconnects across a hub restart and resumes with no loss and no repeat', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
+  const db = join(dir, 'db.sqlite');
+  const port = await freePort();
+  let hub = await startHub(db, port);
+  const client = new SightlineClient({ url: hub.url, minBackoffMs: 50, maxBackoffMs: 500 });
+  const received = [];
+  client.subscribe({ runs: ['restart'] }, { onEvent: (e) => received.push(e) }, { since: 0 });
+  try {
+    const first = await client.publish(Array.from({ length: 150 }, (_, i) => ev('restart', i)));
+    await until('the first 150', () => received.length === 150);
+    await hub.stop('SIGKILL');
+    // Published while the hub is down: the client retries until it is back.
+    const later = client.publish(Array.from({ length: 150 }, (_, i) => ev('restart', 150 + i)), 40);
+    await new Promise((r) => setTimeout(r, 800));
+    hub = await startHub(db, port);
+    const laterSeqs = await later;
+    await until('all 300 after the restart', () => received.length >= 300);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(received.map((e) => e.seq), [...first, ...laterSeqs]);
+    assert.equal(new Set(received.map((e) => e.event_id)).size, 300);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
