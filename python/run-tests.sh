@@ -26,6 +26,12 @@ if [ ! -x "$SIGHTLINE_BIN" ]; then
     (cd "$REPO" && cargo build -q -p sightline-cli) || { echo "run-tests.sh: cargo build failed" >&2; exit 1; }
 fi
 
+# `sightline attach` on 3.11-3.13 needs gdb (the machine image has it; install it if not).
+if ! command -v gdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "run-tests.sh: installing gdb (needed by the attach test)" >&2
+    (apt-get update -qq && apt-get install -y -qq gdb) >/dev/null 2>&1 || echo "run-tests.sh: could not install gdb" >&2
+fi
+
 status=0
 summary=()
 

@@ -57,6 +57,7 @@ pub fn proc_sample() -> Option<(f64, u64, u64)> {
 
 /// Builds the heartbeat and function-statistics events and queues them.
 pub fn beat(last: &mut Option<(u64, f64)>) {
+    tracer::request_publish();
     let (fns, ident) = tracer::take_stats();
     if ident.run_id.is_empty() {
         return;

@@ -298,6 +298,7 @@ fn stop_background() {
 fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let t = transport::global().stats();
+    tracer::request_publish();
     let (calls, skipped) = tracer::counters();
     d.set_item("calls", calls)?;
     d.set_item("detail_skipped", skipped)?;

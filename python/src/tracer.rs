@@ -267,6 +267,8 @@ static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 /// Bumped when tracing is switched off: every thread then drops its shadow stack, whose
 /// frames will return unseen.
 static STACK_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Bumped by each heartbeat: threads publish their statistics at their next call.
+static FLUSH_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// GCRA rate limiter for detailed events: the theoretical arrival time, in mono ns.
 static DETAIL_TAT: AtomicU64 = AtomicU64::new(0);
 static DETAIL_INTERVAL_NS: AtomicU64 = AtomicU64::new(1_000_000);
@@ -286,7 +288,11 @@ struct ThreadState {
     tid: u64,
     cache: PtrMap<(u32, bool, Kind)>,
     stack: Vec<Frame>,
+    /// Statistics since this thread last published, owned by the thread: no lock per call.
+    local: ThreadStats,
+    /// Where the thread publishes them (read by the heartbeat), when `FLUSH_EPOCH` moves.
     stats: Arc<Mutex<ThreadStats>>,
+    flush_epoch: u64,
     /// The last exception reported from this thread (by address), so that an exception
     /// unwinding through several traced frames is reported once.
     last_exc: usize,
@@ -316,6 +322,8 @@ fn new_thread_state() -> ThreadState {
         cache: PtrMap::default(),
         stack: Vec::with_capacity(64),
         stats,
+        local: ThreadStats::default(),
+        flush_epoch: FLUSH_EPOCH.load(Ordering::Relaxed),
         last_exc: 0,
         next_id: 0,
         id_end: 0,
@@ -378,6 +386,7 @@ pub fn install(
     on_exception: Py<PyAny>,
     disable: Option<Py<PyAny>>,
 ) {
+    clock::init();
     if let Some(d) = disable {
         DISABLE.store(d.into_ptr(), Ordering::Release);
     }
@@ -953,7 +962,7 @@ pub fn on_exit(
         let duration = now.saturating_sub(f.start_ns);
         let failed = exit == Exit::Unwind;
         {
-            let mut s = ts.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let s = &mut ts.local;
             let i = f.idx as usize;
             if s.fns.len() <= i {
                 s.fns.resize(i + 1, FnStats::default());
@@ -963,12 +972,15 @@ pub fn on_exit(
             }
             s.fns[i].record(duration, failed);
             s.calls += 1;
-            let wanted = duration >= MIN_DURATION_NS.load(Ordering::Relaxed)
-                && (f.args.is_some() || detail_available(now));
-            if !wanted && !failed && !f.kind.suspends() {
-                s.skipped += 1;
-                return ExitFast::Done(Verdict::Continue);
-            }
+        }
+        if ts.flush_epoch != FLUSH_EPOCH.load(Ordering::Relaxed) {
+            publish(ts);
+        }
+        let wanted = duration >= MIN_DURATION_NS.load(Ordering::Relaxed)
+            && (f.args.is_some() || detail_available(now));
+        if !wanted && !failed && !f.kind.suspends() {
+            ts.local.skipped += 1;
+            return ExitFast::Done(Verdict::Continue);
         }
         f.active_ns += now.saturating_sub(f.seg_start_ns);
         ExitFast::Slow(f, now, duration, ts.tid)
@@ -1010,7 +1022,7 @@ pub fn on_exit(
         };
         emit_call(&f, tid, duration, now, exit, &exc_name, cancelled, ret);
     } else {
-        with_ts(|ts| ts.stats.lock().unwrap_or_else(|e| e.into_inner()).skipped += 1);
+        with_ts(|ts| ts.local.skipped += 1);
     }
     Verdict::Continue
 }
@@ -1027,6 +1039,7 @@ pub fn after_fork_child() {
     let mine = with_ts(|ts| {
         ts.tid = gettid();
         *ts.stats.lock().unwrap_or_else(|e| e.into_inner()) = ThreadStats::default();
+        ts.local = ThreadStats::default();
         Arc::clone(&ts.stats)
     });
     if let Some(r) = registry().as_mut() {
@@ -1038,6 +1051,49 @@ pub fn after_fork_child() {
         }
         r.detail_sent = 0;
     }
+}
+
+/// Moves a thread's local statistics to its shared slot.
+fn publish(ts: &mut ThreadState) {
+    ts.flush_epoch = FLUSH_EPOCH.load(Ordering::Relaxed);
+    if ts.local.calls == 0 && ts.local.skipped == 0 {
+        return;
+    }
+    let mut shared = ts.stats.lock().unwrap_or_else(|e| e.into_inner());
+    let local = &mut ts.local;
+    for i in local.touched.drain(..) {
+        let d = std::mem::take(&mut local.fns[i as usize]);
+        let iu = i as usize;
+        if shared.fns.len() <= iu {
+            shared.fns.resize(iu + 1, FnStats::default());
+        }
+        if shared.fns[iu].count == 0 {
+            shared.touched.push(i);
+        }
+        shared.fns[iu].merge(&d);
+    }
+    shared.calls += std::mem::take(&mut local.calls);
+    shared.skipped += std::mem::take(&mut local.skipped);
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        // A finished thread leaves its last statistics behind.
+        publish(self);
+    }
+}
+
+/// Asks every thread to publish its statistics (at its next call), and publishes the calling
+/// thread's now.
+pub fn request_publish() {
+    FLUSH_EPOCH.fetch_add(1, Ordering::Relaxed);
+    let _ = TS.try_with(|cell| {
+        if let Ok(mut b) = cell.try_borrow_mut() {
+            if let Some(ts) = b.as_mut() {
+                publish(ts);
+            }
+        }
+    });
 }
 
 /// (calls completed, calls aggregated but not sent as detailed events), over all threads.
