@@ -1,0 +1,380 @@
+//! `sightline install` (the real binary): Claude Code settings merged idempotently with a backup
+//! and removed cleanly; the OpenCode plugin loaded by a real `opencode serve` forwards its bus
+//! events to the hub, and spools them to JSONL when the hub is down.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn claude_install_is_idempotent_keeps_user_hooks_and_uninstalls_only_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    let mine = json!({"model": "opus", "permissions": {"allow": ["Bash(ls:*)"]},
+        "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}});
+    std::fs::write(&settings, serde_json::to_string_pretty(&mine).unwrap()).unwrap();
+    let path = settings.to_str().unwrap();
+
+    let (code, out) = sightline(&["install", "claude", "--settings", path], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("added hooks for") && out.contains("backup:"),
+        "{out}"
+    );
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(after["model"], "opus");
+    assert_eq!(after["permissions"], mine["permissions"]);
+    let stop = after["hooks"]["Stop"].as_array().unwrap();
+    assert_eq!(
+        stop.len(),
+        2,
+        "the user's Stop hook is kept beside ours: {after}"
+    );
+    let ours = after["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ours.ends_with(" hook") && ours.contains("sightline"),
+        "{ours}"
+    );
+    assert_eq!(after["hooks"]["PreToolUse"][0]["matcher"], "*");
+    assert_eq!(after["hooks"].as_object().unwrap().len(), 14);
+    let backups = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("sightline-backup")
+        })
+        .count();
+    assert_eq!(backups, 1);
+
+    let (code, out) = sightline(&["install", "claude", "--settings", path], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already installed; nothing changed"), "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&settings).unwrap()).unwrap(),
+        after
+    );
+
+    // http hooks with a token header: SessionStart stays a command.
+    let (code, _) = sightline(
+        &[
+            "install",
+            "claude",
+            "--settings",
+            path,
+            "--http",
+            "--with-token",
+            "--url",
+            "http://host.docker.internal:4517",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let http: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    let pre = &http["hooks"]["PreToolUse"][0]["hooks"][0];
+    assert_eq!(pre["type"], "http");
+    assert_eq!(
+        pre["url"],
+        "http://host.docker.internal:4517/api/v1/hooks/claude"
+    );
+    assert_eq!(pre["headers"]["Authorization"], "Bearer $SIGHTLINE_TOKEN");
+    assert_eq!(
+        http["hooks"]["SessionStart"][0]["hooks"][0]["type"],
+        "command"
+    );
+    assert_eq!(
+        http["hooks"]["PreToolUse"][0]["hooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "replaced, not added"
+    );
+
+    let (code, out) = sightline(
+        &["install", "claude", "--settings", path, "--uninstall"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(back, mine, "uninstall leaves exactly the user's settings");
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SIGHTLINE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                .join(".cache/sightline-tests")
+        })
+}
+
+/// The `opencode` binary of the npm package `opencode-ai`, installed into the test cache.
+fn opencode_binary() -> PathBuf {
+    let dir = cache_dir().join("opencode");
+    let find = |dir: &Path| -> Option<PathBuf> {
+        let nm = dir.join("node_modules");
+        let arch = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x64"
+        };
+        [
+            nm.join(format!("opencode-linux-{arch}/bin/opencode")),
+            nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
+            nm.join(format!("opencode-darwin-{arch}/bin/opencode")),
+            nm.join("opencode-ai/bin/opencode.exe"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+    };
+    if let Some(p) = find(&dir) {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"sightline-opencode-test","private":true}"#,
+    )
+    .unwrap();
+    let out = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e})"));
+    assert!(
+        out.status.success(),
+        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    find(&dir).expect("OPENCODE TEST CANNOT RUN: no opencode binary after npm install")
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Hub {
+    runtime: tokio::runtime::Runtime,
+    running: Option<sightline_server::Running>,
+    url: String,
+}
+
+impl Hub {
+    fn start(db: &Path) -> Hub {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let running = runtime.block_on(async {
+            let hub = sightline_server::open_hub(
+                sightline_store::StoreConfig::new(db),
+                sightline_server::HubSettings::default(),
+            )
+            .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sightline_server::start_with(hub, listener, sightline_adapters::routes()).unwrap()
+        });
+        let url = format!("http://{}", running.addr);
+        Hub {
+            runtime,
+            running: Some(running),
+            url,
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let mut res = ureq::get(&format!("{}/api/v1/search?order=asc&limit=1000", self.url))
+            .call()
+            .unwrap();
+        let v: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
+    fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = self.runtime.block_on(r.stop());
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+#[test]
+fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
+    let bin = opencode_binary();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut hub = Hub::start(&h.join("db.sqlite"));
+    let plugin = h.join(".config/opencode/plugins/sightline.js");
+    let spool = h.join("spool");
+    let (code, out) = sightline(
+        &[
+            "install",
+            "opencode",
+            "--settings",
+            plugin.to_str().unwrap(),
+            "--url",
+            &hub.url,
+        ],
+        &[("XDG_DATA_HOME", &h.join("data"))],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = sightline(
+        &[
+            "install",
+            "opencode",
+            "--settings",
+            plugin.to_str().unwrap(),
+            "--url",
+            &hub.url,
+        ],
+        &[("XDG_DATA_HOME", &h.join("data"))],
+    );
+    assert!(code == 0 && out.contains("nothing changed"), "{out}");
+
+    std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let oc_url = format!("http://127.0.0.1:{port}");
+    let _oc = Killed(
+        Command::new(bin)
+            .args([
+                "serve",
+                "--port",
+                &port.to_string(),
+                "--hostname",
+                "127.0.0.1",
+            ])
+            .current_dir(h)
+            .env("HOME", h)
+            .env("XDG_CONFIG_HOME", h.join(".config"))
+            .env("XDG_DATA_HOME", h.join(".local/share"))
+            .env("XDG_CACHE_HOME", h.join(".cache"))
+            .env("XDG_STATE_HOME", h.join(".local/state"))
+            .env("NPM_CONFIG_USERCONFIG", h.join(".npmrc"))
+            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+            .env("OPENCODE_DISABLE_SHARE", "1")
+            .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+            .env("SIGHTLINE_OPENCODE_SPOOL", &spool)
+            .env_remove("SIGHTLINE_URL")
+            .env_remove("OPENCODE_SERVER_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    loop {
+        if let Ok(mut r) = http().get(&format!("{oc_url}/global/health")).call()
+            && r.body_mut()
+                .read_to_string()
+                .unwrap_or_default()
+                .contains("healthy")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "opencode serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let create = |title: &str| -> String {
+        // The first call loads the instance and its plugins: give it time.
+        let slow: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(90)))
+            .build()
+            .into();
+        let mut r = slow
+            .post(&format!("{oc_url}/session"))
+            .header("content-type", "application/json")
+            .send(json!({"title": title}).to_string().as_bytes())
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let first = create("through the plugin");
+    let start = Instant::now();
+    while !hub
+        .events()
+        .iter()
+        .any(|e| e["session_id"] == first.as_str() && e["source_event"] == "session.created")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the plugin did not forward session.created: {:#?}",
+            hub.events()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Hub down: the plugin spools.
+    hub.stop();
+    let second = create("while the hub is down");
+    let file = spool.join("opencode.jsonl");
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains(&second) {
+            let line: Value =
+                serde_json::from_str(text.lines().find(|l| l.contains(&second)).unwrap()).unwrap();
+            assert!(
+                line["payload"]["type"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("session."),
+                "{line}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing spooled to {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
