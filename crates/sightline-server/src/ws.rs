@@ -32,6 +32,8 @@ use crate::workflow;
 
 /// Frames queued per connection before subscription tasks wait (and then lag).
 pub const OUT_BUFFER: usize = 1024;
+/// Frames written per flush at most.
+const WRITE_BATCH: usize = 256;
 /// A frame the socket has not taken for this long means the client stopped reading.
 pub const SEND_STALL: Duration = Duration::from_secs(30);
 /// Time to send `auth` when the upgrade carried no token.
@@ -148,9 +150,27 @@ impl Connection {
         // The writer: the only task touching the sink. A frame the socket will not take in
         // SEND_STALL means the client stopped reading: close, telling it why if it still can.
         let writer = tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let closing = matches!(msg, Message::Close(_));
-                match tokio::time::timeout(SEND_STALL, sink.send(msg)).await {
+            while let Some(first) = rx.recv().await {
+                // Feed whatever is queued, then flush once: under load one write carries many
+                // frames instead of one syscall per frame.
+                let mut closing = matches!(first, Message::Close(_));
+                let mut batch = vec![first];
+                while !closing && batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            closing = matches!(m, Message::Close(_));
+                            batch.push(m);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let write = async {
+                    for m in batch {
+                        sink.feed(m).await?;
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(SEND_STALL, write).await {
                     Ok(Ok(())) if !closing => {}
                     Ok(Ok(())) | Ok(Err(_)) => break,
                     Err(_) => {
