@@ -65,7 +65,11 @@ pub struct PluginSpec {
 
 impl PluginSpec {
     fn kind(&self) -> &'static str {
-        if self.url.is_some() { "http" } else { "command" }
+        if self.url.is_some() {
+            "http"
+        } else {
+            "command"
+        }
     }
     fn target(&self) -> String {
         match (&self.url, &self.command) {
@@ -75,7 +79,11 @@ impl PluginSpec {
         }
     }
     fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).clamp(1, MAX_TIMEOUT_MS))
+        Duration::from_millis(
+            self.timeout_ms
+                .unwrap_or(DEFAULT_TIMEOUT_MS)
+                .clamp(1, MAX_TIMEOUT_MS),
+        )
     }
 }
 
@@ -86,11 +94,20 @@ struct Registry {
 }
 
 fn parse_specs(text: &str) -> Result<Vec<PluginSpec>, String> {
-    let specs: Vec<PluginSpec> = serde_json::from_str(text).map_err(|e| format!("SIGHTLINE_PLUGINS is not a valid JSON array of plugins: {e}"))?;
+    let specs: Vec<PluginSpec> = serde_json::from_str(text)
+        .map_err(|e| format!("SIGHTLINE_PLUGINS is not a valid JSON array of plugins: {e}"))?;
     let mut seen = std::collections::HashSet::new();
     for s in &specs {
-        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(format!("plugin name `{}` must be non-empty and use only letters, digits, `-`, `_`, `.`", s.name));
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(format!(
+                "plugin name `{}` must be non-empty and use only letters, digits, `-`, `_`, `.`",
+                s.name
+            ));
         }
         if !seen.insert(s.name.clone()) {
             return Err(format!("plugin `{}` is declared twice", s.name));
@@ -98,8 +115,18 @@ fn parse_specs(text: &str) -> Result<Vec<PluginSpec>, String> {
         match (&s.command, &s.url) {
             (Some(c), None) if !c.is_empty() => {}
             (None, Some(u)) if u.starts_with("http://") => {}
-            (None, Some(u)) => return Err(format!("plugin `{}`: url `{u}` must start with http://", s.name)),
-            _ => return Err(format!("plugin `{}` needs exactly one of `command` (non-empty list) or `url`", s.name)),
+            (None, Some(u)) => {
+                return Err(format!(
+                    "plugin `{}`: url `{u}` must start with http://",
+                    s.name
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "plugin `{}` needs exactly one of `command` (non-empty list) or `url`",
+                    s.name
+                ));
+            }
         }
     }
     Ok(specs)
@@ -111,20 +138,36 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let raw = match std::env::var("SIGHTLINE_PLUGINS") {
             Ok(v) if !v.trim().is_empty() => v,
-            _ => return Registry { plugins: Vec::new(), error: None },
+            _ => {
+                return Registry {
+                    plugins: Vec::new(),
+                    error: None,
+                };
+            }
         };
         let text = match raw.trim().strip_prefix('@') {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(t) => t,
-                Err(e) => return Registry { plugins: Vec::new(), error: Some(format!("cannot read plugin file {path}: {e}")) },
+                Err(e) => {
+                    return Registry {
+                        plugins: Vec::new(),
+                        error: Some(format!("cannot read plugin file {path}: {e}")),
+                    };
+                }
             },
             None => raw,
         };
         match parse_specs(&text) {
-            Ok(plugins) => Registry { plugins, error: None },
+            Ok(plugins) => Registry {
+                plugins,
+                error: None,
+            },
             Err(e) => {
                 tracing::warn!("{e}");
-                Registry { plugins: Vec::new(), error: Some(e) }
+                Registry {
+                    plugins: Vec::new(),
+                    error: Some(e),
+                }
             }
         }
     })
@@ -136,7 +179,11 @@ fn semaphore() -> &'static Semaphore {
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
 /// `GET /api/v1/plugins`
@@ -166,14 +213,24 @@ struct InvokeBody {
 /// `POST /api/v1/plugins/{name}/invoke`
 pub async fn invoke(State(hub): State<Hub>, Path(name): Path<String>, body: Bytes) -> Response {
     let Some(spec) = registry().plugins.iter().find(|p| p.name == name).cloned() else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no plugin named `{name}`; GET /api/v1/plugins lists them"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no plugin named `{name}`; GET /api/v1/plugins lists them"),
+        );
     };
     let req: InvokeBody = if body.is_empty() {
         InvokeBody::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("body must be {{events|seqs|run_id, context}}: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("body must be {{events|seqs|run_id, context}}: {e}"),
+                );
+            }
         }
     };
 
@@ -182,24 +239,55 @@ pub async fn invoke(State(hub): State<Hub>, Path(name): Path<String>, body: Byte
         evs
     } else if let Some(seqs) = req.seqs {
         let seqs: Vec<u64> = seqs.into_iter().take(MAX_EVENTS).collect();
-        match hub.store.read(move |c| seqs.iter().filter_map(|s| query::get_event(c, *s).transpose()).collect::<Result<Vec<_>, _>>()).await {
-            Ok(evs) => evs.into_iter().filter_map(|e| serde_json::to_value(e).ok()).collect(),
+        match hub
+            .store
+            .read(move |c| {
+                seqs.iter()
+                    .filter_map(|s| query::get_event(c, *s).transpose())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+        {
+            Ok(evs) => evs
+                .into_iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .collect(),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     } else if let Some(run_id) = req.run_id.clone() {
-        match hub.store.read(move |c| query::timeline(c, &run_id, 0, MAX_EVENTS)).await {
-            Ok(page) => page.items.into_iter().filter_map(|e| serde_json::to_value(e).ok()).collect(),
+        match hub
+            .store
+            .read(move |c| query::timeline(c, &run_id, 0, MAX_EVENTS))
+            .await
+        {
+            Ok(page) => page
+                .items
+                .into_iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .collect(),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     } else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "send `events`, `seqs` or `run_id`");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send `events`, `seqs` or `run_id`",
+        );
     };
     if events.len() > MAX_EVENTS {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", format!("at most {MAX_EVENTS} events per invocation"));
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("at most {MAX_EVENTS} events per invocation"),
+        );
     }
 
     let Ok(_permit) = semaphore().try_acquire() else {
-        return error(StatusCode::TOO_MANY_REQUESTS, "busy", format!("{MAX_CONCURRENT} plugin invocations are already running; retry shortly"));
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!("{MAX_CONCURRENT} plugin invocations are already running; retry shortly"),
+        );
     };
     let mut context = req.context.unwrap_or_else(|| json!({}));
     if let (Some(obj), Some(run)) = (context.as_object_mut(), req.run_id) {
@@ -217,7 +305,11 @@ pub async fn invoke(State(hub): State<Hub>, Path(name): Path<String>, body: Byte
     let task_spec = spec.clone();
     let task = tokio::task::spawn_blocking(move || match &task_spec.url {
         Some(url) => call_http(url, &line, timeout),
-        None => call_command(task_spec.command.as_deref().unwrap_or_default(), &line, timeout),
+        None => call_command(
+            task_spec.command.as_deref().unwrap_or_default(),
+            &line,
+            timeout,
+        ),
     });
     // Belt and braces: the blocking call enforces the deadline itself; this one guards the hub
     // against a bug there. A panic in the task is an error answer too.
@@ -235,10 +327,22 @@ pub async fn invoke(State(hub): State<Hub>, Path(name): Path<String>, body: Byte
         Err(Failure::Timeout) => error(
             StatusCode::GATEWAY_TIMEOUT,
             "plugin_timeout",
-            format!("plugin `{}` timed out after {} ms and was stopped", spec.name, timeout.as_millis()),
+            format!(
+                "plugin `{}` timed out after {} ms and was stopped",
+                spec.name,
+                timeout.as_millis()
+            ),
         ),
-        Err(Failure::Failed(m)) => error(StatusCode::BAD_GATEWAY, "plugin_failed", format!("plugin `{}` failed: {m}", spec.name)),
-        Err(Failure::RpcError(m)) => error(StatusCode::BAD_GATEWAY, "plugin_error", format!("plugin `{}` answered with an error: {m}", spec.name)),
+        Err(Failure::Failed(m)) => error(
+            StatusCode::BAD_GATEWAY,
+            "plugin_failed",
+            format!("plugin `{}` failed: {m}", spec.name),
+        ),
+        Err(Failure::RpcError(m)) => error(
+            StatusCode::BAD_GATEWAY,
+            "plugin_error",
+            format!("plugin `{}` answered with an error: {m}", spec.name),
+        ),
     }
 }
 
@@ -255,14 +359,21 @@ fn parse_response(raw: &[u8]) -> Result<Value, Failure> {
         Failure::Failed(format!("answer is not JSON ({e}): {preview:?}"))
     })?;
     if v.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(Failure::Failed("answer is not a JSON-RPC 2.0 response (no \"jsonrpc\": \"2.0\")".into()));
+        return Err(Failure::Failed(
+            "answer is not a JSON-RPC 2.0 response (no \"jsonrpc\": \"2.0\")".into(),
+        ));
     }
     if let Some(err) = v.get("error") {
         let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let msg = err.get("message").and_then(Value::as_str).unwrap_or("no message");
+        let msg = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
         return Err(Failure::RpcError(format!("{code}: {msg}")));
     }
-    v.get("result").cloned().ok_or_else(|| Failure::Failed("JSON-RPC response has neither result nor error".into()))
+    v.get("result")
+        .cloned()
+        .ok_or_else(|| Failure::Failed("JSON-RPC response has neither result nor error".into()))
 }
 
 /// Reads at most `cap` bytes; used on a plugin's stderr.
@@ -276,7 +387,9 @@ fn read_capped(mut r: impl Read, cap: usize) -> Vec<u8> {
 
 fn call_command(argv: &[String], request: &[u8], timeout: Duration) -> Result<Vec<u8>, Failure> {
     let deadline = Instant::now() + timeout;
-    let (program, args) = argv.split_first().ok_or_else(|| Failure::Failed("empty command".into()))?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Failure::Failed("empty command".into()))?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -329,12 +442,27 @@ fn call_command(argv: &[String], request: &[u8], timeout: Duration) -> Result<Ve
     let stderr_tail = || {
         let bytes = err_thread.join().unwrap_or_default();
         let s = String::from_utf8_lossy(&bytes).trim().to_string();
-        if s.is_empty() { String::new() } else { format!("; stderr: {}", s.chars().rev().take(400).collect::<String>().chars().rev().collect::<String>()) }
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; stderr: {}",
+                s.chars()
+                    .rev()
+                    .take(400)
+                    .collect::<String>()
+                    .chars()
+                    .rev()
+                    .collect::<String>()
+            )
+        }
     };
     match got {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(Failure::Failed(format!("reading its answer: {e}"))),
-        Ok(Ok(answer)) if answer.len() > MAX_OUTPUT => Err(Failure::Failed(format!("answer is over {MAX_OUTPUT} bytes"))),
+        Ok(Ok(answer)) if answer.len() > MAX_OUTPUT => Err(Failure::Failed(format!(
+            "answer is over {MAX_OUTPUT} bytes"
+        ))),
         Ok(Ok(answer)) if answer.iter().all(u8::is_ascii_whitespace) => {
             let how = match status {
                 Some(s) => match s.code() {
@@ -343,7 +471,10 @@ fn call_command(argv: &[String], request: &[u8], timeout: Duration) -> Result<Ve
                 },
                 None => "closed its output".to_string(),
             };
-            Err(Failure::Failed(format!("it {how} without answering{}", stderr_tail())))
+            Err(Failure::Failed(format!(
+                "it {how} without answering{}",
+                stderr_tail()
+            )))
         }
         Ok(Ok(answer)) => Ok(answer),
     }
@@ -353,25 +484,47 @@ fn call_command(argv: &[String], request: &[u8], timeout: Duration) -> Result<Ve
 /// client crate is not worth its weight for one request.
 fn call_http(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, Failure> {
     let deadline = Instant::now() + timeout;
-    let rest = url.strip_prefix("http://").ok_or_else(|| Failure::Failed("only http:// URLs are supported".into()))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Failure::Failed("only http:// URLs are supported".into()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr_str = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let addr_str = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     let addr = addr_str
         .to_socket_addrs()
         .map_err(|e| Failure::Failed(format!("cannot resolve {authority}: {e}")))?
         .next()
         .ok_or_else(|| Failure::Failed(format!("cannot resolve {authority}")))?;
-    let remaining = |d: Instant| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let remaining = |d: Instant| {
+        d.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     let mut stream = TcpStream::connect_timeout(&addr, remaining(deadline)).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::TimedOut { Failure::Timeout } else { Failure::Failed(format!("cannot connect to {authority}: {e}")) }
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            Failure::Timeout
+        } else {
+            Failure::Failed(format!("cannot connect to {authority}: {e}"))
+        }
     })?;
     let io_err = |e: std::io::Error| {
-        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) { Failure::Timeout } else { Failure::Failed(format!("talking to {authority}: {e}")) }
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ) {
+            Failure::Timeout
+        } else {
+            Failure::Failed(format!("talking to {authority}: {e}"))
+        }
     };
-    stream.set_write_timeout(Some(remaining(deadline))).map_err(io_err)?;
+    stream
+        .set_write_timeout(Some(remaining(deadline)))
+        .map_err(io_err)?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: sightline-hub\r\n\r\n",
         body.len()
@@ -384,24 +537,38 @@ fn call_http(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, Failu
         if Instant::now() >= deadline {
             return Err(Failure::Timeout);
         }
-        stream.set_read_timeout(Some(remaining(deadline))).map_err(io_err)?;
+        stream
+            .set_read_timeout(Some(remaining(deadline)))
+            .map_err(io_err)?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
                 raw.extend_from_slice(&chunk[..n]);
                 if raw.len() > MAX_OUTPUT {
-                    return Err(Failure::Failed(format!("answer is over {MAX_OUTPUT} bytes")));
+                    return Err(Failure::Failed(format!(
+                        "answer is over {MAX_OUTPUT} bytes"
+                    )));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_err(e)),
         }
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| Failure::Failed("malformed HTTP answer".into()))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| Failure::Failed("malformed HTTP answer".into()))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    if head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")) {
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    }) {
         body = dechunk(&body).ok_or_else(|| Failure::Failed("malformed chunked answer".into()))?;
     }
     if !(200..300).contains(&status) {
@@ -436,17 +603,24 @@ mod tests {
 
     #[test]
     fn specs_are_validated() {
-        assert!(parse_specs(r#"[{"name":"a","command":["x"]},{"name":"b","url":"http://h:1/"}]"#).is_ok());
+        assert!(
+            parse_specs(r#"[{"name":"a","command":["x"]},{"name":"b","url":"http://h:1/"}]"#)
+                .is_ok()
+        );
         assert!(parse_specs(r#"[{"name":"a","command":["x"],"url":"http://h/"}]"#).is_err());
         assert!(parse_specs(r#"[{"name":"a","url":"https://h/"}]"#).is_err());
         assert!(parse_specs(r#"[{"name":"a b","command":["x"]}]"#).is_err());
-        assert!(parse_specs(r#"[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]"#).is_err());
+        assert!(
+            parse_specs(r#"[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]"#).is_err()
+        );
         assert!(parse_specs(r#"[{"name":"a","command":["x"],"bogus":1}]"#).is_err());
     }
 
     #[test]
     fn a_command_plugin_answers() {
-        let argv = py("import sys,json\nreq=json.loads(sys.stdin.readline())\nprint(json.dumps({'jsonrpc':'2.0','id':req['id'],'result':{'n':len(req['params']['events'])}}))");
+        let argv = py(
+            "import sys,json\nreq=json.loads(sys.stdin.readline())\nprint(json.dumps({'jsonrpc':'2.0','id':req['id'],'result':{'n':len(req['params']['events'])}}))",
+        );
         let req = br#"{"jsonrpc":"2.0","id":1,"method":"analyze","params":{"events":[{},{}],"context":{}}}"#;
         let raw = call_command(&argv, req, Duration::from_secs(10)).unwrap();
         assert_eq!(parse_response(&raw).unwrap(), json!({"n": 2}));
@@ -454,7 +628,12 @@ mod tests {
 
     #[test]
     fn a_crash_is_a_failure_with_stderr() {
-        let err = call_command(&py("import sys\nsys.stderr.write('boom')\nsys.exit(3)"), b"{}", Duration::from_secs(10)).unwrap_err();
+        let err = call_command(
+            &py("import sys\nsys.stderr.write('boom')\nsys.exit(3)"),
+            b"{}",
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
         match err {
             Failure::Failed(m) => assert!(m.contains("status 3") && m.contains("boom"), "{m}"),
             other => panic!("{other:?}"),
@@ -464,21 +643,40 @@ mod tests {
     #[test]
     fn a_hang_is_a_timeout_and_the_child_is_stopped() {
         let started = Instant::now();
-        let err = call_command(&py("import time\ntime.sleep(60)"), b"{}", Duration::from_millis(500)).unwrap_err();
+        let err = call_command(
+            &py("import time\ntime.sleep(60)"),
+            b"{}",
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
         assert!(matches!(err, Failure::Timeout), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn garbage_and_rpc_errors_are_reported() {
-        assert!(matches!(parse_response(b"not json"), Err(Failure::Failed(_))));
-        assert!(matches!(parse_response(br#"{"result":1}"#), Err(Failure::Failed(_))));
-        assert!(matches!(parse_response(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#), Err(Failure::RpcError(_))));
+        assert!(matches!(
+            parse_response(b"not json"),
+            Err(Failure::Failed(_))
+        ));
+        assert!(matches!(
+            parse_response(br#"{"result":1}"#),
+            Err(Failure::Failed(_))
+        ));
+        assert!(matches!(
+            parse_response(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#),
+            Err(Failure::RpcError(_))
+        ));
     }
 
     #[test]
     fn a_missing_program_is_a_failure() {
-        let err = call_command(&["/nonexistent/plugin".to_string()], b"{}", Duration::from_secs(1)).unwrap_err();
+        let err = call_command(
+            &["/nonexistent/plugin".to_string()],
+            b"{}",
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(matches!(err, Failure::Failed(_)));
     }
 
@@ -494,9 +692,16 @@ mod tests {
                 let _ = s.read(&mut buf);
                 if i == 0 {
                     let body = r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#;
-                    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
                 } else if i == 1 {
-                    let _ = write!(s, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops");
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"
+                    );
                 } else {
                     std::thread::sleep(Duration::from_secs(5)); // hang
                 }
@@ -505,8 +710,16 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/rpc");
         let raw = call_http(&url, b"{}", Duration::from_secs(5)).unwrap();
         assert_eq!(parse_response(&raw).unwrap(), json!({"ok": true}));
-        assert!(matches!(call_http(&url, b"{}", Duration::from_secs(5)), Err(Failure::Failed(m)) if m.contains("500")));
-        assert!(matches!(call_http(&url, b"{}", Duration::from_millis(300)), Err(Failure::Timeout)));
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(), b"abcde");
+        assert!(
+            matches!(call_http(&url, b"{}", Duration::from_secs(5)), Err(Failure::Failed(m)) if m.contains("500"))
+        );
+        assert!(matches!(
+            call_http(&url, b"{}", Duration::from_millis(300)),
+            Err(Failure::Timeout)
+        ));
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
     }
 }
