@@ -25,17 +25,17 @@ export const TEST_PLUGINS = (dir) => {
   ]);
 };
 
-export async function startHub({ plugins = true } = {}) {
+export async function startHub({ plugins = true, port = 0 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sightline-ui-'));
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
   if (plugins) env.SIGHTLINE_PLUGINS = TEST_PLUGINS(dir);
   let cmd, args;
   if (process.env.SIGHTLINE_TEST_HUB === 'mock') {
-    cmd = process.execPath; args = [path.join(here, 'mock-hub.mjs'), '0', '--empty'];
+    cmd = process.execPath; args = [path.join(here, 'mock-hub.mjs'), String(port), '--empty'];
   } else {
     cmd = process.env.SIGHTLINE_BIN ?? path.join(repoRoot, 'target', 'debug', 'sightline');
     if (!fs.existsSync(cmd)) throw new Error(`hub binary not found at ${cmd}: run \`cargo build\` first (or set SIGHTLINE_BIN)`);
-    args = ['serve', '--port', '0', '--db', path.join(dir, 'db.sqlite')];
+    args = ['serve', '--port', String(port), '--db', path.join(dir, 'db.sqlite')];
   }
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot });
   let log = '';

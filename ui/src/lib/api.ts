@@ -92,18 +92,23 @@ export class Stream {
   private retry = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
+  /** The database the cursor belongs to; a hub with another epoch cannot resume it. */
+  epoch: string | null = null;
+
   constructor(
     private filter: Filter,
     since: number | null,
     private onEvent: (e: SEvent) => void,
     private onState: (s: StreamState, info?: string) => void = () => {},
+    /** The hub could not resume our cursor (new database, or cursor ahead of its head). */
+    private onReset: (reason: string) => void = () => {},
   ) {
     this.lastSeq = since;
     this.open();
   }
 
   private open() {
-    const extra: Record<string, string | number | null> = { last_event_id: this.lastSeq };
+    const extra: Record<string, string | number | null> = { last_event_id: this.lastSeq, epoch: this.epoch };
     const t = token();
     if (t) extra.access_token = t; // EventSource cannot send headers; the hub accepts this parameter
     const es = new EventSource(BASE + '/events/stream' + filterQuery(this.filter, extra));
@@ -115,7 +120,17 @@ export class Stream {
       this.lastSeq = ev.seq;
       this.onEvent(ev);
     });
-    es.addEventListener('sightline.reset', (m) => this.onState(this.state, 'reset: ' + (m as MessageEvent).data));
+    es.addEventListener('sightline.hello', (m) => {
+      const hello = JSON.parse((m as MessageEvent).data) as { epoch: string };
+      // EventSource's own reconnects keep the old URL; a changed epoch means a new database.
+      if (this.epoch && hello.epoch !== this.epoch) { this.epoch = hello.epoch; this.lastSeq = null; this.onReset('epoch changed'); }
+      this.epoch = hello.epoch;
+    });
+    es.addEventListener('sightline.reset', (m) => {
+      // Our cursor means nothing to this hub: everything it sends from now on is new.
+      this.lastSeq = null;
+      this.onReset(String((m as MessageEvent).data));
+    });
     es.addEventListener('error', () => {
       if (es.readyState === EventSource.CLOSED) {
         // The browser gave up (e.g. a non-200); reopen ourselves with backoff from our cursor.

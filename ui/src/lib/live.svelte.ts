@@ -38,7 +38,16 @@ class Live {
 
   private connect(since: number | null) {
     const batch = frameBatcher<SEvent>((b) => this.ingest(b));
-    this.stream = new Stream({}, since ?? 0, (e) => batch.push(e), (s) => (this.conn = s));
+    this.stream = new Stream({}, since ?? 0, (e) => batch.push(e), (s) => (this.conn = s), () => {
+      // The hub's database changed under us (restart with a new DB, or a wiped one): drop what
+      // we had and start over from the new database rather than mixing two histories.
+      batch.cancel();
+      this.stream?.close();
+      this.ring = [];
+      this.lanes = newState();
+      this.version++;
+      this.seed().catch(() => this.connect(null));
+    });
   }
 
   private ingest(batch: SEvent[]) {
