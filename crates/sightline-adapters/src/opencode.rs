@@ -114,8 +114,19 @@ pub fn map_event(
     let mut ts: Option<String> = None;
     let mut agent: Option<String> = None;
     let title = match kind.as_str() {
-        "server.connected" | "server.heartbeat" | "sync" | "message.part.delta"
-        | "session.diff" => return None,
+        // Health-only, streaming deltas, and instance bookkeeping (dozens of `plugin.added` at
+        // every instance start) that would only bury the agent's events.
+        "server.connected"
+        | "server.heartbeat"
+        | "sync"
+        | "message.part.delta"
+        | "session.diff"
+        | "plugin.added"
+        | "catalog.updated"
+        | "reference.updated"
+        | "integration.updated" => {
+            return None;
+        }
         "session.created" | "session.updated" | "session.deleted" => {
             let info = props.get("info")?;
             let sid = text(info, "id")?;

@@ -85,7 +85,7 @@ impl Drop for OpenCode {
     }
 }
 
-fn start_opencode() -> OpenCode {
+fn start_opencode(config: Option<&str>) -> OpenCode {
     let bin = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -96,7 +96,11 @@ fn start_opencode() -> OpenCode {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if let Some(c) = config {
+        cmd.env("OPENCODE_CONFIG_CONTENT", c);
+    }
+    let child = cmd
         .args([
             "serve",
             "--port",
@@ -163,7 +167,7 @@ fn create_session(oc: &OpenCode, body: Value) -> Value {
 
 #[test]
 fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
-    let oc = start_opencode();
+    let oc = start_opencode(None);
     let mut hub = TestHub::start();
     let mut config = hub.config();
     config.opencode_url = oc.url.clone();
@@ -269,4 +273,128 @@ fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
         "{run}"
     );
     assert_eq!(run["sessions"][0]["status"], "blocked", "{run}");
+}
+
+/// A tiny OpenAI-compatible model: asks for one `bash` tool call, then answers in text; usage
+/// 100/20 tokens then 150/5.
+async fn mock_model(axum::Json(body): axum::Json<Value>) -> axum::response::Response {
+    let after_tool = body["messages"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
+    let chunk = |choice: Value, usage: Option<Value>| {
+        let mut c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice]});
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        format!("data: {c}\n\n")
+    };
+    let text = if after_tool {
+        chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": "All done."}, "finish_reason": null}),
+            None,
+        ) + &chunk(
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"}),
+            Some(json!({"prompt_tokens": 150, "completion_tokens": 5, "total_tokens": 155})),
+        )
+    } else {
+        let args = json!({"command": "echo hi", "description": "say hi"}).to_string();
+        chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "bash", "arguments": args}}]}, "finish_reason": null}),
+            None,
+        ) + &chunk(
+            json!({"index": 0, "delta": {}, "finish_reason": "tool_calls"}),
+            Some(json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120})),
+        )
+    } + "data: [DONE]\n\n";
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from(text))
+        .unwrap()
+}
+
+#[test]
+fn a_real_prompt_gives_tool_lifecycle_tokens_and_cost() {
+    let mut hub = TestHub::start();
+    let model = hub.runtime.block_on(async {
+        let app =
+            axum::Router::new().route("/v1/chat/completions", axum::routing::post(mock_model));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    // Priced at $1000/M input and $2000/M output so the cost is easy to count:
+    // 100·1000 + 20·2000 = 0.14, then 150·1000 + 5·2000 = 0.16; 0.30 in all.
+    let config = json!({"model": "mock/m", "provider": {"mock": {"npm": "@ai-sdk/openai-compatible",
+        "options": {"baseURL": format!("http://{model}/v1"), "apiKey": "x"}, "models": {"m": {"cost": {"input": 1000, "output": 2000}}}}}});
+    let oc = start_opencode(Some(&config.to_string()));
+    let mut adapter_config = hub.config();
+    adapter_config.opencode_url = oc.url.clone();
+    hub.start_adapters(sightline_adapters::REGISTRY, &adapter_config, &["opencode"]);
+    let start = Instant::now();
+    while !hub.get("/api/v1/health")["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "opencode" && a["state"] == "running")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the OpenCode adapter did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sid = create_session(&oc, json!({"title": "prompted"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slow: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(90)))
+        .build()
+        .into();
+    let mut r = slow
+        .post(&format!("{}/session/{sid}/message", oc.url))
+        .header("content-type", "application/json")
+        .send(
+            json!({"parts": [{"type": "text", "text": "say hi"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
+    let events = hub.wait_for("the prompt's events", Duration::from_secs(30), |e| {
+        e.iter()
+            .any(|e| e["source_event"] == "session.idle" && e["session_id"] == sid.as_str())
+            && e.iter()
+                .filter(|e| {
+                    e["event_id"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with("oc-usage:"))
+                })
+                .count()
+                == 2
+    });
+    let tool: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["entity_type"] == "tool" && e["correlation_id"] == "call_1")
+        .collect();
+    let statuses: Vec<&str> = tool.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert!(
+        statuses.contains(&"running") && statuses.contains(&"success"),
+        "{statuses:?}"
+    );
+    assert_eq!(tool.last().unwrap()["title"], "bash: echo hi");
+    assert!(events.iter().all(|e| e["source_event"] != "plugin.added"));
+    let run = hub.get(&format!("/api/v1/runs/{sid}"));
+    let r = &run["run"];
+    assert!((r["cost_usd"].as_f64().unwrap() - 0.30).abs() < 1e-9, "{r}");
+    assert_eq!(r["input_tokens"], 250.0, "{r}");
+    assert_eq!(r["output_tokens"], 25.0, "{r}");
+    assert_eq!(run["sessions"][0]["status"], "idle", "{run}");
 }
