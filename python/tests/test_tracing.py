@@ -286,8 +286,12 @@ def main():
     for t in threads:
         t.start()
     ctx = mp.get_context("fork")
-    with ctx.Pool(3) as pool:
-        print(sum(pool.map(square, range(100))))
+    pool = ctx.Pool(3)
+    print(sum(pool.map(square, range(100))))
+    # close/join lets workers leave normally (os._exit, which the agent flushes); the context
+    # manager would SIGTERM them, and a killed process reports nothing.
+    pool.close()
+    pool.join()
     pid = os.fork()
     if pid == 0:
         square(7)
@@ -307,7 +311,9 @@ def test_fork_is_safe_and_children_report(hub, tmp_path):
     assert p.stdout.strip() == "328350"
     page = hub.get("/api/v1/search", sources="python", source_events="process_start", limit=500)
     children = [e for e in page["events"] if e["parent_session_id"] == f"{run_id}:main"]
-    assert len(children) >= 4, children  # three pool workers and one os.fork child
+    assert len(children) == 4, children  # three pool workers and one os.fork child
+    exits = [e for c in children for e in hub.events(c["run_id"], source_events="process_exit")]
+    assert len(exits) == 4 and all(e["metrics"]["exit_code"] == 0 for e in exits)
     assert all(c["payload"].get("forked") for c in children)
     # Pool workers exit through atexit-less paths, so their calls show in heartbeats/stats only
     # if they lived long enough; the parent's own calls are all there.
