@@ -121,6 +121,15 @@ describe('dashboard', () => {
     const titles = await page.$$eval('[data-testid="event-list"] [data-seq]', (els) => els.map((e) => e.textContent));
     assert.ok(titles.every((t) => /ZeroDivision/.test(t)), titles.join('\n'));
     assert.ok(await count() < all);
+    // Time range: a custom window ending half-way through the fixtures' 9 minutes.
+    const mid = new Date(Date.now() - 5 * 60 * 1000).toISOString();
+    await page.goto(`${hub.url}/#/timeline?range=custom&until=${encodeURIComponent(mid)}`);
+    await page.reload();
+    await waitCount(`n > 0 && n < ${all}`, 'time range');
+    const last = await page.$eval('[data-testid="event-list"] [data-seq]', (el) => Number(el.dataset.seq));
+    const ev = await hub.get(`/api/v1/events/${last}`);
+    assert.ok(ev.ts <= mid, `newest shown event ${ev.ts} is before ${mid}`);
+    assert.ok(await page.inputValue('[data-filter="until"]'));
     await page.goto(`${hub.url}/#/timeline`);
   });
 
