@@ -25,17 +25,28 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 struct Options {
     events: usize,
     seconds: f64,
+    /// Only the in-process writer phase (for profiling the store).
+    store_only: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut opts = Options { events: 1_000_000, seconds: 5.0 };
+    let mut opts = Options {
+        events: 1_000_000,
+        seconds: 5.0,
+        store_only: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--events" => opts.events = args.next().context("--events N")?.parse()?,
             "--seconds" => opts.seconds = args.next().context("--seconds S")?.parse()?,
+            "--store-only" => opts.store_only = true,
             "--bench" => {} // cargo bench passes this
-            other => return Err(anyhow!("unknown option {other}; use --events N --seconds S")),
+            other => {
+                return Err(anyhow!(
+                    "unknown option {other}; use --events N --seconds S"
+                ));
+            }
         }
     }
     Ok(opts)
@@ -70,17 +81,38 @@ fn start_hub() -> anyhow::Result<Hub> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {} (build it with `cargo build --release`)", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (build it with `cargo build --release`)",
+                bin.display()
+            )
+        })?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)?;
-    let url = line.trim().strip_prefix("sightline listening on ").context("hub did not start")?.to_string();
-    Ok(Hub { child, url, db, _dir: dir })
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )?;
+    let url = line
+        .trim()
+        .strip_prefix("sightline listening on ")
+        .context("hub did not start")?
+        .to_string();
+    Ok(Hub {
+        child,
+        url,
+        db,
+        _dir: dir,
+    })
 }
 
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -89,21 +121,34 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
-/// A realistic event of about 600 bytes: a tool call of one of many runs.
+/// A realistic event of about 600 bytes: a tool call of one of many runs. Twenty runs are
+/// active at a time (their events interleave), and each run has about 100 events.
 fn event(i: usize, runs: usize, base_ms: i64) -> String {
-    let run = i % runs;
-    let session = if i % 5 == 0 { format!("r{run}-sub{}", i % 3) } else { format!("r{run}") };
+    let run = ((i / 2000) * 20 + i % 20) % runs.max(1);
+    let session = if i % 5 == 0 {
+        format!("r{run}-sub{}", i % 3)
+    } else {
+        format!("r{run}")
+    };
     let ts_ms = base_ms + (i as i64 * 86_400_000 / 1_000_000);
     let ts = sightline_schema::Timestamp(ts_ms).to_rfc3339();
-    let (status, severity) = if i % 97 == 0 { ("failed", "error") } else { ("success", "info") };
+    let (status, severity) = if i % 97 == 0 {
+        ("failed", "error")
+    } else {
+        ("success", "info")
+    };
     format!(
         concat!(
             r#"{{"event_id":"bench-{i}","ts":"{ts}","source":"claude","source_event":"PostToolUse","run_id":"r{run}","#,
@@ -113,13 +158,28 @@ fn event(i: usize, runs: usize, base_ms: i64) -> String {
             r#""payload":{{"tool_name":"Bash","tool_input":{{"command":"cargo test -p crate{m} -- --nocapture","description":"Run the crate's tests"}},"#,
             r#""tool_response":{{"stdout":"running 12 tests\ntest result: ok. 12 passed; 0 failed; finished in 0.{d}s","exit_code":0,"interrupted":false}},"cwd":"/home/dev/project"}}}}"#
         ),
-        i = i, ts = ts, run = run, session = session, status = status, severity = severity, m = i % 50,
-        d = 10 + i % 900, it = 100 + i % 1000, ot = 10 + i % 200
+        i = i,
+        ts = ts,
+        run = run,
+        session = session,
+        status = status,
+        severity = severity,
+        m = i % 50,
+        d = 10 + i % 900,
+        it = 100 + i % 1000,
+        ot = 10 + i % 200
     )
 }
 
-async fn post(client: &HttpClient, url: &str, content_type: &str, body: Bytes) -> anyhow::Result<u16> {
-    let req = Request::post(url).header("content-type", content_type).body(Full::new(body))?;
+async fn post(
+    client: &HttpClient,
+    url: &str,
+    content_type: &str,
+    body: Bytes,
+) -> anyhow::Result<u16> {
+    let req = Request::post(url)
+        .header("content-type", content_type)
+        .body(Full::new(body))?;
     let res = client.request(req).await?;
     let status = res.status().as_u16();
     res.into_body().collect().await?;
@@ -128,7 +188,9 @@ async fn post(client: &HttpClient, url: &str, content_type: &str, body: Bytes) -
 
 async fn get_ms(client: &HttpClient, url: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let res = client.request(Request::get(url).body(Full::new(Bytes::new()))?).await?;
+    let res = client
+        .request(Request::get(url).body(Full::new(Bytes::new()))?)
+        .await?;
     let status = res.status();
     res.into_body().collect().await?;
     if !status.is_success() {
@@ -145,11 +207,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Opens `n` SSE subscribers that record, for each bench event, now − its `sent_ns`.
-async fn subscribers(url: &str, n: usize, latencies: Arc<Mutex<Vec<f64>>>, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+async fn subscribers(
+    url: &str,
+    n: usize,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-        let req = Request::get(format!("{url}/api/v1/events/stream?sources=custom")).body(Full::new(Bytes::new()))?;
+        let req = Request::get(format!("{url}/api/v1/events/stream?sources=custom"))
+            .body(Full::new(Bytes::new()))?;
         let res = client.request(req).await?;
         let mut body = res.into_body();
         let (lat, stop) = (latencies.clone(), stop.clone());
@@ -162,12 +230,19 @@ async fn subscribers(url: &str, n: usize, latencies: Arc<Mutex<Vec<f64>>>, stop:
                     _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 };
                 let Some(Ok(frame)) = frame else { break };
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 buf.extend_from_slice(&data);
                 while let Some(pos) = buf.windows(11).position(|w| w == b"\"sent_ns\":\"") {
                     let rest = &buf[pos + 11..];
-                    let Some(end) = rest.iter().position(|b| *b == b'"') else { break };
-                    if let Ok(sent) = std::str::from_utf8(&rest[..end]).unwrap_or("x").parse::<u128>() {
+                    let Some(end) = rest.iter().position(|b| *b == b'"') else {
+                        break;
+                    };
+                    if let Ok(sent) = std::str::from_utf8(&rest[..end])
+                        .unwrap_or("x")
+                        .parse::<u128>()
+                    {
                         local.push((now_ns().saturating_sub(sent)) as f64 / 1e6);
                     }
                     buf.drain(..pos + 11 + end);
@@ -188,7 +263,9 @@ async fn single_posts(url: &str, conns: usize, seconds: f64) -> anyhow::Result<f
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
         let (done, url) = (done.clone(), format!("{url}/api/v1/events"));
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
@@ -213,7 +290,12 @@ async fn single_posts(url: &str, conns: usize, seconds: f64) -> anyhow::Result<f
 
 /// Posts single events at `rate`/s for `seconds` while `subs` subscribers listen; returns
 /// (p50, p99, max) delivery latency in ms and the number of deliveries measured.
-async fn latency(url: &str, subs: usize, rate: f64, seconds: f64) -> anyhow::Result<(f64, f64, f64, usize)> {
+async fn latency(
+    url: &str,
+    subs: usize,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<(f64, f64, f64, usize)> {
     let lat = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = subscribers(url, subs, lat.clone(), stop.clone()).await?;
@@ -249,7 +331,12 @@ async fn latency(url: &str, subs: usize, rate: f64, seconds: f64) -> anyhow::Res
     }
     let mut v = lat.lock().await.clone();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok((percentile(&v, 0.5), percentile(&v, 0.99), v.last().copied().unwrap_or(f64::NAN), v.len()))
+    Ok((
+        percentile(&v, 0.5),
+        percentile(&v, 0.99),
+        v.last().copied().unwrap_or(f64::NAN),
+        v.len(),
+    ))
 }
 
 /// Posts `total` events as NDJSON batches over `conns` connections; returns events/s committed.
@@ -275,7 +362,9 @@ async fn batched(url: &str, total: usize, batch: usize, conns: usize) -> anyhow:
         let (bodies, url) = (bodies.clone(), format!("{url}/api/v1/events"));
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some(body) = bodies.lock().await.next() else { break };
+                let Some(body) = bodies.lock().await.next() else {
+                    break;
+                };
                 loop {
                     match post(&client, &url, "application/x-ndjson", body.clone()).await {
                         Ok(202) => break,
@@ -305,14 +394,20 @@ async fn median_ms(client: &HttpClient, url: &str, n: usize) -> anyhow::Result<(
 /// can commit. Separates the store's bound from the HTTP layer's.
 async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = sightline_store::Store::open(sightline_store::StoreConfig::new(dir.path().join("s.sqlite")), Box::new(|_| {}))?;
+    let store = sightline_store::Store::open(
+        sightline_store::StoreConfig::new(dir.path().join("s.sqlite")),
+        Box::new(|_| {}),
+    )?;
     let now = sightline_schema::Timestamp::now();
     let base_ms = now.millis() - 86_400_000;
     let runs = (total / 100).max(1);
     let batches: Vec<Vec<sightline_schema::Event>> = (0..total.div_ceil(1000))
         .map(|b| {
             (b * 1000..((b + 1) * 1000).min(total))
-                .map(|i| sightline_schema::parse_event(event(i, runs, base_ms).as_bytes(), now).expect("bench events are valid"))
+                .map(|i| {
+                    sightline_schema::parse_event(event(i, runs, base_ms).as_bytes(), now)
+                        .expect("bench events are valid")
+                })
                 .collect()
         })
         .collect();
@@ -329,7 +424,10 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
     store.close();
-    let bytes = std::fs::metadata(dir.path().join("s.sqlite"))?.len() + std::fs::metadata(dir.path().join("s.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(dir.path().join("s.sqlite"))?.len()
+        + std::fs::metadata(dir.path().join("s.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     Ok((rate, bytes as f64 / total as f64))
 }
 
@@ -337,26 +435,61 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
 async fn main() -> anyhow::Result<()> {
     let opts = options()?;
     let (rate, per_event) = store_only(200_000).await?;
-    println!("{:<58} {:>11.0} ev/s", "store alone: writer commits (200,000 events, batches of 1,000)", rate);
-    println!("{:<58} {:>10.0} bytes", "store alone: disk per event", per_event);
+    println!(
+        "{:<58} {:>11.0} ev/s",
+        "store alone: writer commits (200,000 events, batches of 1,000)", rate
+    );
+    println!(
+        "{:<58} {:>10.0} bytes",
+        "store alone: disk per event", per_event
+    );
+    if opts.store_only {
+        return Ok(());
+    }
     let hub = start_hub()?;
     let pid = hub.child.id();
     let url = hub.url.clone();
-    println!("sightline budget benchmark — {} cores, hub pid {pid}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "sightline budget benchmark — {} cores, hub pid {pid}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("{:<58} {:>16}  {}", "what", "figure", "goal (DESIGN.md §6)");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("{:<58} {:>13.1} MB  ≤ 20 MB", "hub memory, idle (RSS)", rss_mb(pid));
+    println!(
+        "{:<58} {:>13.1} MB  ≤ 20 MB",
+        "hub memory, idle (RSS)",
+        rss_mb(pid)
+    );
 
     let single = single_posts(&url, 16, opts.seconds).await?;
-    println!("{:<58} {:>11.0} ev/s  ≥ 20,000", "single-event POSTs, keep-alive (16 connections)", single);
+    println!(
+        "{:<58} {:>11.0} ev/s  ≥ 20,000",
+        "single-event POSTs, keep-alive (16 connections)", single
+    );
 
     let (p50, p99, max, n) = latency(&url, 1, 1000.0, opts.seconds).await?;
-    println!("{:<58} {:>16}  p99 ≤ 5 ms", "event→subscriber latency, 1 SSE subscriber, 1,000 ev/s", format!("p50 {p50:.2} p99 {p99:.2} ms"));
-    println!("{:<58} {:>16}", "   (max, deliveries measured)", format!("{max:.1} ms, {n}"));
+    println!(
+        "{:<58} {:>16}  p99 ≤ 5 ms",
+        "event→subscriber latency, 1 SSE subscriber, 1,000 ev/s",
+        format!("p50 {p50:.2} p99 {p99:.2} ms")
+    );
+    println!(
+        "{:<58} {:>16}",
+        "   (max, deliveries measured)",
+        format!("{max:.1} ms, {n}")
+    );
     let (p50, p99, max, n) = latency(&url, 100, 1000.0, opts.seconds).await?;
-    println!("{:<58} {:>16}  p99 ≤ 5 ms", "event→subscriber latency, 100 SSE subscribers, 1,000 ev/s", format!("p50 {p50:.2} p99 {p99:.2} ms"));
-    println!("{:<58} {:>16}", "   (max, deliveries measured)", format!("{max:.1} ms, {n}"));
+    println!(
+        "{:<58} {:>16}  p99 ≤ 5 ms",
+        "event→subscriber latency, 100 SSE subscribers, 1,000 ev/s",
+        format!("p50 {p50:.2} p99 {p99:.2} ms")
+    );
+    println!(
+        "{:<58} {:>16}",
+        "   (max, deliveries measured)",
+        format!("{max:.1} ms, {n}")
+    );
 
     // Single posts again with 100 subscribers attached.
     let lat = Arc::new(Mutex::new(Vec::new()));
@@ -364,8 +497,15 @@ async fn main() -> anyhow::Result<()> {
     let subs = subscribers(&url, 100, lat, stop.clone()).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_subs = single_posts(&url, 16, opts.seconds).await?;
-    println!("{:<58} {:>11.0} ev/s  ≥ 15,000", "single-event POSTs with 100 SSE subscribers", with_subs);
-    println!("{:<58} {:>13.1} MB", "hub memory with 100 subscribers under load (RSS)", rss_mb(pid));
+    println!(
+        "{:<58} {:>11.0} ev/s  ≥ 15,000",
+        "single-event POSTs with 100 SSE subscribers", with_subs
+    );
+    println!(
+        "{:<58} {:>13.1} MB",
+        "hub memory with 100 subscribers under load (RSS)",
+        rss_mb(pid)
+    );
     stop.store(true, Ordering::Relaxed);
     for s in subs {
         let _ = s.await;
@@ -375,35 +515,106 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let rate = batched(&url, opts.events, 1000, 4).await?;
     let cpu = cpu_seconds(pid) - cpu_before;
-    println!("{:<58} {:>11.0} ev/s  ≥ 100,000", format!("batched ingest, committed ({} events, NDJSON × 1,000)", opts.events), rate);
-    println!("{:<58} {:>16}", "   (hub CPU during it)", format!("{:.0}% of one core", cpu / started.elapsed().as_secs_f64() * 100.0));
+    println!(
+        "{:<58} {:>11.0} ev/s  ≥ 100,000",
+        format!(
+            "batched ingest, committed ({} events, NDJSON × 1,000)",
+            opts.events
+        ),
+        rate
+    );
+    println!(
+        "{:<58} {:>16}",
+        "   (hub CPU during it)",
+        format!(
+            "{:.0}% of one core",
+            cpu / started.elapsed().as_secs_f64() * 100.0
+        )
+    );
 
     // Queries with the volume stored.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let since = sightline_schema::Timestamp(sightline_schema::Timestamp::now().millis() - 86_400_000).to_rfc3339();
-    let (m, p95) = median_ms(&client, &format!("{url}/api/v1/runs?limit=50&since={since}"), 30).await?;
-    println!("{:<58} {:>16}  ≤ 100 ms", "API: first page of runs, last 24 h (1 M events stored)", format!("{m:.2} ms (p95 {p95:.2})"));
-    let (m, p95) = median_ms(&client, &format!("{url}/api/v1/runs/r4242/timeline?limit=500"), 30).await?;
-    println!("{:<58} {:>16}  ≤ 100 ms", "API: a run's timeline, first page", format!("{m:.2} ms (p95 {p95:.2})"));
-    let (m, p95) = median_ms(&client, &format!("{url}/api/v1/search?limit=100&since={since}"), 30).await?;
-    println!("{:<58} {:>16}  ≤ 100 ms", "API: first page of the global timeline (search)", format!("{m:.2} ms (p95 {p95:.2})"));
-    let (m, p95) = median_ms(&client, &format!("{url}/api/v1/search?limit=100&q=crate7"), 10).await?;
-    println!("{:<58} {:>16}", "API: full-text search, first page", format!("{m:.2} ms (p95 {p95:.2})"));
+    let since =
+        sightline_schema::Timestamp(sightline_schema::Timestamp::now().millis() - 86_400_000)
+            .to_rfc3339();
+    let (m, p95) = median_ms(
+        &client,
+        &format!("{url}/api/v1/runs?limit=50&since={since}"),
+        30,
+    )
+    .await?;
+    println!(
+        "{:<58} {:>16}  ≤ 100 ms",
+        "API: first page of runs, last 24 h (1 M events stored)",
+        format!("{m:.2} ms (p95 {p95:.2})")
+    );
+    let (m, p95) = median_ms(
+        &client,
+        &format!("{url}/api/v1/runs/r4242/timeline?limit=500"),
+        30,
+    )
+    .await?;
+    println!(
+        "{:<58} {:>16}  ≤ 100 ms",
+        "API: a run's timeline, first page",
+        format!("{m:.2} ms (p95 {p95:.2})")
+    );
+    let (m, p95) = median_ms(
+        &client,
+        &format!("{url}/api/v1/search?limit=100&since={since}"),
+        30,
+    )
+    .await?;
+    println!(
+        "{:<58} {:>16}  ≤ 100 ms",
+        "API: first page of the global timeline (search)",
+        format!("{m:.2} ms (p95 {p95:.2})")
+    );
+    let (m, p95) = median_ms(
+        &client,
+        &format!("{url}/api/v1/search?limit=100&q=crate7"),
+        10,
+    )
+    .await?;
+    println!(
+        "{:<58} {:>16}",
+        "API: full-text search, first page",
+        format!("{m:.2} ms (p95 {p95:.2})")
+    );
     let (m, p95) = median_ms(&client, &format!("{url}/api/v1/stats"), 30).await?;
-    println!("{:<58} {:>16}", "API: stats (24 h)", format!("{m:.2} ms (p95 {p95:.2})"));
+    println!(
+        "{:<58} {:>16}",
+        "API: stats (24 h)",
+        format!("{m:.2} ms (p95 {p95:.2})")
+    );
 
     // Disk: database + WAL after a checkpoint-friendly pause.
     let mut wal = hub.db.clone().into_os_string();
     wal.push("-wal");
-    let bytes = std::fs::metadata(&hub.db).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(PathBuf::from(wal)).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(&hub.db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(PathBuf::from(wal))
+            .map(|m| m.len())
+            .unwrap_or(0);
     let stored: u64 = {
-        let res = client.request(Request::get(format!("{url}/api/v1/health")).body(Full::new(Bytes::new()))?).await?;
+        let res = client
+            .request(Request::get(format!("{url}/api/v1/health")).body(Full::new(Bytes::new()))?)
+            .await?;
         let body = res.into_body().collect().await?.to_bytes();
-        serde_json::from_slice::<serde_json::Value>(&body)?["storage"]["events"].as_u64().unwrap_or(1)
+        serde_json::from_slice::<serde_json::Value>(&body)?["storage"]["events"]
+            .as_u64()
+            .unwrap_or(1)
     };
     let sample = event(1, 100, 0).len();
-    println!("{:<58} {:>10.0} bytes  ≤ 450", format!("disk per event ({sample}-byte events, {stored} stored)"), bytes as f64 / stored.max(1) as f64);
-    println!("{:<58} {:>13.1} MB", "hub memory after the volume phase (RSS)", rss_mb(pid));
+    println!(
+        "{:<58} {:>10.0} bytes  ≤ 450",
+        format!("disk per event ({sample}-byte events, {stored} stored)"),
+        bytes as f64 / stored.max(1) as f64
+    );
+    println!(
+        "{:<58} {:>13.1} MB",
+        "hub memory after the volume phase (RSS)",
+        rss_mb(pid)
+    );
     Ok(())
 }

@@ -144,7 +144,16 @@ pub async fn commit(
     }
     let last_ts = events.iter().map(|e| e.ts).max();
     let count = events.len() as u64;
-    let acks = match hub.store.submit(events) {
+    // Big batches are prepared (serialised for storage) on the blocking pool, not on a worker.
+    let submitted = if events.len() > 256 {
+        let store = hub.store.clone();
+        tokio::task::spawn_blocking(move || store.submit(events))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    } else {
+        hub.store.submit(events)
+    };
+    let acks = match submitted {
         Ok(rx) => rx
             .await
             .map_err(|_| ApiError::Unavailable("the hub is shutting down".into()))??,

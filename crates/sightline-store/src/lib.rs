@@ -254,6 +254,9 @@ impl Store {
                 capacity: self.inner.capacity,
             });
         }
+        // Serialising here, on the producer's thread, keeps that work off the single writer.
+        let events: Vec<rows::PreparedEvent> =
+            events.into_iter().map(rows::PreparedEvent::new).collect();
         let (reply, rx) = oneshot::channel();
         let guard = self.inner.tx.lock().expect("sender lock");
         let Some(tx) = guard.as_ref() else {

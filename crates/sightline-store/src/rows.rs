@@ -33,15 +33,45 @@ impl ToSql for SqlNumber<'_> {
     }
 }
 
+/// An event with everything the writer needs already serialised: the JSON columns and the
+/// full-text body. Made on the producer's thread so the single writer only binds and inserts.
+pub struct PreparedEvent {
+    pub event: Event,
+    metrics: Option<String>,
+    tags: Option<String>,
+    payload: Option<String>,
+    /// What full-text search indexes for this event.
+    pub fts: String,
+}
+
+impl PreparedEvent {
+    pub fn new(event: Event) -> PreparedEvent {
+        let metrics = event.metrics.as_ref().map(to_json);
+        let tags = (!event.tags.is_empty()).then(|| to_json(&event.tags));
+        let payload = (!event.payload.is_empty()).then(|| to_json(&event.payload));
+        let fts = sightline_schema::filter::searchable_text(&event);
+        PreparedEvent {
+            event,
+            metrics,
+            tags,
+            payload,
+            fts,
+        }
+    }
+}
+
+/// The event's JSON columns cannot fail to serialise (maps of strings and numbers).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// Inserts the event with `seq`; returns false when its `event_id` is already stored.
-pub fn insert_event(stmt: &mut Statement<'_>, seq: u64, e: &Event) -> rusqlite::Result<bool> {
-    let metrics = e
-        .metrics
-        .as_ref()
-        .map(|m| serde_json::to_string(m).unwrap_or_default());
-    let tags = (!e.tags.is_empty()).then(|| serde_json::to_string(&e.tags).unwrap_or_default());
-    let payload =
-        (!e.payload.is_empty()).then(|| serde_json::to_string(&e.payload).unwrap_or_default());
+pub fn insert_event(
+    stmt: &mut Statement<'_>,
+    seq: u64,
+    p: &PreparedEvent,
+) -> rusqlite::Result<bool> {
+    let (e, metrics, tags, payload) = (&p.event, &p.metrics, &p.tags, &p.payload);
     let changed = stmt.execute(params![
         seq as i64,
         e.event_id,

@@ -13,13 +13,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use sightline_schema::filter::searchable_text;
 use sightline_schema::{Event, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::aggregate::BatchAggregates;
 use crate::retention;
-use crate::rows::{INSERT_EVENT, insert_event};
+use crate::rows::{INSERT_EVENT, PreparedEvent, insert_event};
 use crate::{Ack, StoreError};
 
 /// What the writer does with committed events (the hub publishes them on its bus).
@@ -27,7 +26,7 @@ pub type OnCommit = Box<dyn Fn(Vec<Arc<Event>>) + Send>;
 
 /// One producer request: its events, and where to send the acknowledgement.
 pub struct WriteJob {
-    pub events: Vec<Event>,
+    pub events: Vec<PreparedEvent>,
     pub reply: oneshot::Sender<Result<Vec<Ack>, StoreError>>,
 }
 
@@ -203,11 +202,12 @@ impl Writer {
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1")?;
             for job in jobs.iter_mut() {
                 let mut job_acks = Vec::with_capacity(job.events.len());
-                for mut event in std::mem::take(&mut job.events) {
+                for prepared in std::mem::take(&mut job.events) {
                     let seq = self.next_seq;
-                    if insert_event(&mut insert, seq, &event)? {
+                    if insert_event(&mut insert, seq, &prepared)? {
                         self.next_seq += 1;
-                        fts.execute(params![seq as i64, searchable_text(&event)])?;
+                        fts.execute(params![seq as i64, prepared.fts])?;
+                        let mut event = prepared.event;
                         event.seq = seq;
                         aggregates.fold(&event);
                         stored.push(Arc::new(event));
@@ -216,7 +216,8 @@ impl Writer {
                             duplicate: false,
                         });
                     } else {
-                        let existing: i64 = find.query_row([&event.event_id], |r| r.get(0))?;
+                        let existing: i64 =
+                            find.query_row([&prepared.event.event_id], |r| r.get(0))?;
                         job_acks.push(Ack {
                             seq: existing as u64,
                             duplicate: true,
