@@ -1,6 +1,6 @@
 """Tracing overhead, side by side in one run: untraced, cProfile, viztracer and sightline on a
 recursive fib and on an ordinary workload, for each Python (3.11, 3.12, 3.13 venvs built by
-run-tests.sh). Every mode runs in its own fresh process; each figure is the best of N runs.
+run-tests.sh). Every mode runs in fresh processes, interleaved over rounds; each figure is the best run.
 
     python/bench/overhead.py            # all interpreters found under python/target/venvs
     python/bench/overhead.py --repeat 7 --fib 27
@@ -135,7 +135,8 @@ def measure(py: str, mode: str, workload: str, repeat: int, fib_n: int) -> float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per process (best is kept)")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes per mode, interleaved (best is kept)")
     ap.add_argument("--fib", type=int, default=25)
     ap.add_argument("--python", action="append", help="only these versions (3.11, 3.12, 3.13)")
     a = ap.parse_args()
@@ -148,12 +149,18 @@ def main() -> int:
         if chk.returncode != 0:
             subprocess.run([py, "-m", "pip", "install", "-q", "viztracer"], check=True)
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
-    print(f"Best of {a.repeat} runs per figure; fib({a.fib}); each mode in a fresh process.\n")
+    print(
+        f"Best of {a.rounds} interleaved rounds x {a.repeat} runs per figure (each round a fresh process "
+        f"per mode, so that load from elsewhere hits every mode alike); fib({a.fib}).\n"
+    )
     print("| Python | workload | untraced | cProfile | viztracer | sightline |")
     print("|---|---|---|---|---|---|")
     for v, py in pys:
         for workload in ("fib", "ordinary"):
-            t = {m: measure(py, m, workload, a.repeat, a.fib) for m in MODES}
+            t = {m: float("inf") for m in MODES}
+            for _ in range(a.rounds):
+                for m in MODES:
+                    t[m] = min(t[m], measure(py, m, workload, a.repeat, a.fib))
             base = t["untraced"]
             cells = [f"{base * 1000:.1f} ms"] + [f"{t[m] / base:.2f}× ({t[m] * 1000:.0f} ms)" for m in MODES[1:]]
             name = f"fib({a.fib})" if workload == "fib" else "ordinary"
