@@ -38,9 +38,16 @@ async def gather_all():
     a = await fetch(1)
     return a + await fetch(2)
 
+class BrokenRepr:
+    def __repr__(self):
+        raise RuntimeError("broken repr")
+
 def fail(password, level):
     db_password = "hunter2"
     config = {"api_key": "k", "nested": {"user_token": "t", "port": 5432}}
+    loop = [1]
+    loop.append(loop)
+    broken = BrokenRepr()
     raise KeyError(f"missing {level}")
 
 def catcher():
@@ -199,6 +206,8 @@ def test_raising_code_and_locals(traced):
     assert loc["password"] == "[REDACTED]" and loc["db_password"] == "[REDACTED]"
     assert loc["level"] == 1
     assert loc["config"] == {"api_key": "[REDACTED]", "nested": {"user_token": "[REDACTED]", "port": 5432}}
+    assert loc["loop"] == [1, "<cycle: list>"]
+    assert "repr failed: RuntimeError" in loc["broken"]
     assert "hunter2" not in str(e)
     assert [f["function"] for f in e["payload"]["stack"][-3:]] == ["main", "catcher", "fail"]
 
@@ -345,3 +354,38 @@ def test_hub_down_spools_then_delivers_later(hub, tmp_path):
     evs = hub.wait_events(run_id, lambda evs: len(evs) >= len(spooled))
     assert len(evs) == len(spooled)
     assert not list(spool.iterdir())
+
+
+
+REPR = r"""
+def helper():
+    return "from helper"
+
+class Reentrant:
+    def __repr__(self):
+        return "Reentrant(" + helper() + ")"   # traced code called from inside the tracer
+
+class Broken:
+    def __repr__(self):
+        raise ValueError("nope")
+
+def takes(a, b, api_key):
+    return [a, b]
+
+takes(Reentrant(), Broken(), "sk-secret")
+"""
+
+
+def test_full_repr_mode_is_safe(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, REPR, "repr", SIGHTLINE_REPR="1")
+    assert p.returncode == 0, p.stderr
+    calls = hub.events(run_id, source_events="call")
+    (t,) = [c for c in calls if short(c) == "takes"]
+    args = t["payload"]["args"]
+    assert args["a"] == "Reentrant(from helper)"
+    assert args["b"].startswith("<repr failed")
+    assert args["api_key"] == "[REDACTED]"
+    assert t["payload"]["return"] == "<repr failed: ValueError>"  # the list repr hits Broken
+    # helper ran inside the tracer (for repr) and is not reported as a call of the program;
+    # only __repr__'s own call from the program would be.
+    assert [short(c) for c in calls if short(c) == "helper"] == []
