@@ -56,8 +56,11 @@ pub struct AdapterConfig {
     pub opencode_url: String,
     /// `OPENCODE_SERVER_PASSWORD`, for Basic auth.
     pub opencode_password: Option<String>,
-    /// JSONL files or directories written by the OpenCode plugin while the hub was down.
+    /// JSONL files or directories of OpenCode events to replay and follow.
     pub jsonl_paths: Vec<PathBuf>,
+    /// Where the OpenCode plugin spools while the hub is down (`<data dir>/spool/opencode`);
+    /// files there are deleted once consumed.
+    pub opencode_spool: PathBuf,
     /// Agent CLI log files for the log-parser fallback (`SIGHTLINE_LOG_FILES`, comma-separated).
     pub log_files: Vec<PathBuf>,
     /// How often file tailers look for new bytes.
@@ -75,9 +78,10 @@ impl AdapterConfig {
                 .map(|v| v.split(',').map(|p| PathBuf::from(p.trim())).collect())
                 .unwrap_or_default()
         };
+        let opencode_spool = data_dir.join("spool").join("opencode");
         let mut jsonl_paths = list("SIGHTLINE_OPENCODE_JSONL");
-        if jsonl_paths.is_empty() {
-            jsonl_paths.push(data_dir.join("spool").join("opencode"));
+        if !jsonl_paths.contains(&opencode_spool) {
+            jsonl_paths.push(opencode_spool.clone());
         }
         AdapterConfig {
             checkpoint_path: checkpoint_path_for(db),
@@ -88,6 +92,7 @@ impl AdapterConfig {
                 .unwrap_or_else(|| "http://127.0.0.1:4096".into()),
             opencode_password: env("OPENCODE_SERVER_PASSWORD"),
             jsonl_paths,
+            opencode_spool,
             log_files: list("SIGHTLINE_LOG_FILES"),
             poll: Duration::from_millis(500),
         }

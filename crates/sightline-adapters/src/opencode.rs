@@ -649,9 +649,12 @@ impl Adapter for OpenCodeAdapter {
 }
 
 /// Replays and tails JSONL files written by the OpenCode plugin while the hub was down (or any
-/// file of OpenCode events, one per line).
+/// file of OpenCode events, one per line). Files in the plugin's own spool directory are
+/// consumed: once read to the end they are renamed aside, read once more (for lines appended in
+/// between), and deleted, so the plugin's bounded spool never fills up. Other files are only read.
 pub struct JsonlAdapter {
     pub paths: Vec<PathBuf>,
+    pub spool_dir: PathBuf,
     pub poll: Duration,
 }
 
@@ -659,8 +662,56 @@ impl JsonlAdapter {
     pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError> {
         Ok(Arc::new(JsonlAdapter {
             paths: config.jsonl_paths.clone(),
+            spool_dir: config.opencode_spool.clone(),
             poll: config.poll,
         }))
+    }
+
+    /// Reads `file` from `offset` to its last whole line; returns the new offset.
+    async fn drain(
+        &self,
+        ctx: &AdapterContext,
+        state: &mut OcState,
+        file: &std::path::Path,
+        mut offset: u64,
+        checkpoint_key: Option<&str>,
+    ) -> Result<u64, AdapterError> {
+        loop {
+            let (lines, next) = match crate::tail::read_lines(file, offset) {
+                Ok(r) => r,
+                Err(e) => {
+                    ctx.error(format!("{}: {e}", file.display()));
+                    return Ok(offset);
+                }
+            };
+            if next == offset {
+                return Ok(offset);
+            }
+            let now = Timestamp::now();
+            let mut events = Vec::new();
+            for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Value>(line) {
+                    Ok(item) => {
+                        let (dir, ev) = unwrap(&item);
+                        match map_event(&ev, dir.as_deref(), state, now) {
+                            Some(Ok(e)) => events.push(e),
+                            Some(Err(m)) => ctx.error(m),
+                            None => {}
+                        }
+                    }
+                    Err(e) => ctx.error(format!("{}: bad line: {e}", file.display())),
+                }
+            }
+            ctx.emit(events).await?;
+            offset = next;
+            if let Some(key) = checkpoint_key {
+                ctx.set_checkpoint(key, json!(offset));
+            }
+        }
+    }
+
+    fn in_spool(&self, file: &std::path::Path) -> bool {
+        file.parent() == Some(self.spool_dir.as_path())
     }
 }
 
@@ -673,40 +724,29 @@ impl Adapter for JsonlAdapter {
         Box::pin(async move {
             let mut state = OcState::default();
             loop {
+                // Consumed spool files left by a crash between rename and delete.
+                for done in crate::tail::expand(std::slice::from_ref(&self.spool_dir), Some("done"))
+                {
+                    self.drain(&ctx, &mut state, &done, 0, None).await?;
+                    let _ = std::fs::remove_file(&done);
+                }
                 for file in crate::tail::expand(&self.paths, Some("jsonl")) {
                     let key = file.to_string_lossy().to_string();
-                    let mut offset = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
-                    loop {
-                        let (lines, next) = match crate::tail::read_lines(&file, offset) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                ctx.error(format!("{}: {e}", file.display()));
-                                break;
-                            }
-                        };
-                        if next == offset {
-                            break;
+                    let start = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
+                    let offset = self
+                        .drain(&ctx, &mut state, &file, start, Some(&key))
+                        .await?;
+                    let at_end = std::fs::metadata(&file).is_ok_and(|m| m.len() == offset);
+                    if offset > 0 && at_end && self.in_spool(&file) {
+                        let stamp = Timestamp::now().millis();
+                        let aside = file.with_extension(format!("{stamp}.done"));
+                        if std::fs::rename(&file, &aside).is_ok() {
+                            // The plugin opens the path for every append, so later lines go to
+                            // a new file; lines appended before the rename are read here.
+                            self.drain(&ctx, &mut state, &aside, offset, None).await?;
+                            let _ = std::fs::remove_file(&aside);
+                            ctx.set_checkpoint(&key, json!(0));
                         }
-                        let now = Timestamp::now();
-                        let mut events = Vec::new();
-                        for line in lines.iter().filter(|l| !l.trim().is_empty()) {
-                            match serde_json::from_str::<Value>(line) {
-                                Ok(item) => {
-                                    let (dir, ev) = unwrap(&item);
-                                    if let Some(r) = map_event(&ev, dir.as_deref(), &mut state, now)
-                                    {
-                                        match r {
-                                            Ok(e) => events.push(e),
-                                            Err(m) => ctx.error(m),
-                                        }
-                                    }
-                                }
-                                Err(e) => ctx.error(format!("{}: bad line: {e}", file.display())),
-                            }
-                        }
-                        ctx.emit(events).await?;
-                        offset = next;
-                        ctx.set_checkpoint(&key, json!(offset));
                     }
                 }
                 if ctx.sleep(self.poll).await {

@@ -267,6 +267,16 @@ fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
     assert_eq!(find("permission.asked")["status"], "blocked");
     assert_eq!(find("todo.updated")["metrics"]["progress"], 50);
     assert_eq!(find("something.new")["entity_type"], "log");
+    // The plugin's spool is consumed: renamed aside, read, deleted.
+    let spool_file = config.jsonl_paths[0].join("opencode.jsonl");
+    let start = Instant::now();
+    while spool_file.exists() || std::fs::read_dir(&config.jsonl_paths[0]).unwrap().count() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the spool was not consumed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let run = hub.get("/api/v1/runs/ses_1");
     assert!(
         (run["run"]["cost_usd"].as_f64().unwrap() - 0.02).abs() < 1e-12,

@@ -409,6 +409,10 @@ impl TranscriptAdapter {
         for path in transcript_files(&self.projects) {
             let key = path.to_string_lossy().to_string();
             let mut offset = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
+            // Most files did not change since the last pass: a stat, not an open.
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == offset) {
+                continue;
+            }
             loop {
                 let (events, next) = match read_from(&path, offset, state, Timestamp::now()) {
                     Ok(r) => r,

@@ -50,7 +50,8 @@ impl TestHub {
     pub fn config(&self) -> AdapterConfig {
         let mut c = AdapterConfig::from_env(&self.dir.path().join("data"), &self.db);
         c.claude_dir = self.dir.path().join("claude");
-        c.jsonl_paths = vec![self.dir.path().join("jsonl")];
+        c.opencode_spool = self.dir.path().join("jsonl");
+        c.jsonl_paths = vec![c.opencode_spool.clone()];
         c.log_files = vec![];
         c.poll = Duration::from_millis(100);
         c
