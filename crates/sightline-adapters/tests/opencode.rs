@@ -86,6 +86,10 @@ impl Drop for OpenCode {
 }
 
 fn start_opencode(config: Option<&str>) -> OpenCode {
+    start_opencode_with(config, None)
+}
+
+fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode {
     let bin = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -99,6 +103,9 @@ fn start_opencode(config: Option<&str>) -> OpenCode {
     let mut cmd = Command::new(bin);
     if let Some(c) = config {
         cmd.env("OPENCODE_CONFIG_CONTENT", c);
+    }
+    if let Some(pw) = password {
+        cmd.env("OPENCODE_SERVER_PASSWORD", pw);
     }
     let child = cmd
         .args([
@@ -119,7 +126,6 @@ fn start_opencode(config: Option<&str>) -> OpenCode {
         .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
         .env("OPENCODE_DISABLE_SHARE", "1")
         .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
-        .env_remove("OPENCODE_SERVER_PASSWORD")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -138,7 +144,14 @@ fn start_opencode(config: Option<&str>) -> OpenCode {
         .build()
         .into();
     loop {
-        if let Ok(mut r) = quick.get(&format!("{}/global/health", oc.url)).call()
+        let mut req = quick.get(&format!("{}/global/health", oc.url));
+        if let Some(pw) = password {
+            req = req.header(
+                "authorization",
+                &sightline_adapters::opencode::basic_auth(pw),
+            );
+        }
+        if let Ok(mut r) = req.call()
             && r.status().as_u16() == 200
             && r.body_mut()
                 .read_to_string()
@@ -407,4 +420,50 @@ fn a_real_prompt_gives_tool_lifecycle_tokens_and_cost() {
     assert_eq!(r["input_tokens"], 250.0, "{r}");
     assert_eq!(r["output_tokens"], 25.0, "{r}");
     assert_eq!(run["sessions"][0]["status"], "idle", "{run}");
+}
+
+#[test]
+fn basic_auth_when_opencode_has_a_password() {
+    let oc = start_opencode_with(None, Some("s3cret-pw"));
+    let mut hub = TestHub::start();
+    let adapter_state = |hub: &TestHub| -> Value {
+        hub.get("/api/v1/health")["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "opencode")
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Wrong password: the adapter keeps retrying and health says why.
+    let mut config = hub.config();
+    config.opencode_url = oc.url.clone();
+    config.opencode_password = Some("wrong".into());
+    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    let start = Instant::now();
+    while !adapter_state(&hub)["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("401"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            adapter_state(&hub)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(adapter_state(&hub)["state"], "running");
+    hub.stop_adapters();
+    // Right password: connected, and the session list arrives.
+    config.opencode_password = Some("s3cret-pw".into());
+    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    let start = Instant::now();
+    while adapter_state(&hub)["state"] != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            adapter_state(&hub)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
