@@ -212,6 +212,18 @@ fn json_by_hand_partial_success_and_errors() {
         .send(&b"not gzip"[..])
         .unwrap();
     assert_eq!(res.status().as_u16(), 400);
+    // A gzip body that inflates past the body limit is a 413 (not retried), not an OOM.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &vec![b' '; 9 * 1024 * 1024]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 100_000);
+    let res = common::agent()
+        .post(&format!("{}/v1/logs", hub.url))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .send(&bomb[..])
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
     // Metrics: a Claude Code counter arrives as a metric event.
     let metrics = json!({"resourceMetrics": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "claude-code"}}]},
         "scopeMetrics": [{"metrics": [{"name": "claude_code.cost.usage", "unit": "USD", "sum": {"aggregationTemporality": 1, "isMonotonic": true,
