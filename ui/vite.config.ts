@@ -16,10 +16,15 @@ export default defineConfig({
     chunkSizeWarningLimit: 400,
   },
   server: {
-    proxy: {
-      '/api': { target: hub, changeOrigin: false },
-      '/ws': { target: hub, ws: true },
-      '/telemetry': { target: hub },
-    },
+    // The hub refuses foreign Host/Origin headers (DNS-rebinding protection), so the dev proxy
+    // presents itself as the hub's own origin.
+    proxy: Object.fromEntries(
+      ['/api', '/ws', '/telemetry'].map((p) => [p, {
+        target: hub,
+        ws: p === '/ws',
+        changeOrigin: true,
+        configure: (proxy: any) => proxy.on('proxyReq', (req: any) => { if (req.getHeader('origin')) req.setHeader('origin', hub); }),
+      }]),
+    ),
   },
 });
