@@ -26,6 +26,12 @@ fn cache_dir() -> PathBuf {
 /// The `opencode` binary from the npm package (the platform package ships it; npm may skip the
 /// wrapper's postinstall, so the platform binary is used directly when present).
 fn opencode_binary() -> PathBuf {
+    // Tests run in parallel: one npm install at a time.
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(install_opencode).clone()
+}
+
+fn install_opencode() -> PathBuf {
     let dir = cache_dir().join("opencode");
     let candidates = |dir: &PathBuf| -> Option<PathBuf> {
         let nm = dir.join("node_modules");
