@@ -8,7 +8,7 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-VENVS="$HERE/target/venvs"
+VENVS="${SIGHTLINE_PY_VENVS:-$HERE/target/venvs}"
 VERSIONS="${SIGHTLINE_PY_VERSIONS:-3.11 3.12 3.13}"
 export SIGHTLINE_BIN="${SIGHTLINE_BIN:-$REPO/target/debug/sightline}"
 mkdir -p "$VENVS"
