@@ -93,5 +93,9 @@ pub fn start(
             .cloned()
             .collect()
     });
+    // The endpoints are always mounted: show them in health from the start.
+    for name in ENDPOINT_SOURCES {
+        framework::ensure_health(&hub, name);
+    }
     Adapters::start(hub, REGISTRY, config, selected.as_deref())
 }
