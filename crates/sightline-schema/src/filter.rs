@@ -176,7 +176,12 @@ impl Filter {
     }
 }
 
-/// The text full-text search sees: title, summary, ids and every string and key of the payload.
+/// How much of an event full-text search indexes: enough for commands, paths and error
+/// messages, bounded so that one huge payload cannot dominate the writer's time.
+pub const MAX_SEARCHABLE: usize = 2048;
+
+/// The text full-text search sees: title, summary, ids and the strings and keys of the payload
+/// (up to [`MAX_SEARCHABLE`] bytes).
 pub fn searchable_text(e: &Event) -> String {
     let mut out = String::with_capacity(256);
     out.push_str(&e.title);
@@ -217,7 +222,7 @@ pub fn searchable_text(e: &Event) -> String {
         out.push(' ');
         out.push_str(k);
         walk(v, &mut out);
-        if out.len() > 8192 {
+        if out.len() > MAX_SEARCHABLE {
             break;
         }
     }

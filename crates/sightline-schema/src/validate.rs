@@ -129,9 +129,32 @@ fn cut_long_strings(value: &mut Value) {
     }
 }
 
+/// A cheap upper bound of a value's serialised size (a string byte escapes to at most six).
+/// Under the cap, the payload surely is; otherwise the exact size is computed.
+fn upper_bound_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => 2 + s.len() * 6,
+        Value::Array(items) => 2 + items.iter().map(|v| upper_bound_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => map_upper_bound(map),
+    }
+}
+
+fn map_upper_bound(map: &Map<String, Value>) -> usize {
+    2 + map
+        .iter()
+        .map(|(k, v)| 4 + k.len() * 6 + upper_bound_size(v))
+        .sum::<usize>()
+}
+
 /// Applies the size cap: long strings are cut first; if the payload is still too big it is
 /// replaced by a marked preview so that the event is kept and the loss is visible.
 fn cap_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
+    // The common, small payload is measured without serialising it.
+    if map_upper_bound(&payload) <= MAX_PAYLOAD_BYTES {
+        return payload;
+    }
     let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(0);
     if size <= MAX_PAYLOAD_BYTES {
         return payload;
