@@ -10,23 +10,44 @@ fn hundred_thousand_ndjson_events_are_stored_exactly_once() {
     let hub = TestHub::start();
     let url = format!("{}/api/v1/events", hub.url);
     let mut seqs = Vec::with_capacity(100_000);
-    let batches: Vec<String> =
-        (0..100).map(|b| ndjson(&(0..1000).map(|i| event("bulk", b * 1000 + i)).collect::<Vec<_>>())).collect();
+    let batches: Vec<String> = (0..100)
+        .map(|b| {
+            ndjson(
+                &(0..1000)
+                    .map(|i| event("bulk", b * 1000 + i))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     for body in &batches {
         let (status, answer) = post(&url, "application/x-ndjson", body);
         assert_eq!(status, 202, "{answer}");
         assert_eq!(answer["duplicates"], 0);
-        seqs.extend(answer["seqs"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()));
+        seqs.extend(
+            answer["seqs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_u64().unwrap()),
+        );
     }
     assert_eq!(seqs.len(), 100_000);
-    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "seqs strictly increase");
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "seqs strictly increase"
+    );
 
     // The same event_ids again: acknowledged with the stored seqs, nothing new stored.
     for (b, body) in batches.iter().enumerate().take(10) {
         let (status, answer) = post(&url, "application/x-ndjson", body);
         assert_eq!(status, 202);
         assert_eq!(answer["duplicates"], 1000);
-        let again: Vec<u64> = answer["seqs"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+        let again: Vec<u64> = answer["seqs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect();
         assert_eq!(again, seqs[b * 1000..(b + 1) * 1000]);
     }
     let health = get(&format!("{}/api/v1/health", hub.url));
@@ -41,8 +62,13 @@ fn bad_input_gets_a_clear_answer_and_the_hub_keeps_serving() {
     let hub = TestHub::start();
     let url = format!("{}/api/v1/events", hub.url);
     let good = event("ok", 1).to_string();
-    let deep = format!(r#"{{"source":"custom","source_event":"x","entity_type":"log","title":"t","payload":{{"a":{}{}}}}}"#, "[".repeat(10_000), "]".repeat(10_000));
-    let mut invalid_utf8 = br#"{"source":"custom","source_event":"x","entity_type":"log","title":""#.to_vec();
+    let deep = format!(
+        r#"{{"source":"custom","source_event":"x","entity_type":"log","title":"t","payload":{{"a":{}{}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut invalid_utf8 =
+        br#"{"source":"custom","source_event":"x","entity_type":"log","title":""#.to_vec();
     invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
     invalid_utf8.extend_from_slice(br#""}"#);
     let with = |k: &str, v: Value| {
@@ -51,30 +77,145 @@ fn bad_input_gets_a_clear_answer_and_the_hub_keeps_serving() {
         e.to_string()
     };
     let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
-        ("invalid JSON", b"{not json".to_vec(), "application/json", 400, "invalid JSON"),
-        ("empty body", b"".to_vec(), "application/json", 400, "body is empty"),
-        ("wrong type", with("title", json!(42)).into_bytes(), "application/json", 400, "invalid type"),
-        ("missing required", br#"{"source":"custom","title":"t"}"#.to_vec(), "application/json", 400, "missing field"),
-        ("unknown field", with("colour", json!("red")).into_bytes(), "application/json", 400, "unknown field `colour`"),
-        ("unknown source", with("source", json!("cobol")).into_bytes(), "application/json", 400, "source `cobol`"),
-        ("unknown status", with("status", json!("meh")).into_bytes(), "application/json", 400, "status `meh`"),
-        ("10 MB body", vec![b' '; 10 * 1024 * 1024], "application/json", 413, "limit"),
-        ("invalid UTF-8", invalid_utf8, "application/json", 400, "invalid"),
-        ("NUL in an id", with("run_id", json!("a\u{0}b")).into_bytes(), "application/json", 400, "NUL"),
-        ("10,000-deep nesting", deep.into_bytes(), "application/json", 400, "recursion limit"),
-        ("absurd future timestamp", with("ts", json!("2999-01-01T00:00:00Z")).into_bytes(), "application/json", 400, "24 h ahead"),
-        ("pre-1970 timestamp", with("ts", json!("1969-07-20T20:17:00Z")).into_bytes(), "application/json", 400, "before 1970"),
-        ("not a timestamp", with("ts", json!("last tuesday")).into_bytes(), "application/json", 400, "RFC 3339"),
-        ("payload not an object", with("payload", json!("text")).into_bytes(), "application/json", 400, "payload must be a JSON object"),
-        ("negative duration", with("duration_ms", json!(-5)).into_bytes(), "application/json", 400, "duration_ms"),
-        ("one bad line spoils the batch", format!("{good}\n{{\"source\":1}}\n").into_bytes(), "application/x-ndjson", 400, "line 2"),
-        ("array with a bad element", format!("[{good}, 7]").into_bytes(), "application/json", 400, "line 2"),
+        (
+            "invalid JSON",
+            b"{not json".to_vec(),
+            "application/json",
+            400,
+            "invalid JSON",
+        ),
+        (
+            "empty body",
+            b"".to_vec(),
+            "application/json",
+            400,
+            "body is empty",
+        ),
+        (
+            "wrong type",
+            with("title", json!(42)).into_bytes(),
+            "application/json",
+            400,
+            "invalid type",
+        ),
+        (
+            "missing required",
+            br#"{"source":"custom","title":"t"}"#.to_vec(),
+            "application/json",
+            400,
+            "missing field",
+        ),
+        (
+            "unknown field",
+            with("colour", json!("red")).into_bytes(),
+            "application/json",
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "unknown source",
+            with("source", json!("cobol")).into_bytes(),
+            "application/json",
+            400,
+            "source `cobol`",
+        ),
+        (
+            "unknown status",
+            with("status", json!("meh")).into_bytes(),
+            "application/json",
+            400,
+            "status `meh`",
+        ),
+        (
+            "10 MB body",
+            vec![b' '; 10 * 1024 * 1024],
+            "application/json",
+            413,
+            "limit",
+        ),
+        (
+            "invalid UTF-8",
+            invalid_utf8,
+            "application/json",
+            400,
+            "invalid",
+        ),
+        (
+            "NUL in an id",
+            with("run_id", json!("a\u{0}b")).into_bytes(),
+            "application/json",
+            400,
+            "NUL",
+        ),
+        (
+            "10,000-deep nesting",
+            deep.into_bytes(),
+            "application/json",
+            400,
+            "recursion limit",
+        ),
+        (
+            "absurd future timestamp",
+            with("ts", json!("2999-01-01T00:00:00Z")).into_bytes(),
+            "application/json",
+            400,
+            "24 h ahead",
+        ),
+        (
+            "pre-1970 timestamp",
+            with("ts", json!("1969-07-20T20:17:00Z")).into_bytes(),
+            "application/json",
+            400,
+            "before 1970",
+        ),
+        (
+            "not a timestamp",
+            with("ts", json!("last tuesday")).into_bytes(),
+            "application/json",
+            400,
+            "RFC 3339",
+        ),
+        (
+            "payload not an object",
+            with("payload", json!("text")).into_bytes(),
+            "application/json",
+            400,
+            "payload must be a JSON object",
+        ),
+        (
+            "negative duration",
+            with("duration_ms", json!(-5)).into_bytes(),
+            "application/json",
+            400,
+            "duration_ms",
+        ),
+        (
+            "one bad line spoils the batch",
+            format!("{good}\n{{\"source\":1}}\n").into_bytes(),
+            "application/x-ndjson",
+            400,
+            "line 2",
+        ),
+        (
+            "array with a bad element",
+            format!("[{good}, 7]").into_bytes(),
+            "application/json",
+            400,
+            "line 2",
+        ),
     ];
     for (name, body, content_type, status, needle) in cases {
         let (got, answer) = post(&url, content_type, &body);
         assert_eq!(got, status, "{name}: {answer}");
-        let message = answer["error"]["message"].as_str().unwrap_or_default().to_string() + &answer["error"]["details"].to_string();
-        assert!(message.contains(needle), "{name}: `{message}` lacks `{needle}`");
+        let message = answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+            + &answer["error"]["details"].to_string();
+        assert!(
+            message.contains(needle),
+            "{name}: `{message}` lacks `{needle}`"
+        );
     }
     // Nothing from the bad batches was stored; the hub still takes good events.
     assert_eq!(get(&format!("{}/api/v1/health", hub.url))["head_seq"], 0);
@@ -90,13 +231,20 @@ fn hostile_strings_are_stored_verbatim_and_secrets_are_not() {
     e["title"] = json!("'; DROP TABLE events; -- <script>alert(1)</script> \u{202e}");
     e["payload"] = json!({"headers": {"Authorization": "Bearer sk-live-abcdefghijklmnop"}, "env": {"DB_PASSWORD": "hunter2"},
                           "note": "emoji 🦀 and quotes \" ' and a \u{0} NUL"});
-    let (status, _) = post(&format!("{}/api/v1/events", hub.url), "application/json", e.to_string());
+    let (status, _) = post(
+        &format!("{}/api/v1/events", hub.url),
+        "application/json",
+        e.to_string(),
+    );
     assert_eq!(status, 202);
     let stored = get(&format!("{}/api/v1/events/1", hub.url));
     assert_eq!(stored["title"], e["title"]);
     assert_eq!(stored["payload"]["note"], e["payload"]["note"]);
     let text = stored.to_string();
-    assert!(!text.contains("abcdefghijklmnop") && !text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("abcdefghijklmnop") && !text.contains("hunter2"),
+        "{text}"
+    );
     let found = get(&format!("{}/api/v1/search?q=DROP", hub.url));
     assert_eq!(found["events"].as_array().unwrap().len(), 1);
 }
@@ -113,13 +261,21 @@ fn telemetry_events_map_to_sessions_and_tools() {
     ]);
     let (status, _) = post(&url, "application/json", body.to_string());
     assert_eq!(status, 401, "a token is configured");
-    let res = agent().post(&url).header("Authorization", "Bearer s3cret").header("Content-Type", "application/json").send(body.to_string()).unwrap();
+    let res = agent()
+        .post(&url)
+        .header("Authorization", "Bearer s3cret")
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
     assert_eq!(res.status().as_u16(), 202);
     let events = get_with_token(&format!("{}/api/v1/runs/s1/timeline", hub.url), "s3cret");
     let events = events["events"].as_array().unwrap().clone();
     assert_eq!(events.len(), 3);
     assert_eq!(events[1]["entity_type"], "tool");
-    assert_eq!(events[1]["payload"]["extraField"]["kept"], true, "unknown fields are kept");
+    assert_eq!(
+        events[1]["payload"]["extraField"]["kept"], true,
+        "unknown fields are kept"
+    );
     assert_eq!(events[1]["metrics"]["input_tokens"], 100);
     assert_eq!(events[2]["severity"], "error");
     let run = get_with_token(&format!("{}/api/v1/runs/s1", hub.url), "s3cret");
@@ -128,7 +284,11 @@ fn telemetry_events_map_to_sessions_and_tools() {
 }
 
 fn get_with_token(url: &str, token: &str) -> Value {
-    let mut res = agent().get(url).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+    let mut res = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap()
 }
@@ -141,7 +301,11 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
     let held = gate.clone();
     let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut config = sightline_store::StoreConfig::new(dir.path().join("db.sqlite"));
     config.queue_capacity = 50;
     let store = sightline_store::Store::open(
@@ -154,8 +318,13 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
     )
     .unwrap();
     let running = runtime.block_on(async {
-        let hub = sightline_server::Hub::new(store, sightline_server::Bus::default(), Default::default());
-        sightline_server::start(hub, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap()
+        let hub =
+            sightline_server::Hub::new(store, sightline_server::Bus::default(), Default::default());
+        sightline_server::start(
+            hub,
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+        .unwrap()
     });
     let url = format!("http://{}/api/v1/events", running.addr);
     let first_post = {
@@ -171,14 +340,25 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
     let over = ndjson(&(41..=60).map(|i| event("q", i)).collect::<Vec<_>>());
-    let res = agent().post(&url).header("Content-Type", "application/x-ndjson").send(over.as_bytes()).unwrap();
+    let res = agent()
+        .post(&url)
+        .header("Content-Type", "application/x-ndjson")
+        .send(over.as_bytes())
+        .unwrap();
     assert_eq!(res.status().as_u16(), 503);
     assert_eq!(res.headers().get("retry-after").unwrap(), "1");
     gate.wait();
     assert_eq!(first_post.join().unwrap().0, 202);
     assert_eq!(filler.join().unwrap().0, 202);
     let hub_url = format!("http://{}", running.addr);
-    assert_eq!(get(&format!("{hub_url}/api/v1/health"))["head_seq"], 41, "the refused batch stored nothing");
-    assert_eq!(get(&format!("{hub_url}/api/v1/health"))["queue"]["rejected"], 1);
+    assert_eq!(
+        get(&format!("{hub_url}/api/v1/health"))["head_seq"],
+        41,
+        "the refused batch stored nothing"
+    );
+    assert_eq!(
+        get(&format!("{hub_url}/api/v1/health"))["queue"]["rejected"],
+        1
+    );
     runtime.block_on(running.stop()).unwrap();
 }

@@ -11,14 +11,31 @@ use common::*;
 use serde_json::Value;
 
 /// Posts `total` events in small batches, as fast as the hub acknowledges them.
-fn produce(url: String, run: &'static str, total: usize, batch: usize) -> std::thread::JoinHandle<Vec<u64>> {
+fn produce(
+    url: String,
+    run: &'static str,
+    total: usize,
+    batch: usize,
+) -> std::thread::JoinHandle<Vec<u64>> {
     std::thread::spawn(move || {
         let mut seqs = Vec::new();
         for start in (0..total).step_by(batch) {
-            let events: Vec<Value> = (start..(start + batch).min(total)).map(|i| event(run, i)).collect();
-            let (status, answer) = post(&format!("{url}/api/v1/events"), "application/x-ndjson", ndjson(&events));
+            let events: Vec<Value> = (start..(start + batch).min(total))
+                .map(|i| event(run, i))
+                .collect();
+            let (status, answer) = post(
+                &format!("{url}/api/v1/events"),
+                "application/x-ndjson",
+                ndjson(&events),
+            );
             assert_eq!(status, 202, "{answer}");
-            seqs.extend(answer["seqs"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()));
+            seqs.extend(
+                answer["seqs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_u64().unwrap()),
+            );
             std::thread::sleep(Duration::from_micros(300));
         }
         seqs
@@ -29,7 +46,11 @@ fn produce(url: String, run: &'static str, total: usize, batch: usize) -> std::t
 fn reconnecting_with_last_event_id_gets_exactly_the_missed_events_under_ingest() {
     let hub = TestHub::start();
     // Something before the subscriber starts, so the first connection replays too.
-    let (status, _) = post(&format!("{}/api/v1/events", hub.url), "application/x-ndjson", ndjson(&(0..50).map(|i| event("early", i)).collect::<Vec<_>>()));
+    let (status, _) = post(
+        &format!("{}/api/v1/events", hub.url),
+        "application/x-ndjson",
+        ndjson(&(0..50).map(|i| event("early", i)).collect::<Vec<_>>()),
+    );
     assert_eq!(status, 202);
     let producer = produce(hub.url.clone(), "live", 6000, 20);
 
@@ -64,17 +85,27 @@ fn filters_narrow_the_stream_in_replay_and_live_alike() {
     let hub = TestHub::start();
     let url = format!("{}/api/v1/events", hub.url);
     let mixed = |offset: usize| -> String {
-        ndjson(&(0..30).map(|i| {
-            let mut e = event(if i % 3 == 0 { "wanted" } else { "other" }, offset + i);
-            if i % 2 == 0 {
-                e["severity"] = "error".into();
-                e["status"] = "failed".into();
-            }
-            e
-        }).collect::<Vec<_>>())
+        ndjson(
+            &(0..30)
+                .map(|i| {
+                    let mut e = event(if i % 3 == 0 { "wanted" } else { "other" }, offset + i);
+                    if i % 2 == 0 {
+                        e["severity"] = "error".into();
+                        e["status"] = "failed".into();
+                    }
+                    e
+                })
+                .collect::<Vec<_>>(),
+        )
     };
     post(&url, "application/x-ndjson", mixed(0));
-    let stream = open_stream(&format!("{}/api/v1/events/stream?runs=wanted&severities=error&last_event_id=0", hub.url), None);
+    let stream = open_stream(
+        &format!(
+            "{}/api/v1/events/stream?runs=wanted&severities=error&last_event_id=0",
+            hub.url
+        ),
+        None,
+    );
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let reader = std::thread::spawn(move || {
@@ -92,7 +123,10 @@ fn filters_narrow_the_stream_in_replay_and_live_alike() {
     let got = got.lock().unwrap();
     // i in 0..30 with i % 3 == 0 and i % 2 == 0: 0, 6, 12, 18, 24 per batch.
     assert_eq!(got.len(), 10);
-    assert!(got.iter().all(|e| e["run_id"] == "wanted" && e["severity"] == "error"));
+    assert!(
+        got.iter()
+            .all(|e| e["run_id"] == "wanted" && e["severity"] == "error")
+    );
 }
 
 #[test]
@@ -119,7 +153,15 @@ fn a_slow_subscriber_neither_slows_ingest_nor_misses_events() {
     let started = Instant::now();
     let url = format!("{}/api/v1/events", hub.url);
     for b in 0..40 {
-        let (status, _) = post(&url, "application/x-ndjson", ndjson(&(0..1000).map(|i| event("flood", b * 1000 + i)).collect::<Vec<_>>()));
+        let (status, _) = post(
+            &url,
+            "application/x-ndjson",
+            ndjson(
+                &(0..1000)
+                    .map(|i| event("flood", b * 1000 + i))
+                    .collect::<Vec<_>>(),
+            ),
+        );
         assert_eq!(status, 202);
     }
     let ingest_time = started.elapsed();
@@ -139,8 +181,18 @@ fn a_slow_subscriber_neither_slows_ingest_nor_misses_events() {
 #[test]
 fn a_cursor_from_another_database_is_reported_not_used() {
     let hub = TestHub::start();
-    post(&format!("{}/api/v1/events", hub.url), "application/json", event("r", 1).to_string());
-    let stream = open_stream(&format!("{}/api/v1/events/stream?last_event_id=0&epoch=not-this-one", hub.url), None);
+    post(
+        &format!("{}/api/v1/events", hub.url),
+        "application/json",
+        event("r", 1).to_string(),
+    );
+    let stream = open_stream(
+        &format!(
+            "{}/api/v1/events/stream?last_event_id=0&epoch=not-this-one",
+            hub.url
+        ),
+        None,
+    );
     let mut names = Vec::new();
     let post_url = format!("{}/api/v1/events", hub.url);
     let poster = std::thread::spawn(move || {
