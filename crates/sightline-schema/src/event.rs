@@ -121,6 +121,8 @@ impl Status {
     }
 }
 
+// The enum comes from `vocabulary!`, which cannot take `#[default]` on one variant.
+#[allow(clippy::derivable_impls)]
 impl Default for Severity {
     fn default() -> Self {
         Severity::Info

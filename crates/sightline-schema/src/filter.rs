@@ -185,11 +185,9 @@ pub const MAX_SEARCHABLE: usize = 2048;
 pub fn searchable_text(e: &Event) -> String {
     let mut out = String::with_capacity(256);
     out.push_str(&e.title);
-    for part in [&e.summary, &e.entity_id, &e.agent] {
-        if let Some(s) = part {
-            out.push(' ');
-            out.push_str(s);
-        }
+    for s in [&e.summary, &e.entity_id, &e.agent].into_iter().flatten() {
+        out.push(' ');
+        out.push_str(s);
     }
     out.push(' ');
     out.push_str(&e.source_event);

@@ -133,9 +133,7 @@ impl Delta {
     /// The status to store when the stored one is `current`.
     fn resolve_status(&self) -> (Option<i64>, bool) {
         match (self.status, self.activity_after_status) {
-            (Some((s, _)), true)
-                if matches!(s, Status::Blocked | Status::Idle | Status::Queued) =>
-            {
+            (Some((Status::Blocked | Status::Idle | Status::Queued, _)), true) => {
                 (Some(Status::Running.code()), true)
             }
             (Some((s, _)), _) => (Some(s.code()), true),
