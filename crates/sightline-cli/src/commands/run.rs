@@ -287,11 +287,11 @@ fn sender(client: HubClient, rx: mpsc::Receiver<Value>) {
                 body.push_str(&ev.to_string());
                 body.push('\n');
             }
-            if let Err(e) = client.post("/api/v1/events", "application/x-ndjson", body.as_bytes()) {
-                if !warned {
-                    eprintln!("sightline: events not delivered: {e:#}");
-                    warned = true;
-                }
+            if let Err(e) = client.post("/api/v1/events", "application/x-ndjson", body.as_bytes())
+                && !warned
+            {
+                eprintln!("sightline: events not delivered: {e:#}");
+                warned = true;
             }
         }
         if closed {
