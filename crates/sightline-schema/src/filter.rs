@@ -18,6 +18,8 @@ pub struct Filter {
     pub runs: Vec<String>,
     pub sessions: Vec<String>,
     pub agents: Vec<String>,
+    /// Correlation ids: one lifecycle (a tool call's Pre/Post pair, a workflow step).
+    pub correlations: Vec<String>,
     pub entity_types: Vec<EntityType>,
     pub statuses: Vec<Status>,
     pub severities: Vec<Severity>,
@@ -33,6 +35,7 @@ pub const FILTER_PARAMS: &[&str] = &[
     "runs",
     "sessions",
     "agents",
+    "correlations",
     "entity_types",
     "statuses",
     "severities",
@@ -77,6 +80,7 @@ impl Filter {
                 "runs" | "run_id" => f.runs.extend(strings()),
                 "sessions" | "session_id" => f.sessions.extend(strings()),
                 "agents" | "agent" => f.agents.extend(strings()),
+                "correlations" | "correlation_id" => f.correlations.extend(strings()),
                 "entity_types" => f.entity_types.extend(parse_list(
                     key,
                     value,
@@ -116,6 +120,7 @@ impl Filter {
         push("runs", self.runs.join(","));
         push("sessions", self.sessions.join(","));
         push("agents", self.agents.join(","));
+        push("correlations", self.correlations.join(","));
         push("entity_types", join(&self.entity_types));
         push("statuses", join(&self.statuses));
         push("severities", join(&self.severities));
@@ -161,6 +166,7 @@ impl Filter {
                 || any_opt(&self.sessions, &e.session_id)
                 || any_opt(&self.sessions, &e.parent_session_id))
             && any_opt(&self.agents, &e.agent)
+            && any_opt(&self.correlations, &e.correlation_id)
             && self.since.is_none_or(|t| e.ts >= t)
             && self.until.is_none_or(|t| e.ts < t)
             && self.matches_text(e)
@@ -253,6 +259,10 @@ mod tests {
         assert!(f("sources=claude&runs=r1&statuses=running").matches(&e));
         assert!(!f("sources=claude&runs=r2").matches(&e));
         assert!(f("q=bash").matches(&e));
+        assert!(
+            !f("correlations=toolu_1").matches(&e),
+            "no correlation id on the event"
+        );
         assert!(!f("q=bash zsh").matches(&e));
     }
 

@@ -22,6 +22,7 @@ fn filter_params() -> Value {
             "comma-separated session ids (matches session or parent session)"
         ),
         list("agents", "comma-separated agents"),
+        list("correlations", "comma-separated correlation ids"),
         list("entity_types", "comma-separated entity types"),
         list("statuses", "comma-separated statuses"),
         list("severities", "comma-separated severities"),

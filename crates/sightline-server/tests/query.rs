@@ -121,6 +121,8 @@ fn search_stats_and_incidents() {
         2,
         "prompt payload and tags: {hits}"
     );
+    let lifecycle = get(&format!("{}/api/v1/search?correlations=toolu_9", hub.url));
+    assert_eq!(lifecycle["events"].as_array().unwrap().len(), 2);
     let errors = get(&format!(
         "{}/api/v1/search?severities=error&order=asc&limit=1",
         hub.url

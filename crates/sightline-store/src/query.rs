@@ -551,6 +551,9 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
     if !filter.agents.is_empty() {
         clauses.push(in_list("agent", texts(&filter.agents), args));
     }
+    if !filter.correlations.is_empty() {
+        clauses.push(in_list("correlation_id", texts(&filter.correlations), args));
+    }
     if let Some(since) = filter.since {
         clauses.push(format!(
             "ts >= {}",
