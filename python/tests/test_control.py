@@ -88,6 +88,24 @@ def test_live_on_off_and_filters(hub, tmp_path):
         c1 = max(e["metrics"]["count"] for e in stats1 if e["entity_id"] == "__main__.work")
         assert c1 > c0, "aggregates stopped"
         assert count_work(hub, run_id) == n_off, "details sent despite min_duration_ms"
+
+        # A filter change: excluding the program's module stops even the aggregates (its code
+        # is classified anew, and on 3.12+ its events are disabled again).
+        v = put(hub, run_id, {"min_duration_ms": 0, "exclude": ["__main__"]})["version"]
+        applied(hub, run_id, v)
+        time.sleep(1.2)  # let the last aggregates from before the change land
+        e0 = max(e["metrics"]["count"] for e in hub.events(run_id, source_events="function_stats")
+                 if e["entity_id"] == "__main__.work")
+        time.sleep(1.5)
+        e1 = max(e["metrics"]["count"] for e in hub.events(run_id, source_events="function_stats")
+                 if e["entity_id"] == "__main__.work")
+        assert e1 == e0, "excluded code still traced"
+        # ...and including it again brings detailed calls back.
+        v = put(hub, run_id, {"exclude": []})["version"]
+        applied(hub, run_id, v)
+        evs = hub.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) > n_off + 10,
+                              source_events="call")
+        assert sum(short(e) == "work" for e in evs) > n_off + 10, "re-included code not traced"
     finally:
         (tmp_path / "stop").write_text("")
         out, err = p.communicate(timeout=30)
