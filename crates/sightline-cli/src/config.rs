@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub otlp_export: Option<String>,
+    /// `[[plugins]]` tables: `name`, then `command = [..]` or `url`, optional `timeout_ms`
+    /// (the same shape as `SIGHTLINE_PLUGINS`, which wins when set).
+    pub plugins: Option<Vec<serde_json::Value>>,
 }
 
 fn home() -> Option<PathBuf> {
@@ -144,5 +147,12 @@ mod tests {
         assert!(err.contains("prot"), "{err}");
         std::fs::write(&path, "port = 5000\nretention = \"3d\"\n").unwrap();
         assert_eq!(load(Some(&path)).unwrap().port, Some(5000));
+        std::fs::write(
+            &path,
+            "[[plugins]]\nname = \"sample\"\ncommand = [\"python3\", \"p.py\"]\n",
+        )
+        .unwrap();
+        let plugins = load(Some(&path)).unwrap().plugins.unwrap();
+        assert_eq!(plugins[0]["command"][1], "p.py");
     }
 }

@@ -75,6 +75,13 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         ..HubSettings::default()
     };
 
+    if let Some(plugins) = &file.plugins
+        && std::env::var_os("SIGHTLINE_PLUGINS").is_none()
+    {
+        // SAFETY: no other thread exists yet (the runtime starts below); the plugin registry
+        // reads this variable once, at first use.
+        unsafe { std::env::set_var("SIGHTLINE_PLUGINS", serde_json::to_string(plugins)?) };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
