@@ -4,12 +4,13 @@ and the agent's offline NDJSON file imports into a hub unchanged."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from conftest import Hub, run_traced
+from conftest import Hub, hub_binary, run_traced
 
 PROGRAM = r'''
 def inner(secret_token, n):
@@ -75,13 +76,32 @@ def test_yaml_round_trip(hub, second_hub, tmp_path):
     assert loc["data"]["note"] == "multi\nline: yes # not a comment" and loc["data"]["items"] == [1, 2, 3]
 
 
+def cli(*args):
+    return subprocess.run([str(hub_binary()), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_yaml_round_trip_through_the_cli(hub, second_hub, tmp_path):
+    """The same with `sightline export --format yaml` and `sightline import`."""
+    run_id, p = run_traced(hub, tmp_path, PROGRAM, "yaml-cli")
+    assert p.returncode == 0, p.stderr
+    f = tmp_path / "session.yaml"
+    r = cli("export", run_id, "--format", "yaml", "-o", str(f), "--url", hub.url)
+    assert r.returncode == 0, r.stderr
+    r = cli("import", str(f), "--url", second_hub.url)
+    assert r.returncode == 0, r.stderr
+    a = sorted((comparable(e) for e in hub.events(run_id)), key=lambda e: e["event_id"])
+    b = sorted((comparable(e) for e in second_hub.events(run_id)), key=lambda e: e["event_id"])
+    assert a == b and any(e["entity_type"] == "exception" for e in b)
+
+
 def test_offline_file_imports(second_hub, tmp_path):
+    """Offline mode's NDJSON file is what `sightline import` reads."""
     out = tmp_path / "offline.ndjson"
     run_id, p = run_traced(None, tmp_path, PROGRAM, "offline-import", SIGHTLINE_OUTPUT=str(out))
     assert p.returncode == 0, p.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    status, body = second_hub.request("POST", "/api/v1/import?format=ndjson", out.read_bytes(), "application/x-ndjson")
-    assert status in (200, 202), body
+    r = cli("import", str(out), "--url", second_hub.url)
+    assert r.returncode == 0, r.stderr
     back = second_hub.events(run_id)
     assert len(back) == len(lines)
     assert {e["event_id"] for e in back if e["source_event"] == "call"} == {
