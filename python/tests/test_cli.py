@@ -210,3 +210,20 @@ def test_attach_refuses_a_non_python_process(hub):
     finally:
         p.kill()
         p.wait()
+
+
+def test_run_passes_sigterm_on_and_reports_the_exit(hub, tmp_path):
+    run_id = new_run_id("cli-term")
+    script = 'trap "echo got TERM; exit 5" TERM; echo ready; while :; do sleep 0.1; done'
+    p = subprocess.Popen([str(hub_binary()), "run", "--run-id", run_id, "--", "sh", "-c", script],
+                         env=cli_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "ready\n"
+    time.sleep(0.3)
+    p.send_signal(2)  # SIGINT to `run` alone: it must keep waiting for the program
+    time.sleep(0.3)
+    assert p.poll() is None
+    p.terminate()  # SIGTERM: passed on to the program
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 5 and out == "got TERM\n", err
+    (end,) = hub.events(run_id, source_events="process_exit")
+    assert end["metrics"]["exit_code"] == 5

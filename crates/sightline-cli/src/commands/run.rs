@@ -9,7 +9,8 @@
 //!
 //! It must never change what the program sees on its standard streams beyond line buffering,
 //! never fail the program when the hub is down (events are then dropped with one warning), and
-//! always exit with the program's own exit code.
+//! always exit with the program's own exit code: Ctrl-C reaches the program (it shares the
+//! terminal's process group) while `run` itself waits for it, and SIGTERM is passed on.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -85,6 +86,42 @@ fn spawn_error(program: &str, e: std::io::Error) -> anyhow::Error {
     } else {
         anyhow::anyhow!("could not start {program}: {e}")
     }
+}
+
+/// While the program runs: ignore SIGINT here (the terminal delivers it to the program too, and
+/// `run` must outlive it to report its exit) and pass SIGTERM on to the program.
+fn guard_signals(pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {
+                            // No libc in this crate: the standard `kill` command sends it.
+                            let _ = Command::new("kill")
+                                .args(["-TERM", &pid.to_string()])
+                                .stdin(Stdio::null())
+                                .status();
+                        }
+                    }
+                }
+            });
+        });
 }
 
 /// The program's exit code as a shell reports it (128 + signal when killed).
@@ -344,6 +381,7 @@ fn run_any(args: &RunArgs, run_id: &str) -> anyhow::Result<i32> {
         .spawn()
         .map_err(|e| spawn_error(&args.command[0], e))?;
     let pid = child.id();
+    guard_signals(pid);
     let ctx = std::sync::Arc::new(Ctx {
         run_id: run_id.to_string(),
         host: host_name(),
