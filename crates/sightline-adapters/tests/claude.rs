@@ -251,6 +251,10 @@ fn transcript_backfill_counts_usage_once_and_prices_it() {
         "{tree}"
     );
     assert_eq!(tree["children"][0]["session_id"], "ab12", "{tree}");
+    assert_eq!(
+        tree["children"][0]["agent"], "Explore",
+        "agent type from the meta.json sidecar"
+    );
     assert!((tree["children"][0]["cost_usd"].as_f64().unwrap() - 0.00014).abs() < 1e-9);
 
     // The tool result carries its duration (2 s after its tool_use).

@@ -37,6 +37,8 @@ pub struct FileContext {
     pub agent_id: Option<String>,
     /// The parent session's id for a subagent file (its directory name).
     pub parent_session: Option<String>,
+    /// `agentType` from the `agent-<id>.meta.json` sidecar Claude Code writes beside it.
+    pub agent_type: Option<String>,
 }
 
 impl FileContext {
@@ -46,7 +48,12 @@ impl FileContext {
         let in_subagents =
             parent.and_then(|p| p.file_name()).and_then(|n| n.to_str()) == Some("subagents");
         if in_subagents {
+            let agent_type = std::fs::read(path.with_extension("meta.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|m| text(&m, "agentType"));
             FileContext {
+                agent_type,
                 agent_id: Some(stem.strip_prefix("agent-").unwrap_or(stem).to_string()),
                 parent_session: parent
                     .and_then(|p| p.parent())
@@ -114,7 +121,13 @@ pub fn map_line(
         Some(a)
             if file.agent_id.is_some() || line.get("isSidechain") == Some(&Value::Bool(true)) =>
         {
-            (Some(a.clone()), root.clone(), "subagent".to_string())
+            (
+                Some(a.clone()),
+                root.clone(),
+                file.agent_type
+                    .clone()
+                    .unwrap_or_else(|| "subagent".to_string()),
+            )
         }
         _ => (root.clone(), None, "main".to_string()),
     };
