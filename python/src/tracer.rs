@@ -299,6 +299,9 @@ struct ThreadState {
     next_id: u64,
     id_end: u64,
     stack_epoch: u64,
+    /// 3.11: failed calls waiting for their exception's type (frame, tid, duration, end).
+    #[cfg_attr(Py_3_12, allow(dead_code))]
+    pending_failed: Vec<(Frame, u64, u64, u64)>,
 }
 
 thread_local! {
@@ -328,6 +331,7 @@ fn new_thread_state() -> ThreadState {
         next_id: 0,
         id_end: 0,
         stack_epoch: STACK_EPOCH.load(Ordering::Relaxed),
+        pending_failed: Vec::new(),
     }
 }
 
@@ -1006,15 +1010,29 @@ pub fn on_exit(
     };
     // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
     let cancelled = failed && exc_name == "GeneratorExit";
+    #[allow(unused_mut)]
+    let mut armed = false;
     if failed && !cancelled {
         if !value.is_null() {
             report_exception(py, value, std::ptr::null_mut());
         } else {
             #[cfg(not(Py_3_12))]
-            profile311::note_unwind(py);
+            {
+                armed = profile311::note_unwind(py);
+            }
         }
     }
     if duration >= MIN_DURATION_NS.load(Ordering::Relaxed) && detail_take(now) {
+        if armed {
+            // 3.11: the exception's type is known at the next exception event; the call event
+            // waits for it (see `profile311::catch_exception`).
+            with_ts(|ts| {
+                if ts.pending_failed.len() < 64 {
+                    ts.pending_failed.push((f, tid, duration, now));
+                }
+            });
+            return Verdict::Continue;
+        }
         let ret = if f.args.is_some() && exit == Exit::Return {
             Some(summarize_value(py, value))
         } else {
@@ -1423,7 +1441,8 @@ pub mod profile311 {
     /// it: PyTrace_EXCEPTION fires in the frame the exception reaches next, with
     /// (type, value, traceback). It is set only when no other trace function (debugger,
     /// coverage) is installed, and removes itself at its first exception event.
-    pub fn note_unwind(py: Python<'_>) {
+    /// Returns whether the trace function was armed.
+    pub fn note_unwind(py: Python<'_>) -> bool {
         let free = py
             .import("sys")
             .and_then(|s| s.getattr("gettrace"))
@@ -1433,6 +1452,15 @@ pub mod profile311 {
         if free {
             // SAFETY: GIL held; sets the trace function of the calling thread.
             unsafe { ffi::PyEval_SetTrace(Some(catch_exception), std::ptr::null_mut()) };
+        }
+        free
+    }
+
+    /// Sends the failed calls that waited for their exception's type.
+    fn emit_pending(exc_name: &str) {
+        let pending = with_ts(|ts| std::mem::take(&mut ts.pending_failed)).unwrap_or_default();
+        for (f, tid, duration, now) in pending {
+            emit_call(&f, tid, duration, now, Exit::Unwind, exc_name, false, None);
         }
     }
 
@@ -1444,9 +1472,11 @@ pub mod profile311 {
         what: c_int,
         arg: *mut ffi::PyObject,
     ) -> c_int {
-        if what == PYTRACE_EXCEPTION || what == PYTRACE_RETURN {
-            ffi::PyEval_SetTrace(None, std::ptr::null_mut());
+        if what != PYTRACE_EXCEPTION && what != PYTRACE_RETURN {
+            return 0;
         }
+        ffi::PyEval_SetTrace(None, std::ptr::null_mut());
+        let mut name = String::new();
         if what == PYTRACE_EXCEPTION
             && !arg.is_null()
             && ffi::PyTuple_Check(arg) != 0
@@ -1456,9 +1486,12 @@ pub mod profile311 {
             let value = ffi::PyTuple_GET_ITEM(arg, 1);
             let tb = ffi::PyTuple_GET_ITEM(arg, 2);
             if !value.is_null() && value != ffi::Py_None() {
+                name = type_name_of(value);
                 report_exception(py, value, tb);
             }
         }
+        // A RETURN first means the exception ended in C code that swallowed it: type unknown.
+        emit_pending(&name);
         0
     }
 

@@ -191,8 +191,7 @@ def test_raising_code_and_locals(traced):
     (catcher,) = named(calls, "catcher")
     assert fail["status"] == "failed" and parent(ids, fail) is catcher
     assert fail["payload"]["args"] == {"password": "[REDACTED]", "level": 1}
-    if sys.version_info >= (3, 12):
-        assert fail["payload"]["exception"] == "KeyError"
+    assert fail["payload"]["exception"] == "KeyError"
     assert catcher["status"] == "success" and catcher["payload"]["return"] == "caught"
     exc = [e for e in evs if e["entity_type"] == "exception"]
     assert len(exc) == 1, exc
@@ -389,3 +388,54 @@ def test_full_repr_mode_is_safe(hub, tmp_path):
     # helper ran inside the tracer (for repr) and is not reported as a call of the program;
     # only __repr__'s own call from the program would be.
     assert [short(c) for c in calls if short(c) == "helper"] == []
+
+
+CHAIN = r'''
+def c():
+    raise ValueError("deep")
+
+def b():
+    c()
+
+def a():
+    b()
+
+def top():
+    try:
+        a()
+    except ValueError:
+        return "handled"
+
+def swallowed():
+    # The exception ends in C code (hasattr) without reaching another Python frame.
+    class Weird:
+        def __getattr__(self, name):
+            raise AttributeError(name)
+    return hasattr(Weird(), "x")
+
+top()
+swallowed()
+'''
+
+
+def test_exception_through_several_frames(hub, tmp_path):
+    run_id, p = run_traced(hub, tmp_path, CHAIN, "chain")
+    assert p.returncode == 0, p.stderr
+    calls = {short(c): c for c in hub.events(run_id, source_events="call")}
+    for name in ("a", "b", "c"):
+        assert calls[name]["status"] == "failed"
+        assert calls[name]["payload"]["exception"] == "ValueError", name
+    assert calls["top"]["status"] == "success" and calls["top"]["payload"]["return"] == "handled"
+    assert calls["swallowed"]["payload"]["return"] is False
+    getattr_call = calls["__getattr__"]
+    assert getattr_call["status"] == "failed"
+    excs = hub.events(run_id, entity_types="exception")
+    if sys.version_info >= (3, 12):
+        assert getattr_call["payload"]["exception"] == "AttributeError"
+        assert sorted(e["entity_id"] for e in excs) == ["AttributeError", "ValueError"]
+    else:
+        # 3.11's profile hook never sees an exception that no Python frame receives (docs/PYTHON.md).
+        assert getattr_call["payload"]["exception"] is None
+        assert [e["entity_id"] for e in excs] == ["ValueError"]
+    (v,) = [e for e in excs if e["entity_id"] == "ValueError"]
+    assert [f["function"] for f in v["payload"]["stack"][-4:]] == ["top", "a", "b", "c"]
