@@ -257,6 +257,25 @@ fn transcript_backfill_counts_usage_once_and_prices_it() {
     );
     assert!((tree["children"][0]["cost_usd"].as_f64().unwrap() - 0.00014).abs() < 1e-9);
 
+    // Claude Code's OpenTelemetry `api_request` for the same request is the same usage: it
+    // shares the event id with the transcript's, so the cost is not counted twice.
+    let otel = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "claude-code"}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": "1795255201000000000", "body": {"stringValue": "claude_code.api_request"},
+            "attributes": [{"key": "event.name", "value": {"stringValue": "api_request"}}, {"key": "session.id", "value": {"stringValue": "sess-main"}},
+                {"key": "request_id", "value": {"stringValue": "req_1"}}, {"key": "cost_usd", "value": {"doubleValue": 99.0}},
+                {"key": "model", "value": {"stringValue": "claude-sonnet-4-5-20250929"}}]}]}]}]});
+    let (status, _) = common::post(
+        &format!("{}/v1/logs", hub.url),
+        "application/json",
+        otel.to_string(),
+    );
+    assert_eq!(status, 200);
+    let r = hub.get("/api/v1/runs/sess-main")["run"].clone();
+    assert!(
+        (r["cost_usd"].as_f64().unwrap() - TOTAL_COST).abs() < 1e-9,
+        "{r}"
+    );
+
     // The tool result carries its duration (2 s after its tool_use).
     let events = hub.events();
     let failed = events
