@@ -79,7 +79,7 @@ fn post_events(url: &str, body: &str) -> Result<Value, String> {
 
 fn event(run: &str, i: usize) -> Value {
     json!({"event_id": format!("{run}-{i}"), "ts": "2026-11-21T10:00:00.000Z", "source": "custom", "source_event": "tick",
-           "entity_type": "log", "run_id": run, "session_id": run, "title": format!("tick {i}"), "payload": {"i": i, "pi": 3.14159}})
+           "entity_type": "log", "run_id": run, "session_id": run, "title": format!("tick {i}"), "payload": {"i": i, "ratio": 2.5}})
 }
 
 fn all_event_ids(url: &str) -> Vec<String> {
