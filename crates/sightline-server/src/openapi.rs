@@ -99,6 +99,17 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
             "/api/v1/processes/{run_id}/control": {
                 "get": with_params(op("Long-poll a process's tracing settings", "200", json!({"type": "object"})), path_param("run_id", "string")),
                 "put": with_params(op("Change a process's tracing settings", "200", json!({"type": "object"})), path_param("run_id", "string"))},
+            "/api/v1/hooks/claude": {"post": op("A Claude Code hook payload exactly as its `http` hook type posts it", "202", json!({"type": "object"}))},
+            "/api/v1/hooks/opencode": {"post": op("An OpenCode bus event forwarded by the sightline plugin", "202", json!({"type": "object"}))},
+            "/v1/logs": {"post": op("OTLP/HTTP logs (protobuf or JSON, optionally gzip)", "200", json!({"type": "object"}))},
+            "/v1/traces": {"post": op("OTLP/HTTP traces (protobuf or JSON, optionally gzip)", "200", json!({"type": "object"}))},
+            "/v1/metrics": {"post": op("OTLP/HTTP metrics (protobuf or JSON, optionally gzip)", "200", json!({"type": "object"}))},
+            "/ws": {"get": {"summary": "WebSocket: auth, subscribe {id, filter, since}, unsubscribe, publish, ping (docs/PROTOCOL.md)", "responses": {"101": {"description": "switching protocols"}}}},
+            "/ws/workflow/{id}": {"get": with_params(json!({"summary": "A workflow execution's updates: {type: status|log|progress|error|complete, timestamp, data}", "responses": {"101": {"description": "switching protocols"}}}), path_param("id", "string"))},
+            "/api/v1/workflows/{id}/updates": {"post": with_params(op("Workflow updates (status, log, progress, error, complete)", "202", json!({"type": "object"})), path_param("id", "string"))},
+            "/api/v1/plugins": {"get": op("Configured plugins", "200", json!({"type": "object"}))},
+            "/api/v1/plugins/{name}/invoke": {"post": with_params(op("Send selected events to a plugin (JSON-RPC 2.0) and return its answer", "200", json!({"type": "object"})), path_param("name", "string"))},
+            "/api/v1/audit": {"get": op("Audit log: authentication failures and admin actions (admin)", "200", json!({"type": "object"}))},
             "/api/v1/shutdown": {"post": op("Stop the hub gracefully (drains the queue)", "202", json!({"type": "object"}))},
         },
         "components": {

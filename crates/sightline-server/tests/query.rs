@@ -201,6 +201,13 @@ fn openapi_document_lists_every_endpoint() {
         "/api/v1/incidents",
         "/api/v1/export",
         "/api/v1/import",
+        "/api/v1/hooks/claude",
+        "/v1/traces",
+        "/ws",
+        "/ws/workflow/{id}",
+        "/api/v1/workflows/{id}/updates",
+        "/api/v1/plugins/{name}/invoke",
+        "/api/v1/audit",
         "/telemetry",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
