@@ -43,6 +43,10 @@ struct Args {
     /// Seconds of warm-up (events sent, latency not recorded).
     #[arg(long, default_value_t = 3)]
     warmup: u64,
+    /// Spread events over this many runs, each subscriber following one (1: every subscriber
+    /// receives every event).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     /// Print one JSON line instead of the table.
     #[arg(long)]
     json: bool,
@@ -55,114 +59,147 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Latency histogram in 10 µs buckets up to 2 s, shared by every subscriber.
+/// Latency histogram with log buckets (2 % wide) from 1 µs to over a minute. Each subscriber
+/// keeps its own (no shared counters on the hot path) and they are merged at the end.
+#[derive(Clone)]
 struct Histogram {
-    buckets: Vec<AtomicU64>,
-    over: AtomicU64,
-    max_us: AtomicU64,
-    count: AtomicU64,
+    buckets: Vec<u64>,
+    count: u64,
+    max_us: u64,
 }
 
-const BUCKET_US: u64 = 10;
-const BUCKETS: usize = 200_000;
+const GROWTH: f64 = 1.02;
+const BUCKETS: usize = 1000;
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            over: AtomicU64::new(0),
-            max_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            buckets: vec![0; BUCKETS],
+            count: 0,
+            max_us: 0,
         }
     }
 
-    fn record(&self, us: u64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.max_us.fetch_max(us, Ordering::Relaxed);
-        match self.buckets.get((us / BUCKET_US) as usize) {
-            Some(b) => b.fetch_add(1, Ordering::Relaxed),
-            None => self.over.fetch_add(1, Ordering::Relaxed),
-        };
+    fn record(&mut self, us: u64) {
+        self.count += 1;
+        self.max_us = self.max_us.max(us);
+        let i = (((us + 1) as f64).ln() / GROWTH.ln()) as usize;
+        self.buckets[i.min(BUCKETS - 1)] += 1;
     }
 
+    fn merge(&mut self, other: &Histogram) {
+        self.count += other.count;
+        self.max_us = self.max_us.max(other.max_us);
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// The upper edge of the bucket holding quantile `q`, in ms.
     fn quantile(&self, q: f64) -> f64 {
-        let total = self.count.load(Ordering::Relaxed);
-        if total == 0 {
+        if self.count == 0 {
             return f64::NAN;
         }
-        let target = (total as f64 * q).ceil() as u64;
+        let target = (self.count as f64 * q).ceil() as u64;
         let mut seen = 0;
         for (i, b) in self.buckets.iter().enumerate() {
-            seen += b.load(Ordering::Relaxed);
+            seen += b;
             if seen >= target {
-                return ((i as u64 + 1) * BUCKET_US) as f64 / 1000.0;
+                return (GROWTH.powi(i as i32 + 1) - 1.0).min(self.max_us as f64) / 1000.0;
             }
         }
-        self.max_us.load(Ordering::Relaxed) as f64 / 1000.0
+        self.max_us as f64 / 1000.0
     }
 }
 
 struct Shared {
-    hist: Histogram,
     recording: AtomicBool,
-    /// Events received by all subscribers during the recording window.
-    received: AtomicU64,
     lagged: AtomicU64,
     errors: AtomicU64,
 }
 
-/// Pulls `"t_ns":<digits>` out of an event's JSON without parsing all of it: the client must
-/// stay cheaper than the hub it measures.
+/// Pulls `"t_ns":<digits>` out of an event's JSON without parsing it: the payload is the
+/// event's last field, so the search starts from the end. The client must stay cheaper than
+/// the hub it measures.
 fn sent_ns(text: &[u8]) -> Option<u64> {
     let key = b"\"t_ns\":";
-    let pos = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let digits: Vec<u8> = text[pos..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .copied()
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
-}
-
-fn observe(shared: &Shared, text: &[u8]) {
-    let Some(sent) = sent_ns(text) else { return };
-    if shared.recording.load(Ordering::Relaxed) {
-        shared.received.fetch_add(1, Ordering::Relaxed);
-        shared.hist.record(now_ns().saturating_sub(sent) / 1000);
+    let from = text.len().saturating_sub(64);
+    let pos = text[from..].windows(key.len()).rposition(|w| w == key)? + from + key.len();
+    let mut n: u64 = 0;
+    let mut any = false;
+    for b in &text[pos..] {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        any = true;
+        n = n * 10 + (b - b'0') as u64;
     }
+    any.then_some(n)
 }
 
-async fn ws_subscriber(addr: String, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await else {
+/// What one subscriber saw while recording.
+struct Seen {
+    hist: Histogram,
+    received: u64,
+}
+
+fn observe(shared: &Shared, seen: &mut Seen, text: &[u8]) {
+    if !shared.recording.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(sent) = sent_ns(text) else { return };
+    seen.received += 1;
+    seen.hist.record(now_ns().saturating_sub(sent) / 1000);
+}
+
+async fn ws_subscriber(
+    addr: String,
+    run: String,
+    shared: Arc<Shared>,
+    seen: Arc<std::sync::Mutex<Seen>>,
+) {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024);
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/ws"),
+        Some(config),
+        false,
+    )
+    .await
+    else {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let sub = r#"{"type":"subscribe","id":1,"filter":{"runs":["load"]}}"#;
+    let sub = format!(r#"{{"type":"subscribe","id":1,"filter":{{"runs":["{run}"]}}}}"#);
     if ws.send(Message::Text(sub.into())).await.is_err() {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
+    // Stopped by aborting the task: no timer per message.
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => {
                 let b = t.as_bytes();
                 if b.starts_with(br#"{"type":"lagged""#) {
                     shared.lagged.fetch_add(1, Ordering::Relaxed);
                 }
-                observe(&shared, b);
+                observe(&shared, &mut seen.lock().expect("seen"), b);
             }
-            Ok(Some(Ok(_))) | Err(_) => {}
-            Ok(_) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
+    shared.errors.fetch_add(1, Ordering::Relaxed);
 }
 
-async fn sse_subscriber(addr: String, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+async fn sse_subscriber(
+    addr: String,
+    run: String,
+    shared: Arc<Shared>,
+    seen: Arc<std::sync::Mutex<Seen>>,
+) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri: hyper::Uri = match format!("http://{addr}/api/v1/events/stream?runs=load").parse() {
+    let uri: hyper::Uri = match format!("http://{addr}/api/v1/events/stream?runs={run}").parse() {
         Ok(u) => u,
         Err(_) => return,
     };
@@ -172,24 +209,22 @@ async fn sse_subscriber(addr: String, shared: Arc<Shared>, stop: Arc<AtomicBool>
     };
     let mut body = res.into_body();
     let mut buf: Vec<u8> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(500), body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                        observe(&shared, &buf[..end]);
-                        buf.drain(..end + 2);
-                    }
-                }
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            let mut start = 0;
+            while let Some(end) = buf[start..].windows(2).position(|w| w == b"\n\n") {
+                observe(
+                    &shared,
+                    &mut seen.lock().expect("seen"),
+                    &buf[start..start + end],
+                );
+                start += end + 2;
             }
-            Ok(Some(Err(_))) | Ok(None) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(_) => {}
+            buf.drain(..start);
         }
     }
+    shared.errors.fetch_add(1, Ordering::Relaxed);
 }
 
 /// (RSS bytes, CPU seconds) of a process, from /proc.
@@ -263,28 +298,44 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = proc_usage(pid).context("reading the hub's /proc")?;
     let shared = Arc::new(Shared {
-        hist: Histogram::new(),
         recording: AtomicBool::new(false),
-        received: AtomicU64::new(0),
         lagged: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut seens = Vec::new();
+    let runs = args.runs.max(1);
+    let mut runs_of: Vec<usize> = Vec::new();
+    let sent_per_run: Arc<Vec<AtomicU64>> =
+        Arc::new((0..runs).map(|_| AtomicU64::new(0)).collect());
     let connect_started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..args.ws.max(args.sse) {
+        let seen = || {
+            Arc::new(std::sync::Mutex::new(Seen {
+                hist: Histogram::new(),
+                received: 0,
+            }))
+        };
         if i < args.ws {
+            let s = seen();
+            seens.push(s.clone());
+            runs_of.push(i % runs);
             tasks.push(tokio::spawn(ws_subscriber(
                 addr.clone(),
+                format!("load-{}", i % runs),
                 shared.clone(),
-                stop.clone(),
+                s,
             )));
         }
         if i < args.sse {
+            let s = seen();
+            seens.push(s.clone());
+            runs_of.push((i + 1) % runs);
             tasks.push(tokio::spawn(sse_subscriber(
                 addr.clone(),
+                format!("load-{}", (i + 1) % runs),
                 shared.clone(),
-                stop.clone(),
+                s,
             )));
         }
         if i % 50 == 49 {
@@ -328,6 +379,7 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut cpu_start = None;
+    let mut client_cpu_start = None;
     let mut peak_rss = connected_rss;
     let mut last_sample = Instant::now();
     let uri: hyper::Uri = format!("http://{addr}/api/v1/events").parse()?;
@@ -338,6 +390,7 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
         if recording && !shared.recording.load(Ordering::Relaxed) {
             shared.recording.store(true, Ordering::Relaxed);
             cpu_start = proc_usage(pid).map(|(_, c)| (c, Instant::now()));
+            client_cpu_start = proc_usage(std::process::id()).map(|(_, c)| c);
         }
         if last_sample.elapsed() > Duration::from_millis(500) {
             if let Some((rss, _)) = proc_usage(pid) {
@@ -347,7 +400,8 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
         }
         i += 1;
         let body = format!(
-            r#"{{"source":"custom","source_event":"load","entity_type":"log","run_id":"load","title":"load event {i}","payload":{{"t_ns":{}}}}}"#,
+            r#"{{"source":"custom","source_event":"load","entity_type":"log","run_id":"load-{}","title":"load event {i}","payload":{{"t_ns":{}}}}}"#,
+            i as usize % runs,
             now_ns()
         );
         let req = hyper::Request::post(uri.clone())
@@ -359,6 +413,7 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
             failed.clone(),
             sent_recorded.clone(),
         );
+        let (per_run, run) = (sent_per_run.clone(), i as usize % runs);
         tokio::spawn(async move {
             match producer.request(req).await {
                 Ok(r) if r.status().as_u16() == 202 => {
@@ -366,6 +421,7 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
                     sent.fetch_add(1, Ordering::Relaxed);
                     if recording {
                         sent_recorded.fetch_add(1, Ordering::Relaxed);
+                        per_run[run].fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 _ => {
@@ -375,6 +431,10 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
         });
     }
     let window = cpu_start.map(|(_, t)| t.elapsed()).unwrap_or_default();
+    let client_cpu = match (client_cpu_start, proc_usage(std::process::id())) {
+        (Some(c0), Some((_, c1))) => (c1 - c0) / window.as_secs_f64() * 100.0,
+        _ => f64::NAN,
+    };
     let cpu = match (cpu_start, proc_usage(pid)) {
         (Some((c0, _)), Some((rss, c1))) => {
             peak_rss = peak_rss.max(rss);
@@ -385,34 +445,48 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
     // Let in-flight events arrive before stopping the count.
     tokio::time::sleep(Duration::from_secs(2)).await;
     shared.recording.store(false, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
+    let errors_before_stop = shared.errors.load(Ordering::Relaxed);
+    for t in &tasks {
+        t.abort();
     }
-    let expected = sent_recorded.load(Ordering::Relaxed) * subscribers;
-    let received = shared.received.load(Ordering::Relaxed);
-    let h = &shared.hist;
+    let mut hist = Histogram::new();
+    let mut received = 0;
+    let mut starved = 0;
+    let mut expected = 0;
+    for (s, run) in seens.iter().zip(&runs_of) {
+        let per_sub = sent_per_run[*run].load(Ordering::Relaxed);
+        expected += per_sub;
+        let s = s.lock().expect("seen");
+        hist.merge(&s.hist);
+        received += s.received;
+        if s.received < per_sub {
+            starved += 1;
+        }
+    }
+    let h = &hist;
     let report = serde_json::json!({
         "ws_subscribers": args.ws, "sse_subscribers": args.sse, "rate": args.rate,
-        "duration_s": args.duration, "events_sent": sent.load(Ordering::Relaxed),
+        "duration_s": args.duration, "runs": runs, "events_sent": sent.load(Ordering::Relaxed),
         "events_failed": failed.load(Ordering::Relaxed),
         "deliveries_expected": expected, "deliveries_received": received,
         "latency_ms": {"p50": h.quantile(0.50), "p90": h.quantile(0.90), "p99": h.quantile(0.99),
-                       "p999": h.quantile(0.999), "max": h.max_us.load(Ordering::Relaxed) as f64 / 1000.0},
+                       "p999": h.quantile(0.999), "max": h.max_us as f64 / 1000.0},
         "hub_rss_mb": {"idle": idle_rss as f64 / 1e6, "connected": connected_rss as f64 / 1e6, "peak": peak_rss as f64 / 1e6},
-        "hub_cpu_percent": cpu, "connect_s": connect_time.as_secs_f64(),
+        "hub_cpu_percent": cpu, "client_cpu_percent": client_cpu,
+        "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("").to_string(), "connect_s": connect_time.as_secs_f64(),
         "lagged_notices": shared.lagged.load(Ordering::Relaxed),
-        "subscriber_errors": shared.errors.load(Ordering::Relaxed),
+        "subscriber_errors": errors_before_stop,
+        "subscribers_short": starved,
     });
     if args.json {
         println!("{report}");
     } else {
         println!(
-            "live fan-out: {} WS + {} SSE subscribers, {} events/s for {} s (after {} s warm-up)",
-            args.ws, args.sse, args.rate, args.duration, args.warmup
+            "live fan-out: {} WS + {} SSE subscribers, {} events/s spread over {} run(s), each subscriber following one, for {} s (after {} s warm-up)",
+            args.ws, args.sse, args.rate, runs, args.duration, args.warmup
         );
         println!(
-            "  events sent {} (failed {}), deliveries {received} of {expected} expected",
+            "  events sent {} (failed {}), deliveries {received} of {expected} expected ({starved} subscribers short)",
             report["events_sent"], report["events_failed"]
         );
         println!(
@@ -421,7 +495,7 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
             h.quantile(0.9),
             h.quantile(0.99),
             h.quantile(0.999),
-            h.max_us.load(Ordering::Relaxed) as f64 / 1000.0
+            h.max_us as f64 / 1000.0
         );
         println!(
             "  hub RSS: idle {:.1} MB, with subscribers {:.1} MB, peak {:.1} MB",
@@ -429,7 +503,10 @@ async fn run(args: Args, addr: String, pid: u32) -> anyhow::Result<()> {
             connected_rss as f64 / 1e6,
             peak_rss as f64 / 1e6
         );
-        println!("  hub CPU: {cpu:.0} % of one core (measurement window)");
+        println!(
+            "  hub CPU: {cpu:.0} % of one core; this load client: {client_cpu:.0} %; machine load average {}",
+            report["load_average"]
+        );
         println!(
             "  connecting {subscribers} subscribers took {:.2} s; lagged notices {}, subscriber errors {}",
             connect_time.as_secs_f64(),

@@ -31,7 +31,11 @@ use crate::subscription::Subscription;
 use crate::workflow;
 
 /// Frames queued per connection before subscription tasks wait (and then lag).
-pub const OUT_BUFFER: usize = 1024;
+pub const OUT_BUFFER: usize = 128;
+/// Per-connection socket read buffer.
+const READ_BUFFER: usize = 8 * 1024;
+/// Bytes buffered before tungstenite writes without a flush.
+const WRITE_BUFFER: usize = 32 * 1024;
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 256;
 /// A frame the socket has not taken for this long means the client stopped reading.
@@ -109,8 +113,12 @@ pub async fn upgrade(
         pending_auth: false,
     });
     let max = hub.settings.max_body;
+    // Small read buffers: clients send little, and a hub holds many connections (tungstenite's
+    // default is 128 KiB each, allocated up front).
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| Connection::run(hub, caller, socket))
 }
 
