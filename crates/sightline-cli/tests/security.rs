@@ -126,7 +126,8 @@ fn auth_matrix() {
     let wf = json!({"type": "log", "data": {"message": "hi"}}).to_string();
     let export_line = event(99);
     // (name, method, url, body, expected for [none, wrong, read, ingest, admin])
-    let cases: Vec<(&str, &str, String, Option<String>, [u16; 5])> = vec![
+    type Case<'a> = (&'a str, &'a str, String, Option<String>, [u16; 5]);
+    let cases: Vec<Case> = vec![
         ("health", "GET", u("/api/v1/health"), None, [200, 200, 200, 200, 200]),
         ("dashboard", "GET", u("/"), None, [200, 200, 200, 200, 200]),
         ("query", "GET", u("/api/v1/runs"), None, [401, 401, 200, 403, 200]),

@@ -67,6 +67,8 @@ pub enum SecurityError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("a valid token is required")]
+    Unauthorized,
     #[error("TLS: {0}")]
     Tls(String),
     #[error("{path}: {source}")]
@@ -469,7 +471,7 @@ impl Security {
         let bare = name.trim_start_matches('[').trim_end_matches(']');
         bare.parse::<IpAddr>().is_ok()
             || name.ends_with(".localhost")
-            || self.machine_names.iter().any(|n| *n == name)
+            || self.machine_names.contains(&name)
             || self
                 .settings
                 .allowed_hosts
@@ -519,13 +521,13 @@ impl Security {
     }
 
     /// Resolves the token of a request (or a WS `auth` message): `Ok(None)` when auth is off.
-    pub fn authenticate(&self, presented: Option<&str>) -> Result<Option<Grant>, ()> {
+    pub fn authenticate(&self, presented: Option<&str>) -> Result<Option<Grant>, SecurityError> {
         if !self.auth_required() {
             return Ok(None);
         }
         match presented.and_then(|t| self.settings.tokens.check(t)) {
             Some(g) => Ok(Some(g.clone())),
-            None => Err(()),
+            None => Err(SecurityError::Unauthorized),
         }
     }
 
@@ -774,7 +776,7 @@ pub async fn guard(State(hub): State<Hub>, mut req: Request, next: Next) -> Resp
             (None, Need::Socket) => caller.pending_auth = true,
             (presented, _) => match sec.authenticate(presented) {
                 Ok(grant) => caller.grant = grant,
-                Err(()) => {
+                Err(_) => {
                     let detail = if presented.is_some() {
                         "wrong token"
                     } else {

@@ -72,7 +72,7 @@ enum ClientMessage {
     Subscribe {
         id: Value,
         #[serde(default)]
-        filter: Option<Filter>,
+        filter: Option<Box<Filter>>,
         #[serde(default)]
         since: Option<u64>,
         #[serde(default)]
@@ -323,7 +323,7 @@ impl Connection {
                 since,
                 epoch,
             } => {
-                self.subscribe(id, filter.unwrap_or_default(), since, epoch)
+                self.subscribe(id, filter.map(|f| *f).unwrap_or_default(), since, epoch)
                     .await;
                 true
             }
@@ -408,7 +408,7 @@ impl Connection {
                     .await;
                 true
             }
-            Err(()) => {
+            Err(_) => {
                 let ip = self.caller.addr.map(|a| a.ip());
                 self.hub.security.audit(
                     "auth_failed",

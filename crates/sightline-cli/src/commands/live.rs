@@ -61,7 +61,7 @@ pub struct LiveArgs {
 
 fn rate(value: Option<f64>, default: f64, flag: &str) -> anyhow::Result<Option<RateLimit>> {
     match value.unwrap_or(default) {
-        v if v == 0.0 => Ok(None),
+        0.0 => Ok(None),
         v if v.is_finite() && v > 0.0 => Ok(Some(RateLimit::new(v))),
         v => Err(Exit::config(format!(
             "--{flag} {v} must be a positive number of requests per second, or 0"
