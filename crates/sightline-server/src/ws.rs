@@ -42,6 +42,8 @@ const WRITE_BATCH: usize = 256;
 pub const SEND_STALL: Duration = Duration::from_secs(30);
 /// Time to send `auth` when the upgrade carried no token.
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a closing connection keeps reading so its last frames are not reset away.
+pub const LINGER: Duration = Duration::from_secs(1);
 /// Subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Messages per second a connection may send (bursts of twice that).
@@ -250,6 +252,14 @@ impl Connection {
         }
         drop(conn);
         let _ = writer.await;
+        // Read what the client still sends until it answers our close (or a short linger
+        // ends): dropping a socket with unread input makes the kernel send RST, and an RST
+        // discards the frames the client has not read yet — including the close frame that
+        // says why.
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
     }
 
     /// Handles one message; false closes the connection.

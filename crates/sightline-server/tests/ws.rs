@@ -387,3 +387,44 @@ fn workflow_updates_come_back_in_their_own_shape() {
     let run = get(&format!("{}/api/v1/runs/wf-42", hub.url));
     assert_eq!(run["run"]["status"], "failed", "{run}");
 }
+
+#[test]
+fn a_flooding_client_gets_rate_limited_then_closed_with_4008() {
+    let hub = TestHub::start();
+    hub.runtime.block_on(async {
+        let mut c = connect(&hub.url).await;
+        // Far more than the per-connection budget (500/s, bursts of 1,000), as fast as possible.
+        for i in 0..1_200 {
+            if c.send(Message::Text(
+                json!({"type": "ping", "id": i}).to_string().into(),
+            ))
+            .await
+            .is_err()
+            {
+                break;
+            }
+        }
+        let (mut pongs, mut limited, mut close_code) = (0, 0, None);
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(10), c.next()).await {
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["type"].as_str() {
+                        Some("pong") => pongs += 1,
+                        Some("error") if v["code"] == "rate_limited" => limited += 1,
+                        _ => {}
+                    }
+                }
+                Ok(Message::Close(f)) => {
+                    close_code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(pongs >= 1_000, "the burst is served: {pongs}");
+        assert!(limited >= 1, "then refused with rate_limited errors");
+        assert_eq!(close_code, Some(4008), "and closed on continued abuse");
+    });
+}
