@@ -38,6 +38,18 @@ impl Drop for Server {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+        // tmux leaves its socket file behind: /tmp/tmux-<uid>/<name>.
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next().map(str::to_string))
+            });
+        if let Some(uid) = uid {
+            let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+            let _ = std::fs::remove_file(format!("{dir}/tmux-{uid}/{}", self.socket));
+        }
     }
 }
 
