@@ -37,7 +37,7 @@ const READ_BUFFER: usize = 8 * 1024;
 /// Bytes buffered before tungstenite writes without a flush.
 const WRITE_BUFFER: usize = 32 * 1024;
 /// Frames written per flush at most.
-const WRITE_BATCH: usize = 256;
+const WRITE_BATCH: usize = 32;
 /// A frame the socket has not taken for this long means the client stopped reading.
 pub const SEND_STALL: Duration = Duration::from_secs(30);
 /// Time to send `auth` when the upgrade carried no token.
