@@ -44,9 +44,9 @@ def free_port() -> int:
 
 
 class Hub:
-    def __init__(self, db: Path, port: int = 0):
+    def __init__(self, db: Path, port: int = 0, extra=()):
         self.proc = subprocess.Popen(
-            [str(hub_binary()), "serve", "--port", str(port), "--source", "http", "--db", str(db)],
+            [str(hub_binary()), "serve", "--port", str(port), "--source", "http", "--db", str(db), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "SIGHTLINE_TOKEN": "", "HOME": str(db.parent)},
@@ -157,5 +157,24 @@ def test_reconnect_across_a_hub_restart_loses_nothing(tmp_path):
         seqs = [e["seq"] for e in received]
         assert seqs == first + later, "every event once, in order, across the restart"
         assert len({e["event_id"] for e in received}) == 300
+    finally:
+        hub.stop()
+
+
+def test_tokens_and_roles(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token-1 read viewer\nproducer-token-1 ingest producer\n")
+    hub = Hub(tmp_path / "db.sqlite", extra=["--token-file", str(tokens)])
+    try:
+        producer = sl.Client(hub.url, token="producer-token-1")
+        reader = sl.Client(hub.url, token="reader-token-1")
+        seqs = producer.publish([ev("auth", i) for i in range(3)])
+        assert [e["seq"] for e in collect(reader.events(since=0, runs=["auth"]), 3)] == seqs
+        with pytest.raises(sl.HubError) as err:
+            reader.publish(ev("auth", 9), max_attempts=1)
+        assert err.value.status == 403
+        with pytest.raises(sl.HubError) as err:
+            next(sl.Client(hub.url, token="wrong-token-9").events(since=0))
+        assert err.value.status == 401
     finally:
         hub.stop()
