@@ -137,14 +137,14 @@ fn now_ns() -> u128 {
 /// active at a time (their events interleave), and each run has about 100 events.
 fn event(i: usize, runs: usize, base_ms: i64) -> String {
     let run = ((i / 2000) * 20 + i % 20) % runs.max(1);
-    let session = if i % 5 == 0 {
+    let session = if i.is_multiple_of(5) {
         format!("r{run}-sub{}", i % 3)
     } else {
         format!("r{run}")
     };
     let ts_ms = base_ms + (i as i64 * 86_400_000 / 1_000_000);
     let ts = sightline_schema::Timestamp(ts_ms).to_rfc3339();
-    let (status, severity) = if i % 97 == 0 {
+    let (status, severity) = if i.is_multiple_of(97) {
         ("failed", "error")
     } else {
         ("success", "info")
@@ -453,7 +453,7 @@ async fn main() -> anyhow::Result<()> {
         "sightline budget benchmark — {} cores, hub pid {pid}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("{:<58} {:>16}  {}", "what", "figure", "goal (DESIGN.md §6)");
+    println!("{:<58} {:>16}  goal (DESIGN.md §6)", "what", "figure");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(

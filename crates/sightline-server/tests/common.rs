@@ -24,7 +24,11 @@ impl TestHub {
 
     pub fn start_with(configure: impl FnOnce(&mut StoreConfig, &mut HubSettings)) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let mut store = StoreConfig::new(dir.path().join("db.sqlite"));
         let mut settings = HubSettings::default();
         configure(&mut store, &mut settings);
@@ -34,7 +38,12 @@ impl TestHub {
             start(hub, listener).unwrap()
         });
         let url = format!("http://{}", running.addr);
-        TestHub { running: Some(running), url, dir, runtime }
+        TestHub {
+            running: Some(running),
+            url,
+            dir,
+            runtime,
+        }
     }
 
     pub fn stop(&mut self) {
@@ -60,16 +69,35 @@ pub fn agent() -> ureq::Agent {
 
 /// POSTs and returns (status, body as JSON or as a string value).
 pub fn post(url: &str, content_type: &str, body: impl AsRef<[u8]>) -> (u16, Value) {
-    let mut res = agent().post(url).header("Content-Type", content_type).send(body.as_ref()).unwrap();
+    let mut res = agent()
+        .post(url)
+        .header("Content-Type", content_type)
+        .send(body.as_ref())
+        .unwrap();
     let status = res.status().as_u16();
-    let text = res.body_mut().with_config().limit(u64::MAX).read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let text = res
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()
+        .unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn get_text(url: &str) -> (u16, String) {
     let mut res = agent().get(url).call().unwrap();
     let status = res.status().as_u16();
-    (status, res.body_mut().with_config().limit(u64::MAX).read_to_string().unwrap())
+    (
+        status,
+        res.body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .unwrap(),
+    )
 }
 
 pub fn get(url: &str) -> Value {
@@ -105,7 +133,13 @@ pub fn read_frames(reader: impl Read, mut on_frame: impl FnMut(Frame) -> bool) {
     for line in BufReader::new(reader).lines() {
         let Ok(line) = line else { return };
         if line.is_empty() {
-            if !data.is_empty() && !on_frame((std::mem::take(&mut event), id.take(), std::mem::take(&mut data))) {
+            if !data.is_empty()
+                && !on_frame((
+                    std::mem::take(&mut event),
+                    id.take(),
+                    std::mem::take(&mut data),
+                ))
+            {
                 return;
             }
             event.clear();
@@ -129,4 +163,49 @@ pub fn open_stream(url: &str, last_event_id: Option<u64>) -> impl Read + use<> {
     let res = req.call().unwrap();
     assert_eq!(res.status().as_u16(), 200);
     res.into_body().into_reader()
+}
+
+/// Sends only the head of a POST declaring `length` body bytes and reads the answer (a hub
+/// must be able to refuse an oversized body without reading it).
+pub fn post_declared_length(url: &str, length: usize) -> (u16, String) {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head and a body of the announced size have arrived.
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let declared = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            if declared.is_some_and(|d| body.len() >= d) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
