@@ -136,9 +136,16 @@ pub fn start(hub: Hub, listener: TcpListener) -> std::io::Result<Running> {
 
 /// Like [`start`], with extra routes merged in.
 pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::io::Result<Running> {
+    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
     let app = router_with(hub.clone(), extra);
     let stopper = hub.clone();
+    // Live streams write many small frames: without TCP_NODELAY, Nagle's algorithm holds a
+    // frame back until the previous one is acknowledged, and delayed ACKs turn that into
+    // tens of milliseconds of latency.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
