@@ -110,7 +110,7 @@ class Agent:
         if cfg.output:
             _native.transport_configure(file=os.path.abspath(cfg.output))
         else:
-            _native.transport_configure(url=cfg.url, token=cfg.token)
+            _native.transport_configure(url=cfg.url, token=cfg.token, via=cfg.transport)
         self._prepare_children()
         if not cfg.output:
             self._resend_spool()

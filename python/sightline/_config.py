@@ -32,6 +32,9 @@ class Config:
 
     url: str = "http://127.0.0.1:4517"
     token: str | None = None
+    #: How events reach the hub: ``auto`` (the WebSocket ``publish``, falling back to HTTP when
+    #: the hub refuses the upgrade), ``ws`` or ``http`` (``POST /api/v1/events``).
+    transport: str = "auto"
     #: Offline mode: write NDJSON events here instead of posting (``sightline import`` reads it).
     output: str | None = None
     run_id: str | None = None
@@ -61,6 +64,7 @@ class Config:
         c = cls(
             url=e.get("SIGHTLINE_URL") or cls.url,
             token=e.get("SIGHTLINE_TOKEN") or None,
+            transport=(e.get("SIGHTLINE_TRANSPORT") or "auto").strip().lower(),
             output=e.get("SIGHTLINE_OUTPUT") or None,
             run_id=e.get("SIGHTLINE_RUN_ID") or None,
             parent_session_id=e.get("SIGHTLINE_PARENT_SESSION_ID") or None,
@@ -87,6 +91,8 @@ class Config:
             if k in ("include", "exclude") and isinstance(v, str):
                 v = _split(v)
             setattr(c, k, v)
+        if c.transport not in ("auto", "ws", "http"):
+            raise ValueError(f"SIGHTLINE_TRANSPORT={c.transport!r}: use auto, ws or http")
         if c.min_duration_ms < 0 or c.max_detail_per_s < 0:
             raise ValueError("min_duration_ms and max_detail_per_s must be >= 0")
         return c

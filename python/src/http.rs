@@ -100,27 +100,7 @@ impl Client {
 
     fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, HttpError> {
         if self.conn.is_none() {
-            let addrs: Vec<_> = (self.ep.host.as_str(), self.ep.port)
-                .to_socket_addrs()?
-                .collect();
-            let mut last = None;
-            for a in addrs {
-                match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
-                    Ok(s) => {
-                        s.set_nodelay(true)?;
-                        s.set_read_timeout(Some(self.read_timeout))?;
-                        s.set_write_timeout(Some(Duration::from_secs(10)))?;
-                        self.conn = Some(BufReader::new(s));
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            if self.conn.is_none() {
-                return Err(HttpError::Io(last.unwrap_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-                })));
-            }
+            self.conn = Some(BufReader::new(dial(&self.ep, self.read_timeout)?));
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
@@ -188,7 +168,44 @@ impl Client {
     }
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpError> {
+/// Opens a TCP connection to the hub (every resolved address in turn), with `TCP_NODELAY`
+/// and the given read timeout.
+pub fn dial(ep: &Endpoint, read_timeout: Duration) -> Result<TcpStream, HttpError> {
+    let mut last = None;
+    for a in (ep.host.as_str(), ep.port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(read_timeout))?;
+                s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(HttpError::Io(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+    })))
+}
+
+/// The status line and headers of a response (names lower-cased).
+pub struct Head {
+    pub version: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a response's status line and headers, leaving the body in `r`.
+pub fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, HttpError> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Err(HttpError::Io(std::io::Error::new(
@@ -197,7 +214,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpE
         )));
     }
     let mut parts = line.split_whitespace();
-    let version = parts.next().unwrap_or("");
+    let version = parts.next().unwrap_or("").to_string();
     if !version.starts_with("HTTP/1.") {
         return Err(HttpError::Protocol(format!("status line {line:?}")));
     }
@@ -205,10 +222,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpE
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| HttpError::Protocol(format!("status line {line:?}")))?;
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut close = version == "HTTP/1.0";
-    let mut retry_after = None;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
@@ -219,16 +233,29 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpE
             break;
         }
         if let Some((k, v)) = l.split_once(':') {
-            let v = v.trim();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => content_length = v.parse().ok(),
-                "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
-                "connection" => close = v.eq_ignore_ascii_case("close"),
-                "retry-after" => retry_after = v.parse().ok(),
-                _ => {}
-            }
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
+    Ok(Head {
+        version,
+        status,
+        headers,
+    })
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpError> {
+    let head = read_head(r)?;
+    let status = head.status;
+    let content_length: Option<usize> = head.header("content-length").and_then(|v| v.parse().ok());
+    let chunked = head
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut close = match head.header("connection") {
+        Some(v) => v.eq_ignore_ascii_case("close"),
+        None => head.version == "HTTP/1.0",
+    };
+    let retry_after = head.header("retry-after").and_then(|v| v.parse().ok());
+    let mut line = String::new();
     let mut body = Vec::new();
     if chunked {
         loop {

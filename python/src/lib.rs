@@ -13,6 +13,7 @@ mod json;
 mod summary;
 mod tracer;
 mod transport;
+mod ws;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -221,18 +222,23 @@ fn is_active() -> bool {
 // --- transport ------------------------------------------------------------------------------
 
 #[pyfunction]
-#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000))]
+#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto"))]
 fn transport_configure(
     url: Option<String>,
     token: Option<String>,
     file: Option<String>,
     cap_detail: usize,
     cap_critical: usize,
+    via: &str,
 ) -> PyResult<()> {
+    let via = transport::Via::parse(via).ok_or_else(|| {
+        PyValueError::new_err(format!("transport {via:?} is not one of auto, ws, http"))
+    })?;
     let sink = match (file, url) {
         (Some(f), _) => transport::Sink::File(f.into()),
-        (None, Some(u)) => transport::Sink::Http(
+        (None, Some(u)) => transport::Sink::Hub(
             http::Endpoint::parse(&u, token).map_err(|e| PyValueError::new_err(e.to_string()))?,
+            via,
         ),
         (None, None) => return Err(PyValueError::new_err("either url or file is required")),
     };
@@ -308,6 +314,7 @@ fn stats<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("rejected", t.rejected)?;
     d.set_item("retries", t.retries)?;
     d.set_item("last_error", t.last_error)?;
+    d.set_item("transport", t.transport)?;
     if let Some(r) = tracer::registry().as_ref() {
         d.set_item("detail_sent", r.detail_sent)?;
         d.set_item("functions", r.metas.iter().filter(|m| m.traced).count())?;

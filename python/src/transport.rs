@@ -1,5 +1,7 @@
 //! The agent's outbox: a bounded queue of serialized events and the background thread that
-//! delivers them to the hub (`POST /api/v1/events`, NDJSON) or to an offline NDJSON file.
+//! delivers them to the hub (a WebSocket `publish`, or `POST /api/v1/events` as NDJSON) or to
+//! an offline NDJSON file. A batch leaves the queue for good only once the hub acknowledged
+//! it, which it does after commit.
 //!
 //! The traced program only ever appends to the queue (a short critical section, no I/O). The
 //! sender thread is pure Rust: it must never touch Python or hold the GIL, and it must never
@@ -8,6 +10,7 @@
 //! ("critical") have their own, larger bound.
 
 use crate::http::{Client, Endpoint};
+use crate::ws::{Answer, WsClient, WsError};
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,8 +25,28 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 pub enum Sink {
     /// Nothing configured yet: events wait in the queue.
     None,
-    Http(Endpoint),
+    Hub(Endpoint, Via),
     File(PathBuf),
+}
+
+/// How batches reach the hub.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Via {
+    /// The WebSocket, falling back to HTTP if the hub refuses the upgrade.
+    Auto,
+    WebSocket,
+    Http,
+}
+
+impl Via {
+    pub fn parse(s: &str) -> Option<Via> {
+        match s {
+            "auto" | "" => Some(Via::Auto),
+            "ws" | "websocket" => Some(Via::WebSocket),
+            "http" => Some(Via::Http),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default, Clone, Debug)]
@@ -34,6 +57,8 @@ pub struct Stats {
     pub rejected: u64,
     pub retries: u64,
     pub last_error: Option<String>,
+    /// What the last delivery went through: "ws", "http" or "file".
+    pub transport: Option<&'static str>,
 }
 
 pub struct Q {
@@ -188,7 +213,7 @@ impl Transport {
     }
 
     fn run(&self) {
-        let mut client: Option<(u64, Client)> = None;
+        let mut link: Option<(u64, HubLink)> = None;
         let mut backoff = Duration::from_millis(200);
         loop {
             let (batch, n_crit, sink, gen) = {
@@ -240,15 +265,23 @@ impl Transport {
             let outcome = match &sink {
                 Sink::None => Outcome::Retry(None, "no sink".into()),
                 Sink::File(p) => write_file(p, &batch),
-                Sink::Http(ep) => {
-                    if client.as_ref().map(|c| c.0) != Some(gen) {
-                        client = Some((gen, Client::new(ep.clone(), Duration::from_secs(30))));
+                Sink::Hub(ep, via) => {
+                    if link.as_ref().map(|l| l.0) != Some(gen) {
+                        if let Some((_, old)) = link.take() {
+                            old.close();
+                        }
+                        link = Some((gen, HubLink::new(ep.clone(), *via)));
                     }
-                    post(&mut client.as_mut().expect("set above").1, &batch)
+                    link.as_mut().expect("set above").1.deliver(&batch)
                 }
             };
             let mut q = lock(&self.q);
             q.in_flight = 0;
+            q.stats.transport = match &sink {
+                Sink::None => None,
+                Sink::File(_) => Some("file"),
+                Sink::Hub(..) => link.as_ref().map(|l| l.1.name()),
+            };
             match outcome {
                 Outcome::Done { rejected, error } => {
                     q.stats.sent += (batch.len() - rejected) as u64;
@@ -324,6 +357,107 @@ fn write_file(path: &PathBuf, batch: &[String]) -> Outcome {
     }
 }
 
+/// The sender's connection to the hub: a WebSocket, or HTTP when so configured or when the
+/// hub refused the upgrade (`Via::Auto`).
+struct HubLink {
+    ep: Endpoint,
+    via: Via,
+    ws: Option<WsClient>,
+    http: Option<Client>,
+}
+
+/// How long the hub may take to commit and answer one batch.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl HubLink {
+    fn new(ep: Endpoint, via: Via) -> HubLink {
+        HubLink {
+            ep,
+            via,
+            ws: None,
+            http: None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.via == Via::Http {
+            "http"
+        } else {
+            "ws"
+        }
+    }
+
+    fn close(self) {
+        if let Some(ws) = self.ws {
+            ws.close();
+        }
+    }
+
+    fn deliver(&mut self, batch: &[String]) -> Outcome {
+        if self.via == Via::Http {
+            let ep = &self.ep;
+            let client = self
+                .http
+                .get_or_insert_with(|| Client::new(ep.clone(), ANSWER_TIMEOUT));
+            return post(client, batch);
+        }
+        if self.ws.is_none() {
+            match WsClient::connect(&self.ep, ANSWER_TIMEOUT) {
+                Ok(ws) => self.ws = Some(ws),
+                Err(WsError::Refused(_)) if self.via == Via::Auto => {
+                    // An older hub or a proxy without WebSocket: HTTP carries the same events.
+                    self.via = Via::Http;
+                    return self.deliver(batch);
+                }
+                Err(e) => return Outcome::Retry(None, e.to_string()),
+            }
+        }
+        let ws = self.ws.as_mut().expect("connected above");
+        match ws.publish(batch, ANSWER_TIMEOUT) {
+            Ok(Answer::Ack { .. }) => Outcome::Done {
+                rejected: 0,
+                error: None,
+            },
+            Ok(Answer::Invalid(_)) if batch.len() > 1 => one_by_one(batch, |one| self.deliver(one)),
+            Ok(Answer::Invalid(why)) | Ok(Answer::Refused(why)) => Outcome::Done {
+                rejected: batch.len(),
+                error: Some(why),
+            },
+            Ok(Answer::Busy(after, why)) => Outcome::Retry(
+                Some(
+                    after
+                        .unwrap_or(Duration::from_secs(1))
+                        .clamp(Duration::from_millis(100), Duration::from_secs(30)),
+                ),
+                why,
+            ),
+            Err(e) => {
+                // The connection is in an unknown state: the next attempt opens a new one.
+                self.ws = None;
+                Outcome::Retry(None, e.to_string())
+            }
+        }
+    }
+}
+
+/// A batch is all-or-nothing at the hub: after a refusal naming bad events, send the events
+/// one by one so the good ones are kept and only the bad ones are counted as rejected.
+fn one_by_one(batch: &[String], mut send: impl FnMut(&[String]) -> Outcome) -> Outcome {
+    let mut rejected = 0;
+    let mut error = None;
+    for l in batch {
+        match send(std::slice::from_ref(l)) {
+            Outcome::Done { rejected: 0, .. } => {}
+            Outcome::Done { error: e, .. } => {
+                rejected += 1;
+                error = e;
+            }
+            retry => return retry,
+        }
+    }
+    Outcome::Done { rejected, error }
+}
+
 fn post(client: &mut Client, batch: &[String]) -> Outcome {
     let mut body = String::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
     for l in batch {
@@ -344,22 +478,7 @@ fn post(client: &mut Client, batch: &[String]) -> Outcome {
             Some(Duration::from_secs(r.retry_after.unwrap_or(1).clamp(1, 30))),
             format!("hub answered {}", r.status),
         ),
-        Ok(r) if r.status == 400 && batch.len() > 1 => {
-            // A batch is all-or-nothing: find the bad events one by one and keep the rest.
-            let mut rejected = 0;
-            let mut error = None;
-            for l in batch {
-                match post(client, std::slice::from_ref(l)) {
-                    Outcome::Done { rejected: 0, .. } => {}
-                    Outcome::Done { error: e, .. } => {
-                        rejected += 1;
-                        error = e;
-                    }
-                    retry => return retry,
-                }
-            }
-            Outcome::Done { rejected, error }
-        }
+        Ok(r) if r.status == 400 && batch.len() > 1 => one_by_one(batch, |one| post(client, one)),
         Ok(r) => Outcome::Done {
             rejected: batch.len(),
             error: Some(format!(

@@ -32,11 +32,11 @@ def hub_binary() -> Path:
 class Hub:
     """A running hub on a free port, with a few API helpers."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *flags: str, port: int = 0):
         self.bin = hub_binary()
         self.db = tmp / "db.sqlite"
         self.proc = subprocess.Popen(
-            [str(self.bin), "serve", "--port", "0", "--db", str(self.db)],
+            [str(self.bin), "serve", "--port", str(port), "--db", str(self.db), *flags],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
