@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the sightline Python agent for CPython 3.11, 3.12 and 3.13 (one native build per
+# Builds the sightline Python agent for CPython 3.11, 3.12, 3.13 and 3.14 (one native build per
 # interpreter, in a venv under python/target/venvs) and runs its pytest suite on each, against
 # the real hub binary (target/debug/sightline at the repository root, or $SIGHTLINE_BIN).
-# Needs only the pyenv interpreters and access to PyPI / crates.io. Exits non-zero on any
-# failure; the last line is pytest's summary of all runs.
+# Needs the pyenv interpreters and access to PyPI / crates.io; a version pyenv lacks (3.14) is
+# fetched from Debian's archive by fetch-python.sh. Exits non-zero on any failure; the last
+# line is pytest's summary of all runs.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 VENVS="${SIGHTLINE_PY_VENVS:-$HERE/target/venvs}"
-VERSIONS="${SIGHTLINE_PY_VERSIONS:-3.11 3.12 3.13}"
+VERSIONS="${SIGHTLINE_PY_VERSIONS:-3.11 3.12 3.13 3.14}"
 export SIGHTLINE_BIN="${SIGHTLINE_BIN:-$REPO/target/debug/sightline}"
 mkdir -p "$VENVS"
 
@@ -18,7 +19,23 @@ find_python() {
     for p in "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" "$(command -v python"$v" 2>/dev/null)"; do
         if [ -x "$p" ]; then echo "$p"; return 0; fi
     done
-    return 1
+    # Not on the machine (3.14 here): Debian's build, unpacked under python/target.
+    "$HERE/fetch-python.sh" "$v"
+}
+
+# A venv with pip. Debian's interpreters ship without ensurepip, so such a venv gets pip from
+# its PyPI wheel, fetched by an interpreter that has pip.
+make_venv() {
+    local py="$1" venv="$2" wheels
+    "$py" -m venv "$venv" >/dev/null 2>&1 && return 0
+    rm -rf "$venv"
+    "$py" -m venv --without-pip "$venv" || return 1
+    wheels="$(mktemp -d)"
+    "$(find_python 3.12)" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: pip -d "$wheels" \
+        && "$venv/bin/python" "$(echo "$wheels"/pip-*.whl)/pip" install -q --disable-pip-version-check "$wheels"/pip-*.whl
+    local rc=$?
+    rm -rf "$wheels"
+    return $rc
 }
 
 if [ ! -x "$SIGHTLINE_BIN" ]; then
@@ -51,8 +68,8 @@ py312="$(find_python 3.12)" && {
 for v in $VERSIONS; do
     py="$(find_python "$v")" || { echo "run-tests.sh: Python $v not found (pyenv)" >&2; status=1; summary+=("$v: interpreter missing"); continue; }
     venv="$VENVS/$v"
-    if [ ! -x "$venv/bin/python" ]; then
-        "$py" -m venv "$venv" || { status=1; summary+=("$v: venv failed"); continue; }
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        make_venv "$py" "$venv" || { status=1; summary+=("$v: venv failed"); continue; }
     fi
     # Test and benchmark dependencies (quiet; pip skips what is already there).
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest pyyaml pyperformance \

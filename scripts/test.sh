@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust (fmt, clippy, unit and integration tests), the Python agent on
-# 3.11/3.12/3.13, the client libraries, and the dashboard in headless Chromium.
+# 3.11/3.12/3.13/3.14, the client libraries, and the dashboard in headless Chromium.
 # Installs what a fresh machine lacks (Debian chromium, npm packages via `npm ci`, PyPI
 # packages inside the suites' own venvs). Usage: bash scripts/test.sh
 set -uo pipefail
@@ -60,7 +60,7 @@ suite "rust: fmt and clippy" rust_lint
 suite "rust: tests" rust_tests
 # The suites below drive the hub binary built above (target/debug/sightline).
 export SIGHTLINE_BIN="$PWD/target/debug/sightline"
-suite "python agent (3.11, 3.12, 3.13)" bash python/run-tests.sh
+suite "python agent (3.11, 3.12, 3.13, 3.14)" bash python/run-tests.sh
 if [ -f clients/js/package.json ]; then
     suite "javascript client" npm_suite clients/js
 fi

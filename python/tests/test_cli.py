@@ -187,7 +187,9 @@ def test_attach_to_running_process(hub, tmp_path):
         run_id = new_run_id("attach")
         p = sightline(hub, "attach", str(target.pid), "--run-id", run_id, timeout=120)
         assert p.returncode == 0, p.stderr + p.stdout
-        assert f"attached to {target.pid}" in p.stdout
+        # 3.14+ loads the agent with sys.remote_exec, older versions through gdb.
+        method = "sys.remote_exec" if sys.version_info >= (3, 14) else "gdb"
+        assert f"attached to {target.pid} (Python {sys.version_info[0]}.{sys.version_info[1]}, {method})" in p.stdout
         evs = hub.wait_events(run_id, lambda evs: sum(e["source_event"] == "call" for e in evs) >= 10)
         start = [e for e in evs if e["source_event"] == "process_start"]
         assert len(start) == 1 and start[0]["pid"] == target.pid

@@ -75,7 +75,9 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<i32> {
     ));
     let _ = std::fs::remove_file(&done);
     std::fs::write(&script, agent_script(args, &run_id, &done))?;
-    let outcome = if (major, minor) >= (3, 14) {
+    let remote = (major, minor) >= (3, 14);
+    let method = if remote { "sys.remote_exec" } else { "gdb" };
+    let outcome = if remote {
         remote_exec(&exe, pid, &script)
     } else {
         gdb_inject(pid, &script)
@@ -84,7 +86,7 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<i32> {
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&done);
     let run_id = outcome?;
-    println!("sightline: attached to {pid} (Python {major}.{minor}); run {run_id}");
+    println!("sightline: attached to {pid} (Python {major}.{minor}, {method}); run {run_id}");
     Ok(0)
 }
 
