@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from . import _native
+from . import _asyncio, _native
 from ._config import Config
 from ._filters import Filter
 from ._snapshot import Limits, describe, exception_stack
@@ -417,6 +417,7 @@ class Agent:
         return self.filter.traced(module if isinstance(module, str) else "", frame.f_code.co_filename)
 
     def _install_hooks(self) -> None:
+        _asyncio.install()
         self._prev_excepthook = sys.excepthook
         self._prev_threading_hook = threading.excepthook
         agent = self

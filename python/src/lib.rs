@@ -214,6 +214,16 @@ fn set_active(on: bool) {
     }
 }
 
+/// Records the innermost traced call as the creator of a coroutine about to become a task
+/// (called by the agent's `loop.create_task` wrapper with the coroutine's `cr_frame`).
+#[pyfunction]
+fn adopt(frame: &Bound<'_, PyAny>) {
+    // SAFETY: a type check on a live object we hold a reference to.
+    if unsafe { ffi::PyFrame_Check(frame.as_ptr()) } != 0 {
+        tracer::adopt(frame.as_ptr().cast());
+    }
+}
+
 #[pyfunction]
 fn is_active() -> bool {
     tracer::ACTIVE.load(Ordering::SeqCst)
@@ -382,6 +392,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(set_active, m)?)?;
     m.add_function(wrap_pyfunction!(is_active, m)?)?;
+    m.add_function(wrap_pyfunction!(adopt, m)?)?;
     m.add_function(wrap_pyfunction!(transport_configure, m)?)?;
     m.add_function(wrap_pyfunction!(emit, m)?)?;
     m.add_function(wrap_pyfunction!(flush, m)?)?;

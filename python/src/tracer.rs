@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 // ---------------------------------------------------------------------------------------------
@@ -251,12 +251,33 @@ pub struct Registry {
     index: PtrMap<u32>,
     pub metas: Vec<Arc<CodeMeta>>,
     suspended: PtrMap<Frame>,
+    /// Coroutines handed to an event loop (`loop.create_task`) that have not started yet, by
+    /// frame address: the call that created each, which becomes its parent when the loop
+    /// starts it (otherwise the parent would be whatever frame runs the loop).
+    adopted: PtrMap<Adoption>,
     threads: Vec<Arc<Mutex<ThreadStats>>>,
     pub totals: Vec<FnStats>,
     classify: Option<Py<PyAny>>,
     on_exception: Option<Py<PyAny>>,
     pub detail_sent: u64,
 }
+
+/// Who created a not-yet-started coroutine (see `Registry::adopted`).
+struct Adoption {
+    /// The coroutine's code: a recycled frame address with other code is not a match.
+    code: usize,
+    tid: u64,
+    parent_id: u64,
+    depth: u32,
+}
+
+/// More coroutines than this waiting to start (tasks created and never run) and the oldest
+/// knowledge is dropped: those coroutines get the loop's frame as parent, as without adoption.
+const MAX_ADOPTED: usize = 10_000;
+
+/// Entries in `Registry::adopted`; read without the lock so coroutine starts stay lock-free
+/// when no task is pending.
+static ADOPTED: AtomicUsize = AtomicUsize::new(0);
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// Tracing on/off, read on every event.
@@ -408,6 +429,7 @@ pub fn install(
                 index: PtrMap::default(),
                 metas: Vec::new(),
                 suspended: PtrMap::default(),
+                adopted: PtrMap::default(),
                 threads: Vec::new(),
                 totals: Vec::new(),
                 classify: Some(classify),
@@ -865,7 +887,16 @@ fn start_slow(
         } else {
             None
         };
-        with_ts(|ts| push_new(ts, key, idx, kind, now, gen_key, args));
+        let creator = take_adoption(gen_key, key);
+        with_ts(|ts| {
+            let len = ts.stack.len();
+            push_new(ts, key, idx, kind, now, gen_key, args);
+            if let Some(a) = creator.filter(|a| a.tid == ts.tid) {
+                let f = &mut ts.stack[len];
+                f.parent_id = a.parent_id;
+                f.depth = a.depth;
+            }
+        });
         return Verdict::Continue;
     }
     if frame.is_null() {
@@ -906,6 +937,55 @@ fn push_new(
         partial: false,
         args,
     });
+}
+
+/// Records that the coroutine whose (not yet started) frame is `frame` was created by the
+/// innermost traced call of this thread. Called by the agent's `loop.create_task` wrapper.
+pub fn adopt(frame: *mut ffi::PyFrameObject) {
+    if frame.is_null() || !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: the caller holds the GIL and a reference to the frame; PyFrame_GetCode returns a
+    // new reference, released at once (the frame keeps the code alive).
+    let code = unsafe {
+        let c = ffi::PyFrame_GetCode(frame);
+        ffi::Py_DECREF(c.cast());
+        c as usize
+    };
+    let Some(Some((tid, parent_id, depth))) = with_ts(|ts| {
+        ts.stack
+            .last()
+            .map(|p| (ts.tid, p.call_id, ts.stack.len() as u32))
+    }) else {
+        return;
+    };
+    let mut g = registry();
+    let Some(r) = g.as_mut() else { return };
+    if r.adopted.len() >= MAX_ADOPTED {
+        r.adopted.clear();
+    }
+    r.adopted.insert(
+        frame as usize,
+        Adoption {
+            code,
+            tid,
+            parent_id,
+            depth,
+        },
+    );
+    ADOPTED.store(r.adopted.len(), Ordering::Relaxed);
+}
+
+/// The creator recorded for a coroutine that is starting now, if any.
+fn take_adoption(gen_key: usize, code: usize) -> Option<Adoption> {
+    if ADOPTED.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let mut g = registry();
+    let r = g.as_mut()?;
+    let a = r.adopted.remove(&gen_key);
+    ADOPTED.store(r.adopted.len(), Ordering::Relaxed);
+    a.filter(|a| a.code == code)
 }
 
 /// How a frame left.
@@ -1064,6 +1144,8 @@ pub fn after_fork_child() {
         r.threads.clear();
         r.threads.extend(mine);
         r.suspended.clear();
+        r.adopted.clear();
+        ADOPTED.store(0, Ordering::Relaxed);
         for t in r.totals.iter_mut() {
             *t = FnStats::default();
         }
@@ -1337,6 +1419,8 @@ pub fn reset_thread_stacks() {
     STACK_EPOCH.fetch_add(1, Ordering::AcqRel);
     if let Some(r) = registry().as_mut() {
         r.suspended.clear();
+        r.adopted.clear();
+        ADOPTED.store(0, Ordering::Relaxed);
     }
 }
 

@@ -38,6 +38,14 @@ async def gather_all():
     a = await fetch(1)
     return a + await fetch(2)
 
+async def spawn_tasks():
+    # Coroutines run as tasks start from the event loop's frames, not from their creator.
+    t = asyncio.create_task(fetch(3))
+    g = await asyncio.gather(fetch(4), fetch(5))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(fetch(6))  # result unused
+    return await t + sum(g)
+
 class BrokenRepr:
     def __repr__(self):
         raise RuntimeError("broken repr")
@@ -64,6 +72,7 @@ def main():
     fib(6)
     consume()
     asyncio.run(gather_all())
+    asyncio.run(spawn_tasks())
     catcher()
     t = threading.Thread(target=in_thread, name="worker-1")
     t.start(); t.join()
@@ -162,8 +171,9 @@ def test_async(traced):
     _, _, calls, ids = traced
     fetches = named(calls, "fetch")
     (ga,) = named(calls, "gather_all")
-    assert len(fetches) == 2
-    for f in fetches:
+    awaited = [f for f in fetches if f["payload"]["args"]["i"] in (1, 2)]
+    assert len(awaited) == 2
+    for f in awaited:
         assert f["payload"]["kind"] == "coroutine"
         assert parent(ids, f) is ga
         assert f["duration_ms"] >= 30  # wall time includes the awaited sleep
@@ -171,6 +181,22 @@ def test_async(traced):
         assert f["payload"]["resumes"] >= 1
     assert ga["duration_ms"] >= 60 and ga["payload"]["return"] == 3
     assert short(parent(ids, ga)) == "main"
+
+
+def test_async_tasks_are_children_of_their_creator(traced):
+    """create_task, gather and TaskGroup: each task's coroutine is a child of the coroutine that
+    created it, although the event loop is what starts it."""
+    _, _, calls, ids = traced
+    (spawner,) = named(calls, "spawn_tasks")
+    tasks = sorted((f for f in named(calls, "fetch") if f["payload"]["args"]["i"] >= 3),
+                   key=lambda f: f["payload"]["args"]["i"])
+    assert [f["payload"]["args"]["i"] for f in tasks] == [3, 4, 5, 6]
+    for f in tasks:
+        assert parent(ids, f) is spawner, (f["payload"]["args"], parent(ids, f))
+        assert f["payload"]["depth"] == spawner["payload"]["depth"] + 1
+        assert f["duration_ms"] >= 30
+    assert spawner["payload"]["return"] == 12  # 3 + (4 + 5); the TaskGroup task returns nothing
+    assert short(parent(ids, spawner)) == "main"
 
 
 def test_threads(traced):
@@ -439,3 +465,10 @@ def test_exception_through_several_frames(hub, tmp_path):
         assert [e["entity_id"] for e in excs] == ["ValueError"]
     (v,) = [e for e in excs if e["entity_id"] == "ValueError"]
     assert [f["function"] for f in v["payload"]["stack"][-4:]] == ["top", "a", "b", "c"]
+
+
+def test_agent_does_not_import_asyncio_for_programs_without_it(hub, tmp_path):
+    """The task-parenting hook waits for asyncio to be imported; it never imports it."""
+    _, p = run_traced(hub, tmp_path, "import sys\nprint('asyncio' in sys.modules)\n", "no-asyncio")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False"
