@@ -474,3 +474,42 @@ impl Adapter for TranscriptAdapter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The usage event's cost for one assistant line with this model and usage block.
+    fn cost_of(model: &str, usage: Value) -> Option<f64> {
+        let line = json!({"type": "assistant", "uuid": "u1", "sessionId": "s1", "requestId": "req_1",
+            "timestamp": "2026-11-21T10:00:00Z",
+            "message": {"id": "msg_1", "model": model, "content": [], "usage": usage}});
+        let events = map_line(
+            &line,
+            &FileContext::default(),
+            &mut TranscriptState::default(),
+            Timestamp::now(),
+        );
+        let usage_event = events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .find(|e| e["source_event"] == "transcript.usage")
+            .expect("a usage event");
+        usage_event["metrics"]["cost_usd"].as_f64()
+    }
+
+    #[test]
+    fn a_long_context_request_is_priced_at_its_tier() {
+        // Claude Code's 1M Sonnet 4.5: input 1,000 + 5m writes 9,000 + 1h writes 10,000
+        // + reads 190,000 = prompt 210,000 > 200K, so every token is at premium rates:
+        //   1,000·6 + 9,000·7.50 + 10,000·12 + 190,000·0.60 + out 4,000·22.50
+        //   = 6,000 + 67,500 + 120,000 + 114,000 + 90,000 = 397,500 µ$ → $0.3975
+        let usage = json!({"input_tokens": 1000, "output_tokens": 4000,
+            "cache_read_input_tokens": 190000, "cache_creation_input_tokens": 19000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 9000, "ephemeral_1h_input_tokens": 10000}});
+        let cost = cost_of("claude-sonnet-4-5-20250929[1m]", usage.clone()).unwrap();
+        assert!((cost - 0.3975).abs() < 1e-12, "{cost}");
+        // An unknown model: tokens still counted, no cost metric.
+        assert_eq!(cost_of("claude-opus-4-9", usage), None);
+    }
+}
