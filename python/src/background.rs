@@ -64,36 +64,21 @@ pub fn beat(last: &mut Option<(u64, f64)>) {
     }
     let now_mono = clock::mono_ns();
     let ts = clock::rfc3339_ms(clock::wall_ns_at(now_mono));
-    let session = ident.session_for(ident.main_tid);
     for (meta, d, t) in fns {
-        let qual = if meta.module.is_empty() {
-            meta.qualname.clone()
-        } else {
-            format!("{}.{}", meta.module, meta.qualname)
-        };
+        let qual = meta.qualified();
         let mut o = String::with_capacity(512);
         let mut first = true;
-        o.push('{');
-        json::key(&mut o, &mut first, "ts");
-        json::push_str(&mut o, &ts);
-        json::key(&mut o, &mut first, "source");
-        o.push_str("\"python\"");
-        json::key(&mut o, &mut first, "source_event");
-        o.push_str("\"function_stats\"");
-        json::key(&mut o, &mut first, "run_id");
-        json::push_str(&mut o, &ident.run_id);
-        json::key(&mut o, &mut first, "session_id");
-        json::push_str(&mut o, &session);
-        json::key(&mut o, &mut first, "entity_type");
-        o.push_str("\"metric\"");
-        json::key(&mut o, &mut first, "entity_id");
-        json::push_str(&mut o, &qual);
-        json::key(&mut o, &mut first, "title");
-        json::push_str(&mut o, &format!("stats {qual}"));
-        json::key(&mut o, &mut first, "pid");
-        let _ = write!(o, "{}", ident.pid);
-        json::key(&mut o, &mut first, "host");
-        json::push_str(&mut o, &ident.host);
+        let title = format!("stats {qual}");
+        ident.write_head(
+            &mut o,
+            &mut first,
+            &ts,
+            "function_stats",
+            ident.main_tid,
+            "metric",
+            &qual,
+            &title,
+        );
         json::key(&mut o, &mut first, "metrics");
         let _ = write!(
             o,
@@ -144,27 +129,16 @@ pub fn beat(last: &mut Option<(u64, f64)>) {
     let (calls, skipped) = tracer::counters();
     let mut o = String::with_capacity(512);
     let mut first = true;
-    o.push('{');
-    json::key(&mut o, &mut first, "ts");
-    json::push_str(&mut o, &ts);
-    json::key(&mut o, &mut first, "source");
-    o.push_str("\"python\"");
-    json::key(&mut o, &mut first, "source_event");
-    o.push_str("\"heartbeat\"");
-    json::key(&mut o, &mut first, "run_id");
-    json::push_str(&mut o, &ident.run_id);
-    json::key(&mut o, &mut first, "session_id");
-    json::push_str(&mut o, &session);
-    json::key(&mut o, &mut first, "entity_type");
-    o.push_str("\"metric\"");
-    json::key(&mut o, &mut first, "entity_id");
-    o.push_str("\"process\"");
-    json::key(&mut o, &mut first, "title");
-    json::push_str(&mut o, "heartbeat");
-    json::key(&mut o, &mut first, "pid");
-    let _ = write!(o, "{}", ident.pid);
-    json::key(&mut o, &mut first, "host");
-    json::push_str(&mut o, &ident.host);
+    ident.write_head(
+        &mut o,
+        &mut first,
+        &ts,
+        "heartbeat",
+        ident.main_tid,
+        "metric",
+        "process",
+        "heartbeat",
+    );
     json::key(&mut o, &mut first, "metrics");
     let _ = write!(
         o,

@@ -92,6 +92,49 @@ impl Ident {
             format!("{}:t{}", self.run_id, tid)
         }
     }
+    /// Opens an event's JSON object with the fields every agent event shares: `ts`, `source`,
+    /// `source_event`, `run_id`, `session_id` (and `parent_session_id`) of thread `tid`,
+    /// `entity_type`, `entity_id`, `title`, `pid` and `host`. The caller adds the rest and
+    /// closes the object.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_head(
+        &self,
+        o: &mut String,
+        first: &mut bool,
+        ts: &str,
+        source_event: &str,
+        tid: u64,
+        entity_type: &str,
+        entity_id: &str,
+        title: &str,
+    ) {
+        o.push('{');
+        json::key(o, first, "ts");
+        json::push_str(o, ts);
+        json::key(o, first, "source");
+        o.push_str("\"python\"");
+        json::key(o, first, "source_event");
+        json::push_str(o, source_event);
+        json::key(o, first, "run_id");
+        json::push_str(o, &self.run_id);
+        json::key(o, first, "session_id");
+        json::push_str(o, &self.session_for(tid));
+        if let Some(p) = self.parent_session_for(tid) {
+            json::key(o, first, "parent_session_id");
+            json::push_str(o, &p);
+        }
+        json::key(o, first, "entity_type");
+        json::push_str(o, entity_type);
+        json::key(o, first, "entity_id");
+        json::push_str(o, entity_id);
+        json::key(o, first, "title");
+        json::push_str(o, title);
+        json::key(o, first, "pid");
+        let _ = write!(o, "{}", self.pid);
+        json::key(o, first, "host");
+        json::push_str(o, &self.host);
+    }
+
     pub fn parent_session_for(&self, tid: u64) -> Option<String> {
         if tid == self.main_tid {
             self.parent_session_id.clone()
@@ -151,6 +194,17 @@ pub struct CodeMeta {
     /// 3.11 only: bytecode offsets of YIELD_VALUE, to tell a yield from a return.
     #[cfg_attr(Py_3_12, allow(dead_code))]
     pub yield_offsets: Vec<i32>,
+}
+
+impl CodeMeta {
+    /// `module.qualname`, the entity id of the function's events.
+    pub fn qualified(&self) -> String {
+        if self.module.is_empty() {
+            self.qualname.clone()
+        } else {
+            format!("{}.{}", self.module, self.qualname)
+        }
+    }
 }
 
 /// Aggregates for one function.
@@ -1261,36 +1315,16 @@ fn emit_call(
         (Arc::clone(m), Arc::clone(&r.ident))
     };
     let failed = exit == Exit::Unwind && !cancelled;
-    let qual = if meta.module.is_empty() {
-        meta.qualname.clone()
-    } else {
-        format!("{}.{}", meta.module, meta.qualname)
-    };
+    let qual = meta.qualified();
     let mut o = String::with_capacity(512);
     let mut first = true;
-    o.push('{');
+    let ts = clock::rfc3339_ms(clock::wall_ns_at(f.start_ns));
+    ident.write_head(&mut o, &mut first, &ts, "call", tid, "call", &qual, &qual);
+    let call_ref = format!("{}.c{}", ident.run_id, f.call_id);
     json::key(&mut o, &mut first, "event_id");
-    json::push_str(&mut o, &format!("{}.c{}", ident.run_id, f.call_id));
-    json::key(&mut o, &mut first, "ts");
-    json::push_str(&mut o, &clock::rfc3339_ms(clock::wall_ns_at(f.start_ns)));
-    json::key(&mut o, &mut first, "source");
-    o.push_str("\"python\"");
-    json::key(&mut o, &mut first, "source_event");
-    o.push_str("\"call\"");
-    json::key(&mut o, &mut first, "run_id");
-    json::push_str(&mut o, &ident.run_id);
-    json::key(&mut o, &mut first, "session_id");
-    json::push_str(&mut o, &ident.session_for(tid));
-    if let Some(p) = ident.parent_session_for(tid) {
-        json::key(&mut o, &mut first, "parent_session_id");
-        json::push_str(&mut o, &p);
-    }
-    json::key(&mut o, &mut first, "entity_type");
-    o.push_str("\"call\"");
-    json::key(&mut o, &mut first, "entity_id");
-    json::push_str(&mut o, &qual);
+    json::push_str(&mut o, &call_ref);
     json::key(&mut o, &mut first, "correlation_id");
-    json::push_str(&mut o, &format!("{}.c{}", ident.run_id, f.call_id));
+    json::push_str(&mut o, &call_ref);
     json::key(&mut o, &mut first, "status");
     o.push_str(if cancelled {
         "\"cancelled\""
@@ -1301,20 +1335,14 @@ fn emit_call(
     });
     json::key(&mut o, &mut first, "severity");
     o.push_str(if failed { "\"warn\"" } else { "\"info\"" });
-    json::key(&mut o, &mut first, "title");
-    json::push_str(&mut o, &qual);
     if failed {
         json::key(&mut o, &mut first, "summary");
         json::push_str(&mut o, &format!("raised {exc_name}"));
     }
     json::key(&mut o, &mut first, "duration_ms");
     json::push_f64(&mut o, duration as f64 / 1e6);
-    json::key(&mut o, &mut first, "pid");
-    let _ = write!(o, "{}", ident.pid);
     json::key(&mut o, &mut first, "thread_id");
     let _ = write!(o, "{}", tid);
-    json::key(&mut o, &mut first, "host");
-    json::push_str(&mut o, &ident.host);
     json::key(&mut o, &mut first, "metrics");
     let _ = write!(
         o,
