@@ -27,6 +27,10 @@ struct Options {
     seconds: f64,
     /// Only the in-process writer phase (for profiling the store).
     store_only: bool,
+    /// Only one phase against the hub (`batched` or `fanout`), for profiling it.
+    only: Option<String>,
+    /// Producers posting batches at once in the batched phase.
+    connections: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -34,6 +38,8 @@ fn options() -> anyhow::Result<Options> {
         events: 1_000_000,
         seconds: 5.0,
         store_only: false,
+        only: None,
+        connections: 4,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -41,10 +47,14 @@ fn options() -> anyhow::Result<Options> {
             "--events" => opts.events = args.next().context("--events N")?.parse()?,
             "--seconds" => opts.seconds = args.next().context("--seconds S")?.parse()?,
             "--store-only" => opts.store_only = true,
+            "--connections" => {
+                opts.connections = args.next().context("--connections N")?.parse()?
+            }
+            "--only" => opts.only = Some(args.next().context("--only batched|fanout")?),
             "--bench" => {} // cargo bench passes this
             other => {
                 return Err(anyhow!(
-                    "unknown option {other}; use --events N --seconds S"
+                    "unknown option {other}; use --events N --seconds S [--store-only] [--only single|fanout|batched] [--connections N]"
                 ));
             }
         }
@@ -133,7 +143,8 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// A realistic event of about 600 bytes: a tool call of one of many runs. Twenty runs are
+/// A realistic event of about 600 bytes (DESIGN.md §6's disk budget is for ≈ 600-byte events):
+/// a tool call of one of many runs. Twenty runs are
 /// active at a time (their events interleave), and each run has about 100 events.
 fn event(i: usize, runs: usize, base_ms: i64) -> String {
     let run = ((i / 2000) * 20 + i % 20) % runs.max(1);
@@ -155,8 +166,8 @@ fn event(i: usize, runs: usize, base_ms: i64) -> String {
             r#""session_id":"{session}","agent":"main","entity_type":"tool","entity_id":"toolu_{i:08}","status":"{status}","#,
             r#""severity":"{severity}","title":"Bash cargo test -p crate{m}","duration_ms":{d},"correlation_id":"toolu_{i:08}","#,
             r#""metrics":{{"input_tokens":{it},"output_tokens":{ot},"cost_usd":0.0012}},"#,
-            r#""payload":{{"tool_name":"Bash","tool_input":{{"command":"cargo test -p crate{m} -- --nocapture","description":"Run the crate's tests"}},"#,
-            r#""tool_response":{{"stdout":"running 12 tests\ntest result: ok. 12 passed; 0 failed; finished in 0.{d}s","exit_code":0,"interrupted":false}},"cwd":"/home/dev/project"}}}}"#
+            r#""payload":{{"tool_name":"Bash","tool_input":{{"command":"cargo test -p crate{m}"}},"#,
+            r#""tool_response":{{"stdout":"running 12 tests\ntest result: ok. 12 passed; 0 failed","exit_code":0}},"cwd":"/home/dev/project"}}}}"#
         ),
         i = i,
         ts = ts,
@@ -381,6 +392,16 @@ async fn batched(url: &str, total: usize, batch: usize, conns: usize) -> anyhow:
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Bytes on disk for a database: the main file and the full-text index file beside it (their
+/// WALs are bounded, reused journals and are reported apart).
+fn db_bytes(db: &std::path::Path) -> u64 {
+    let index = sightline_store::fulltext::index_path(db);
+    [db, index.as_path()]
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 async fn median_ms(client: &HttpClient, url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut v = Vec::new();
     for _ in 0..n {
@@ -427,7 +448,7 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
     // itself is a bounded, reused journal, not storage).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     store.close();
-    let bytes = std::fs::metadata(dir.path().join("s.sqlite"))?.len();
+    let bytes = db_bytes(&dir.path().join("s.sqlite"));
     Ok((rate, bytes as f64 / total as f64))
 }
 
@@ -441,7 +462,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<58} {:>10.0} bytes",
-        "store alone: disk per event", per_event
+        format!(
+            "store alone: disk per event ({}-byte events)",
+            event(1, 100, 0).len()
+        ),
+        per_event
     );
     if opts.store_only {
         return Ok(());
@@ -462,84 +487,91 @@ async fn main() -> anyhow::Result<()> {
         rss_mb(pid)
     );
 
-    let single = single_posts(&url, 16, opts.seconds).await?;
-    println!(
-        "{:<58} {:>11.0} ev/s  ≥ 20,000",
-        "single-event POSTs, keep-alive (16 connections)", single
-    );
+    let run = |phase: &str| opts.only.as_deref().is_none_or(|o| o == phase);
+    if run("single") {
+        let single = single_posts(&url, 16, opts.seconds).await?;
+        println!(
+            "{:<58} {:>11.0} ev/s  ≥ 20,000",
+            "single-event POSTs, keep-alive (16 connections)", single
+        );
 
-    let (p50, p99, max, n) = latency(&url, 1, 1000.0, opts.seconds).await?;
-    println!(
-        "{:<58} {:>16}  p99 ≤ 5 ms",
-        "event→subscriber latency, 1 SSE subscriber, 1,000 ev/s",
-        format!("p50 {p50:.2} p99 {p99:.2} ms")
-    );
-    println!(
-        "{:<58} {:>16}",
-        "   (max, deliveries measured)",
-        format!("{max:.1} ms, {n}")
-    );
-    let (p50, p99, max, n) = latency(&url, 100, 1000.0, opts.seconds).await?;
-    println!(
-        "{:<58} {:>16}  p99 ≤ 5 ms",
-        "event→subscriber latency, 100 SSE subscribers, 1,000 ev/s",
-        format!("p50 {p50:.2} p99 {p99:.2} ms")
-    );
-    println!(
-        "{:<58} {:>16}",
-        "   (max, deliveries measured)",
-        format!("{max:.1} ms, {n}")
-    );
-
-    // Single posts again with 100 subscribers attached.
-    let lat = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let subs = subscribers(&url, 100, lat, stop.clone()).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let cpu_before = cpu_seconds(pid);
-    let fan_started = Instant::now();
-    let with_subs = single_posts(&url, 16, opts.seconds).await?;
-    let fan_cpu = (cpu_seconds(pid) - cpu_before) / fan_started.elapsed().as_secs_f64() * 100.0;
-    println!(
-        "{:<58} {:>11.0} ev/s  ≥ 15,000",
-        "single-event POSTs with 100 SSE subscribers", with_subs
-    );
-    println!(
-        "{:<58} {:>16}",
-        "   (hub CPU during it; the rest is this client's)",
-        format!("{fan_cpu:.0}% of one core")
-    );
-    println!(
-        "{:<58} {:>13.1} MB",
-        "hub memory with 100 subscribers under load (RSS)",
-        rss_mb(pid)
-    );
-    stop.store(true, Ordering::Relaxed);
-    for s in subs {
-        let _ = s.await;
+        let (p50, p99, max, n) = latency(&url, 1, 1000.0, opts.seconds).await?;
+        println!(
+            "{:<58} {:>16}  p99 ≤ 5 ms",
+            "event→subscriber latency, 1 SSE subscriber, 1,000 ev/s",
+            format!("p50 {p50:.2} p99 {p99:.2} ms")
+        );
+        println!(
+            "{:<58} {:>16}",
+            "   (max, deliveries measured)",
+            format!("{max:.1} ms, {n}")
+        );
+        let (p50, p99, max, n) = latency(&url, 100, 1000.0, opts.seconds).await?;
+        println!(
+            "{:<58} {:>16}  p99 ≤ 5 ms",
+            "event→subscriber latency, 100 SSE subscribers, 1,000 ev/s",
+            format!("p50 {p50:.2} p99 {p99:.2} ms")
+        );
+        println!(
+            "{:<58} {:>16}",
+            "   (max, deliveries measured)",
+            format!("{max:.1} ms, {n}")
+        );
     }
-
-    let cpu_before = cpu_seconds(pid);
-    let started = Instant::now();
-    let rate = batched(&url, opts.events, 1000, 4).await?;
-    let cpu = cpu_seconds(pid) - cpu_before;
-    println!(
-        "{:<58} {:>11.0} ev/s  ≥ 100,000",
-        format!(
-            "batched ingest, committed ({} events, NDJSON × 1,000)",
-            opts.events
-        ),
-        rate
-    );
-    println!(
-        "{:<58} {:>16}",
-        "   (hub CPU during it)",
-        format!(
-            "{:.0}% of one core",
-            cpu / started.elapsed().as_secs_f64() * 100.0
-        )
-    );
-
+    if run("fanout") {
+        // Single posts again with 100 subscribers attached.
+        let lat = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let subs = subscribers(&url, 100, lat, stop.clone()).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cpu_before = cpu_seconds(pid);
+        let fan_started = Instant::now();
+        let with_subs = single_posts(&url, 16, opts.seconds).await?;
+        let fan_cpu = (cpu_seconds(pid) - cpu_before) / fan_started.elapsed().as_secs_f64() * 100.0;
+        println!(
+            "{:<58} {:>11.0} ev/s  ≥ 15,000",
+            "single-event POSTs with 100 SSE subscribers", with_subs
+        );
+        println!(
+            "{:<58} {:>16}",
+            "   (hub CPU during it; the rest is this client's)",
+            format!("{fan_cpu:.0}% of one core")
+        );
+        println!(
+            "{:<58} {:>13.1} MB",
+            "hub memory with 100 subscribers under load (RSS)",
+            rss_mb(pid)
+        );
+        stop.store(true, Ordering::Relaxed);
+        for s in subs {
+            let _ = s.await;
+        }
+    }
+    if run("batched") {
+        let cpu_before = cpu_seconds(pid);
+        let started = Instant::now();
+        let rate = batched(&url, opts.events, 1000, opts.connections).await?;
+        let cpu = cpu_seconds(pid) - cpu_before;
+        println!(
+            "{:<58} {:>11.0} ev/s  ≥ 100,000",
+            format!(
+                "batched ingest, committed ({} events, NDJSON × 1,000, {} conn.)",
+                opts.events, opts.connections
+            ),
+            rate
+        );
+        println!(
+            "{:<58} {:>16}",
+            "   (hub CPU during it)",
+            format!(
+                "{:.0}% of one core",
+                cpu / started.elapsed().as_secs_f64() * 100.0
+            )
+        );
+    }
+    if opts.only.is_some() {
+        return Ok(());
+    }
     // Queries with the volume stored.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
@@ -600,12 +632,15 @@ async fn main() -> anyhow::Result<()> {
     // Disk: the database file once the background checkpoint has caught up (the WAL is a
     // bounded, reused journal; its size is printed apart).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut wal = hub.db.clone().into_os_string();
-    wal.push("-wal");
-    let bytes = std::fs::metadata(&hub.db).map(|m| m.len()).unwrap_or(0);
-    let wal_bytes = std::fs::metadata(PathBuf::from(wal))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let wal_of = |p: PathBuf| {
+        let mut wal = p.into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(PathBuf::from(wal))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let bytes = db_bytes(&hub.db);
+    let wal_bytes = wal_of(hub.db.clone()) + wal_of(sightline_store::fulltext::index_path(&hub.db));
     let stored: u64 = {
         let res = client
             .request(Request::get(format!("{url}/api/v1/health")).body(Full::new(Bytes::new()))?)
@@ -623,7 +658,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<58} {:>13.1} MB",
-        "   (the WAL beside it)",
+        "   (the WALs beside them)",
         wal_bytes as f64 / 1e6
     );
     println!(

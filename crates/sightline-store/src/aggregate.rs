@@ -98,7 +98,7 @@ impl Delta {
         }
     }
 
-    fn fold(&mut self, e: &Event, rank: i64, sets_status: bool) {
+    fn fold(&mut self, e: &Event, usage: Usage, rank: i64, sets_status: bool) {
         if rank > self.title_rank {
             self.title = e.title.clone();
             self.title_rank = rank;
@@ -117,7 +117,7 @@ impl Delta {
         self.last_seq = self.last_seq.max(e.seq);
         self.events += 1;
         self.errors += e.is_error() as i64;
-        self.usage.add(Usage::of(e));
+        self.usage.add(usage);
         match e.status {
             Some(status) if sets_status => {
                 self.status = Some((status, e.ts.millis()));
@@ -193,6 +193,20 @@ struct Bucket {
     cost_usd: f64,
 }
 
+/// The batch's delta for `key`, made on first sight (the key is copied only then: most events
+/// of a batch belong to a run already seen in it).
+fn delta<'a>(
+    map: &'a mut HashMap<String, Delta>,
+    key: &str,
+    e: &Event,
+    rank: i64,
+) -> &'a mut Delta {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), Delta::new(e, rank));
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 /// Everything a batch changes outside `events`.
 #[derive(Default)]
 pub struct BatchAggregates {
@@ -204,21 +218,21 @@ pub struct BatchAggregates {
 impl BatchAggregates {
     /// Folds one newly stored event (with its seq).
     pub fn fold(&mut self, e: &Event) {
+        // Read the metrics map once; runs, sessions and stats all sum the same numbers.
+        let usage = Usage::of(e);
         if let Some(run_id) = &e.run_id {
             let rank = title_rank(e, false);
-            self.runs
-                .entry(run_id.clone())
-                .or_insert_with(|| Delta::new(e, rank))
-                .fold(e, rank, sets_run_status(e));
+            delta(&mut self.runs, run_id, e, rank).fold(e, usage, rank, sets_run_status(e));
         }
         if let Some(session_id) = &e.session_id {
             let rank = title_rank(e, true);
-            self.sessions
-                .entry(session_id.clone())
-                .or_insert_with(|| Delta::new(e, rank))
-                .fold(e, rank, sets_session_status(e));
+            delta(&mut self.sessions, session_id, e, rank).fold(
+                e,
+                usage,
+                rank,
+                sets_session_status(e),
+            );
         }
-        let usage = Usage::of(e);
         let bucket = self
             .stats
             .entry((

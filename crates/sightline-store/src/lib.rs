@@ -7,6 +7,7 @@
 //! connection.
 
 pub mod aggregate;
+pub mod fulltext;
 pub mod migrations;
 pub mod query;
 pub mod retention;
@@ -115,6 +116,12 @@ impl ReadPool {
         })?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
+        // The full-text index lives in its own file; searches join it as `fts`. Attached
+        // files take the connection's read-only flag.
+        conn.execute(
+            "ATTACH DATABASE ?1 AS fts",
+            [fulltext::index_path(&self.path).to_string_lossy()],
+        )?;
         Ok(conn)
     }
 
@@ -178,20 +185,55 @@ fn open_writer_connection(path: &Path, synchronous_full: bool) -> Result<Connect
     Ok(conn)
 }
 
-/// Copies committed WAL frames into the database file every 250 ms (PASSIVE: it never blocks the
-/// writer or readers), so the writer's commits stay cheap. Ends when `stop` is set or the store
-/// is gone.
+/// Copies committed WAL frames into the database file and the full-text file every 250 ms
+/// (PASSIVE: it never blocks the writer, the indexer or readers), so their commits stay cheap.
+/// Ends when `stop` is set or the store is gone.
 fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
     let Ok(conn) = Connection::open(&path) else {
         return;
     };
+    let fts = Connection::open(fulltext::index_path(&path)).ok();
     // The store holds the other reference: when it is dropped without `close`, stop too.
     while !stop.load(Ordering::Relaxed) && Arc::strong_count(&stop) > 1 {
         std::thread::sleep(Duration::from_millis(250));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!("background checkpoint: {e}");
+        for c in std::iter::once(&conn).chain(fts.as_ref()) {
+            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!("background checkpoint: {e}");
+            }
         }
     }
+}
+
+/// Opens the full-text index, catches it up with `events`, and starts its thread.
+fn start_indexer(
+    config: &StoreConfig,
+    main: &Connection,
+    epoch: &str,
+    stats: Arc<WriterStats>,
+) -> Result<(std::sync::mpsc::Sender<fulltext::IndexMsg>, JoinHandle<()>), StoreError> {
+    let mut fts = fulltext::open_index(&config.path, config.synchronous_full)?;
+    let through = fulltext::catch_up(main, &mut fts, epoch)?;
+    let main_reader = Connection::open_with_flags(
+        &config.path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let indexer = fulltext::Indexer {
+        fts,
+        main: main_reader,
+        epoch: epoch.to_string(),
+        rx,
+        stats,
+        through,
+    };
+    let handle = std::thread::Builder::new()
+        .name("sightline-index".into())
+        .spawn(move || indexer.run())
+        .map_err(|e| StoreError::Open {
+            path: config.path.clone(),
+            message: format!("cannot start the full-text indexer: {e}"),
+        })?;
+    Ok((tx, handle))
 }
 
 impl Store {
@@ -222,6 +264,7 @@ impl Store {
         stats.stored.store(stored as u64, Ordering::Relaxed);
         // The channel bounds jobs; `depth` bounds events (what memory actually holds).
         let (tx, rx) = sync_channel(4096);
+        let (index_tx, indexer) = start_indexer(&config, &conn, &epoch, stats.clone())?;
         let writer = Writer {
             conn,
             rx,
@@ -234,6 +277,8 @@ impl Store {
                 retention_every: config.retention_every,
             },
             next_seq: head + 1,
+            index_tx: Some(index_tx),
+            indexer: Some(indexer),
         };
         let handle = std::thread::Builder::new()
             .name("sightline-writer".into())
@@ -366,16 +411,15 @@ impl Store {
         self.inner.capacity
     }
 
-    /// Size of the database file and its WAL, in bytes.
+    /// Size of the database file, the full-text file and their WALs, in bytes.
     pub fn size_bytes(&self) -> u64 {
-        let main = std::fs::metadata(&self.inner.path)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let mut wal = self.inner.path.clone().into_os_string();
-        wal.push("-wal");
-        main + std::fs::metadata(PathBuf::from(wal))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let with_wal = |p: PathBuf| {
+            let mut wal = p.clone().into_os_string();
+            wal.push("-wal");
+            size(&p) + size(Path::new(&wal))
+        };
+        with_wal(self.inner.path.clone()) + with_wal(fulltext::index_path(&self.inner.path))
     }
 
     /// Stops taking events, lets the writer commit everything queued, and waits for it.

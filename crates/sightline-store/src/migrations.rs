@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Index = version - 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
 -- One row per event. Vocabularies are small integers (sightline_schema codes); tags, metrics and
@@ -114,7 +115,13 @@ CREATE TABLE stats_minute (
 -- The first seq the hub assigned in each second of its own clock: retention deletes by
 -- arrival age with this map instead of an index on ts.
 CREATE TABLE seq_marks (second INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL);
-"#];
+"#,
+    // 2: full text moves to its own file (`fulltext.rs`), indexed by its own thread; the index is
+    // rebuilt there from `events` at the first open.
+    r#"
+DROP TABLE IF EXISTS events_fts;
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sightline_schema::{EntityType, Event, Filter, Severity, Source, Status, Timestamp};
 
 use crate::StoreError;
-use crate::rows::{EVENT_COLUMNS, event_from_row};
+use crate::rows::{EVENT_COLUMN_COUNT, EVENT_COLUMNS, event_from_row};
 
 /// A run as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -567,13 +567,20 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
         ));
     }
     if let Some(q) = fts_query(filter) {
+        // The index (its own file, attached as `fts`) trails the commit head by the batch being
+        // indexed; events above what it covers are candidates here and are checked in memory
+        // by `search`, so a search never misses a stored event.
         let m = bind(SqlValue::Text(q), args);
         clauses.push(format!(
-            "seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {m})"
+            "(seq IN (SELECT rowid FROM fts.events_fts WHERE events_fts MATCH {m}) OR seq > {UNINDEXED_FROM})"
         ));
     }
     clauses
 }
+
+/// The last seq the full-text index covers (0 when it covers nothing).
+const UNINDEXED_FROM: &str =
+    "COALESCE((SELECT indexed_through FROM fts.fts_state WHERE id = 1), 0)";
 
 /// Events matching a filter, paged by seq in either direction.
 pub fn search(
@@ -608,24 +615,34 @@ pub fn search(
         clauses.push("1".into());
     }
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq {direction} LIMIT {}",
+        "SELECT {EVENT_COLUMNS}, seq > {UNINDEXED_FROM} FROM events WHERE {} ORDER BY seq {direction} LIMIT {}",
         clauses.join(" AND "),
         limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut events = stmt
-        .query_map(params_from_iter(args), event_from_row)?
+    let mut rows = stmt
+        .query_map(params_from_iter(args), |row| {
+            Ok((
+                event_from_row(row)?,
+                row.get::<_, bool>(EVENT_COLUMN_COUNT)?,
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|e| e.seq)
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(e, _)| e.seq)
     } else {
         None
     };
-    Ok(Page {
-        items: events,
-        next_cursor,
-    })
+    // Not yet indexed: the in-memory text rule decides (the same one live streams use). The
+    // page may come out shorter than `limit`; `next_cursor` still continues after it.
+    let has_text = fts_query(filter).is_some();
+    let items = rows
+        .into_iter()
+        .filter(|(e, unindexed)| !(has_text && *unindexed) || filter.matches(e))
+        .map(|(e, _)| e)
+        .collect();
+    Ok(Page { items, next_cursor })
 }
 
 /// Replay for live streams: events after `after` up to `head` (inclusive) matching the filter.

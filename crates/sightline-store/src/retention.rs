@@ -13,13 +13,23 @@ use crate::StoreError;
 /// Events deleted per step; small enough that a step takes milliseconds.
 pub const CHUNK: usize = 5_000;
 
-/// Deletes up to `limit` of the events that arrived before `cutoff`, the FTS rows with them,
-/// and runs, sessions and stats that ended before it. Returns the number of events deleted.
+/// Deletes up to `limit` of the events that arrived before `cutoff`, and runs, sessions and
+/// stats that ended before it. Returns the number of events deleted.
 pub fn delete_before(
     conn: &mut Connection,
     cutoff: Timestamp,
     limit: usize,
 ) -> Result<u64, StoreError> {
+    Ok(delete_before_upto(conn, cutoff, limit)?.0)
+}
+
+/// [`delete_before`], also returning the seq below which no event is left (the full-text
+/// index, in its own file, forgets below it).
+pub(crate) fn delete_before_upto(
+    conn: &mut Connection,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<(u64, u64), StoreError> {
     let cutoff_second = cutoff.millis().div_euclid(1000);
     let tx = conn.transaction()?;
     // The first seq that arrived at or after the cutoff; everything below it is older.
@@ -38,14 +48,12 @@ pub fn delete_before(
     };
     let oldest: Option<i64> = tx.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))?;
     let mut deleted = 0;
+    let mut below = oldest.unwrap_or(0);
     if let Some(oldest) = oldest
         && oldest < keep_from
     {
         let upto = keep_from.min(oldest.saturating_add(limit.min(i64::MAX as usize) as i64));
-        tx.execute(
-            "DELETE FROM events_fts WHERE rowid >= ?1 AND rowid < ?2",
-            params![oldest, upto],
-        )?;
+        below = upto;
         deleted = tx.execute(
             "DELETE FROM events WHERE seq >= ?1 AND seq < ?2",
             params![oldest, upto],
@@ -59,5 +67,5 @@ pub fn delete_before(
     )?;
     tx.execute("DELETE FROM seq_marks WHERE second < ?1", [cutoff_second])?;
     tx.commit()?;
-    Ok(deleted)
+    Ok((deleted, below.max(0) as u64))
 }

@@ -14,6 +14,8 @@ use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 pub const EVENT_COLUMNS: &str = "seq, event_id, ts, source, source_event, run_id, session_id, \
     parent_session_id, agent, entity_type, entity_id, status, severity, title, summary, \
     duration_ms, metrics, host, pid, thread_id, correlation_id, tags, payload";
+/// How many columns [`EVENT_COLUMNS`] names (a query may select more after them).
+pub const EVENT_COLUMN_COUNT: usize = 23;
 
 pub const INSERT_EVENT: &str = "INSERT INTO events (seq, event_id, ts, source, source_event, run_id, \
     session_id, parent_session_id, agent, entity_type, entity_id, status, severity, title, summary, \

@@ -5,11 +5,13 @@
 //! Rules this module keeps: nothing is acknowledged before its transaction commits; seqs are
 //! strictly increasing and announced in order; a failed transaction acknowledges nothing and
 //! leaves the seq counter where it was. It must never block on a subscriber: announcing is a
-//! callback that must not block.
+//! callback that must not block. Full-text indexing is not its job: a committed batch goes on
+//! to the indexer (`fulltext`), which acknowledges it once it is searchable too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -17,6 +19,7 @@ use sightline_schema::{Event, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::aggregate::BatchAggregates;
+use crate::fulltext::{IndexBatch, IndexMsg};
 use crate::retention;
 use crate::rows::{INSERT_EVENT, PreparedEvent, insert_event};
 use crate::{Ack, StoreError};
@@ -39,7 +42,7 @@ pub(crate) enum Message {
 /// Counters shared with the handle.
 #[derive(Default)]
 pub struct WriterStats {
-    /// Events queued and not yet committed.
+    /// Events queued and not yet acknowledged (committed and indexed).
     pub depth: AtomicUsize,
     /// Last committed seq.
     pub head_seq: AtomicU64,
@@ -66,6 +69,16 @@ pub(crate) struct Writer {
     pub on_commit: OnCommit,
     pub config: WriterConfig,
     pub next_seq: u64,
+    /// The indexer's queue; committed batches go there to be indexed and acknowledged.
+    pub index_tx: Option<Sender<IndexMsg>>,
+    pub indexer: Option<JoinHandle<()>>,
+}
+
+/// What a committed batch leaves for the stages after it.
+struct Committed {
+    acks: Vec<Vec<Ack>>,
+    stored: Vec<Arc<Event>>,
+    docs: Vec<(u64, String)>,
 }
 
 impl Writer {
@@ -82,7 +95,7 @@ impl Writer {
                     last_retention = Instant::now();
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut jobs = Vec::new();
             let mut count = 0;
@@ -95,8 +108,11 @@ impl Writer {
                     jobs.push(job);
                 }
                 Message::Retain(cutoff, reply) => {
-                    let _ =
-                        reply.send(retention::delete_before(&mut this.conn, cutoff, usize::MAX));
+                    let done = retention::delete_before_upto(&mut this.conn, cutoff, usize::MAX);
+                    let _ = reply.send(done.map(|(n, below)| {
+                        this.forget_below(below);
+                        n
+                    }));
                 }
             };
             push(first, &mut jobs, &mut count, &mut self);
@@ -124,6 +140,17 @@ impl Writer {
                 last_retention = Instant::now();
             }
         }
+        // Every producer is gone: let the indexer finish what it has, then stop.
+        self.index_tx.take();
+        if let Some(indexer) = self.indexer.take() {
+            let _ = indexer.join();
+        }
+    }
+
+    fn forget_below(&self, below: u64) {
+        if let Some(tx) = &self.index_tx {
+            let _ = tx.send(IndexMsg::Forget(below));
+        }
     }
 
     /// One chunk of retention; true when more is left to delete.
@@ -132,8 +159,11 @@ impl Writer {
             return false;
         };
         let cutoff = Timestamp(Timestamp::now().millis() - keep.as_millis() as i64);
-        match retention::delete_before(&mut self.conn, cutoff, retention::CHUNK) {
-            Ok(n) => {
+        match retention::delete_before_upto(&mut self.conn, cutoff, retention::CHUNK) {
+            Ok((n, below)) => {
+                if n > 0 {
+                    self.forget_below(below);
+                }
                 self.stats.retained_away.fetch_add(n, Ordering::Relaxed);
                 self.stats.stored.fetch_sub(
                     n.min(self.stats.stored.load(Ordering::Relaxed)),
@@ -152,7 +182,7 @@ impl Writer {
         let start_seq = self.next_seq;
         let mut jobs = jobs;
         match self.write_batch(&mut jobs) {
-            Ok((acks, stored)) => {
+            Ok(Committed { acks, stored, docs }) => {
                 self.stats
                     .head_seq
                     .store(self.next_seq - 1, Ordering::Release);
@@ -163,15 +193,19 @@ impl Writer {
                 self.stats
                     .batched_events
                     .fetch_add(count as u64, Ordering::Relaxed);
-                self.stats.depth.fetch_sub(count, Ordering::AcqRel);
                 // Announce before acknowledging, so that live subscribers see an event no later
                 // than its producer learns it is stored.
                 if !stored.is_empty() {
-                    (self.on_commit)(stored);
+                    (self.on_commit)(stored.clone());
                 }
-                for (job, acks) in jobs.into_iter().zip(acks) {
-                    let _ = job.reply.send(Ok(acks));
-                }
+                let replies = jobs.into_iter().map(|j| j.reply).zip(acks).collect();
+                let batch = IndexBatch {
+                    docs,
+                    garbage: stored,
+                    replies,
+                    count,
+                };
+                self.hand_to_indexer(batch);
             }
             Err(e) => {
                 tracing::error!("batch of {count} events not committed: {e}");
@@ -184,21 +218,38 @@ impl Writer {
         }
     }
 
-    /// Inserts every job's events in one transaction. Returns per-job acks and the stored events.
-    #[allow(clippy::type_complexity)]
-    fn write_batch(
-        &mut self,
-        jobs: &mut [WriteJob],
-    ) -> rusqlite::Result<(Vec<Vec<Ack>>, Vec<Arc<Event>>)> {
+    /// The batch is committed: the indexer acknowledges it once it is searchable. Without an
+    /// indexer (it died), acknowledge now: the events are committed, and the index catches up
+    /// from `events` at the next open.
+    fn hand_to_indexer(&mut self, batch: IndexBatch) {
+        let batch = match &self.index_tx {
+            Some(tx) => match tx.send(IndexMsg::Batch(batch)) {
+                Ok(()) => return,
+                Err(e) => match e.0 {
+                    IndexMsg::Batch(b) => b,
+                    IndexMsg::Forget(_) => return,
+                },
+            },
+            None => batch,
+        };
+        tracing::error!("the full-text indexer is gone; acknowledging without indexing");
+        for (reply, acks) in batch.replies {
+            let _ = reply.send(Ok(acks));
+        }
+        self.stats.depth.fetch_sub(batch.count, Ordering::AcqRel);
+    }
+
+    /// Inserts every job's events in one transaction. Returns per-job acks, the stored events
+    /// and their full-text documents.
+    fn write_batch(&mut self, jobs: &mut [WriteJob]) -> rusqlite::Result<Committed> {
         let tx = self.conn.transaction()?;
         let mut acks = Vec::with_capacity(jobs.len());
         let mut stored = Vec::new();
+        let mut docs = Vec::new();
         let mut aggregates = BatchAggregates::default();
         let first_seq = self.next_seq;
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            let mut fts =
-                tx.prepare_cached("INSERT INTO events_fts (rowid, body) VALUES (?1, ?2)")?;
             let mut find = tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1")?;
             for job in jobs.iter_mut() {
                 let mut job_acks = Vec::with_capacity(job.events.len());
@@ -206,7 +257,7 @@ impl Writer {
                     let seq = self.next_seq;
                     if insert_event(&mut insert, seq, &prepared)? {
                         self.next_seq += 1;
-                        fts.execute(params![seq as i64, prepared.fts])?;
+                        docs.push((seq, prepared.fts));
                         let mut event = prepared.event;
                         event.seq = seq;
                         aggregates.fold(&event);
@@ -235,6 +286,6 @@ impl Writer {
             .execute(params![Timestamp::now().millis() / 1000, first_seq as i64])?;
         }
         tx.commit()?;
-        Ok((acks, stored))
+        Ok(Committed { acks, stored, docs })
     }
 }

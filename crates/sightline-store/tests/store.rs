@@ -231,3 +231,109 @@ async fn reopening_keeps_seq_and_epoch() {
         .unwrap();
     assert_eq!(acks[0].seq, 2);
 }
+
+/// How many events the full-text index itself (not the in-memory rule for its tail) finds.
+fn indexed_hits(store: &Store, word: &str) -> i64 {
+    let word = word.to_string();
+    store
+        .read_blocking(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM fts.events_fts WHERE events_fts MATCH ?1",
+                [word],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+}
+
+fn search_q(store: &Store, q: &str) -> Vec<String> {
+    let filter = Filter::from_params([("q", q)]).unwrap();
+    store
+        .read_blocking(move |c| query::search(c, &filter, Order::Asc, None, 100))
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_acknowledged_event_is_already_in_the_full_text_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    for i in 0..20 {
+        let mut v = tool("r", "s", &format!("ack{i}"), "running");
+        v["payload"] = json!({"command": format!("deploy zebra{i}")});
+        // The acknowledgement comes back only after the event is committed and indexed.
+        store.write(vec![event(v)]).await.unwrap();
+        assert_eq!(indexed_hits(&store, &format!("zebra{i}")), 1, "event {i}");
+        assert_eq!(
+            search_q(&store, &format!("zebra{i}")),
+            vec![format!("ack{i}")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn search_covers_events_the_index_does_not_cover_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let mut v = tool("r", "s", "tail1", "running");
+    v["payload"] = json!({"command": "rsync quokka"});
+    store.write(vec![event(v)]).await.unwrap();
+    // Make the index trail the head, as it does while a batch is being indexed.
+    let fts = rusqlite::Connection::open(sightline_store::fulltext::index_path(
+        &dir.path().join("db.sqlite"),
+    ))
+    .unwrap();
+    fts.execute_batch(
+        "INSERT INTO events_fts (events_fts) VALUES ('delete-all'); UPDATE fts_state SET indexed_through = 0;",
+    )
+    .unwrap();
+    assert_eq!(indexed_hits(&store, "quokka"), 0);
+    assert_eq!(search_q(&store, "quokka"), vec!["tail1".to_string()]);
+    assert!(search_q(&store, "wombat").is_empty(), "and no wrong hits");
+}
+
+#[tokio::test]
+async fn the_full_text_index_is_rebuilt_when_missing_or_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let index = sightline_store::fulltext::index_path(&db);
+    let (store, _) = open(&dir);
+    let mut v = tool("r", "s", "kept", "running");
+    v["payload"] = json!({"command": "make ocelot"});
+    store.write(vec![event(v)]).await.unwrap();
+    store.close();
+    drop(store);
+    // Deleted: rebuilt from `events` at open.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = index.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let (store, _) = open(&dir);
+    assert_eq!(indexed_hits(&store, "ocelot"), 1);
+    store.close();
+    drop(store);
+    // Another database's index beside this one (a restored backup): rebuilt, not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let (foreign, _) = open(&other);
+    let mut v = tool("x", "s", "foreign", "running");
+    v["payload"] = json!({"command": "make ocelot again"});
+    foreign.write(vec![event(v.clone())]).await.unwrap();
+    v["event_id"] = json!("foreign2");
+    foreign.write(vec![event(v)]).await.unwrap();
+    foreign.close();
+    drop(foreign);
+    let other_index = sightline_store::fulltext::index_path(&other.path().join("db.sqlite"));
+    std::fs::copy(&other_index, &index).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let mut p = index.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let (store, _) = open(&dir);
+    assert_eq!(search_q(&store, "ocelot"), vec!["kept".to_string()]);
+    assert_eq!(indexed_hits(&store, "ocelot"), 1);
+}
