@@ -7,6 +7,7 @@
 //! connection.
 
 pub mod aggregate;
+pub mod codec;
 pub mod fulltext;
 pub mod migrations;
 pub mod query;
@@ -142,6 +143,7 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
+    codec: Arc<codec::Codec>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -204,6 +206,28 @@ fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
     }
 }
 
+/// Makes every stored dictionary readable, and compresses with the newest.
+fn load_dictionaries(conn: &Connection) -> Result<codec::Codec, StoreError> {
+    let codec = codec::Codec::default();
+    let mut stmt =
+        conn.prepare("SELECT id, content FROM dictionaries ORDER BY created_at_seq, id")?;
+    let mut rows = stmt.query([])?;
+    let mut newest = None;
+    while let Some(row) = rows.next()? {
+        let (stored_id, content): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+        match codec::register(&content) {
+            Some(id) if id as i64 == stored_id => newest = Some((id, content)),
+            _ => tracing::warn!(
+                "compression dictionary {stored_id} is unusable; its rows will not read"
+            ),
+        }
+    }
+    if let Some((id, content)) = newest {
+        codec.set(codec::Encoder::new(id, &content));
+    }
+    Ok(codec)
+}
+
 /// Opens the full-text index, catches it up with `events`, and starts its thread.
 fn start_indexer(
     config: &StoreConfig,
@@ -263,6 +287,7 @@ impl Store {
         stats.head_seq.store(head, Ordering::Release);
         stats.stored.store(stored as u64, Ordering::Relaxed);
         // The channel bounds jobs; `depth` bounds events (what memory actually holds).
+        let codec = Arc::new(load_dictionaries(&conn)?);
         let (tx, rx) = sync_channel(4096);
         let (index_tx, indexer) = start_indexer(&config, &conn, &epoch, stats.clone())?;
         let writer = Writer {
@@ -279,6 +304,8 @@ impl Store {
             next_seq: head + 1,
             index_tx: Some(index_tx),
             indexer: Some(indexer),
+            trainer: codec::Trainer::new(codec.has_dictionary()),
+            codec: codec.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("sightline-writer".into())
@@ -307,6 +334,7 @@ impl Store {
                 capacity: config.queue_capacity,
                 writer: Mutex::new(Some(handle)),
                 path: config.path,
+                codec,
             }),
         })
     }
@@ -327,8 +355,10 @@ impl Store {
             });
         }
         // Serialising here, on the producer's thread, keeps that work off the single writer.
-        let events: Vec<rows::PreparedEvent> =
-            events.into_iter().map(rows::PreparedEvent::new).collect();
+        let events: Vec<rows::PreparedEvent> = events
+            .into_iter()
+            .map(|e| rows::PreparedEvent::new(e, &self.inner.codec))
+            .collect();
         let (reply, rx) = oneshot::channel();
         let guard = self.inner.tx.lock().expect("sender lock");
         let Some(tx) = guard.as_ref() else {

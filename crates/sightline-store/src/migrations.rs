@@ -121,6 +121,15 @@ CREATE TABLE seq_marks (second INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL);
     r#"
 DROP TABLE IF EXISTS events_fts;
 "#,
+    // 3: payload and metrics may be zstd frames (BLOB) made with one of these dictionaries,
+    // trained from this database's own events (`codec.rs`). id = zstd's dictionary id.
+    r#"
+CREATE TABLE dictionaries (
+    id INTEGER PRIMARY KEY,
+    content BLOB NOT NULL,
+    created_at_seq INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -10,6 +10,8 @@ use rusqlite::{Row, Statement, ToSql, params};
 use serde_json::{Map, Number};
 use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
+use crate::codec::{Codec, Packed};
+
 /// Columns in the order [`event_from_row`] reads them.
 pub const EVENT_COLUMNS: &str = "seq, event_id, ts, source, source_event, run_id, session_id, \
     parent_session_id, agent, entity_type, entity_id, status, severity, title, summary, \
@@ -35,22 +37,23 @@ impl ToSql for SqlNumber<'_> {
     }
 }
 
-/// An event with everything the writer needs already serialised: the JSON columns and the
-/// full-text body. Made on the producer's thread so the single writer only binds and inserts.
+/// An event with everything the writer needs already serialised: the JSON columns (payload
+/// and metrics compressed when the database has a dictionary) and the full-text body. Made on
+/// the producer's thread so the single writer only binds and inserts.
 pub struct PreparedEvent {
     pub event: Event,
-    metrics: Option<String>,
+    pub(crate) metrics: Option<Packed>,
     tags: Option<String>,
-    payload: Option<String>,
+    pub(crate) payload: Option<Packed>,
     /// What full-text search indexes for this event.
     pub fts: String,
 }
 
 impl PreparedEvent {
-    pub fn new(event: Event) -> PreparedEvent {
-        let metrics = event.metrics.as_ref().map(to_json);
+    pub fn new(event: Event, codec: &Codec) -> PreparedEvent {
+        let metrics = event.metrics.as_ref().map(|m| codec.pack(to_json(m)));
         let tags = (!event.tags.is_empty()).then(|| to_json(&event.tags));
-        let payload = (!event.payload.is_empty()).then(|| to_json(&event.payload));
+        let payload = (!event.payload.is_empty()).then(|| codec.pack(to_json(&event.payload)));
         let fts = sightline_schema::filter::searchable_text(&event);
         PreparedEvent {
             event,
@@ -116,14 +119,16 @@ fn json_column<T: serde::de::DeserializeOwned + Default>(
 ) -> rusqlite::Result<T> {
     match row.get_ref(idx)? {
         ValueRef::Null => Ok(T::default()),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            serde_json::from_slice(bytes).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    idx,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
+        ValueRef::Text(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        }),
+        // A BLOB is a compressed value (`codec`).
+        ValueRef::Blob(stored) => {
+            let fail = |e: Box<dyn std::error::Error + Send + Sync>| {
+                rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Blob, e)
+            };
+            let text = crate::codec::unpack(stored).map_err(|e| fail(Box::new(e)))?;
+            serde_json::from_slice(&text).map_err(|e| fail(Box::new(e)))
         }
         _ => Err(bad(idx, "json")),
     }

@@ -19,6 +19,7 @@ use sightline_schema::{Event, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::aggregate::BatchAggregates;
+use crate::codec::{self, Codec, Encoder, Trainer};
 use crate::fulltext::{IndexBatch, IndexMsg};
 use crate::retention;
 use crate::rows::{INSERT_EVENT, PreparedEvent, insert_event};
@@ -72,6 +73,9 @@ pub(crate) struct Writer {
     /// The indexer's queue; committed batches go there to be indexed and acknowledged.
     pub index_tx: Option<Sender<IndexMsg>>,
     pub indexer: Option<JoinHandle<()>>,
+    /// The compression dictionary producers use, and its training.
+    pub codec: Arc<Codec>,
+    pub trainer: Trainer,
 }
 
 /// What a committed batch leaves for the stages after it.
@@ -134,6 +138,9 @@ impl Writer {
             if !jobs.is_empty() {
                 self.commit(jobs, count);
             }
+            if let Some(dictionary) = self.trainer.ready() {
+                self.install_dictionary(&dictionary);
+            }
             // Retention runs between batches, a bounded chunk at a time, so it never stalls ingest.
             if retention_backlog || last_retention.elapsed() >= self.config.retention_every {
                 retention_backlog = self.retention_step();
@@ -144,6 +151,25 @@ impl Writer {
         self.index_tx.take();
         if let Some(indexer) = self.indexer.take() {
             let _ = indexer.join();
+        }
+    }
+
+    /// Commits a trained dictionary, then lets producers compress with it (never before: a
+    /// row must not name a dictionary the database does not hold).
+    fn install_dictionary(&mut self, content: &[u8]) {
+        let Some(id) = codec::register(content) else {
+            tracing::warn!(
+                "a trained dictionary was unusable (its id is taken); keeping the old one"
+            );
+            return;
+        };
+        let saved = self.conn.execute(
+            "INSERT OR IGNORE INTO dictionaries (id, content, created_at_seq) VALUES (?1, ?2, ?3)",
+            params![id as i64, content, self.next_seq as i64],
+        );
+        match saved {
+            Ok(_) => self.codec.set(Encoder::new(id, content)),
+            Err(e) => tracing::warn!("could not store a compression dictionary: {e}"),
         }
     }
 
@@ -261,6 +287,7 @@ impl Writer {
                         let mut event = prepared.event;
                         event.seq = seq;
                         aggregates.fold(&event);
+                        self.trainer.observe(&event);
                         stored.push(Arc::new(event));
                         job_acks.push(Ack {
                             seq,

@@ -337,3 +337,74 @@ async fn the_full_text_index_is_rebuilt_when_missing_or_foreign() {
     assert_eq!(search_q(&store, "ocelot"), vec!["kept".to_string()]);
     assert_eq!(indexed_hits(&store, "ocelot"), 1);
 }
+
+#[tokio::test]
+async fn payloads_are_compressed_with_a_trained_dictionary_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let make = |i: usize| {
+        let mut v = tool(&format!("r{}", i % 10), "s", &format!("z{i}"), "success");
+        v["payload"] = json!({"tool_name": "Bash", "cwd": "/home/dev/project",
+            "tool_input": {"command": format!("cargo test -p crate{}", i % 13)},
+            "tool_response": {"stdout": format!("test result: ok. {i} passed"), "exit_code": 0}});
+        v["metrics"] = json!({"input_tokens": i % 1000, "cost_usd": 0.0012});
+        event(v)
+    };
+    let mut written = Vec::new();
+    // Enough events for the dictionary's samples; training runs beside the writer.
+    for chunk in (0..sightline_store::codec::SAMPLES + 200)
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
+        let batch: Vec<Event> = chunk.iter().map(|&i| make(i)).collect();
+        written.extend(batch.clone());
+        store.write(batch).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut i = written.len();
+    loop {
+        let e = make(i);
+        written.push(e.clone());
+        store.write(vec![e]).await.unwrap();
+        i += 1;
+        let blobs: i64 = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM events WHERE typeof(payload) = 'blob'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        if blobs > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary was trained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let last: Vec<Event> = (i..i + 50).map(make).collect();
+    written.extend(last.clone());
+    store.write(last).await.unwrap();
+    let read_all = |store: &Store| {
+        store
+            .read_blocking(|c| query::search(c, &Filter::default(), Order::Asc, None, 5000))
+            .unwrap()
+            .items
+    };
+    let check = |stored: Vec<Event>| {
+        assert_eq!(stored.len(), written.len().min(5000));
+        for (got, want) in stored.iter().zip(&written) {
+            let mut want = want.clone();
+            want.seq = got.seq;
+            assert_eq!(got.to_json(), want.to_json());
+        }
+    };
+    check(read_all(&store));
+    store.close();
+    drop(store);
+    let (again, _) = open(&dir);
+    check(read_all(&again));
+}
