@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,26 @@ elif MODE == "sightline":
     st = sightline.status()
     sightline.stop()
     assert st["calls"] > 0, st
+elif MODE == "paired":
+    # Tracing switched off and on in one process, alternating run by run: a pair of adjacent
+    # runs sees the same machine, so its ratio is free of what shifts between processes and
+    # moments (a busy sibling vCPU slows a thread by a third, even in its own CPU time). Off
+    # means no sys.monitoring events at all (3.12+) or no profile function (3.11).
+    import sightline
+    agent = sightline.start(output=os.environ["BENCH_OUT"], control=False)
+    ratios = []
+    for i in range(REPEAT + 1):
+        times = []
+        for on in (False, True):
+            agent.set_tracing(on)
+            c0 = time.thread_time()
+            run()
+            times.append(time.thread_time() - c0)
+        if i > 0:  # the first pair classifies every code object: warm-up
+            ratios.append(times[1] / times[0])
+    sightline.stop()
+    print(json.dumps({"ratios": ratios}))
+    raise SystemExit(0)
 else:
     raise SystemExit(f"unknown mode {MODE}")
 print(json.dumps({"best_s": best[0], "best_cpu_s": best[1]}))
@@ -137,6 +158,19 @@ def measure(py: str, mode: str, workload: str, repeat: int, fib_n: int) -> tuple
         return r["best_s"], r["best_cpu_s"]
 
 
+def paired_ratios(py: str, workload: str, repeat: int, fib_n: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as d:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGHTLINE_")}
+        env["BENCH_OUT"] = os.path.join(d, "events.ndjson")
+        p = subprocess.run(
+            [py, "-c", WORKER, "paired", workload, str(repeat), str(fib_n)],
+            env=env, capture_output=True, text=True, cwd=d, timeout=900,
+        )
+        if p.returncode != 0:
+            raise RuntimeError(f"{py} paired {workload} failed:\n{p.stderr[-2000:]}")
+        return json.loads(p.stdout.strip().splitlines()[-1])["ratios"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="runs per process (best is kept)")
@@ -157,10 +191,12 @@ def main() -> int:
         f"Best of {a.rounds} interleaved rounds x {a.repeat} runs per figure (each round a fresh process "
         f"per mode, so that load from elsewhere hits every mode alike); fib({a.fib}). Ratios and times are "
         "CPU time of the program's thread (time.thread_time); the last column is sightline's ratio in "
-        "wall time, which includes waiting for the core when the machine is loaded.\n"
+        "wall time, which includes waiting for the core when the machine is loaded. \"sightline, paired\" "
+        "is the median ratio of adjacent runs with tracing off and on in one process (the robust figure; "
+        "its spread is the 10th-90th percentile).\n"
     )
-    print("| Python | workload | untraced | cProfile | viztracer | sightline | sightline, wall |")
-    print("|---|---|---|---|---|---|---|")
+    print("| Python | workload | untraced | cProfile | viztracer | sightline | sightline, wall | sightline, paired |")
+    print("|---|---|---|---|---|---|---|---|")
     for v, py in pys:
         for workload in ("fib", "ordinary"):
             wall = {m: float("inf") for m in MODES}
@@ -172,6 +208,9 @@ def main() -> int:
             base = cpu["untraced"]
             cells = [f"{base * 1000:.1f} ms"] + [f"{cpu[m] / base:.2f}× ({cpu[m] * 1000:.0f} ms)" for m in MODES[1:]]
             cells.append(f"{wall['sightline'] / wall['untraced']:.2f}×")
+            ratios = sorted(r for _ in range(a.rounds) for r in paired_ratios(py, workload, a.repeat, a.fib))
+            q = lambda f: ratios[min(len(ratios) - 1, int(f * len(ratios)))]
+            cells.append(f"{statistics.median(ratios):.2f}× ({q(0.1):.2f}–{q(0.9):.2f})")
             name = f"fib({a.fib})" if workload == "fib" else "ordinary"
             print(f"| {v} | {name} | " + " | ".join(cells) + " |", flush=True)
     return 0
