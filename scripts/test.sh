@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust (fmt, clippy, unit and integration tests), the Python agent on
-# 3.11/3.12/3.13/3.14, the client libraries, and the dashboard in headless Chromium.
+# 3.11/3.12/3.13/3.14, the client libraries (the JavaScript one in Node and in headless
+# Chromium), and the dashboard in headless Chromium.
 # Installs what a fresh machine lacks (Debian chromium, npm packages via `npm ci`, PyPI
 # packages inside the suites' own venvs). Usage: bash scripts/test.sh
 set -uo pipefail
@@ -61,10 +62,11 @@ suite "rust: tests" rust_tests
 # The suites below drive the hub binary built above (target/debug/sightline).
 export SIGHTLINE_BIN="$PWD/target/debug/sightline"
 suite "python agent (3.11, 3.12, 3.13, 3.14)" bash python/run-tests.sh
-if [ -f clients/js/package.json ]; then
-    suite "javascript client" npm_suite clients/js
-fi
+# The JavaScript client's tests and the dashboard's both drive the system's headless Chromium.
 need_chromium
+if [ -f clients/js/package.json ]; then
+    suite "javascript client (node and headless chromium)" npm_suite clients/js
+fi
 suite "dashboard (headless chromium)" npm_suite ui
 
 echo

@@ -4,10 +4,18 @@
  * - `subscribe(filter, handlers)` / `events(filter)`: live events over one WebSocket (`/ws`),
  *   several subscriptions per connection, each resumed after its last seq when the connection
  *   comes back (exponential backoff with jitter), so a hub restart loses and repeats nothing.
- * - `publish(events)`: POST with retries on 429/503 and network errors; each event gets an
- *   `event_id` first so a retry is never stored twice.
+ * - `publish(events)`: each event gets an `event_id` first so a retry is never stored twice.
+ *   In Node: POST with retries on 429/503 and network errors. In browsers: the WebSocket's
+ *   `publish`, acknowledged after commit and re-sent after a reconnect, because a page on another
+ *   origin (allowed with the hub's `--allow-origin`) can open the WebSocket but not read REST
+ *   answers, and neither WebSocket nor EventSource can carry an `Authorization` header.
  * - `workflow(id)`: reports a workflow execution's status, steps, progress, logs, errors and
- *   completion (`POST /api/v1/workflows/{id}/updates`).
+ *   completion (`POST /api/v1/workflows/{id}/updates`, or `workflow_update` over the WebSocket).
+ *
+ * Tokens: Node sends `Authorization: Bearer` (REST and the WebSocket upgrade); with the global
+ * WebSocket (browsers, Node 22+) the token goes in an `auth` message, never in the URL. A refused
+ * token (close 4001) is final: every subscription's `onError` and every pending publish get a
+ * `HubError` with `code: 'unauthorized'`, and the client stops reconnecting.
  *
  * The protocol is docs/PROTOCOL.md. This module must never swallow a gap: when the hub says a
  * resume could not be complete, `onReset` is called with its reason.
@@ -89,6 +97,8 @@ export interface WebSocketLike {
 
 export type WebSocketFactory = (url: string, headers: Record<string, string>) => WebSocketLike | Promise<WebSocketLike>;
 
+export type Transport = 'http' | 'ws';
+
 export interface ClientOptions {
   /** The hub, default `SIGHTLINE_URL` (Node) or `http://127.0.0.1:4517`. */
   url?: string;
@@ -100,6 +110,11 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * How `publish` and workflow updates travel: `'http'` (POST; the default in Node) or `'ws'`
+   * (the shared WebSocket, acknowledged after commit; the default in browsers).
+   */
+  publishVia?: Transport;
 }
 
 export interface SubscribeOptions {
@@ -117,11 +132,26 @@ export interface Handlers {
 }
 
 export class HubError extends Error {
-  constructor(message: string, readonly status?: number, readonly body?: unknown) {
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly body?: unknown,
+    /** The hub's error code (`unauthorized`, `forbidden`, `invalid_events`, ...) when it gave one. */
+    readonly code?: string,
+  ) {
     super(message);
     this.name = 'HubError';
   }
 }
+
+/** Node (or a runtime that says it is Node): REST works from anywhere. */
+const isNode = (): boolean => {
+  const g = globalThis as unknown as { process?: { versions?: { node?: string } } };
+  return typeof g.process?.versions?.node === 'string';
+};
+
+/** WebSocket close codes of docs/PROTOCOL.md. */
+const CLOSE_UNAUTHORIZED = 4001;
 
 const env = (name: string): string | undefined => {
   const g = globalThis as unknown as { process?: { env?: Record<string, string | undefined> } };
@@ -156,7 +186,21 @@ interface SubState {
   handlers: Handlers;
   /** Last seq delivered (or the start point); `undefined` = live only, not started yet. */
   cursor: number | undefined;
+  /** The epoch of the database `cursor` belongs to (from `subscribed`). */
+  epoch: string | undefined;
   active: boolean;
+}
+
+/** A `publish` / `workflow_update` waiting for its `ack`; re-sent after a reconnect. */
+interface Outgoing {
+  text: string;
+  resolve: (ack: { seqs: number[]; duplicates: number }) => void;
+  reject: (e: Error) => void;
+  /** Connections lost (or not made) while this waited; past `maxAttempts` it fails. */
+  failures: number;
+  maxAttempts: number;
+  /** Sent on the current connection. */
+  sent: boolean;
 }
 
 /** A live subscription; `close()` ends it. */
@@ -182,9 +226,13 @@ export class SightlineClient {
   private attempt = 0;
   private subs = new Map<string, SubState>();
   private nextId = 1;
-  private pending = new Map<string, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private outgoing = new Map<string, Outgoing>();
+  private nextOut = 1;
   private ready = false;
   private queue: string[] = [];
+  /** Set when the hub refused the token: final, no more reconnects. */
+  private fatal: HubError | undefined;
+  private readonly publishVia: Transport;
 
   constructor(options: ClientOptions = {}) {
     this.url = (options.url ?? env('SIGHTLINE_URL') ?? 'http://127.0.0.1:4517').replace(/\/+$/, '');
@@ -195,6 +243,7 @@ export class SightlineClient {
     this.openSocket = options.webSocket ?? defaultWebSocket;
     this.minBackoff = options.minBackoffMs ?? 200;
     this.maxBackoff = options.maxBackoffMs ?? 10_000;
+    this.publishVia = options.publishVia ?? (isNode() ? 'http' : 'ws');
   }
 
   // ---- REST ---------------------------------------------------------------------------------
@@ -241,8 +290,42 @@ export class SightlineClient {
   /** Stores events after commit; resolves to their seqs (in order). */
   async publish(events: NewEvent | NewEvent[], maxAttempts = 8): Promise<number[]> {
     const batch = (Array.isArray(events) ? events : [events]).map((e) => ({ event_id: randomId(), ...e }));
+    if (this.publishVia === 'ws') return (await this.sendForAck({ type: 'publish', events: batch }, maxAttempts)).seqs;
     const answer = await this.request<{ seqs: number[] }>('POST', '/api/v1/events', batch, maxAttempts);
     return answer.seqs;
+  }
+
+  /** Workflow updates (docs/PROTOCOL.md, "Workflow executions"); resolves to their seqs. */
+  async workflowUpdates(workflowId: string, updates: unknown[], maxAttempts = 6): Promise<number[]> {
+    if (this.publishVia === 'ws') {
+      return (await this.sendForAck({ type: 'workflow_update', workflow_id: workflowId, updates }, maxAttempts)).seqs;
+    }
+    const path = `/api/v1/workflows/${encodeURIComponent(workflowId)}/updates`;
+    return (await this.request<{ seqs: number[] }>('POST', path, updates, maxAttempts)).seqs;
+  }
+
+  /**
+   * Sends a `publish` / `workflow_update` over the WebSocket and resolves with its `ack` (sent by
+   * the hub after commit). Survives reconnects: the message is sent again on the next connection
+   * (its event ids make that safe), until `maxAttempts` connections were lost or not made.
+   */
+  private sendForAck(msg: Record<string, unknown>, maxAttempts: number): Promise<{ seqs: number[]; duplicates: number }> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    if (this.closed) return Promise.reject(new HubError('client closed'));
+    const id = `p${this.nextOut++}`;
+    return new Promise((resolve, reject) => {
+      const out: Outgoing = { text: JSON.stringify({ ...msg, id }), resolve, reject, failures: 0, maxAttempts, sent: false };
+      this.outgoing.set(id, out);
+      if (this.ready) this.sendOutgoing(out);
+      else void this.connect();
+    });
+  }
+
+  private sendOutgoing(out: Outgoing): void {
+    if (this.socket && this.ready && this.socket.readyState === 1) {
+      this.socket.send(out.text);
+      out.sent = true;
+    }
   }
 
   async search(filter: Filter = {}, limit = 100): Promise<SightlineEvent[]> {
@@ -263,9 +346,12 @@ export class SightlineClient {
   /** Subscribes over the shared WebSocket; reconnects and resumes by itself. */
   subscribe(filter: Filter, handlers: Handlers, options: SubscribeOptions = {}): Subscription {
     const id = `s${this.nextId++}`;
-    const state: SubState = { id, filter, handlers, cursor: options.since, active: true };
+    const state: SubState = { id, filter, handlers, cursor: options.since, epoch: undefined, active: true };
     this.subs.set(id, state);
-    if (this.ready) this.sendSubscribe(state);
+    if (this.fatal) {
+      const err = this.fatal;
+      queueMicrotask(() => handlers.onError?.(err));
+    } else if (this.ready) this.sendSubscribe(state);
     else void this.connect();
     return {
       id,
@@ -319,13 +405,13 @@ export class SightlineClient {
     return iterator;
   }
 
-  /** Closes the WebSocket and every subscription. */
+  /** Closes the WebSocket and every subscription; pending publishes are rejected. */
   close(): void {
     this.closed = true;
     this.subs.clear();
     this.socket?.close(1000, 'client closed');
-    for (const p of this.pending.values()) p.reject(new HubError('client closed'));
-    this.pending.clear();
+    for (const o of this.outgoing.values()) o.reject(new HubError('client closed'));
+    this.outgoing.clear();
   }
 
   private wsUrl(): string {
@@ -342,13 +428,14 @@ export class SightlineClient {
     const msg: Record<string, unknown> = { type: 'subscribe', id: s.id, filter: s.filter };
     if (s.cursor !== undefined) {
       msg.since = s.cursor;
-      if (this.epoch) msg.epoch = this.epoch;
+      const epoch = s.epoch ?? this.epoch;
+      if (epoch) msg.epoch = epoch;
     }
     this.send(msg);
   }
 
   private async connect(): Promise<void> {
-    if (this.connecting || this.socket || this.closed) return;
+    if (this.connecting || this.socket || this.closed || this.fatal) return;
     this.connecting = true;
     try {
       const headers: Record<string, string> = {};
@@ -356,29 +443,62 @@ export class SightlineClient {
       const ws = await this.openSocket(this.wsUrl(), headers);
       this.socket = ws;
       ws.onmessage = (ev) => this.onMessage(String(ev.data));
-      ws.onclose = () => this.onClose();
+      ws.onclose = (ev) => this.onClose(ev?.code, ev?.reason);
       ws.onerror = () => {
         /* onclose follows */
       };
     } catch (e) {
       this.connecting = false;
+      this.connectionLost();
       this.scheduleReconnect();
       return;
     }
     this.connecting = false;
   }
 
-  private onClose(): void {
+  private onClose(code?: number, reason?: string): void {
     this.socket = undefined;
     this.ready = false;
     if (this.closed) return;
-    for (const p of this.pending.values()) p.reject(new HubError('connection lost'));
-    this.pending.clear();
+    if (code === CLOSE_UNAUTHORIZED) {
+      this.fail(new HubError(`unauthorized: ${reason || 'the hub refused the token'}`, 401, undefined, 'unauthorized'));
+      return;
+    }
+    this.connectionLost();
     this.scheduleReconnect();
   }
 
+  /** A connection ended or could not be made: what waited for an ack is sent again later. */
+  private connectionLost(): void {
+    for (const [id, o] of this.outgoing) {
+      o.sent = false;
+      if (++o.failures >= o.maxAttempts) {
+        this.outgoing.delete(id);
+        o.reject(new HubError(`the hub at ${this.url} is unreachable (${o.failures} connections lost or refused)`));
+      }
+    }
+  }
+
+  /** Final: the token was refused. Tell every subscription and pending publish, stop. */
+  private fail(err: HubError): void {
+    this.fatal = err;
+    this.socket?.close(1000, 'client gives up');
+    for (const o of this.outgoing.values()) o.reject(err);
+    this.outgoing.clear();
+    for (const s of this.subs.values()) s.handlers.onError?.(err);
+  }
+
+  /** Connected (and authenticated): (re)send subscriptions, queued messages, unacked publishes. */
+  private onReady(): void {
+    this.ready = true;
+    this.attempt = 0;
+    for (const s of this.subs.values()) this.sendSubscribe(s);
+    for (const q of this.queue.splice(0)) this.socket?.send(q);
+    for (const o of this.outgoing.values()) this.sendOutgoing(o);
+  }
+
   private scheduleReconnect(): void {
-    if (this.closed || this.subs.size === 0) return;
+    if (this.closed || this.fatal || (this.subs.size === 0 && this.outgoing.size === 0)) return;
     const delay = backoff(this.attempt++, this.minBackoff, this.maxBackoff);
     setTimeout(() => void this.connect(), delay);
   }
@@ -392,30 +512,43 @@ export class SightlineClient {
     }
     switch (msg.type) {
       case 'welcome': {
-        if (this.epoch && msg.epoch !== this.epoch) {
-          // Another database: old cursors mean nothing there. The hub would say so per
-          // subscription; keep the cursors so it can.
-        }
-        this.epoch = this.epoch ?? msg.epoch;
-        if (msg.auth_required && this.token) {
+        // A new database keeps old cursors meaningless; each subscription resumes with the
+        // epoch its cursor came from, and the hub answers `recovered: false` (→ `onReset`).
+        this.epoch = msg.epoch ?? this.epoch;
+        if (msg.auth_required) {
+          if (!this.token) {
+            this.fail(new HubError('unauthorized: the hub requires a token; pass options.token', 401, undefined, 'unauthorized'));
+            break;
+          }
+          // Browsers' WebSocket cannot send headers: the token goes in the first message, and
+          // nothing else is sent until the hub says `authenticated` (or closes with 4001).
           this.socket?.send(JSON.stringify({ type: 'auth', token: this.token }));
+          break;
         }
-        this.ready = true;
-        this.attempt = 0;
-        for (const s of this.subs.values()) this.sendSubscribe(s);
-        for (const q of this.queue.splice(0)) this.socket?.send(q);
+        this.onReady();
+        break;
+      }
+      case 'authenticated': {
+        this.onReady();
         break;
       }
       case 'subscribed': {
         const s = this.subs.get(String(msg.id));
         if (!s) break;
+        if (msg.epoch) s.epoch = String(msg.epoch);
         if (!msg.recovered) {
           s.cursor = Number(msg.from_seq) - 1;
           s.handlers.onReset?.(String(msg.reason ?? 'resume was not complete'));
         } else if (s.cursor === undefined) {
           s.cursor = Number(msg.from_seq) - 1; // live: a reconnect resumes after this point
         }
-        this.epoch = msg.epoch ?? this.epoch;
+        break;
+      }
+      case 'ack': {
+        const o = msg.id !== undefined ? this.outgoing.get(String(msg.id)) : undefined;
+        if (!o) break;
+        this.outgoing.delete(String(msg.id));
+        o.resolve({ seqs: (msg.seqs ?? []).map(Number), duplicates: Number(msg.duplicates ?? 0) });
         break;
       }
       case 'event': {
@@ -431,10 +564,30 @@ export class SightlineClient {
         break;
       }
       case 'error': {
-        const err = new HubError(`${msg.code}: ${msg.message}`);
-        if (msg.id !== undefined && this.subs.has(String(msg.id))) {
-          this.subs.get(String(msg.id))!.handlers.onError?.(err);
+        const code = String(msg.code);
+        const status = code === 'unauthorized' ? 401 : code === 'forbidden' ? 403 : undefined;
+        const err = new HubError(`${code}: ${msg.message}`, status, msg, code);
+        const id = msg.id === undefined ? undefined : String(msg.id);
+        const o = id === undefined ? undefined : this.outgoing.get(id);
+        if (o) {
+          if (code === 'queue_full' || code === 'unavailable' || code === 'store') {
+            // Nothing was stored: send it again after the hub's delay (ids keep it idempotent).
+            if (++o.failures >= o.maxAttempts) {
+              this.outgoing.delete(id!);
+              o.reject(err);
+            } else {
+              o.sent = false;
+              const wait = Math.max(Number(msg.retry_after_ms) || 0, backoff(o.failures, this.minBackoff, this.maxBackoff));
+              setTimeout(() => this.sendOutgoing(o), wait);
+            }
+          } else {
+            this.outgoing.delete(id!);
+            o.reject(err);
+          }
+        } else if (id !== undefined && this.subs.has(id)) {
+          this.subs.get(id)!.handlers.onError?.(err);
         }
+        // `unauthorized` without an id is followed by close 4001, handled in onClose.
         break;
       }
       default:
@@ -455,12 +608,8 @@ export class WorkflowReporter {
     const clean: WorkflowUpdateData = {};
     for (const [k, v] of Object.entries(data)) if (v !== undefined) clean[k] = v;
     if (this.name && clean.workflow === undefined) clean.workflow = this.name;
-    const answer = await this.client.request<{ seqs: number[] }>(
-      'POST',
-      `/api/v1/workflows/${encodeURIComponent(this.id)}/updates`,
-      { type, id: randomId(), data: clean },
-    );
-    return answer.seqs[0];
+    const seqs = await this.client.workflowUpdates(this.id, [{ type, id: randomId(), data: clean }]);
+    return seqs[0];
   }
 
   start(message?: string) {
