@@ -7,7 +7,9 @@
 //! sender thread is pure Rust: it must never touch Python or hold the GIL, and it must never
 //! block the program. When the hub is slow or down the queue keeps the newest detailed call
 //! events and drops the oldest, counting the drops; lifecycle, exception and statistics events
-//! ("critical") have their own, larger bound.
+//! ("critical") have their own, larger bound. Batches take events from both queues in the order
+//! the program queued them, so the hub receives them in the order they happened (a process's
+//! exit last), whatever was dropped.
 
 use crate::http::{Client, Endpoint};
 use crate::ws::{Answer, WsClient, WsError};
@@ -62,8 +64,12 @@ pub struct Stats {
 }
 
 pub struct Q {
-    critical: VecDeque<String>,
-    detail: VecDeque<String>,
+    /// (queue order, serialized event) for lifecycle, exception and statistics events.
+    critical: VecDeque<(u64, String)>,
+    /// The same for detailed call events, which give way first.
+    detail: VecDeque<(u64, String)>,
+    /// The queue order of the next event.
+    next_order: u64,
     cap_critical: usize,
     cap_detail: usize,
     in_flight: usize,
@@ -73,6 +79,41 @@ pub struct Q {
     /// Set by `flush`: send what is queued now without waiting to fill a batch.
     urgent: bool,
     stats: Stats,
+}
+
+impl Q {
+    /// Appends an event to its queue; a full queue drops its oldest event (counted).
+    fn push(&mut self, line: String, droppable: bool) {
+        let order = self.next_order;
+        self.next_order += 1;
+        let (queue, cap) = if droppable {
+            (&mut self.detail, self.cap_detail)
+        } else {
+            (&mut self.critical, self.cap_critical)
+        };
+        if queue.len() >= cap {
+            queue.pop_front();
+            self.stats.dropped += 1;
+        }
+        queue.push_back((order, line));
+    }
+
+    /// The event queued earliest of both queues: (queue order, line, droppable).
+    fn pop_oldest(&mut self) -> Option<(u64, String, bool)> {
+        let take_detail = match (self.critical.front(), self.detail.front()) {
+            (Some(c), Some(d)) => d.0 < c.0,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let queue = if take_detail {
+            &mut self.detail
+        } else {
+            &mut self.critical
+        };
+        queue
+            .pop_front()
+            .map(|(order, line)| (order, line, take_detail))
+    }
 }
 
 pub struct Transport {
@@ -90,6 +131,7 @@ pub fn global() -> &'static Arc<Transport> {
             q: Mutex::new(Q {
                 critical: VecDeque::new(),
                 detail: VecDeque::new(),
+                next_order: 0,
                 cap_critical: 100_000,
                 cap_detail: 50_000,
                 in_flight: 0,
@@ -131,19 +173,7 @@ impl Transport {
     /// Queues one serialized event. `droppable` events (detailed calls) give way first.
     pub fn push(&self, line: String, droppable: bool) {
         let mut q = lock(&self.q);
-        if droppable {
-            if q.detail.len() >= q.cap_detail {
-                q.detail.pop_front();
-                q.stats.dropped += 1;
-            }
-            q.detail.push_back(line);
-        } else {
-            if q.critical.len() >= q.cap_critical {
-                q.critical.pop_front();
-                q.stats.dropped += 1;
-            }
-            q.critical.push_back(line);
-        }
+        q.push(line, droppable);
         let wake = q.critical.len() + q.detail.len() >= MAX_BATCH / 2;
         drop(q);
         if wake {
@@ -187,8 +217,10 @@ impl Transport {
     /// Takes every queued event out (for spooling to a file at exit).
     pub fn drain(&self) -> Vec<String> {
         let mut q = lock(&self.q);
-        let mut v: Vec<String> = q.critical.drain(..).collect();
-        v.extend(q.detail.drain(..));
+        let mut v = Vec::with_capacity(q.critical.len() + q.detail.len());
+        while let Some((_, line, _)) = q.pop_oldest() {
+            v.push(line);
+        }
         v
     }
 
@@ -216,7 +248,7 @@ impl Transport {
         let mut link: Option<(u64, HubLink)> = None;
         let mut backoff = Duration::from_millis(200);
         loop {
-            let (batch, n_crit, sink, gen) = {
+            let (batch, order, sink, gen) = {
                 let mut q = lock(&self.q);
                 loop {
                     let n = q.critical.len() + q.detail.len();
@@ -239,28 +271,18 @@ impl Transport {
                         .0;
                 }
                 let mut batch = Vec::new();
+                let mut order = Vec::new();
                 let mut bytes = 0;
                 while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                    match q.critical.pop_front() {
-                        Some(l) => {
-                            bytes += l.len() + 1;
-                            batch.push(l);
-                        }
-                        None => break,
-                    }
-                }
-                let n_crit = batch.len();
-                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                    match q.detail.pop_front() {
-                        Some(l) => {
-                            bytes += l.len() + 1;
-                            batch.push(l);
-                        }
-                        None => break,
-                    }
+                    let Some((o, line, droppable)) = q.pop_oldest() else {
+                        break;
+                    };
+                    bytes += line.len() + 1;
+                    batch.push(line);
+                    order.push((o, droppable));
                 }
                 q.in_flight = batch.len();
-                (batch, n_crit, q.sink.clone(), q.sink_gen)
+                (batch, order, q.sink.clone(), q.sink_gen)
             };
             let outcome = match &sink {
                 Sink::None => Outcome::Retry(None, "no sink".into()),
@@ -298,21 +320,17 @@ impl Transport {
                     q.stats.retries += 1;
                     q.stats.last_error = Some(err);
                     // Put the batch back in front, keeping the bounds (oldest detail goes).
-                    let mut it = batch.into_iter();
-                    let crit: Vec<String> = it.by_ref().take(n_crit).collect();
-                    let det: Vec<String> = it.collect();
-                    for l in det.into_iter().rev() {
-                        if q.detail.len() >= q.cap_detail {
-                            q.stats.dropped += 1;
+                    let qs = &mut *q;
+                    for (line, (o, droppable)) in batch.into_iter().zip(order).rev() {
+                        let (queue, cap) = if droppable {
+                            (&mut qs.detail, qs.cap_detail)
                         } else {
-                            q.detail.push_front(l);
-                        }
-                    }
-                    for l in crit.into_iter().rev() {
-                        if q.critical.len() >= q.cap_critical {
-                            q.stats.dropped += 1;
+                            (&mut qs.critical, qs.cap_critical)
+                        };
+                        if queue.len() >= cap {
+                            qs.stats.dropped += 1;
                         } else {
-                            q.critical.push_front(l);
+                            queue.push_front((o, line));
                         }
                     }
                     self.idle.notify_all();
@@ -488,5 +506,51 @@ fn post(client: &mut Client, batch: &[String]) -> Outcome {
             )),
         },
         Err(e) => Outcome::Retry(None, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> Q {
+        Q {
+            critical: VecDeque::new(),
+            detail: VecDeque::new(),
+            next_order: 0,
+            cap_critical: 10,
+            cap_detail: 2,
+            in_flight: 0,
+            sink: Sink::None,
+            sink_gen: 0,
+            stop: false,
+            urgent: false,
+            stats: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn batches_keep_the_order_events_were_queued_in() {
+        let mut q = queue();
+        q.push("start".into(), false);
+        q.push("call a".into(), true);
+        q.push("stats".into(), false);
+        q.push("call b".into(), true);
+        q.push("exit".into(), false);
+        let got: Vec<String> = std::iter::from_fn(|| q.pop_oldest().map(|e| e.1)).collect();
+        assert_eq!(got, ["start", "call a", "stats", "call b", "exit"]);
+    }
+
+    #[test]
+    fn dropped_detail_leaves_the_rest_in_order() {
+        let mut q = queue();
+        q.push("start".into(), false);
+        for i in 0..4 {
+            q.push(format!("call {i}"), true); // cap 2: calls 0 and 1 give way
+        }
+        q.push("exit".into(), false);
+        let got: Vec<String> = std::iter::from_fn(|| q.pop_oldest().map(|e| e.1)).collect();
+        assert_eq!(got, ["start", "call 2", "call 3", "exit"]);
+        assert_eq!(q.stats.dropped, 2);
     }
 }

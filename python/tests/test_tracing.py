@@ -105,7 +105,7 @@ def interval(c):
     return c["payload"]["start_ns"], c["payload"]["end_ns"]
 
 
-def test_process_lifecycle(traced):
+def test_process_lifecycle(hub, traced):
     run_id, evs, calls, _ = traced
     kinds = [e["source_event"] for e in evs]
     assert kinds.count("process_start") == 1 and kinds.count("process_exit") == 1
@@ -114,6 +114,11 @@ def test_process_lifecycle(traced):
     exit_ = next(e for e in evs if e["source_event"] == "process_exit")
     assert exit_["status"] == "success" and exit_["metrics"]["exit_code"] == 0
     assert all(e["source"] == "python" and e["run_id"] == run_id for e in evs)
+    # Events reach the hub in the order the process made them, call events included: the exit
+    # comes last, so the run is over (ended) rather than looking active again.
+    assert evs[-1]["source_event"] == "process_exit", [e["source_event"] for e in evs[-5:]]
+    run = hub.get(f"/api/v1/runs/{run_id}")["run"]
+    assert run["status"] == "success" and run["ended_at"] is not None, run
     # Only the user's code is traced: no stdlib (asyncio, threading) functions.
     assert {c["payload"]["module"] for c in calls} == {"__main__"}
 
