@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
 import { launch } from './browser.mjs';
 import { fixtures, liveBurst } from './fixtures.mjs';
+import { runTraced } from './agent.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = path.join(here, '..', 'test-results');
@@ -259,6 +260,65 @@ describe('dashboard', () => {
     assert.match(await page.textContent('[data-testid="locals"]'), /Invoice 1139/);
     await page.click('[data-testid="functions"] [data-fn="billing.render.pdf"]');
     await page.screenshot({ path: path.join(SHOTS, 'processes.png') });
+  });
+
+  test('processes: live control switches a real Python process on and off, and its call tree nests calls', async () => {
+    const runId = `py-live-${T}`;
+    const LOOP = [
+      'import os, time',
+      'def work(i):',
+      '    return sum(range(i % 50))',
+      'def tick(n):',
+      '    for i in range(n):',
+      '        work(i)',
+      'deadline = time.time() + 90',
+      'while not os.path.exists("stop") and time.time() < deadline:',
+      '    tick(5)',
+      '    time.sleep(0.05)',
+    ].join('\n') + '\n';
+    const prog = runTraced(hub.url, runId, LOOP, { SIGHTLINE_TRACE: '0' });
+    const calls = async () => (await hub.get(`/api/v1/search?runs=${runId}&entity_types=call&limit=1000`)).events.length;
+    try {
+      await open(`processes?run=${runId}`, '[data-testid="control"][data-tracing="off"]');
+      assert.equal(await calls(), 0, 'started with tracing off');
+
+      // On: the process applies it (its own control_applied event) and calls arrive, nested.
+      await page.click('[data-testid="toggle-tracing"]');
+      await page.waitForSelector('[data-testid="control"][data-state="applied"][data-tracing="on"]', { timeout: 15000 });
+      await page.waitForSelector('[data-testid="functions"] [data-fn="__main__.work"]', { timeout: 15000 });
+      await page.waitForSelector('[data-testid="call-tree"] [data-node="__main__.tick"][data-depth="0"] + [data-node="__main__.work"][data-depth="1"]', { timeout: 15000 });
+      const tick = Number(await page.getAttribute('[data-testid="call-tree"] [data-node="__main__.tick"]', 'data-count'));
+      const work = Number(await page.getAttribute('[data-testid="call-tree"] [data-node="__main__.work"]', 'data-count'));
+      assert.ok(tick >= 1 && work >= 5 * tick - 5, `tick ×${tick}, work ×${work}`);
+
+      // A bad number is refused in the page; nothing is sent.
+      const v0 = Number(await page.getAttribute('[data-testid="control"]', 'data-version'));
+      await page.fill('[data-testid="ctl-min"]', 'soon');
+      await page.click('[data-testid="ctl-apply"]');
+      assert.match(await page.textContent('[data-testid="ctl-error"]'), /Minimum duration must be a number/);
+      assert.equal((await hub.get(`/api/v1/processes/${runId}/control?wait_s=0`)).version, v0);
+
+      // Filters: a minimum duration no call reaches stops detailed calls, without a restart.
+      await page.fill('[data-testid="ctl-min"]', '1000');
+      await page.click('[data-testid="ctl-apply"]');
+      await page.waitForSelector(`[data-testid="control"][data-state="applied"][data-version="${v0 + 1}"]`, { timeout: 15000 });
+      const settled = await calls();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(await calls(), settled, 'detailed calls still sent after min_duration_ms=1000');
+
+      // Off again.
+      await page.click('[data-testid="toggle-tracing"]');
+      await page.waitForSelector('[data-testid="control"][data-state="applied"][data-tracing="off"]', { timeout: 15000 });
+      await page.screenshot({ path: path.join(SHOTS, 'processes-control.png') });
+
+      // The process ends: the panel says so and stops offering changes.
+      fs.writeFileSync(path.join(prog.child.spawnargs.at(-1), '..', 'stop'), '');
+      await page.waitForSelector('[data-testid="control"][data-state="ended"]', { timeout: 20000 });
+      assert.ok(await page.isDisabled('[data-testid="toggle-tracing"]'));
+    } finally {
+      await prog.stop();
+    }
+    assert.equal(prog.child.exitCode, 0, prog.stderr());
   });
 
   test('screenshots of every page, light and dark, without page errors', async () => {

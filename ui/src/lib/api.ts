@@ -1,5 +1,5 @@
 // The only way the UI talks to the hub: the REST + SSE API of docs/API.md.
-import type { Filter, Health, Incident, PluginInfo, Run, SEvent, Session, SessionNode, Stats } from './types';
+import type { Filter, Health, Incident, PluginInfo, ProcessControl, Run, SEvent, Session, SessionNode, Stats } from './types';
 
 const BASE = '/api/v1';
 
@@ -59,6 +59,13 @@ export const api = {
   incidents: (since?: string, window_s?: number) =>
     request<{ incidents: Incident[] }>('/incidents' + filterQuery({}, { since, window_s })),
   plugins: () => request<{ plugins: PluginInfo[] }>('/plugins'),
+  /** The live-control document a Python agent polls (version 0: nothing set yet). */
+  control: (runId: string) =>
+    request<ProcessControl>(`/processes/${encodeURIComponent(runId)}/control?wait_s=0`),
+  setControl: (runId: string, update: Omit<ProcessControl, 'version'>) =>
+    request<ProcessControl>(`/processes/${encodeURIComponent(runId)}/control`, {
+      method: 'PUT', body: JSON.stringify(update), headers: { 'content-type': 'application/json' },
+    }),
   invokePlugin: (name: string, body: unknown) =>
     request<any>(`/plugins/${encodeURIComponent(name)}/invoke`, {
       method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' },

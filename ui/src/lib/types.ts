@@ -141,3 +141,13 @@ export interface PluginInfo {
   description?: string | null;
   timeout_ms?: number;
 }
+
+/** `GET/PUT /api/v1/processes/{run_id}/control` (docs/API.md): absent fields mean "as started". */
+export interface ProcessControl {
+  version: number;
+  enabled?: boolean;
+  include?: string[];
+  exclude?: string[];
+  min_duration_ms?: number;
+  max_detail_per_s?: number;
+}
