@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use sightline_schema::Event;
 use tokio::sync::oneshot;
 
-use crate::rows::{EVENT_COLUMNS, event_from_row};
+use crate::rows::{EVENT_COLUMNS, Leftovers, event_from_row};
 use crate::writer::WriterStats;
 use crate::{Ack, StoreError};
 
@@ -174,8 +174,8 @@ pub(crate) type Reply = oneshot::Sender<Result<Vec<Ack>, StoreError>>;
 pub(crate) struct IndexBatch {
     /// (seq, searchable text) of every newly stored event, in seq order.
     pub docs: Vec<(u64, String)>,
-    /// The batch's events: freed here rather than on the writer's thread.
-    pub garbage: Vec<Arc<Event>>,
+    /// The batch's events and row buffers: freed here rather than on the writer's thread.
+    pub garbage: (Vec<Arc<Event>>, Vec<Leftovers>),
     pub replies: Vec<(Reply, Vec<Ack>)>,
     /// Events the batch counted in the queue depth (released once acknowledged).
     pub count: usize,

@@ -152,7 +152,26 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Turns off SQLite's memory statistics, process-wide, before the first connection: with them
+/// on, every allocation SQLite makes takes one global mutex, which the writer, the indexer and
+/// the readers then contend for. Nothing here reads those statistics. Too late (a connection
+/// was opened first) is harmless: SQLite refuses and keeps them.
+fn tune_sqlite_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config with SQLITE_CONFIG_MEMSTATUS takes one int; called before any
+        // connection of this process is opened (or it returns SQLITE_MISUSE and changes nothing).
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            );
+        }
+    });
+}
+
 fn open_writer_connection(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
+    tune_sqlite_once();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),

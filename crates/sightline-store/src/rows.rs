@@ -65,6 +65,27 @@ impl PreparedEvent {
     }
 }
 
+/// What is left of a [`PreparedEvent`] once its row is inserted: buffers made on the producer's
+/// thread, freed on the indexer's (freeing another thread's allocations is slow, and the writer
+/// is the one thread that cannot be parallelised).
+pub struct Leftovers {
+    _metrics: Option<Packed>,
+    _tags: Option<String>,
+    _payload: Option<Packed>,
+}
+
+impl PreparedEvent {
+    /// The event, its full-text body, and the rest.
+    pub(crate) fn into_parts(self) -> (Event, String, Leftovers) {
+        let leftovers = Leftovers {
+            _metrics: self.metrics,
+            _tags: self.tags,
+            _payload: self.payload,
+        };
+        (self.event, self.fts, leftovers)
+    }
+}
+
 /// The event's JSON columns cannot fail to serialise (maps of strings and numbers).
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()

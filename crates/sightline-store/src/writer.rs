@@ -22,7 +22,7 @@ use crate::aggregate::BatchAggregates;
 use crate::codec::{self, Codec, Encoder, Trainer};
 use crate::fulltext::{IndexBatch, IndexMsg};
 use crate::retention;
-use crate::rows::{INSERT_EVENT, PreparedEvent, insert_event};
+use crate::rows::{INSERT_EVENT, Leftovers, PreparedEvent, insert_event};
 use crate::{Ack, StoreError};
 
 /// What the writer does with committed events (the hub publishes them on its bus).
@@ -83,6 +83,7 @@ struct Committed {
     acks: Vec<Vec<Ack>>,
     stored: Vec<Arc<Event>>,
     docs: Vec<(u64, String)>,
+    leftovers: Vec<Leftovers>,
 }
 
 impl Writer {
@@ -208,7 +209,12 @@ impl Writer {
         let start_seq = self.next_seq;
         let mut jobs = jobs;
         match self.write_batch(&mut jobs) {
-            Ok(Committed { acks, stored, docs }) => {
+            Ok(Committed {
+                acks,
+                stored,
+                docs,
+                leftovers,
+            }) => {
                 self.stats
                     .head_seq
                     .store(self.next_seq - 1, Ordering::Release);
@@ -227,7 +233,7 @@ impl Writer {
                 let replies = jobs.into_iter().map(|j| j.reply).zip(acks).collect();
                 let batch = IndexBatch {
                     docs,
-                    garbage: stored,
+                    garbage: (stored, leftovers),
                     replies,
                     count,
                 };
@@ -272,6 +278,7 @@ impl Writer {
         let mut acks = Vec::with_capacity(jobs.len());
         let mut stored = Vec::new();
         let mut docs = Vec::new();
+        let mut leftovers = Vec::new();
         let mut aggregates = BatchAggregates::default();
         let first_seq = self.next_seq;
         {
@@ -283,8 +290,9 @@ impl Writer {
                     let seq = self.next_seq;
                     if insert_event(&mut insert, seq, &prepared)? {
                         self.next_seq += 1;
-                        docs.push((seq, prepared.fts));
-                        let mut event = prepared.event;
+                        let (mut event, fts, rest) = prepared.into_parts();
+                        docs.push((seq, fts));
+                        leftovers.push(rest);
                         event.seq = seq;
                         aggregates.fold(&event);
                         self.trainer.observe(&event);
@@ -313,6 +321,11 @@ impl Writer {
             .execute(params![Timestamp::now().millis() / 1000, first_seq as i64])?;
         }
         tx.commit()?;
-        Ok(Committed { acks, stored, docs })
+        Ok(Committed {
+            acks,
+            stored,
+            docs,
+            leftovers,
+        })
     }
 }
