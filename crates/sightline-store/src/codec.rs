@@ -3,9 +3,10 @@
 //!
 //! Why a dictionary: one event's payload is a few hundred bytes, too small for a compressor to
 //! find repetition inside it; the repetition is across events (the same keys, tool names,
-//! paths, commands). The writer samples the first events it stores (and again after every
-//! [`RETRAIN_AFTER`] events), a helper thread trains a dictionary, and the writer commits it to
-//! `dictionaries` before any producer may use it. Values are compressed on the producer's
+//! paths, commands). The writer samples the first events it stores (again after every
+//! [`RETRAIN_AFTER`] events, and once early when the dictionary compresses poorly, as when a
+//! hub's first events were unlike the rest), a helper thread trains a dictionary, and the writer
+//! commits it to `dictionaries` before any producer may use it. Values are compressed on the producer's
 //! thread ([`crate::rows::PreparedEvent`]), never on the writer's.
 //!
 //! Stored form: TEXT is plain JSON (rows written before the first dictionary, or values that
@@ -19,6 +20,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
 use rusqlite::ToSql;
@@ -31,6 +33,10 @@ pub const SAMPLES: usize = 4_000;
 /// A new dictionary is trained after this many events stored with the previous one, so it
 /// follows the sources a hub actually receives.
 pub const RETRAIN_AFTER: u64 = 1_000_000;
+/// Sooner, once, when the current dictionary does poorly: stored bytes over input bytes above
+/// this, measured over [`POOR_AFTER_BYTES`] (a hub whose first events were unlike the rest).
+const POOR_RATIO: f64 = 0.5;
+const POOR_AFTER_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest dictionary trained.
 const DICTIONARY_BYTES: usize = 16 * 1024;
 /// zstd's level for these small values: a dictionary does most of the work.
@@ -103,15 +109,28 @@ impl Encoder {
     }
 }
 
-/// The dictionary producers compress with now (none until the first one is trained).
+/// The dictionary producers compress with now (none until the first one is trained), and how
+/// well it does: bytes in and out since it was installed.
 #[derive(Default)]
 pub struct Codec {
     current: RwLock<Option<Arc<Encoder>>>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl Codec {
     pub fn set(&self, encoder: Encoder) {
         *self.current.write().expect("codec lock") = Some(Arc::new(encoder));
+        self.bytes_in.store(0, Ordering::Relaxed);
+        self.bytes_out.store(0, Ordering::Relaxed);
+    }
+
+    /// Stored bytes per input byte since the current dictionary was installed, once at least
+    /// `min_bytes` went in.
+    pub fn ratio(&self, min_bytes: u64) -> Option<f64> {
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        (bytes_in >= min_bytes)
+            .then(|| self.bytes_out.load(Ordering::Relaxed) as f64 / bytes_in as f64)
     }
 
     pub fn has_dictionary(&self) -> bool {
@@ -129,13 +148,21 @@ impl Codec {
             c.borrow_mut()
                 .compress_using_cdict(&mut frame, json.as_bytes(), &encoder.cdict)
         });
+        self.bytes_in
+            .fetch_add(json.len() as u64, Ordering::Relaxed);
         match done {
             // Kept only when it is smaller than the text it replaces.
             Ok(_) if frame.starts_with(&MAGIC) && frame.len() - MAGIC.len() < json.len() => {
                 frame.drain(..MAGIC.len());
+                self.bytes_out
+                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
                 Packed::Blob(frame)
             }
-            _ => Packed::Text(json),
+            _ => {
+                self.bytes_out
+                    .fetch_add(json.len() as u64, Ordering::Relaxed);
+                Packed::Text(json)
+            }
         }
     }
 }
@@ -147,6 +174,11 @@ pub(crate) struct Trainer {
     since_last: u64,
     sampling: bool,
     pending: Option<std::sync::mpsc::Receiver<Option<Vec<u8>>>>,
+    /// The sampling or training under way was started early, for a poor dictionary.
+    early: bool,
+    /// The current dictionary lineage already had its early replacement: no more until the
+    /// count schedule trains one (so incompressible data cannot cause a training loop).
+    early_used: bool,
 }
 
 impl Trainer {
@@ -156,6 +188,8 @@ impl Trainer {
             since_last: 0,
             sampling: !has_dictionary,
             pending: None,
+            early: false,
+            early_used: false,
         }
     }
 
@@ -163,9 +197,32 @@ impl Trainer {
     pub fn observe(&mut self, e: &sightline_schema::Event) {
         self.since_last += 1;
         if !self.sampling {
-            self.sampling = self.pending.is_none() && self.since_last >= RETRAIN_AFTER;
+            if self.pending.is_none() && self.since_last >= RETRAIN_AFTER {
+                self.sampling = true;
+                self.early = false;
+            }
             return;
         }
+        self.sample(e);
+    }
+
+    /// Called after each batch: starts sampling early, once per dictionary, when the current
+    /// one compresses poorly.
+    pub fn check(&mut self, codec: &Codec) {
+        if self.sampling || self.pending.is_some() || self.early_used {
+            return;
+        }
+        if codec
+            .ratio(POOR_AFTER_BYTES)
+            .is_some_and(|r| r > POOR_RATIO)
+        {
+            self.early_used = true;
+            self.early = true;
+            self.sampling = true;
+        }
+    }
+
+    fn sample(&mut self, e: &sightline_schema::Event) {
         if !e.payload.is_empty() {
             self.samples.extend(serde_json::to_vec(&e.payload).ok());
         }
@@ -195,6 +252,10 @@ impl Trainer {
             Ok(dictionary) => {
                 self.pending = None;
                 self.since_last = 0;
+                // A dictionary made on the count schedule may be replaced early once.
+                if !self.early {
+                    self.early_used = false;
+                }
                 dictionary
             }
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {

@@ -71,7 +71,8 @@ pub(crate) fn open_index(db: &Path, synchronous_full: bool) -> Result<Connection
     } else {
         "PRAGMA synchronous = NORMAL;"
     })?;
-    conn.execute_batch("PRAGMA cache_size = -16000; PRAGMA wal_autocheckpoint = 16000;")?;
+    // Indexing appends segments and merges a few: a small cache does (memory is budgeted).
+    conn.execute_batch("PRAGMA cache_size = -4000; PRAGMA wal_autocheckpoint = 16000;")?;
     conn.execute_batch(SCHEMA)?;
     // Merging segments was half of the indexer's work with the default (4 segments per level
     // before a merge); 16 halves the merges for a slightly slower multi-segment query.

@@ -142,6 +142,7 @@ impl Writer {
             if let Some(dictionary) = self.trainer.ready() {
                 self.install_dictionary(&dictionary);
             }
+            self.trainer.check(&self.codec);
             // Retention runs between batches, a bounded chunk at a time, so it never stalls ingest.
             if retention_backlog || last_retention.elapsed() >= self.config.retention_every {
                 retention_backlog = self.retention_step();

@@ -408,3 +408,55 @@ async fn payloads_are_compressed_with_a_trained_dictionary_and_read_back_exactly
     let (again, _) = open(&dir);
     check(read_all(&again));
 }
+
+#[tokio::test]
+async fn a_dictionary_that_compresses_poorly_is_replaced_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let dictionaries = |store: &Store| -> i64 {
+        store
+            .read_blocking(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM dictionaries", [], |r| r.get(0))?)
+            })
+            .unwrap()
+    };
+    // The first events are unlike what follows (a tmux pane's lines, say).
+    let pane = |i: usize| {
+        let mut v = tool("p", "s", &format!("p{i}"), "running");
+        v["payload"] = json!({"line": format!("$ ls -la /tmp/{i}"), "pane": format!("%{}", i % 9)});
+        event(v)
+    };
+    let tool_call = |i: usize| {
+        let mut v = tool("t", "s", &format!("t{i}"), "success");
+        v["payload"] = json!({"tool_name": "Read", "tool_input": {"file_path": format!("/srv/app/src/module_{}.rs", i % 97)},
+            "tool_response": {"content": format!("fn handler_{i}() -> Result<Response, Error> {{ todo!() }}"), "lines": i % 400}});
+        event(v)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut i = 0;
+    while dictionaries(&store) < 1 {
+        store.write((i..i + 500).map(pane).collect()).await.unwrap();
+        i += 500;
+        assert!(std::time::Instant::now() < deadline, "no first dictionary");
+    }
+    while dictionaries(&store) < 2 {
+        store
+            .write((i..i + 1000).map(tool_call).collect())
+            .await
+            .unwrap();
+        i += 1000;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poor dictionary was kept"
+        );
+    }
+    assert!(
+        i < 200_000,
+        "replaced early, not on the 1,000,000-event schedule"
+    );
+    // Rows made with either dictionary still read back.
+    let all = store
+        .read_blocking(|c| query::search(c, &Filter::default(), Order::Desc, None, 5000))
+        .unwrap();
+    assert_eq!(all.items.len(), 5000);
+}
