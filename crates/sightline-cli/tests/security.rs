@@ -285,6 +285,91 @@ fn auth_matrix() {
     );
 }
 
+/// A page on an origin named by `--allow-origin` can use the REST API from a browser: its
+/// preflight is answered, and every answer (errors included) names the origin that may read it.
+/// Other origins get no CORS headers and a 403.
+#[test]
+fn cors_lets_an_allowed_page_call_the_api() {
+    const PAGE: &str = "http://page.example:8080";
+    let hub = start(&["--allow-origin", PAGE]);
+    let u = |p: &str| format!("{}{p}", hub.url);
+    let header = |res: &ureq::http::Response<ureq::Body>, name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // Preflight of a JSON POST with a token: no credentials on it, 204, methods and headers.
+    let res = agent()
+        .options(&u("/api/v1/events"))
+        .header("Origin", PAGE)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(PAGE)
+    );
+    let methods = header(&res, "access-control-allow-methods").unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("PUT"),
+        "{methods}"
+    );
+    let allowed = header(&res, "access-control-allow-headers").unwrap();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+
+    // The request itself, and an error answer, both readable by the page.
+    let res = agent()
+        .post(&u("/api/v1/events"))
+        .header("Origin", PAGE)
+        .header("Authorization", format!("Bearer {INGEST}"))
+        .header("Content-Type", "application/json")
+        .send(event(1))
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(PAGE)
+    );
+    assert!(header(&res, "vary").is_some_and(|v| v.to_ascii_lowercase().contains("origin")));
+    let res = agent()
+        .get(&u("/api/v1/runs"))
+        .header("Origin", PAGE)
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some(PAGE)
+    );
+
+    // Another origin: refused, preflight included, and told nothing that would let it read.
+    let preflight = agent()
+        .options(&u("/api/v1/runs"))
+        .header("Origin", "http://evil.example")
+        .header("Access-Control-Request-Method", "GET")
+        .call()
+        .unwrap();
+    let request = agent()
+        .get(&u("/api/v1/runs"))
+        .header("Origin", "http://evil.example")
+        .header("Authorization", format!("Bearer {READ}"))
+        .call()
+        .unwrap();
+    for res in [preflight, request] {
+        assert_eq!(res.status().as_u16(), 403);
+        assert_eq!(header(&res, "access-control-allow-origin"), None);
+    }
+}
+
 #[test]
 fn rate_limits_answer_429_with_retry_after() {
     let hub = start(&[

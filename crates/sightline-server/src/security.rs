@@ -709,8 +709,71 @@ fn too_many(retry: Duration, message: &str) -> Response {
     r
 }
 
-/// The middleware: Host, Origin, rate limits, token and role, audit.
-pub async fn guard(State(hub): State<Hub>, mut req: Request, next: Next) -> Response {
+/// Methods and request headers a page on an allowed origin may use (CORS preflight answer).
+const CORS_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type, last-event-id, accept";
+/// Response headers such a page may read besides the CORS-safelisted ones.
+const CORS_EXPOSE: &str = "retry-after, location";
+
+/// The middleware: CORS for pages on allowed origins around [`admit`].
+///
+/// A browser page on another origin that `--allow-origin` names can call the REST API and open
+/// SSE: its preflight (`OPTIONS` with `Access-Control-Request-Method`, which carries no
+/// credentials) is answered here, and every answer to it, errors included, says which origin
+/// may read it. Origins that are not allowed get nothing of this: [`admit`] refuses them.
+pub async fn guard(State(hub): State<Hub>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let cors_origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str().is_ok_and(|o| {
+                hub.security.origin_allowed(o, host)
+                    && host.is_none_or(|h| hub.security.host_allowed(h))
+            })
+        })
+        .cloned();
+    let Some(origin) = cors_origin else {
+        return admit(State(hub), req, next).await;
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(CORS_METHODS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(CORS_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        r
+    } else {
+        admit(State(hub), req, next).await
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(CORS_EXPOSE),
+    );
+    resp
+}
+
+/// Host, Origin, rate limits, token and role, audit.
+async fn admit(State(hub): State<Hub>, mut req: Request, next: Next) -> Response {
     let sec = &hub.security;
     let addr = req
         .extensions()
