@@ -266,6 +266,10 @@ test('publish from the browser: acknowledged after commit, stored once, seen by 
     // Acked after commit: the hub already has them, under these seqs.
     const stored = (await hub.get('/api/v1/search?runs=from-page&limit=10')).events;
     assert.deepEqual(stored.map((e) => [e.seq, e.event_id, e.title]).sort((a, b) => a[0] - b[0]), batch.map((e, i) => [seqs[i], e.event_id, e.title]));
+    // The REST API from the page too (the hub answers the allowed origin's preflight and marks
+    // its answers readable): search sees the same events.
+    const found = await page.evaluate(() => window.clients.main.search({ runs: ['from-page'] }, 10));
+    assert.deepEqual(found.map((e) => e.seq).sort((a, b) => a - b), seqs);
     // A retry with the same event ids is not stored twice.
     assert.deepEqual(await page.evaluate((batch) => window.clients.main.publish(batch), batch), seqs);
     assert.equal((await hub.get('/api/v1/search?runs=from-page&limit=10')).events.length, 3);
