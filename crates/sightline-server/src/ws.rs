@@ -262,6 +262,25 @@ impl Connection {
         .await;
     }
 
+    /// Answers `rate_limited`, echoing the message's `id` so that a client can tell which
+    /// publish was refused (the rest of the message is skipped, not parsed into values).
+    async fn refuse_rate_limited(&self, text_msg: &str, message: &str, retry: Duration) {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            #[serde(default)]
+            id: Option<Value>,
+        }
+        let id = serde_json::from_str::<IdOnly>(text_msg)
+            .ok()
+            .and_then(|m| m.id);
+        let mut v = json!({"type": "error", "code": "rate_limited", "message": message,
+            "retry_after_ms": retry.as_millis() as u64});
+        if let Some(id) = id {
+            v["id"] = id;
+        }
+        let _ = self.out.send(text(v)).await;
+    }
+
     /// Handles one message; false closes the connection.
     async fn handle(&mut self, text_msg: &str) -> bool {
         if let Err(retry) = self.limiter.take("connection") {
@@ -273,20 +292,14 @@ impl Connection {
                     .await;
                 return false;
             }
-            let _ = self
-                .out
-                .send(text(json!({"type": "error", "code": "rate_limited",
-                    "message": "too many messages; slow down", "retry_after_ms": retry.as_millis() as u64})))
+            self.refuse_rate_limited(text_msg, "too many messages; slow down", retry)
                 .await;
             return true;
         }
         if let Some(g) = &self.caller.grant
             && let Err(retry) = self.hub.security.take_token(&g.name)
         {
-            let _ = self
-                .out
-                .send(text(json!({"type": "error", "code": "rate_limited",
-                    "message": "too many requests with this token", "retry_after_ms": retry.as_millis() as u64})))
+            self.refuse_rate_limited(text_msg, "too many requests with this token", retry)
                 .await;
             return true;
         }

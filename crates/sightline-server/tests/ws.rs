@@ -411,7 +411,11 @@ fn a_flooding_client_gets_rate_limited_then_closed_with_4008() {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap();
                     match v["type"].as_str() {
                         Some("pong") => pongs += 1,
-                        Some("error") if v["code"] == "rate_limited" => limited += 1,
+                        Some("error") if v["code"] == "rate_limited" => {
+                            // Each refusal names the message it refuses.
+                            assert!(v["id"].as_u64().is_some(), "{v}");
+                            limited += 1
+                        }
                         _ => {}
                     }
                 }
