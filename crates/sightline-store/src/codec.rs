@@ -4,8 +4,8 @@
 //! Why a dictionary: one event's payload is a few hundred bytes, too small for a compressor to
 //! find repetition inside it; the repetition is across events (the same keys, tool names,
 //! paths, commands). The writer samples the first events it stores (again after every
-//! [`RETRAIN_AFTER`] events, and once early when the dictionary compresses poorly, as when a
-//! hub's first events were unlike the rest), a helper thread trains a dictionary, and the writer
+//! [`RETRAIN_AFTER`] events, and early when the dictionary compresses poorly, as when a hub's
+//! first events were unlike the rest), a helper thread trains a dictionary, and the writer
 //! commits it to `dictionaries` before any producer may use it. Values are compressed on the producer's
 //! thread ([`crate::rows::PreparedEvent`]), never on the writer's.
 //!
@@ -33,10 +33,12 @@ pub const SAMPLES: usize = 4_000;
 /// A new dictionary is trained after this many events stored with the previous one, so it
 /// follows the sources a hub actually receives.
 pub const RETRAIN_AFTER: u64 = 1_000_000;
-/// Sooner, once, when the current dictionary does poorly: stored bytes over input bytes above
-/// this, measured over [`POOR_AFTER_BYTES`] (a hub whose first events were unlike the rest).
+/// Sooner when the current dictionary does poorly: stored bytes over input bytes above this,
+/// measured over the [`POOR_AFTER_BYTES`] since it was installed (a hub whose first events were
+/// unlike the rest). On data that no dictionary compresses this retrains once per that many
+/// bytes: a 16 KiB dictionary per 8 MiB is 0.2 %, so it cannot run away.
 const POOR_RATIO: f64 = 0.5;
-const POOR_AFTER_BYTES: u64 = 4 * 1024 * 1024;
+const POOR_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest dictionary trained.
 const DICTIONARY_BYTES: usize = 16 * 1024;
 /// zstd's level for these small values: a dictionary does most of the work.
@@ -174,11 +176,6 @@ pub(crate) struct Trainer {
     since_last: u64,
     sampling: bool,
     pending: Option<std::sync::mpsc::Receiver<Option<Vec<u8>>>>,
-    /// The sampling or training under way was started early, for a poor dictionary.
-    early: bool,
-    /// The current dictionary lineage already had its early replacement: no more until the
-    /// count schedule trains one (so incompressible data cannot cause a training loop).
-    early_used: bool,
 }
 
 impl Trainer {
@@ -188,8 +185,6 @@ impl Trainer {
             since_last: 0,
             sampling: !has_dictionary,
             pending: None,
-            early: false,
-            early_used: false,
         }
     }
 
@@ -197,27 +192,21 @@ impl Trainer {
     pub fn observe(&mut self, e: &sightline_schema::Event) {
         self.since_last += 1;
         if !self.sampling {
-            if self.pending.is_none() && self.since_last >= RETRAIN_AFTER {
-                self.sampling = true;
-                self.early = false;
-            }
+            self.sampling = self.pending.is_none() && self.since_last >= RETRAIN_AFTER;
             return;
         }
         self.sample(e);
     }
 
-    /// Called after each batch: starts sampling early, once per dictionary, when the current
-    /// one compresses poorly.
+    /// Called after each batch: starts sampling early when the current dictionary compresses
+    /// poorly.
     pub fn check(&mut self, codec: &Codec) {
-        if self.sampling || self.pending.is_some() || self.early_used {
-            return;
-        }
-        if codec
-            .ratio(POOR_AFTER_BYTES)
-            .is_some_and(|r| r > POOR_RATIO)
+        if !self.sampling
+            && self.pending.is_none()
+            && codec
+                .ratio(POOR_AFTER_BYTES)
+                .is_some_and(|r| r > POOR_RATIO)
         {
-            self.early_used = true;
-            self.early = true;
             self.sampling = true;
         }
     }
@@ -252,10 +241,6 @@ impl Trainer {
             Ok(dictionary) => {
                 self.pending = None;
                 self.since_last = 0;
-                // A dictionary made on the count schedule may be replaced early once.
-                if !self.early {
-                    self.early_used = false;
-                }
                 dictionary
             }
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
