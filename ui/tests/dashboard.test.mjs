@@ -278,13 +278,23 @@ describe('dashboard', () => {
     ].join('\n') + '\n';
     const prog = runTraced(hub.url, runId, LOOP, { SIGHTLINE_TRACE: '0' });
     const calls = async () => (await hub.get(`/api/v1/search?runs=${runId}&entity_types=call&limit=1000`)).events.length;
+    const until = async (what, pred, ms = 30000) => {
+      const end = Date.now() + ms;
+      while (!(await pred())) {
+        if (Date.now() > end) assert.fail(`${what} within ${ms} ms; agent stderr: ${prog.stderr()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
     try {
-      await open(`processes?run=${runId}`, '[data-testid="control"][data-tracing="off"]');
+      // Python's start-up and the agent's first delivery can be slow on a loaded machine.
+      await until('process_start', async () => (await hub.get(`/api/v1/search?runs=${runId}&source_events=process_start&limit=1`)).events.length === 1);
+      await page.goto(`${hub.url}/#/processes?run=${runId}`);
+      await page.waitForSelector('[data-testid="control"][data-tracing="off"]', { timeout: 20000 });
       assert.equal(await calls(), 0, 'started with tracing off');
 
       // On: the process applies it (its own control_applied event) and calls arrive, nested.
       await page.click('[data-testid="toggle-tracing"]');
-      await page.waitForSelector('[data-testid="control"][data-state="applied"][data-tracing="on"]', { timeout: 15000 });
+      await page.waitForSelector('[data-testid="control"][data-state="applied"][data-tracing="on"]', { timeout: 20000 });
       await page.waitForSelector('[data-testid="functions"] [data-fn="__main__.work"]', { timeout: 15000 });
       await page.waitForSelector('[data-testid="call-tree"] [data-node="__main__.tick"][data-depth="0"] + [data-node="__main__.work"][data-depth="1"]', { timeout: 15000 });
       const tick = Number(await page.getAttribute('[data-testid="call-tree"] [data-node="__main__.tick"]', 'data-count'));
@@ -319,6 +329,34 @@ describe('dashboard', () => {
       await prog.stop();
     }
     assert.equal(prog.child.exitCode, 0, prog.stderr());
+  });
+
+  test('an OpenTelemetry trace shows as a waterfall nested by parent span, children sent first', async () => {
+    const trace = (T + '0'.repeat(32)).replace(/[^0-9a-f]/g, 'a').slice(0, 32);
+    const t0 = BigInt(Date.now() - 5000) * 1_000_000n;
+    const ms = (n) => String(t0 + BigInt(n) * 1_000_000n);
+    const span = (id, parent, name, from, to, extra = {}) => ({
+      traceId: trace, spanId: id.padEnd(16, '0'), parentSpanId: parent ? parent.padEnd(16, '0') : '', name, kind: 2,
+      startTimeUnixNano: ms(from), endTimeUnixNano: ms(to), attributes: [{ key: 'app.step', value: { stringValue: name } }], ...extra,
+    });
+    // As an SDK's batch processor sends them: in the order they ended, children first, and a
+    // span whose parent never arrives.
+    const spans = [
+      span('c3', 'b2', 'render template', 120, 180),
+      span('b1', 'a1', 'db.query', 10, 90),
+      span('b2', 'a1', 'render', 100, 200, { status: { code: 2, message: 'template missing' } }),
+      span('a1', null, 'GET /checkout', 0, 250),
+      span('d1', 'ff', 'late callback', 260, 270),
+    ];
+    const res = await fetch(hub.url + '/v1/traces', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'shop' } }] }, scopeSpans: [{ scope: { name: 'test' }, spans }] }] }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await open(`run/${trace}`, '[data-testid="waterfall"][data-count="5"]');
+    const rows = await page.$$eval('[data-testid="waterfall"] [data-span]', (els) => els.map((e) => `${e.dataset.depth}:${e.dataset.span}`));
+    assert.deepEqual(rows, ['0:GET /checkout', '1:db.query', '1:render', '2:render template', '0:late callback']);
+    await page.screenshot({ path: path.join(SHOTS, 'run-trace.png') });
   });
 
   test('screenshots of every page, light and dark, without page errors', async () => {
