@@ -364,6 +364,11 @@ fn map_span(
                     .unwrap_or_default()
             ),
         ),
+        // A trace's root span is its run: its name titles the run and its end ends it (the
+        // run stays running until then, however many child spans have ended).
+        _ if span.parent_span_id.iter().all(|b| *b == 0) && conversation.is_none() => {
+            ("run", span.name.clone())
+        }
         _ => ("task", span.name.clone()),
     };
     let claude = is_claude(resource, &span.name);

@@ -70,7 +70,8 @@ fn otel_python(protocol: &str) -> PathBuf {
     python
 }
 
-fn send(hub: &TestHub, protocol: &str, tag: &str) {
+/// Runs send.py; returns the trace id of the plain (non-GenAI) trace it printed.
+fn send(hub: &TestHub, protocol: &str, tag: &str) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otel/send.py");
     let out = Command::new(otel_python(protocol))
         .arg(script)
@@ -85,6 +86,12 @@ fn send(hub: &TestHub, protocol: &str, tag: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("plain trace "))
+        .expect("send.py prints the plain trace's id")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -92,7 +99,7 @@ fn python_sdk_sends_spans_and_logs_in_protobuf_and_json() {
     let hub = TestHub::start();
     for protocol in ["protobuf", "json"] {
         let tag = format!("t-{protocol}");
-        send(&hub, protocol, &tag);
+        let plain_trace = send(&hub, protocol, &tag);
         let events = hub.wait_for(
             &format!("{protocol} spans and logs"),
             Duration::from_secs(20),
@@ -151,6 +158,24 @@ fn python_sdk_sends_spans_and_logs_in_protobuf_and_json() {
         assert_eq!(api["event_id"], format!("claude-usage:req_{tag}"));
         assert!((api["metrics"]["cost_usd"].as_f64().unwrap() - 0.0123).abs() < 1e-12);
         assert_eq!(api["metrics"]["cache_write_tokens"], 10.0);
+
+        // A plain trace is one run: titled by its root span and ended by it, although the
+        // child span arrived first.
+        hub.wait_for(
+            &format!("{protocol} plain trace"),
+            Duration::from_secs(20),
+            |events| {
+                events
+                    .iter()
+                    .filter(|e| e["run_id"] == plain_trace.as_str())
+                    .count()
+                    >= 2
+            },
+        );
+        let run = &hub.get(&format!("/api/v1/runs/{plain_trace}"))["run"];
+        assert_eq!(run["title"], format!("GET /orders {tag}"), "{run}");
+        assert_eq!(run["status"], "success", "{run}");
+        assert!(run["ended_at"].is_string(), "{run}");
     }
     let disk = hub.db_bytes();
     for secret in ["hunter2-span-secret", "abcdefghijklmnopqrstuvwx"] {

@@ -56,6 +56,12 @@ with tracer.start_as_current_span("invoke_agent planner") as agent:
         chat.set_attribute("gen_ai.usage.input_tokens", 120)
         chat.set_attribute("gen_ai.usage.output_tokens", 30)
         chat.set_attribute("gen_ai.conversation.id", f"conv-{tag}")
+# A plain (non-GenAI) trace: the SDK exports the child when it ends, before its parent.
+with tracer.start_as_current_span(f"GET /orders {tag}") as root:
+    root.set_attribute("http.route", "/orders")
+    with tracer.start_as_current_span("db.query") as q:
+        q.set_attribute("db.statement", "select 1")
+print("plain trace", format(root.get_span_context().trace_id, "032x"))
 tracer_provider.shutdown()
 
 logger_provider = LoggerProvider(resource=resource)
