@@ -118,12 +118,18 @@ impl Delta {
         self.events += 1;
         self.errors += e.is_error() as i64;
         self.usage.add(usage);
+        // "After" means by the producer's clock, not by arrival: sources deliver late (a
+        // queue flushed at exit, spans exported when they end), and an event from before the
+        // last status must neither replace it nor count as work that reopens it.
+        let since_status = self.status.is_none_or(|(_, at)| e.ts.millis() >= at);
         match e.status {
-            Some(status) if sets_status => {
+            Some(status) if sets_status && since_status => {
                 self.status = Some((status, e.ts.millis()));
                 self.activity_after_status = false;
             }
-            Some(Status::Running | Status::Success | Status::Failed) if is_activity(e) => {
+            Some(Status::Running | Status::Success | Status::Failed)
+                if is_activity(e) && since_status =>
+            {
                 self.activity_after_status = true;
             }
             _ => {}

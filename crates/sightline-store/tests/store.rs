@@ -128,6 +128,74 @@ async fn permission_blocks_until_work_resumes_and_cost_rolls_up() {
     assert_eq!(tree.children[0].children[0].session.session_id, "sub2");
 }
 
+/// Events that arrive after a run's end but happened before it (a queue flushed at exit) do
+/// not reopen the run, and a late status from before does not replace the later one.
+#[tokio::test]
+async fn late_events_from_before_the_end_do_not_reopen_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let ev = |source_event: &str, entity: &str, status: &str, ts: &str| {
+        event(
+            json!({"source": "python", "source_event": source_event, "entity_type": entity,
+            "title": source_event, "run_id": "late", "session_id": "late:main", "status": status,
+            "ts": ts}),
+        )
+    };
+    let run = |store: &Store| {
+        store
+            .read_blocking(|c| query::get_run(c, "late"))
+            .unwrap()
+            .unwrap()
+            .run
+    };
+    // One batch, in arrival order: start, exit, then a call that ended before the exit.
+    store
+        .write(vec![
+            ev(
+                "process_start",
+                "process",
+                "running",
+                "2026-11-21T10:00:00.000Z",
+            ),
+            ev(
+                "process_exit",
+                "process",
+                "success",
+                "2026-11-21T10:00:02.000Z",
+            ),
+            ev("call", "call", "success", "2026-11-21T10:00:01.500Z"),
+        ])
+        .await
+        .unwrap();
+    let r = run(&store);
+    assert_eq!(r.status, Some(Status::Success));
+    assert_eq!(
+        r.ended_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-11-21T10:00:02.000Z")
+    );
+    // A status from before the exit, arriving late in a batch of its own with a later call.
+    store
+        .write(vec![
+            ev(
+                "process_exit",
+                "process",
+                "success",
+                "2026-11-21T10:00:02.000Z",
+            ),
+            ev(
+                "control_applied",
+                "process",
+                "running",
+                "2026-11-21T10:00:01.000Z",
+            ),
+        ])
+        .await
+        .unwrap();
+    let r = run(&store);
+    assert_eq!(r.status, Some(Status::Success));
+    assert!(r.ended_at.is_some());
+}
+
 #[tokio::test]
 async fn search_pages_and_full_text() {
     let dir = tempfile::tempdir().unwrap();
