@@ -20,6 +20,32 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Is this key's value a secret, whatever it holds?
 pub fn is_sensitive_key(key: &str) -> bool {
+    // Payload keys repeat from event to event (`tool_name`, `cwd`, ...): the answer is
+    // remembered per thread, for a bounded number of short keys, so the common case is one hash
+    // lookup instead of a dozen substring searches. A pure function's memo: same answers.
+    const MEMO_KEYS: usize = 4096;
+    const MEMO_KEY_LEN: usize = 64;
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<Box<str>, bool>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if key.len() > MEMO_KEY_LEN {
+        return classify_key(key);
+    }
+    MEMO.with(|memo| {
+        if let Some(&known) = memo.borrow().get(key) {
+            return known;
+        }
+        let answer = classify_key(key);
+        let mut memo = memo.borrow_mut();
+        if memo.len() < MEMO_KEYS {
+            memo.insert(key.into(), answer);
+        }
+        answer
+    })
+}
+
+fn classify_key(key: &str) -> bool {
     let mut norm = String::with_capacity(key.len());
     for c in key.chars() {
         if c.is_ascii_alphanumeric() {
