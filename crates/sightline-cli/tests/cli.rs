@@ -1,51 +1,21 @@
 //! The `sightline` binary end to end: serve, kill -9 durability, graceful stop, export/import
 //! through the CLI, tail, replay and exit codes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sightline");
-
-/// A `sightline serve` child process and its URL.
-struct Served {
-    child: Child,
-    url: String,
-}
+mod common;
+use common::{BIN, Served, agent, serve_command};
 
 fn serve(db: &Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--db"])
-        .arg(db)
-        .args(extra)
-        .env_remove("SIGHTLINE_TOKEN")
-        .env("XDG_CONFIG_HOME", db.parent().unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("sightline listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line}"))
-        .to_string();
-    Served { child, url }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let mut cmd = serve_command(db);
+    cmd.args(extra).env("XDG_CONFIG_HOME", db.parent().unwrap());
+    Served::spawn(cmd)
 }
 
 fn cli(url: &str, args: &[&str]) -> std::process::Output {
@@ -55,13 +25,6 @@ fn cli(url: &str, args: &[&str]) -> std::process::Output {
         .env_remove("SIGHTLINE_TOKEN")
         .output()
         .unwrap()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
 }
 
 fn post_events(url: &str, body: &str) -> Result<Value, String> {

@@ -3,26 +3,14 @@
 //! that Host name and the bearer token; without the token it is 401, and without
 //! `--allow-host` the Host name is refused.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use serde_json::json;
 
-struct Hub(Child, String);
+mod common;
+use common::{Served, serve_command};
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, allow_host: bool) -> Hub {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+fn start(dir: &std::path::Path, allow_host: bool) -> Served {
+    let mut cmd = serve_command(&dir.join(format!("db-{allow_host}.sqlite")));
     cmd.args([
-        "serve",
-        "--port",
-        "0",
         "--token",
         "t0ken-for-docker",
         "--source",
@@ -31,35 +19,21 @@ fn start(dir: &std::path::Path, allow_host: bool) -> Hub {
     if allow_host {
         cmd.args(["--allow-host", "host.docker.internal"]);
     }
-    let mut child = cmd
-        .arg("--db")
-        .arg(dir.join(format!("db-{allow_host}.sqlite")))
-        .env("XDG_DATA_HOME", dir)
+    cmd.env("XDG_DATA_HOME", dir)
         .env("XDG_CONFIG_HOME", dir)
-        .env("HOME", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Hub(child, url)
+        .env("HOME", dir);
+    let hub = Served::spawn(cmd);
+    assert!(hub.url.starts_with("http://127.0.0.1:"), "{}", hub.url);
+    hub
 }
 
-fn post(hub: &Hub, token: Option<&str>) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let port = hub.1.rsplit(':').next().unwrap();
+fn post(hub: &Served, token: Option<&str>) -> u16 {
+    let agent = common::agent();
+    let port = hub.url.rsplit(':').next().unwrap();
     let payload = json!({"session_id": "in-docker", "hook_event_name": "PreToolUse", "tool_name": "Bash",
         "tool_input": {"command": "ls"}, "tool_use_id": "toolu_d1", "cwd": "/workspace"});
     let mut req = agent
-        .post(&format!("{}/api/v1/hooks/claude", hub.1))
+        .post(&format!("{}/api/v1/hooks/claude", hub.url))
         .header("host", &format!("host.docker.internal:{port}"))
         .header("content-type", "application/json");
     if let Some(t) = token {

@@ -8,54 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Hub {
-    runtime: tokio::runtime::Runtime,
-    running: Option<sightline_server::Running>,
-    url: String,
-}
-
-impl Hub {
-    fn start(dir: &std::path::Path, port: u16) -> Hub {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let running = runtime.block_on(async {
-            let hub = sightline_server::open_hub(
-                sightline_store::StoreConfig::new(dir.join("db.sqlite")),
-                sightline_server::HubSettings::default(),
-            )
-            .unwrap();
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap();
-            sightline_server::start_with(hub, listener, sightline_adapters::routes()).unwrap()
-        });
-        let url = format!("http://{}", running.addr);
-        Hub {
-            runtime,
-            running: Some(running),
-            url,
-        }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let mut res = ureq::get(&format!("{}/api/v1/search?order=asc&limit=1000", self.url))
-            .call()
-            .unwrap();
-        let v: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
-        v["events"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = self.runtime.block_on(r.stop());
-        }
-    }
-}
+mod common;
+use common::InProcessHub;
 
 fn hook(url: &str, spool: &std::path::Path, payload: &Value) -> (i32, String, Duration) {
     let start = Instant::now();
@@ -122,7 +76,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     child.stdin.take().unwrap().write_all(b"not json").unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 
-    let hub = Hub::start(dir.path(), port);
+    let hub = InProcessHub::start(&dir.path().join("db.sqlite"), port);
     let (code, _, _) = hook(&hub.url, &spool, &payload(5));
     assert_eq!(code, 0);
     let events = hub.events();
@@ -169,7 +123,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
 #[test]
 fn hook_round_trip_latency() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = Hub::start(dir.path(), 0);
+    let hub = InProcessHub::start(&dir.path().join("db.sqlite"), 0);
     let runs: usize = std::env::var("SIGHTLINE_HOOK_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

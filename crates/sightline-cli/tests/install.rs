@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::InProcessHub;
+
 fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
     cmd.args(args);
@@ -179,57 +182,6 @@ impl Drop for Killed {
     }
 }
 
-struct Hub {
-    runtime: tokio::runtime::Runtime,
-    running: Option<sightline_server::Running>,
-    url: String,
-}
-
-impl Hub {
-    fn start(db: &Path) -> Hub {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let running = runtime.block_on(async {
-            let hub = sightline_server::open_hub(
-                sightline_store::StoreConfig::new(db),
-                sightline_server::HubSettings::default(),
-            )
-            .unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            sightline_server::start_with(hub, listener, sightline_adapters::routes()).unwrap()
-        });
-        let url = format!("http://{}", running.addr);
-        Hub {
-            runtime,
-            running: Some(running),
-            url,
-        }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let mut res = ureq::get(&format!("{}/api/v1/search?order=asc&limit=1000", self.url))
-            .call()
-            .unwrap();
-        let v: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
-        v["events"].as_array().unwrap().clone()
-    }
-
-    fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = self.runtime.block_on(r.stop());
-        }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -243,7 +195,7 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     let bin = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let mut hub = Hub::start(&h.join("db.sqlite"));
+    let mut hub = InProcessHub::start(&h.join("db.sqlite"), 0);
     let plugin = h.join(".config/opencode/plugins/sightline.js");
     let spool = h.join("spool");
     let (code, out) = sightline(

@@ -2,8 +2,7 @@
 //! token), Host and Origin checks, rate limits with Retry-After, the audit log, TLS, and the
 //! refusal to bind beyond loopback without a token (exit 2).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,22 +10,18 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sightline");
+mod common;
+use common::{BIN, Served, agent, serve_command};
+
 const READ: &str = "read-token-0001";
 const INGEST: &str = "ingest-token-0001";
 const ADMIN: &str = "admin-token-0001";
 
+/// A hub with the three test tokens; its temporary directory lives as long as it does.
 struct Hub {
-    child: Child,
     url: String,
+    _served: Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(extra: &[&str]) -> Hub {
@@ -39,40 +34,17 @@ fn start(extra: &[&str]) -> Hub {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--source", "http", "--db"])
-        .arg(dir.path().join("db.sqlite"))
-        .arg("--token-file")
+    let mut cmd = serve_command(&dir.path().join("db.sqlite"));
+    cmd.args(["--source", "http", "--token-file"])
         .arg(&tokens)
         .args(extra)
-        .env("HOME", dir.path())
-        .env_remove("SIGHTLINE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("sightline listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+        .env("HOME", dir.path());
+    let served = Served::spawn(cmd);
     Hub {
-        child,
-        url,
+        url: served.url.clone(),
+        _served: served,
         _dir: dir,
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .new_agent()
 }
 
 fn token_value(t: &Option<&str>) -> Option<String> {
