@@ -30,6 +30,9 @@ pub struct HubSettings {
     pub retention_days: Option<f64>,
     /// Tokens and roles, Host/Origin allow-lists, rate limits, audit log (`security.rs`).
     pub security: SecuritySettings,
+    /// How long a WebSocket frame may wait for a client that stopped reading before the
+    /// connection is closed with 4009 (`ws.rs`).
+    pub ws_send_stall: std::time::Duration,
 }
 
 impl Default for HubSettings {
@@ -40,6 +43,7 @@ impl Default for HubSettings {
             max_import_body: 512 * 1024 * 1024,
             retention_days: Some(14.0),
             security: SecuritySettings::default(),
+            ws_send_stall: crate::ws::SEND_STALL,
         }
     }
 }

@@ -294,7 +294,7 @@ pub async fn stream(
                     let Some(e) = e else { break };
                     let frame = event_to_update(&e.event).to_string();
                     let sent = tokio::time::timeout(
-                        crate::ws::SEND_STALL,
+                        hub.settings.ws_send_stall,
                         sink.send(Message::Text(Utf8Bytes::from(frame))),
                     ).await;
                     if !matches!(sent, Ok(Ok(()))) { break; }

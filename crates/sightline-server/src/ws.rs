@@ -7,8 +7,8 @@
 //! queue. A slow client fills that queue, its tasks wait, their bus receivers lag, and they
 //! catch up from SQLite (the client is told with `lagged`): ingest and other clients never wait
 //! for it, and it never silently misses an event. A client that stops reading altogether is
-//! closed once a frame has waited [`SEND_STALL`]. This module must never acknowledge a publish
-//! before its commit.
+//! closed with 4009 once a frame has waited `HubSettings::ws_send_stall` ([`SEND_STALL`] by
+//! default). This module must never acknowledge a publish before its commit.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -157,6 +157,7 @@ impl Connection {
     async fn run(hub: Hub, caller: Caller, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let (out, mut rx) = mpsc::channel::<Message>(OUT_BUFFER);
+        let stall = hub.settings.ws_send_stall;
         // The writer: the only task touching the sink. A frame the socket will not take in
         // SEND_STALL means the client stopped reading: close, telling it why if it still can.
         let writer = tokio::spawn(async move {
@@ -180,7 +181,7 @@ impl Connection {
                     }
                     sink.flush().await
                 };
-                match tokio::time::timeout(SEND_STALL, write).await {
+                match tokio::time::timeout(stall, write).await {
                     Ok(Ok(())) if !closing => {}
                     Ok(Ok(())) | Ok(Err(_)) => break,
                     Err(_) => {
@@ -196,7 +197,9 @@ impl Connection {
                     }
                 }
             }
-            let _ = sink.close().await;
+            // Bounded like every other write: a client that stopped reading would otherwise
+            // hold this task, its subscriptions and its socket forever.
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
         });
         let mut conn = Connection {
             hub: hub.clone(),

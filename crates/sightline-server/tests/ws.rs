@@ -432,3 +432,78 @@ fn a_flooding_client_gets_rate_limited_then_closed_with_4008() {
         assert_eq!(close_code, Some(4008), "and closed on continued abuse");
     });
 }
+
+/// A client that stops reading is cut off once a frame has waited `ws_send_stall`: its
+/// subscription is dropped (ingest goes on), the connection ends instead of hanging, and if the
+/// close frame could still be delivered it says 4009.
+#[test]
+fn a_client_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let hub = TestHub::start_with(|_, s| s.ws_send_stall = Duration::from_millis(500));
+    hub.runtime.block_on(async {
+        let mut c = connect(&hub.url).await;
+        send(&mut c, json!({"type": "subscribe", "id": 1, "since": 0})).await;
+        assert_eq!(recv(&mut c).await["type"], "subscribed");
+        // About 40 MB of frames, far beyond what the socket buffers hold, while nobody reads.
+        let filler = "x".repeat(1000);
+        let url = hub.url.clone();
+        tokio::task::spawn_blocking(move || {
+            for b in 0..40 {
+                let batch: Vec<Value> = (0..1000)
+                    .map(|i| {
+                        let mut e = event("stalled", b * 1000 + i);
+                        e["summary"] = json!(filler);
+                        e
+                    })
+                    .collect();
+                let (status, _) = post(
+                    &format!("{url}/api/v1/events"),
+                    "application/x-ndjson",
+                    ndjson(&batch),
+                );
+                assert_eq!(status, 202, "ingest goes on while the client stalls");
+            }
+        })
+        .await
+        .unwrap();
+        // The hub gives up on the client: its subscription is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let subscribers = get(&format!("{}/api/v1/health", hub.url))["subscribers"]
+                .as_u64()
+                .unwrap();
+            if subscribers == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {subscribers} subscriber(s)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Reading now drains what the kernel buffered, then the connection ends.
+        let (mut events, mut close_code) = (0, None);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), c.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    events += (v["type"] == "event") as usize;
+                }
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    close_code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => break,
+                Err(_) => panic!("the connection neither ended nor sent anything for 10 s"),
+            }
+        }
+        assert!(
+            events < 40_000,
+            "the client was cut off, not served everything: {events}"
+        );
+        assert!(
+            matches!(close_code, None | Some(4009)),
+            "close code {close_code:?}"
+        );
+    });
+}
