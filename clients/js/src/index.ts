@@ -230,6 +230,8 @@ export class SightlineClient {
   private nextOut = 1;
   private ready = false;
   private queue: string[] = [];
+  /** The HTTP status a refused WebSocket upgrade got (Node's `ws`), until the close that follows. */
+  private refusedWith: number | undefined;
   /** Set when the hub refused the token: final, no more reconnects. */
   private fatal: HubError | undefined;
   private readonly publishVia: Transport;
@@ -444,8 +446,12 @@ export class SightlineClient {
       this.socket = ws;
       ws.onmessage = (ev) => this.onMessage(String(ev.data));
       ws.onclose = (ev) => this.onClose(ev?.code, ev?.reason);
-      ws.onerror = () => {
-        /* onclose follows */
+      ws.onerror = (ev: unknown) => {
+        // Node's `ws` reports an upgrade the hub answered with an HTTP status (a wrong token
+        // in the header, a refused Host or Origin) as this error, then a 1006 close.
+        const e = ev as { message?: unknown; error?: { message?: unknown } } | undefined;
+        const m = /Unexpected server response: (\d{3})/.exec(String(e?.message ?? e?.error?.message ?? ''));
+        if (m) this.refusedWith = Number(m[1]);
       };
     } catch (e) {
       this.connecting = false;
@@ -459,9 +465,16 @@ export class SightlineClient {
   private onClose(code?: number, reason?: string): void {
     this.socket = undefined;
     this.ready = false;
+    const refused = this.refusedWith;
+    this.refusedWith = undefined;
     if (this.closed) return;
-    if (code === CLOSE_UNAUTHORIZED) {
+    if (code === CLOSE_UNAUTHORIZED || refused === 401) {
       this.fail(new HubError(`unauthorized: ${reason || 'the hub refused the token'}`, 401, undefined, 'unauthorized'));
+      return;
+    }
+    if (refused === 403) {
+      // Retrying cannot help: the Host or Origin is not allowed (see docs/SECURITY.md).
+      this.fail(new HubError('forbidden: the hub refused this connection (Host or Origin not allowed)', 403, undefined, 'forbidden'));
       return;
     }
     this.connectionLost();

@@ -149,3 +149,32 @@ test('reconnects across a hub restart and resumes with no loss and no repeat', a
     await hub.stop();
   }
 });
+
+test('Node: a token the hub refuses at the upgrade is final, not retried forever', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
+  const db = join(dir, 'db.sqlite');
+  const proc = spawn(hubBinary(), ['serve', '--port', '0', '--source', 'http', '--token', 'right-token', '--db', db], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, SIGHTLINE_TOKEN: '', HOME: dir },
+  });
+  const line = await new Promise((res) => createInterface({ input: proc.stdout }).once('line', res));
+  const url = line.split(' ').pop();
+  const client = new SightlineClient({ url, token: 'wrong-token' });
+  try {
+    const errors = [];
+    client.subscribe({}, { onEvent: () => {}, onError: (e) => errors.push(e) }, { since: 0 });
+    await until('the subscription to fail', () => errors.length > 0, 10_000);
+    assert.equal(errors[0].code, 'unauthorized');
+    assert.equal(errors[0].status, 401);
+    // No reconnection storm: the hub's audit log sees one or two refusals, not dozens.
+    await new Promise((r) => setTimeout(r, 2000));
+    const res = await fetch(`${url}/api/v1/audit?limit=1000`, { headers: { authorization: 'Bearer right-token' } });
+    const audit = await res.json();
+    const refusals = audit.entries.filter((a) => a.kind === 'auth_failed' && a.path === '/ws');
+    assert.ok(refusals.length >= 1 && refusals.length <= 2, `auth failures: ${refusals.length}`);
+    await assert.rejects(client.publish([ev('nope', 1)]), (e) => e.status === 401);
+  } finally {
+    client.close();
+    await new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); });
+  }
+});
