@@ -10,7 +10,7 @@
 # is built against a newer glibc than this machine's, so its libc6 (and libssl) are unpacked
 # beside it and the interpreter is pointed at them with patchelf (its ELF interpreter and
 # RPATH, which also covers the extension modules it loads): the result runs, and starts child processes, like any other `python3.14`.
-# Nothing is installed system-wide except patchelf and xz (from apt) when missing.
+# Nothing is installed system-wide except curl, patchelf and xz (from apt) when missing.
 set -euo pipefail
 
 V="${1:?usage: fetch-python.sh VERSION [DEST]}"
@@ -32,6 +32,7 @@ need() {
     fi
     command -v "$1" >/dev/null 2>&1 || { echo "fetch-python.sh: $1 is required (apt-get install $2)" >&2; exit 1; }
 }
+need curl curl
 need patchelf patchelf
 need xz xz-utils
 need dpkg-deb dpkg
