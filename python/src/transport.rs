@@ -82,6 +82,23 @@ pub struct Q {
 }
 
 impl Q {
+    /// An empty queue with these bounds and no sink yet (events wait until one is configured).
+    fn new(cap_detail: usize, cap_critical: usize) -> Q {
+        Q {
+            critical: VecDeque::new(),
+            detail: VecDeque::new(),
+            next_order: 0,
+            cap_critical,
+            cap_detail,
+            in_flight: 0,
+            sink: Sink::None,
+            sink_gen: 0,
+            stop: false,
+            urgent: false,
+            stats: Stats::default(),
+        }
+    }
+
     /// Appends an event to its queue; a full queue drops its oldest event (counted).
     fn push(&mut self, line: String, droppable: bool) {
         let order = self.next_order;
@@ -128,19 +145,7 @@ static TRANSPORT: OnceLock<Arc<Transport>> = OnceLock::new();
 pub fn global() -> &'static Arc<Transport> {
     TRANSPORT.get_or_init(|| {
         let t = Arc::new(Transport {
-            q: Mutex::new(Q {
-                critical: VecDeque::new(),
-                detail: VecDeque::new(),
-                next_order: 0,
-                cap_critical: 100_000,
-                cap_detail: 50_000,
-                in_flight: 0,
-                sink: Sink::None,
-                sink_gen: 0,
-                stop: false,
-                urgent: false,
-                stats: Stats::default(),
-            }),
+            q: Mutex::new(Q::new(50_000, 100_000)),
             wake: Condvar::new(),
             idle: Condvar::new(),
         });
@@ -514,19 +519,7 @@ mod tests {
     use super::*;
 
     fn queue() -> Q {
-        Q {
-            critical: VecDeque::new(),
-            detail: VecDeque::new(),
-            next_order: 0,
-            cap_critical: 10,
-            cap_detail: 2,
-            in_flight: 0,
-            sink: Sink::None,
-            sink_gen: 0,
-            stop: false,
-            urgent: false,
-            stats: Stats::default(),
-        }
+        Q::new(2, 10)
     }
 
     #[test]

@@ -8,37 +8,18 @@
 // Browsers cannot put headers on a WebSocket, so tokens go in the `auth` message.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer as createNetServer } from 'node:net';
 import { createServer } from 'node:http';
-import { mkdtempSync, existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { freePort, startHub } from './hub.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, '../../..');
 const BUNDLE = resolve(HERE, '../dist/index.js');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WAIT = 20_000;
-
-function hubBinary() {
-  const bin = process.env.SIGHTLINE_BIN ?? join(REPO, 'target/debug/sightline');
-  if (!existsSync(bin)) execFileSync('cargo', ['build', '-q', '-p', 'sightline'], { cwd: REPO, stdio: 'inherit' });
-  return bin;
-}
-
-async function freePort() {
-  return new Promise((res) => {
-    const s = createNetServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 const dirs = [];
 const tmp = () => {
@@ -46,50 +27,6 @@ const tmp = () => {
   dirs.push(d);
   return d;
 };
-
-/** A real hub: `sightline serve` with these extra arguments, on `port` (0: any). */
-async function startHub({ db, port = 0, args = [], token } = {}) {
-  const proc = spawn(hubBinary(), ['serve', '--port', String(port), '--source', 'http', '--db', db, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SIGHTLINE_TOKEN: '', HOME: dirname(db), XDG_CONFIG_HOME: dirname(db), RUST_LOG: 'warn' },
-  });
-  let log = '';
-  proc.stderr.on('data', (d) => (log += d));
-  const line = await new Promise((res, rej) => {
-    const rl = createInterface({ input: proc.stdout });
-    rl.once('line', (l) => res(l));
-    proc.once('exit', (c) => rej(new Error(`hub exited with ${c}: ${log}`)));
-  });
-  assert.match(line, /^sightline listening on /);
-  const url = line.split(' ').pop().replace(/\/$/, '');
-  const headers = { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
-  return {
-    url,
-    proc,
-    audit: () => {
-      const file = `${db}.audit.jsonl`;
-      return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
-    },
-    /** POST /api/v1/events from Node (not from the page): the "other producer". */
-    async post(events) {
-      const res = await fetch(url + '/api/v1/events', { method: 'POST', headers, body: JSON.stringify(events) });
-      const body = await res.json();
-      assert.equal(res.status, 202, JSON.stringify(body));
-      return body.seqs;
-    },
-    async get(path) {
-      const res = await fetch(url + path, { headers });
-      assert.equal(res.status, 200, path);
-      return res.json();
-    },
-    stop: (signal = 'SIGTERM') =>
-      new Promise((r) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return r();
-        proc.once('exit', r);
-        proc.kill(signal);
-      }),
-  };
-}
 
 /** A static server for the test page and the built bundle: the user's dashboard origin. */
 async function startPageServer() {

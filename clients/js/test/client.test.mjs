@@ -3,52 +3,12 @@
 // database) with no event lost or repeated.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 
 import { SightlineClient } from '../dist/index.js';
-
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-
-function hubBinary() {
-  const bin = process.env.SIGHTLINE_BIN ?? join(REPO, 'target/debug/sightline');
-  if (!existsSync(bin)) execFileSync('cargo', ['build', '-q', '-p', 'sightline'], { cwd: REPO, stdio: 'inherit' });
-  return bin;
-}
-
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function startHub(db, port = 0) {
-  const proc = spawn(hubBinary(), ['serve', '--port', String(port), '--source', 'http', '--db', db], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, SIGHTLINE_TOKEN: '', HOME: dirname(db) },
-  });
-  const line = await new Promise((res, rej) => {
-    const rl = createInterface({ input: proc.stdout });
-    rl.once('line', (l) => res(l));
-    proc.once('exit', (c) => rej(new Error(`hub exited with ${c}`)));
-  });
-  assert.match(line, /^sightline listening on /);
-  const url = line.split(' ').pop();
-  return {
-    url,
-    proc,
-    stop: (signal = 'SIGTERM') => new Promise((r) => { proc.once('exit', r); proc.kill(signal); }),
-  };
-}
+import { freePort, startHub } from './hub.mjs';
 
 const ev = (run, i, extra = {}) => ({
   source: 'custom', source_event: 'x', entity_type: 'log', run_id: run, title: `event ${i}`, event_id: `${run}-${i}`, ...extra,
@@ -64,7 +24,7 @@ async function until(what, check, ms = 20_000) {
 
 test('publish and three filtered subscriptions on one connection', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
-  const hub = await startHub(join(dir, 'db.sqlite'));
+  const hub = await startHub({ db: join(dir, 'db.sqlite') });
   const client = new SightlineClient({ url: hub.url });
   try {
     const got = { a: [], b: [], c: [] };
@@ -97,7 +57,7 @@ test('publish and three filtered subscriptions on one connection', async () => {
 
 test('workflow reporter: steps, progress, logs, errors, completion', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
-  const hub = await startHub(join(dir, 'db.sqlite'));
+  const hub = await startHub({ db: join(dir, 'db.sqlite') });
   const client = new SightlineClient({ url: hub.url });
   try {
     await client.workflow('wf-js', 'deploy').run(async (wf) => {
@@ -127,7 +87,7 @@ test('reconnects across a hub restart and resumes with no loss and no repeat', a
   const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
   const db = join(dir, 'db.sqlite');
   const port = await freePort();
-  let hub = await startHub(db, port);
+  let hub = await startHub({ db, port });
   const client = new SightlineClient({ url: hub.url, minBackoffMs: 50, maxBackoffMs: 500 });
   const received = [];
   client.subscribe({ runs: ['restart'] }, { onEvent: (e) => received.push(e) }, { since: 0 });
@@ -138,7 +98,7 @@ test('reconnects across a hub restart and resumes with no loss and no repeat', a
     // Published while the hub is down: the client retries until it is back.
     const later = client.publish(Array.from({ length: 150 }, (_, i) => ev('restart', 150 + i)), 40);
     await new Promise((r) => setTimeout(r, 800));
-    hub = await startHub(db, port);
+    hub = await startHub({ db, port });
     const laterSeqs = await later;
     await until('all 300 after the restart', () => received.length >= 300);
     await new Promise((r) => setTimeout(r, 300));
@@ -153,12 +113,8 @@ test('reconnects across a hub restart and resumes with no loss and no repeat', a
 test('Node: a token the hub refuses at the upgrade is final, not retried forever', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
   const db = join(dir, 'db.sqlite');
-  const proc = spawn(hubBinary(), ['serve', '--port', '0', '--source', 'http', '--token', 'right-token', '--db', db], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, SIGHTLINE_TOKEN: '', HOME: dir },
-  });
-  const line = await new Promise((res) => createInterface({ input: proc.stdout }).once('line', res));
-  const url = line.split(' ').pop();
+  const hub = await startHub({ db, args: ['--token', 'right-token'] });
+  const url = hub.url;
   const client = new SightlineClient({ url, token: 'wrong-token' });
   try {
     const errors = [];
@@ -175,6 +131,6 @@ test('Node: a token the hub refuses at the upgrade is final, not retried forever
     await assert.rejects(client.publish([ev('nope', 1)]), (e) => e.status === 401);
   } finally {
     client.close();
-    await new Promise((r) => { proc.once('exit', r); proc.kill('SIGTERM'); });
+    await hub.stop();
   }
 });

@@ -7,76 +7,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::peers::opencode_binary;
 use common::{TestHub, agent, post};
 use serde_json::{Value, json};
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SIGHTLINE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-                .join(".cache/sightline-tests")
-        })
-}
-
-/// The `opencode` binary from the npm package (the platform package ships it; npm may skip the
-/// wrapper's postinstall, so the platform binary is used directly when present).
-fn opencode_binary() -> PathBuf {
-    // Tests run in parallel: one npm install at a time.
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY.get_or_init(install_opencode).clone()
-}
-
-fn install_opencode() -> PathBuf {
-    let dir = cache_dir().join("opencode");
-    let candidates = |dir: &PathBuf| -> Option<PathBuf> {
-        let nm = dir.join("node_modules");
-        let arch = if cfg!(target_arch = "aarch64") {
-            "arm64"
-        } else {
-            "x64"
-        };
-        [
-            nm.join(format!("opencode-linux-{arch}/bin/opencode")),
-            nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
-            nm.join(format!("opencode-darwin-{arch}/bin/opencode")),
-            nm.join("opencode-ai/bin/opencode.exe"),
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-    };
-    if let Some(p) = candidates(&dir) {
-        return p;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name":"sightline-opencode-test","private":true}"#,
-    )
-    .unwrap();
-    let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
-        });
-    assert!(
-        out.status.success(),
-        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    candidates(&dir).unwrap_or_else(|| {
-        panic!(
-            "OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}",
-            dir.display()
-        )
-    })
-}
 
 struct OpenCode {
     child: Child,

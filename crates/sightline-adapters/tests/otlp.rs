@@ -11,17 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::peers::cache_dir;
 use common::{TestHub, contains, post};
 use serde_json::{Value, json};
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SIGHTLINE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-                .join(".cache/sightline-tests")
-        })
-}
 
 /// A venv with the SDK and the OTLP HTTP exporter for `protocol` (installed once, reused).
 /// One venv per exporter: the JSON exporter is a beta released on its own schedule, and

@@ -47,11 +47,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // A port nothing listens on (yet).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     for i in 0..5 {
         let (code, stdout, took) = hook(&url, &spool, &payload(i));

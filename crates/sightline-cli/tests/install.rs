@@ -2,14 +2,17 @@
 //! and removed cleanly; the OpenCode plugin loaded by a real `opencode serve` forwards its bus
 //! events to the hub, and spools them to JSONL when the hub is down.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
+#[path = "../../sightline-adapters/tests/common/peers.rs"]
+mod peers;
 use common::InProcessHub;
+use peers::opencode_binary;
 
 fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
@@ -124,56 +127,6 @@ fn claude_install_is_idempotent_keeps_user_hooks_and_uninstalls_only_ours() {
     assert_eq!(back, mine, "uninstall leaves exactly the user's settings");
 }
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SIGHTLINE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-                .join(".cache/sightline-tests")
-        })
-}
-
-/// The `opencode` binary of the npm package `opencode-ai`, installed into the test cache.
-fn opencode_binary() -> PathBuf {
-    let dir = cache_dir().join("opencode");
-    let find = |dir: &Path| -> Option<PathBuf> {
-        let nm = dir.join("node_modules");
-        let arch = if cfg!(target_arch = "aarch64") {
-            "arm64"
-        } else {
-            "x64"
-        };
-        [
-            nm.join(format!("opencode-linux-{arch}/bin/opencode")),
-            nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
-            nm.join(format!("opencode-darwin-{arch}/bin/opencode")),
-            nm.join("opencode-ai/bin/opencode.exe"),
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-    };
-    if let Some(p) = find(&dir) {
-        return p;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name":"sightline-opencode-test","private":true}"#,
-    )
-    .unwrap();
-    let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e})"));
-    assert!(
-        out.status.success(),
-        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    find(&dir).expect("OPENCODE TEST CANNOT RUN: no opencode binary after npm install")
-}
-
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -224,11 +177,7 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     assert!(code == 0 && out.contains("nothing changed"), "{out}");
 
     std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let oc_url = format!("http://127.0.0.1:{port}");
     let _oc = Killed(
         Command::new(bin)

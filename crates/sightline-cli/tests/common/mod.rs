@@ -124,3 +124,12 @@ pub fn agent() -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// A loopback port nothing listens on right now (for a hub started later on a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,74 @@
+//! Real peers the integration tests install for themselves, into a cache that outlives one run
+//! (`$SIGHTLINE_TEST_CACHE`, default `~/.cache/sightline-tests`). Shared by this crate's tests
+//! (through `common`) and by the CLI's (through a `#[path]` module), so OpenCode is found and
+//! installed one way. A peer that cannot be installed fails the test saying so.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("SIGHTLINE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                .join(".cache/sightline-tests")
+        })
+}
+
+/// The `opencode` binary of the npm package `opencode-ai`, installed once into the cache (the
+/// platform package ships it; npm may skip the wrapper's postinstall, so the platform binary is
+/// used directly).
+pub fn opencode_binary() -> PathBuf {
+    // Tests run in parallel: one npm install at a time.
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(install_opencode).clone()
+}
+
+fn installed_opencode(dir: &Path) -> Option<PathBuf> {
+    let nm = dir.join("node_modules");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x64"
+    };
+    [
+        nm.join(format!("opencode-linux-{arch}/bin/opencode")),
+        nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
+        nm.join(format!("opencode-darwin-{arch}/bin/opencode")),
+        nm.join("opencode-ai/bin/opencode.exe"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+fn install_opencode() -> PathBuf {
+    let dir = cache_dir().join("opencode");
+    if let Some(p) = installed_opencode(&dir) {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"sightline-opencode-test","private":true}"#,
+    )
+    .unwrap();
+    let out = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
+        });
+    assert!(
+        out.status.success(),
+        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    installed_opencode(&dir).unwrap_or_else(|| {
+        panic!(
+            "OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}",
+            dir.display()
+        )
+    })
+}
