@@ -95,12 +95,12 @@ export function apply(state: LaneState, e: SEvent): void {
     if (e.entity_type === 'session' || e.entity_type === 'run' || !l.session_id || e.entity_type === 'workflow' || e.entity_type === 'process') {
       l.status = e.status;
       l.ended = ENDED.has(e.status);
-      if (e.status !== 'blocked') l.blocked = null;
+      l.blocked = null; // a blocked status took the branch above
       if (e.entity_type === 'session' && (e.source_event === 'SessionStart' || e.source_event === 'SubagentStart')) l.title = e.title;
     }
   } else if (e.status) {
     // Work inside the session: it is running unless it ended.
-    if (l.blocked && e.status !== 'blocked') l.blocked = null;
+    if (l.blocked) l.blocked = null; // a blocked status took the first branch
     if (!l.ended && (l.status === null || l.status === 'idle' || l.status === 'queued' || l.status === 'blocked')) l.status = 'running';
     if (e.status === 'running') l.activity = e.title;
     else if (l.activity === e.title) l.activity = null;
