@@ -2,7 +2,11 @@
 //! length caps, the payload size cap with its truncation marker, and redaction.
 //!
 //! Every path into the store goes through [`validate`]; it must never accept an event that the
-//! store or the API could not represent, and never let a secret through.
+//! store or the API could not represent, and never let a secret through. Redaction runs first,
+//! on every text field (title, summary, source event, entity id, tags, metric names, every
+//! payload key and value), and only then are caps applied, so that no cut or preview can keep
+//! a secret that a whole value would have lost. Identifiers (`event_id`, `run_id`, ...) are
+//! keys and are not rewritten. Validating a valid event's JSON again gives the same event.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +16,7 @@ use serde_json::{Map, Number, Value};
 use thiserror::Error;
 
 use crate::event::{EntityType, Event, Severity, Source, Status};
-use crate::redact::{redact_map, redact_str};
+use crate::redact::{REDACTED, redact_map, redact_str};
 use crate::timestamp::Timestamp;
 
 /// The payload's serialised size above which it is replaced by a preview.
@@ -98,26 +102,76 @@ fn check_id(field: &str, value: Option<String>) -> Result<Option<String>, Valida
 const MARKER_ROOM: usize = 32;
 
 /// Cuts at a char boundary so that the text plus its marker fits in `max` bytes.
+///
+/// The cut never splits a `[REDACTED]` marker, and the result is stable under redaction: a cut
+/// can leave a name right before the marker (`password=…[truncated`), which redaction would
+/// read as a value; such a cut is moved back until redacting the result changes nothing, so
+/// validating an exported event again gives the same bytes.
 pub fn truncate_text(text: &mut String, max: usize) {
     if text.len() <= max {
         return;
     }
     let original = text.len();
-    let mut cut = max.saturating_sub(MARKER_ROOM);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
+    let mut cut = floor_boundary(text, max.saturating_sub(MARKER_ROOM));
+    // Never cut inside a redaction marker: half a marker reads as a value.
+    if let Some(inside) = marker_around(text, cut) {
+        cut = inside;
     }
-    text.truncate(cut);
-    text.push_str(&format!("…[truncated {} bytes]", original - cut));
+    loop {
+        let candidate = format!("{}…[truncated {} bytes]", &text[..cut], original - cut);
+        let Some(redacted) = redact_str(&candidate) else {
+            *text = candidate;
+            return;
+        };
+        if cut == 0 {
+            // The marker alone never changes; this is only reached if a rule changed that.
+            *text = redacted;
+            return;
+        }
+        // Back to a separator before the first byte redaction changed, then try again.
+        let changed = candidate
+            .bytes()
+            .zip(redacted.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(cut)
+            .min(cut);
+        let before = text.as_bytes()[..changed.min(cut.saturating_sub(1))]
+            .iter()
+            .rposition(|b| matches!(b, b' ' | b'\t' | b'\n' | b',' | b'{' | b'['))
+            .unwrap_or(0);
+        cut = floor_boundary(text, before);
+    }
 }
 
-/// Free text (title, summary): NULs become U+FFFD, long text is cut, secrets are removed.
+fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The start of a `[REDACTED]` marker that `at` falls strictly inside, if any.
+fn marker_around(text: &str, at: usize) -> Option<usize> {
+    let from = at.saturating_sub(REDACTED.len() - 1);
+    let window = text.get(floor_boundary(text, from)..)?;
+    let base = text.len() - window.len();
+    window
+        .match_indices(REDACTED)
+        .map(|(i, _)| base + i)
+        .take_while(|start| *start < at)
+        .find(|start| start + REDACTED.len() > at)
+}
+
+/// Free text (title, summary, tags): NULs become U+FFFD, secrets are removed, then long text
+/// is cut (in this order: a cut secret would no longer look like one).
 fn clean_text(mut text: String, max: usize) -> String {
     if text.contains('\0') {
         text = text.replace('\0', "\u{FFFD}");
     }
+    let mut text = redact_str(&text).unwrap_or(text);
     truncate_text(&mut text, max);
-    redact_str(&text).unwrap_or(text)
+    text
 }
 
 fn cut_long_strings(value: &mut Value) {
@@ -224,6 +278,8 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
                         "a metric name is longer than 256 bytes".into(),
                     ));
                 }
+                // A metric's name is text like any other: it may carry a secret.
+                let name = redact_str(&name).unwrap_or(name);
                 if let Some(v) = value {
                     clean.insert(name, v);
                 }
@@ -246,8 +302,11 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
             )));
         }
     };
-    let mut payload = cap_payload(payload);
+    // Redaction first, on the whole payload: a cap turns the payload into a preview string
+    // where key-based rules (`db_pwd`, nested `password: {…}`) could no longer apply.
+    let mut payload = payload;
     redact_map(&mut payload);
+    let payload = cap_payload(payload);
 
     let event_id = match check_id("event_id", raw.event_id)? {
         Some(id) => id,
