@@ -153,7 +153,10 @@ fn thread_bootstrap(
 
 #[pyfunction]
 #[pyo3(signature = (run_id, host, pid, main_tid, parent_session_id, classify, on_exception, disable=None))]
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the Python-facing signature of `_native.install`, called by sightline/_agent.py"
+)]
 fn install(
     run_id: String,
     host: String,

@@ -96,7 +96,10 @@ impl Ident {
     /// `source_event`, `run_id`, `session_id` (and `parent_session_id`) of thread `tid`,
     /// `entity_type`, `entity_id`, `title`, `pid` and `host`. The caller adds the rest and
     /// closes the object.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the event head's fields, written in order into one buffer with no intermediate value on the hot path"
+    )]
     pub fn write_head(
         &self,
         o: &mut String,
@@ -192,7 +195,13 @@ pub struct CodeMeta {
     /// the code object, for `PyFrame_GetVar`.
     pub argnames: Vec<(String, Py<PyAny>)>,
     /// 3.11 only: bytecode offsets of YIELD_VALUE, to tell a yield from a return.
-    #[cfg_attr(Py_3_12, allow(dead_code))]
+    #[cfg_attr(
+        Py_3_12,
+        allow(
+            dead_code,
+            reason = "classify fills it on every version; only the 3.11 profile hook reads it"
+        )
+    )]
     pub yield_offsets: Vec<i32>,
 }
 
@@ -375,7 +384,13 @@ struct ThreadState {
     id_end: u64,
     stack_epoch: u64,
     /// 3.11: failed calls waiting for their exception's type (frame, tid, duration, end).
-    #[cfg_attr(Py_3_12, allow(dead_code))]
+    #[cfg_attr(
+        Py_3_12,
+        allow(
+            dead_code,
+            reason = "3.12+ never arms the catch, so nothing is queued here or read back"
+        )
+    )]
     pending_failed: Vec<(Frame, u64, u64, u64)>,
 }
 
@@ -889,7 +904,10 @@ pub fn on_start(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fast path's locals, passed on as they are: a struct built per call on the hot path would only rename them"
+)]
 fn start_slow(
     py: Python<'_>,
     key: usize,
@@ -1144,18 +1162,15 @@ pub fn on_exit(
     };
     // GeneratorExit from close() is a cancellation, not a failure worth an exception event.
     let cancelled = failed && exc_name == "GeneratorExit";
-    #[allow(unused_mut)]
-    let mut armed = false;
-    if failed && !cancelled {
-        if !value.is_null() {
-            report_exception(py, value, std::ptr::null_mut());
-        } else {
-            #[cfg(not(Py_3_12))]
-            {
-                armed = profile311::note_unwind(py);
-            }
-        }
-    }
+    // An exception in hand is reported now; without one (3.11), the call waits for its type.
+    let armed = if !failed || cancelled {
+        false
+    } else if !value.is_null() {
+        report_exception(py, value, std::ptr::null_mut());
+        false
+    } else {
+        arm_exception_catch(py)
+    };
     if duration >= MIN_DURATION_NS.load(Ordering::Relaxed) && detail_take(now) {
         if armed {
             // 3.11: the exception's type is known at the next exception event; the call event
@@ -1294,7 +1309,10 @@ fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject, tb: *mut ffi::PyObj
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call event's parts, each from a different place of the exit path; called from two sites only"
+)]
 fn emit_call(
     f: &Frame,
     tid: u64,
@@ -1461,6 +1479,19 @@ pub fn disable_ptr() -> *mut ffi::PyObject {
     } else {
         p
     }
+}
+
+/// A call unwound without its exception in hand (3.11 only): arms the one-shot trace hook that
+/// catches the exception's type, and says whether it did (the call event then waits for it).
+#[cfg(not(Py_3_12))]
+fn arm_exception_catch(py: Python<'_>) -> bool {
+    profile311::note_unwind(py)
+}
+
+/// 3.12+: no profile hook to arm; `sys.monitoring` passes the exception with the unwind.
+#[cfg(Py_3_12)]
+fn arm_exception_catch(_py: Python<'_>) -> bool {
+    false
 }
 
 // ---------------------------------------------------------------------------------------------
