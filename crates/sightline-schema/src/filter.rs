@@ -10,7 +10,7 @@ use crate::event::{EntityType, Event, Severity, Source, Status};
 use crate::timestamp::Timestamp;
 use crate::validate::ValidationError;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Filter {
     pub sources: Vec<Source>,

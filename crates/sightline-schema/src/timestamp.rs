@@ -100,6 +100,27 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// On the wire a timestamp is an RFC 3339 string (`format: date-time`), not the integer it is
+/// in memory; the JSON Schema must say what the JSON holds.
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    // A plain string with a format: naming it in `$defs` would only add an indirection.
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 UTC with milliseconds and `Z`, e.g. `2026-11-21T10:00:00.123Z`."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

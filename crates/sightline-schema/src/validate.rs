@@ -15,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Number, Value};
 use thiserror::Error;
 
-use crate::event::{EntityType, Event, Severity, Source, Status};
+use crate::event::{EntityType, Event, Sealed, Severity, Source, Status};
 use crate::redact::{REDACTED, redact_map, redact_str};
 use crate::timestamp::Timestamp;
 
@@ -339,6 +339,7 @@ pub fn validate(raw: RawEvent, now: Timestamp) -> Result<Event, ValidationError>
         correlation_id: check_id("correlation_id", raw.correlation_id)?,
         tags,
         payload,
+        sealed: Sealed,
     })
 }
 

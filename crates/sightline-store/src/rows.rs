@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Row, Statement, ToSql, params};
 use serde_json::{Map, Number};
-use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
+use sightline_schema::{CommittedParts, EntityType, Event, Severity, Source, Status, Timestamp};
 
 use crate::codec::{Codec, Packed};
 
@@ -164,7 +164,8 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     };
     let metrics: Option<BTreeMap<String, Number>> = json_column::<Option<_>>(row, 16)?;
     let status: Option<i64> = row.get(11)?;
-    Ok(Event {
+    // The row was validated before this database committed it: rebuilt, not re-validated.
+    Ok(Event::from_committed(CommittedParts {
         seq: row.get::<_, i64>(0)? as u64,
         event_id: row.get(1)?,
         ts: Timestamp(row.get(2)?),
@@ -191,5 +192,5 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
         correlation_id: row.get(20)?,
         tags: json_column(row, 21)?,
         payload: json_column::<Map<_, _>>(row, 22)?,
-    })
+    }))
 }
