@@ -21,10 +21,10 @@
  * resume could not be complete, `onReset` is called with its reason.
  */
 
-export type Source =
-  | 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom';
-export type Status = 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
-export type Severity = 'debug' | 'info' | 'warn' | 'error';
+// The event and its vocabularies are generated from the Rust types (crates/sightline-schema,
+// tests/generated.rs), so they cannot drift from what the hub writes; never edit them here.
+import type { Severity, SightlineEvent, Source, Status } from './generated/event.js';
+export type { EntityType, Severity, SightlineEvent, Source, Status } from './generated/event.js';
 
 /** The filter language: lists are OR within a field, AND across fields. */
 export interface Filter {
@@ -39,33 +39,6 @@ export interface Filter {
   since?: string;
   until?: string;
   q?: string;
-}
-
-/** A stored event (DESIGN.md §3). */
-export interface SightlineEvent {
-  seq: number;
-  event_id: string;
-  ts: string;
-  source: Source;
-  source_event: string;
-  run_id: string | null;
-  session_id: string | null;
-  parent_session_id: string | null;
-  agent: string | null;
-  entity_type: string;
-  entity_id: string | null;
-  status: Status | null;
-  severity: Severity;
-  title: string;
-  summary: string | null;
-  duration_ms: number | null;
-  metrics: Record<string, number> | null;
-  host: string | null;
-  pid: number | null;
-  thread_id: number | null;
-  correlation_id: string | null;
-  tags: string[];
-  payload: Record<string, unknown>;
 }
 
 /** What a producer sends: the required fields plus any optional ones. */

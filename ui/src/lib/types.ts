@@ -1,34 +1,11 @@
 // Shapes from docs/API.md. The hub returns every field (null where absent).
 
-export type Severity = 'debug' | 'info' | 'warn' | 'error';
-export type Status =
-  | 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
-
-export interface SEvent {
-  seq: number;
-  event_id: string;
-  ts: string;
-  source: string;
-  source_event: string;
-  run_id: string | null;
-  session_id: string | null;
-  parent_session_id: string | null;
-  agent: string | null;
-  entity_type: string;
-  entity_id: string | null;
-  status: Status | null;
-  severity: Severity;
-  title: string;
-  summary: string | null;
-  duration_ms: number | null;
-  metrics: Record<string, number> | null;
-  host: string | null;
-  pid: number | null;
-  thread_id: number | null;
-  correlation_id: string | null;
-  tags: string[];
-  payload: Record<string, unknown>;
-}
+// The event and its vocabularies are generated from the Rust types (crates/sightline-schema,
+// tests/generated.rs), so they cannot drift from what the hub writes; never edit them here.
+// `SEvent` is the dashboard's name for the generated `SightlineEvent`.
+import type { SightlineEvent, Status } from './generated/event';
+export type { EntityType, Severity, Source, Status } from './generated/event';
+export type SEvent = SightlineEvent;
 
 export interface Run {
   run_id: string;
