@@ -22,7 +22,7 @@ pub struct FileConfig {
     pub retention: Option<String>,
     pub max_body: Option<usize>,
     /// `[[tokens]]` tables: `token`, `roles` (read, ingest, admin), `name` (docs/SECURITY.md).
-    pub tokens: Option<Vec<sightline_server::security::TokenSpec>>,
+    pub tokens: Option<Vec<sightline_server::auth::TokenSpec>>,
     pub token_file: Option<PathBuf>,
     pub allow_hosts: Option<Vec<String>>,
     pub allow_origins: Option<Vec<String>>,

@@ -7,17 +7,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::json;
+use sightline_core::{HttpError, IngestError, LineError};
 use sightline_schema::ValidationError;
 use sightline_store::StoreError;
-
-/// One bad line of a batch (1-based: the NDJSON line or the array index + 1).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LineError {
-    pub line: usize,
-    pub message: String,
-}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -30,6 +23,8 @@ pub enum ApiError {
     Forbidden(String),
     Unavailable(String),
     Internal(String),
+    /// An endpoint source refused the request (400, 413, 415, with its own code).
+    Source(HttpError),
 }
 
 impl From<ValidationError> for ApiError {
@@ -46,6 +41,23 @@ impl From<StoreError> for ApiError {
             StoreError::BadCursor(_) => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::QueueFull { .. } => ApiError::QueueFull,
+            IngestError::Closed => ApiError::Unavailable("the hub is shutting down".into()),
+            IngestError::Invalid(lines) => ApiError::InvalidEvents(lines),
+            IngestError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        ApiError::Source(e)
     }
 }
 
@@ -93,6 +105,12 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m, None),
+            ApiError::Source(e) => (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                e.code,
+                e.message,
+                (!e.lines.is_empty()).then(|| json!(e.lines)),
+            ),
         };
         let body = json!({"error": {"code": code, "message": message, "details": details}});
         let mut response = (status, Json(body)).into_response();

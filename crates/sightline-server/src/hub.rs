@@ -1,20 +1,18 @@
-//! The hub's shared state: the store, the bus, settings and counters that handlers read.
+//! The server's shared state: the core (store, bus, ingest, health, control), the security
+//! state, the HTTP settings, the mounted endpoint sources and the route table's access map.
 //!
-//! Cloned into every handler (everything inside is behind `Arc`). It must never own a
-//! database connection directly: reads go through the store's pool, writes through its writer.
+//! Cloned into every handler (one `Arc`). Its fields are private: handlers use its methods,
+//! and nothing outside this crate can reach past them. It must never own a database connection:
+//! reads go through the store's pool, writes through the core's ingest path.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::Serialize;
-use sightline_schema::Timestamp;
-use sightline_store::Store;
-use tokio::sync::{Notify, watch};
+use axum::http::Method as HttpMethod;
+use sightline_core::{Access, Core, HttpSource, Method};
 
-use crate::bus::Bus;
-use crate::control::ControlBoard;
-use crate::security::{Role, Security, SecuritySettings};
+use crate::auth::{Role, Security, SecuritySettings};
+use sightline_core::plugins::Analyzers;
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -28,7 +26,7 @@ pub struct HubSettings {
     pub max_import_body: usize,
     /// Retention in days, for health and settings.
     pub retention_days: Option<f64>,
-    /// Tokens and roles, Host/Origin allow-lists, rate limits, audit log (`security.rs`).
+    /// Tokens and roles, Host/Origin allow-lists, rate limits, audit log (`auth/`).
     pub security: SecuritySettings,
     /// How long a WebSocket frame may wait for a client that stopped reading before the
     /// connection is closed with 4009 (`ws.rs`).
@@ -43,110 +41,99 @@ impl Default for HubSettings {
             max_import_body: 512 * 1024 * 1024,
             retention_days: Some(14.0),
             security: SecuritySettings::default(),
-            ws_send_stall: crate::ws::SEND_STALL,
+            ws_send_stall: crate::routes::ws::SEND_STALL,
         }
     }
 }
 
-/// One adapter's health, as `/api/v1/health` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AdapterHealth {
-    pub name: String,
-    pub state: String,
-    pub last_event_at: Option<Timestamp>,
-    pub lag_ms: Option<i64>,
-    pub events: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
-}
-
-impl AdapterHealth {
-    pub fn running(name: &str) -> Self {
-        AdapterHealth {
-            name: name.into(),
-            state: "running".into(),
-            last_event_at: None,
-            lag_ms: None,
-            events: 0,
-            errors: 0,
-            last_error: None,
-        }
-    }
-}
-
-/// Counters of what the HTTP layer refused.
-#[derive(Default)]
-pub struct Counters {
-    /// Requests refused with 503 because the queue was full.
-    pub rejected_full: AtomicU64,
-    /// Requests refused with 400.
-    pub rejected_invalid: AtomicU64,
+struct Inner {
+    core: Core,
+    settings: HubSettings,
+    security: Security,
+    endpoints: Vec<Arc<dyn HttpSource>>,
+    plugins: Arc<dyn Analyzers>,
+    /// (method, route path) → who may call it; filled from the route table.
+    access: HashMap<(Method, String), Access>,
 }
 
 #[derive(Clone)]
 pub struct Hub {
-    pub store: Store,
-    pub bus: Bus,
-    pub settings: Arc<HubSettings>,
-    pub started: Instant,
-    pub adapters: Arc<RwLock<Vec<AdapterHealth>>>,
-    pub counters: Arc<Counters>,
-    pub control: ControlBoard,
-    /// Notified when `POST /api/v1/shutdown` asks the hub to stop.
-    pub shutdown: Arc<Notify>,
-    /// Turns true when the hub is stopping: live streams end so the server can drain.
-    pub closing: watch::Sender<bool>,
-    /// Tokens, limits and the audit log.
-    pub security: Arc<Security>,
+    inner: Arc<Inner>,
 }
 
 impl Hub {
-    pub fn new(store: Store, bus: Bus, settings: HubSettings) -> Hub {
+    /// The server's state over `core`, with the endpoint sources to mount and the analyzers
+    /// plugins run by.
+    pub fn new(
+        core: Core,
+        settings: HubSettings,
+        endpoints: Vec<Arc<dyn HttpSource>>,
+        plugins: Arc<dyn Analyzers>,
+    ) -> Hub {
         let mut security = settings.security.clone();
         if let Some(token) = &settings.token {
             // The single `--token` is the owner's: it may do everything.
             let _ = security.tokens.add(token, &[Role::Admin], "token");
         }
+        for e in &endpoints {
+            core.health().ensure(e.spec().source);
+        }
+        let access = crate::routes::table::access_map(&endpoints);
         Hub {
-            security: Arc::new(Security::new(security)),
-            store,
-            bus,
-            settings: Arc::new(settings),
-            started: Instant::now(),
-            adapters: Arc::new(RwLock::new(vec![
-                AdapterHealth::running("http"),
-                AdapterHealth::running("telemetry"),
-            ])),
-            counters: Arc::new(Counters::default()),
-            control: ControlBoard::default(),
-            shutdown: Arc::new(Notify::new()),
-            closing: watch::channel(false).0,
+            inner: Arc::new(Inner {
+                core,
+                security: Security::new(security),
+                settings,
+                endpoints,
+                plugins,
+                access,
+            }),
         }
     }
 
-    /// Tells every live stream to end.
-    pub fn begin_closing(&self) {
-        self.closing.send_replace(true);
+    pub fn core(&self) -> &Core {
+        &self.inner.core
     }
 
-    /// Records events arriving through an adapter (for health).
-    pub fn adapter_saw(&self, name: &str, events: u64, last: Option<Timestamp>) {
-        let mut adapters = self.adapters.write().expect("adapters lock");
-        if let Some(a) = adapters.iter_mut().find(|a| a.name == name) {
-            a.events += events;
-            if let Some(ts) = last {
-                a.last_event_at = Some(ts);
-                a.lag_ms = Some((Timestamp::now().millis() - ts.millis()).max(0));
-            }
-        }
+    pub fn store(&self) -> &sightline_store::Store {
+        self.inner.core.store()
     }
 
-    /// Records an adapter failure (for health).
-    pub fn adapter_failed(&self, name: &str, error: String) {
-        let mut adapters = self.adapters.write().expect("adapters lock");
-        if let Some(a) = adapters.iter_mut().find(|a| a.name == name) {
-            a.errors += 1;
-            a.last_error = Some(error);
-        }
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.inner.security
+    }
+
+    pub fn endpoints(&self) -> &[Arc<dyn HttpSource>] {
+        &self.inner.endpoints
+    }
+
+    pub fn plugins(&self) -> &dyn Analyzers {
+        &*self.inner.plugins
+    }
+
+    /// Who may call `method` on the route `path` (as the router matched it). A method the route
+    /// does not have is answered 405 by the router before any handler runs.
+    pub fn access(&self, method: &HttpMethod, path: &str) -> Access {
+        let method = match *method {
+            HttpMethod::GET | HttpMethod::HEAD => Method::Get,
+            HttpMethod::POST => Method::Post,
+            HttpMethod::PUT => Method::Put,
+            HttpMethod::DELETE => Method::Delete,
+            _ => return Access::Public,
+        };
+        self.inner
+            .access
+            .get(&(method, path.to_string()))
+            .copied()
+            .unwrap_or(Access::Public)
+    }
+
+    /// Asks the hub to stop.
+    pub fn request_shutdown(&self) {
+        self.inner.core.request_shutdown();
     }
 }

@@ -1,103 +1,91 @@
-//! The sightline hub's HTTP server: routes, the auth layer, and start/stop.
+//! The sightline hub's HTTP server: the route table, the auth layer, the WebSocket and SSE
+//! streams, and start/stop. HTTP only: the shared state and the ingest path are the core's, the
+//! sources are mounted from their own descriptions (`sightline_core::HttpSource`), so this
+//! crate and the sources never depend on each other.
 //!
-//! [`start`] opens the store, wires the writer's commits to the bus, and serves on a listener
-//! the caller bound (so the CLI decides about ports and exit codes, and tests bind port 0).
-//! The server must never acknowledge an event before its commit and never let one slow client
-//! hold up another: both rules live in `ingest` and `subscription`.
+//! [`start`] serves on a listener the caller bound (so the CLI decides about ports and exit
+//! codes, and tests bind port 0). The server must never acknowledge an event before its commit
+//! and never let one slow client hold up another.
 
-pub mod api;
 pub mod assets;
-pub mod bus;
-pub mod control;
+pub mod auth;
 pub mod error;
-pub mod export;
 pub mod hub;
-pub mod ingest;
-pub mod openapi;
-pub mod otlp_export;
-pub mod plugins;
-pub mod security;
-pub mod stream;
-pub mod subscription;
-pub mod telemetry;
-pub mod workflow;
-pub mod ws;
+pub mod routes;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::middleware;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use sightline_store::{Store, StoreConfig, StoreError};
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use sightline_core::plugins::{Analyzers, NoPlugins};
+use sightline_core::{Core, HttpSource};
+use sightline_store::{StoreConfig, StoreError};
 use tokio::net::TcpListener;
 
-pub use crate::bus::Bus;
 pub use crate::error::ApiError;
-pub use crate::hub::{AdapterHealth, Hub, HubSettings};
+pub use crate::hub::{Hub, HubSettings};
 
-/// Every route of the hub, plus `extra` routes (the adapters crate's endpoints).
-pub fn router_with(hub: Hub, extra: Router<Hub>) -> Router {
-    build_router(hub, extra)
+/// What a server is built from besides the core: its settings, the endpoint sources to mount
+/// and the plugin runner.
+pub struct Parts {
+    pub settings: HubSettings,
+    pub endpoints: Vec<Arc<dyn HttpSource>>,
+    pub plugins: Arc<dyn Analyzers>,
 }
 
-/// Every route of the hub's core.
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            settings: HubSettings::default(),
+            endpoints: Vec::new(),
+            plugins: Arc::new(NoPlugins),
+        }
+    }
+}
+
+/// Every route of the table, behind the auth layer, with the dashboard's files as fallback.
 pub fn router(hub: Hub) -> Router {
-    build_router(hub, Router::new())
-}
-
-fn build_router(hub: Hub, extra: Router<Hub>) -> Router {
-    let api = Router::new()
-        .route("/api/v1/events", post(ingest::post_events))
-        .route("/api/v1/events/stream", get(stream::sse))
-        .route("/api/v1/events/{seq}", get(api::event))
-        .route("/telemetry", post(telemetry::post_telemetry))
-        .route("/api/v1/health", get(api::health))
-        .route("/api/v1/runs", get(api::runs))
-        .route("/api/v1/runs/{run_id}", get(api::run))
-        .route("/api/v1/runs/{run_id}/timeline", get(api::timeline))
-        .route("/api/v1/sessions/{session_id}/tree", get(api::session_tree))
-        .route("/api/v1/search", get(api::search))
-        .route("/api/v1/stats", get(api::stats))
-        .route("/api/v1/incidents", get(api::incidents))
-        .route("/api/v1/export", get(export::export))
-        .route("/api/v1/import", post(export::import))
-        .route(
-            "/api/v1/processes/{run_id}/control",
-            get(control::get_control).put(control::put_control),
-        )
-        .route("/api/v1/shutdown", post(shutdown))
-        .route("/api/v1/plugins", get(plugins::list))
-        .route("/api/v1/plugins/{name}/invoke", post(plugins::invoke))
-        .route("/openapi.json", get(openapi::openapi))
-        .route("/ws", get(ws::upgrade))
-        .route("/ws/workflow/{id}", get(workflow::stream))
-        .route(
-            "/api/v1/workflows/{id}/updates",
-            post(workflow::post_updates),
-        )
-        .route("/api/v1/audit", get(security::audit_log));
-    api.merge(extra)
-        .fallback(assets::serve_asset)
-        .layer(middleware::from_fn_with_state(hub.clone(), security::guard))
+    let mut app = Router::new();
+    for route in routes::table::all(hub.endpoints()) {
+        app = app.route(route.path, route.handler());
+    }
+    app.fallback(assets::serve_asset)
+        .layer(middleware::from_fn_with_state(hub.clone(), auth::guard))
+        .layer(middleware::from_fn(contain_panics))
         .with_state(hub)
 }
 
-async fn shutdown(State(hub): State<Hub>) -> impl IntoResponse {
-    hub.shutdown.notify_one();
-    (
-        axum::http::StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({"stopping": true})),
-    )
+/// A panic inside a handler becomes a 500 with a message and a log line, never a dropped
+/// connection; the hub keeps serving.
+async fn contain_panics(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%path, "a request handler panicked: {message}");
+            ApiError::Internal(
+                "the hub failed on this request (a bug, logged); nothing of it was stored, and the hub goes on"
+                    .into(),
+            )
+            .into_response()
+        }
+    }
 }
 
-/// Opens the store with its commits wired to a new bus.
-pub fn open_hub(store: StoreConfig, settings: HubSettings) -> Result<Hub, StoreError> {
-    let bus = Bus::default();
-    let publisher = bus.clone();
-    let store = Store::open(store, Box::new(move |events| publisher.publish(events)))?;
-    Ok(Hub::new(store, bus, settings))
+/// Opens the core (store with its commits wired to a new bus) and builds the server's state.
+pub fn open_hub(store: StoreConfig, parts: Parts) -> Result<Hub, StoreError> {
+    let core = Core::open(store)?;
+    Ok(Hub::new(core, parts.settings, parts.endpoints, parts.plugins))
 }
 
 /// A hub being served; stop it with [`Running::stop`] or by `POST /api/v1/shutdown`.
@@ -110,7 +98,7 @@ pub struct Running {
 impl Running {
     /// Asks the hub to stop and waits until every queued event is committed.
     pub async fn stop(self) -> std::io::Result<()> {
-        self.hub.shutdown.notify_one();
+        self.hub.request_shutdown();
         self.wait().await
     }
 
@@ -120,7 +108,7 @@ impl Running {
             .task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let store = self.hub.store.clone();
+        let store = self.hub.store().clone();
         tokio::task::spawn_blocking(move || store.close())
             .await
             .map_err(std::io::Error::other)?;
@@ -131,15 +119,10 @@ impl Running {
 /// Serves the hub on `listener` until a shutdown request. Live streams are closed at shutdown
 /// so that the graceful drain can finish.
 pub fn start(hub: Hub, listener: TcpListener) -> std::io::Result<Running> {
-    start_with(hub, listener, Router::new())
-}
-
-/// Like [`start`], with extra routes merged in.
-pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::io::Result<Running> {
     use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
-    let app = router_with(hub.clone(), extra);
-    let stopper = hub.clone();
+    let app = router(hub.clone());
+    let stopper = hub.core().clone();
     // Live streams write many small frames: without TCP_NODELAY, Nagle's algorithm holds a
     // frame back until the previous one is acknowledged, and delayed ACKs turn that into
     // tens of milliseconds of latency.
@@ -152,7 +135,7 @@ pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::i
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-            stopper.shutdown.notified().await;
+            stopper.shutdown_requested().await;
             stopper.begin_closing();
         })
         .await
@@ -160,26 +143,25 @@ pub fn start_with(hub: Hub, listener: TcpListener, extra: Router<Hub>) -> std::i
     Ok(Running { hub, addr, task })
 }
 
-/// Like [`start_with`], over TLS (see [`security::load_tls`]).
+/// Like [`start`], over TLS (see [`auth::load_tls`]).
 pub fn start_tls(
     hub: Hub,
     listener: TcpListener,
-    extra: Router<Hub>,
-    tls: std::sync::Arc<rustls::ServerConfig>,
+    tls: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<Running> {
     use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
-    let app = router_with(hub.clone(), extra);
-    let stopper = hub.clone();
+    let app = router(hub.clone());
+    let stopper = hub.core().clone();
     // `tap_io` makes axum hand the peer's SocketAddr to `ConnectInfo`, as for plain TCP.
-    let listener = security::TlsListener::new(listener, tls).tap_io(|_| {});
+    let listener = auth::TlsListener::new(listener, tls).tap_io(|_| {});
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-            stopper.shutdown.notified().await;
+            stopper.shutdown_requested().await;
             stopper.begin_closing();
         })
         .await

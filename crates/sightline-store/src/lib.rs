@@ -18,7 +18,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -59,6 +59,16 @@ pub enum StoreError {
 pub struct Ack {
     pub seq: u64,
     pub duplicate: bool,
+}
+
+/// Resolves when a submitted batch is committed (or failed).
+pub type CommitReceiver = oneshot::Receiver<Result<Vec<Ack>, StoreError>>;
+
+/// A batch the store would not queue, given back with the reason.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: StoreError,
+    pub events: Vec<Event>,
 }
 
 /// How to open a store.
@@ -364,39 +374,59 @@ impl Store {
         &self,
         events: Vec<Event>,
     ) -> Result<oneshot::Receiver<Result<Vec<Ack>, StoreError>>, StoreError> {
+        self.try_submit(events).map_err(|refused| refused.error)
+    }
+
+    /// Like [`Store::submit`], but a refused batch comes back whole, so a producer that waits
+    /// and retries (a background source) never has to copy its batch before each attempt.
+    pub fn try_submit(&self, events: Vec<Event>) -> Result<CommitReceiver, Refused> {
         let n = events.len();
         let stats = &self.inner.stats;
         let before = stats.depth.fetch_add(n, Ordering::AcqRel);
-        if before > 0 && before + n > self.inner.capacity {
+        let refuse = |error: StoreError, events: Vec<Event>| {
             stats.depth.fetch_sub(n, Ordering::AcqRel);
-            return Err(StoreError::QueueFull {
-                capacity: self.inner.capacity,
-            });
+            Refused { error, events }
+        };
+        if before > 0 && before + n > self.inner.capacity {
+            return Err(refuse(
+                StoreError::QueueFull {
+                    capacity: self.inner.capacity,
+                },
+                events,
+            ));
         }
-        // Serialising here, on the producer's thread, keeps that work off the single writer.
-        let events: Vec<rows::PreparedEvent> = events
+        // Serialising here, on the producer's thread and before taking the sender's lock, keeps
+        // that work off the single writer and lets producers prepare in parallel.
+        let prepared: Vec<rows::PreparedEvent> = events
             .into_iter()
             .map(|e| rows::PreparedEvent::new(e, &self.inner.codec))
             .collect();
-        let (reply, rx) = oneshot::channel();
-        let guard = self.inner.tx.lock().expect("sender lock");
+        let unprepare =
+            |p: Vec<rows::PreparedEvent>| -> Vec<Event> { p.into_iter().map(|p| p.event).collect() };
+        let guard = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(tx) = guard.as_ref() else {
-            stats.depth.fetch_sub(n, Ordering::AcqRel);
-            return Err(StoreError::Closed);
+            return Err(refuse(StoreError::Closed, unprepare(prepared)));
         };
-        match tx.try_send(Message::Write(WriteJob { events, reply })) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => {
-                stats.depth.fetch_sub(n, Ordering::AcqRel);
-                Err(StoreError::QueueFull {
+        let (reply, rx) = oneshot::channel();
+        let job = Message::Write(WriteJob {
+            events: prepared,
+            reply,
+        });
+        let (error, message) = match tx.try_send(job) {
+            Ok(()) => return Ok(rx),
+            Err(TrySendError::Full(m)) => (
+                StoreError::QueueFull {
                     capacity: self.inner.capacity,
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                stats.depth.fetch_sub(n, Ordering::AcqRel);
-                Err(StoreError::Closed)
-            }
-        }
+                },
+                m,
+            ),
+            Err(TrySendError::Disconnected(m)) => (StoreError::Closed, m),
+        };
+        let events = match message {
+            Message::Write(job) => unprepare(job.events),
+            Message::Retain(..) => Vec::new(),
+        };
+        Err(refuse(error, events))
     }
 
     /// Submits and waits for the commit.

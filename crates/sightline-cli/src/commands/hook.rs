@@ -102,7 +102,7 @@ fn deliver(args: &HookArgs) -> anyhow::Result<()> {
     let compact = serde_json::to_vec(&payload)?;
     let id = format!(
         "claude-hook:{}",
-        sightline_adapters::util::stable_hash(&[
+        sightline_sources::util::stable_hash(&[
             &compact,
             now.to_string().as_bytes(),
             std::process::id().to_string().as_bytes(),

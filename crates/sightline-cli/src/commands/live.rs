@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use sightline_server::security::{RateLimit, SecuritySettings, TokenTable};
+use sightline_server::auth::{RateLimit, SecuritySettings, TokenTable};
 
 use crate::config::FileConfig;
 use crate::exit::Exit;
@@ -126,12 +126,12 @@ pub fn default_audit_path(db: &Path) -> PathBuf {
 pub fn tls(
     args: &LiveArgs,
     file: &FileConfig,
-) -> anyhow::Result<Option<Arc<sightline_server::security::TlsServerConfig>>> {
+) -> anyhow::Result<Option<Arc<sightline_server::auth::TlsServerConfig>>> {
     let cert = args.tls_cert.clone().or(file.tls_cert.clone());
     let key = args.tls_key.clone().or(file.tls_key.clone());
     match (cert, key) {
         (None, None) => Ok(None),
-        (Some(c), Some(k)) => sightline_server::security::load_tls(&c, &k)
+        (Some(c), Some(k)) => sightline_server::auth::load_tls(&c, &k)
             .map(Some)
             .map_err(|e| Exit::config(e.to_string())),
         _ => Err(Exit::config(

@@ -17,8 +17,8 @@ use crate::cli::ServeArgs;
 use crate::config::{self, parse_retention};
 use crate::exit::Exit;
 
-/// Adapters this build can run.
-const KNOWN_SOURCES: &[&str] = &["http", "telemetry"];
+/// Paths events come in by that are not sources of their own (`--source` accepts them).
+const KNOWN_SOURCES: &[&str] = &["http", "ws"];
 
 pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let file = config::load(config_path)?;
@@ -43,7 +43,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let selected = args.source.or(file.sources);
     let sources = selected.clone().unwrap_or_default();
     for s in &sources {
-        let adapters = sightline_adapters::source_names();
+        let adapters = sightline_sources::source_names();
         if !KNOWN_SOURCES.contains(&s.as_str()) && !adapters.contains(&s.as_str()) {
             return Err(Exit::config(format!(
                 "unknown source `{s}`; known: {}, {}",
@@ -97,22 +97,30 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             }
             Err(e) => return Err(Exit::config(format!("cannot listen on {addr}: {e}"))),
         };
-        let hub = sightline_server::open_hub(store, settings)
+        // The composition root: the core, the server over it with every endpoint source
+        // mounted, the plugin runner, the exporter and the background sources.
+        let parts = sightline_server::Parts {
+            settings,
+            endpoints: sightline_sources::endpoints(),
+            plugins: std::sync::Arc::new(sightline_forward::Plugins),
+        };
+        let hub = sightline_server::open_hub(store, parts)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
         let running = match &tls {
-            Some(tls) => sightline_server::start_tls(hub, listener, sightline_adapters::routes(), tls.clone())?,
-            None => sightline_server::start_with(hub, listener, sightline_adapters::routes())?,
+            Some(tls) => sightline_server::start_tls(hub, listener, tls.clone())?,
+            None => sightline_server::start(hub, listener)?,
         };
+        let core = running.hub.core().clone();
         let exporter = otlp_export
             .as_deref()
-            .map(|url| sightline_server::otlp_export::start(running.hub.clone(), url, Default::default()));
+            .map(|url| sightline_forward::otlp_export::start(core.clone(), url, Default::default()));
         // Background adapters (transcripts, OpenCode stream, JSONL, logs); see
         // docs/SOURCES-SETUP.md for their settings. One that cannot start is exit code 3.
-        let adapter_config = sightline_adapters::AdapterConfig::from_env(&config::data_dir(), &db);
-        let adapters = match sightline_adapters::start(running.hub.clone(), &adapter_config, selected.as_deref()) {
+        let adapter_config = sightline_sources::AdapterConfig::from_env(&config::data_dir(), &db);
+        let adapters = match sightline_sources::start(core.clone(), &adapter_config, selected.as_deref()) {
             Ok(a) => a,
             Err(e) => {
-                running.hub.shutdown.notify_one();
+                running.hub.request_shutdown();
                 let _ = running.wait().await;
                 return Err(Exit::adapter(e.to_string()));
             }
@@ -124,10 +132,10 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         if args.open {
             let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
         }
-        let stopper = running.hub.clone();
+        let stopper = core.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
-            stopper.shutdown.notify_one();
+            stopper.request_shutdown();
         });
         let result = running.wait().await;
         adapters.stop().await;

@@ -1,0 +1,10 @@
+//! sightline's way out: committed events forwarded to an OpenTelemetry collector
+//! ([`otlp_export`]), and analyzer plugins run on request ([`plugins`]).
+//!
+//! Built on the core only: it subscribes like any client and reports its health like any
+//! source. It must never slow ingest: a slow collector or plugin costs only itself.
+
+pub mod otlp_export;
+pub mod plugins;
+
+pub use plugins::Plugins;

@@ -1,0 +1,133 @@
+//! The schemas the route table names, each derived from the Rust type the handler really returns
+//! (`#[derive(JsonSchema)]`), and the OpenAPI `components` they live in.
+//!
+//! A route points at a type with [`of`]; [`components`] holds every such type (and the types
+//! they contain). This module must never describe a shape by hand when a Rust type exists for
+//! it: a hand-written schema is one that can drift.
+
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+use sightline_core::plugins::{PluginAnswer, PluginList};
+use sightline_core::{Accepted, Control, ControlSettings, LineError};
+use sightline_schema::Event;
+use sightline_store::query::RunDetail;
+
+use crate::auth::AuditEntry;
+use crate::routes::admin::AuditPage;
+use crate::routes::export::Imported;
+use crate::routes::query::{EventsPage, HealthReport, Incidents, RunsPage, SessionTree, StatsReport};
+
+/// A `$ref` to the component of `T`.
+pub fn of<T: JsonSchema>() -> Value {
+    json!({"$ref": format!("#/components/schemas/{}", T::schema_name())})
+}
+
+fn generator() -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12().for_serialize();
+    settings.definitions_path = "/components/schemas".into();
+    settings.into_generator()
+}
+
+/// Every component the table's routes refer to.
+pub fn components() -> Map<String, Value> {
+    let mut g = generator();
+    macro_rules! register {
+        ($($t:ty),+ $(,)?) => {$(
+            let _ = g.subschema_for::<$t>();
+        )+};
+    }
+    register!(
+        Accepted,
+        LineError,
+        Event,
+        HealthReport,
+        RunsPage,
+        RunDetail,
+        EventsPage,
+        SessionTree,
+        StatsReport,
+        Incidents,
+        Imported,
+        Control,
+        ControlSettings,
+        PluginList,
+        PluginAnswer,
+        AuditPage,
+        AuditEntry,
+    );
+    let mut out = g.definitions().clone();
+    out.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}),
+    );
+    out
+}
+
+pub fn accepted() -> Value {
+    of::<Accepted>()
+}
+pub fn event() -> Value {
+    of::<Event>()
+}
+/// One event, an array of them, or NDJSON.
+pub fn ingest_body() -> Value {
+    json!({"oneOf": [of::<Event>(), {"type": "array", "items": of::<Event>()}]})
+}
+pub fn ndjson() -> Value {
+    json!({"type": "string", "description": "one event per line"})
+}
+pub fn health() -> Value {
+    of::<HealthReport>()
+}
+pub fn runs_page() -> Value {
+    of::<RunsPage>()
+}
+pub fn run_detail() -> Value {
+    of::<RunDetail>()
+}
+pub fn events_page() -> Value {
+    of::<EventsPage>()
+}
+pub fn session_tree() -> Value {
+    of::<SessionTree>()
+}
+pub fn stats() -> Value {
+    of::<StatsReport>()
+}
+pub fn incidents() -> Value {
+    of::<Incidents>()
+}
+pub fn imported() -> Value {
+    of::<Imported>()
+}
+pub fn control() -> Value {
+    of::<Control>()
+}
+pub fn control_settings() -> Value {
+    of::<ControlSettings>()
+}
+pub fn stopping() -> Value {
+    json!({"type": "object", "properties": {"stopping": {"type": "boolean"}}, "required": ["stopping"]})
+}
+pub fn plugin_list() -> Value {
+    of::<PluginList>()
+}
+pub fn plugin_invoke() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "events": {"type": "array", "items": of::<Event>()},
+        "seqs": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "run_id": {"type": "string"},
+        "context": {"type": "object"}}})
+}
+pub fn plugin_answer() -> Value {
+    of::<PluginAnswer>()
+}
+pub fn audit() -> Value {
+    of::<AuditPage>()
+}
+pub fn any_object() -> Value {
+    json!({"type": "object"})
+}

@@ -1,0 +1,355 @@
+//! The route table: every route of the hub, once, with its method, path, the role it needs and
+//! what it takes and answers. The router, the access check (`auth::guard`, through
+//! [`access_map`]), the OpenAPI document (`routes::openapi`) and the API reference are all
+//! derived from it, so they cannot drift apart.
+//!
+//! To add a route: one [`Route`] here (or an endpoint source in the sources crate, which the
+//! table takes in through [`endpoint_routes`]). This module must never leave a mounted route out
+//! of the access map: both come from the same list.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::routing::{MethodRouter, get, post, put};
+use serde_json::{Value, json};
+use sightline_core::{Access, EndpointSpec, HttpSource, Method, Role, SchemaFn};
+
+use crate::hub::Hub;
+use crate::routes::{admin, control, events, export, openapi, plugins, query, stream, workflow, ws};
+
+/// A query parameter a route reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// `string`, `integer` or `boolean`.
+    pub kind: &'static str,
+}
+
+const fn param(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        description,
+        kind: "string",
+    }
+}
+
+/// The filter every stream, search and export reads (the same names as the WebSocket filter).
+pub const FILTER: &[Param] = &[
+    param("sources", "comma-separated sources"),
+    param("source_events", "comma-separated source event names"),
+    param("runs", "comma-separated run ids"),
+    param(
+        "sessions",
+        "comma-separated session ids (matches session or parent session)",
+    ),
+    param("agents", "comma-separated agents"),
+    param("correlations", "comma-separated correlation ids"),
+    param("entity_types", "comma-separated entity types"),
+    param("statuses", "comma-separated statuses"),
+    param("severities", "comma-separated severities"),
+    param("since", "RFC 3339, inclusive"),
+    param("until", "RFC 3339, exclusive"),
+    param("q", "full text: every word must appear"),
+];
+
+/// What a route's body or answer looks like.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// No body.
+    None,
+    /// JSON of this schema.
+    Json(SchemaFn),
+    /// One schema per content type.
+    Typed(&'static [(&'static str, SchemaFn)]),
+    /// The connection switches protocols (WebSocket).
+    Upgrade,
+    /// A stream of Server-Sent Events.
+    EventStream,
+    /// Text in the format the request asked for.
+    Text(&'static str),
+}
+
+/// One route.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub query: &'static [&'static [Param]],
+    pub request: Shape,
+    pub status: u16,
+    pub response: Shape,
+    handler: MethodRouter<Hub>,
+}
+
+impl Route {
+    pub fn handler(&self) -> MethodRouter<Hub> {
+        self.handler.clone()
+    }
+}
+
+struct Builder {
+    method: Method,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    query: &'static [&'static [Param]],
+    request: Shape,
+    status: u16,
+    response: Shape,
+}
+
+fn route(method: Method, path: &'static str, access: Access, summary: &'static str) -> Builder {
+    Builder {
+        method,
+        path,
+        access,
+        summary,
+        query: &[],
+        request: Shape::None,
+        status: 200,
+        response: Shape::None,
+    }
+}
+
+impl Builder {
+    fn query(mut self, query: &'static [&'static [Param]]) -> Self {
+        self.query = query;
+        self
+    }
+    fn request(mut self, shape: Shape) -> Self {
+        self.request = shape;
+        self
+    }
+    fn answers(mut self, status: u16, shape: Shape) -> Self {
+        self.status = status;
+        self.response = shape;
+        self
+    }
+    fn to(self, handler: MethodRouter<Hub>) -> Route {
+        Route {
+            method: self.method,
+            path: self.path,
+            access: self.access,
+            summary: self.summary,
+            query: self.query,
+            request: self.request,
+            status: self.status,
+            response: self.response,
+            handler,
+        }
+    }
+}
+
+use crate::routes::schemas as s;
+
+const READ: Access = Access::Role(Role::Read);
+const INGEST: Access = Access::Role(Role::Ingest);
+const ADMIN: Access = Access::Role(Role::Admin);
+
+const RUNS_QUERY: &[Param] = &[
+    param("status", "comma-separated statuses"),
+    param("source", "comma-separated sources"),
+    param("agent", "an agent name"),
+    param("q", "text in the run's title, agent or id"),
+    param("since", "RFC 3339: runs active at or after"),
+    param("until", "RFC 3339: runs active before"),
+    Param {
+        name: "limit",
+        description: "runs per page",
+        kind: "integer",
+    },
+    param("cursor", "the next_cursor of the previous page"),
+];
+const PAGE_QUERY: &[Param] = &[
+    Param {
+        name: "after",
+        description: "seq cursor: events after this one",
+        kind: "integer",
+    },
+    Param {
+        name: "limit",
+        description: "events per page",
+        kind: "integer",
+    },
+];
+const STREAM_QUERY: &[Param] = &[
+    Param {
+        name: "last_event_id",
+        description: "resume after this seq (or the Last-Event-ID header)",
+        kind: "integer",
+    },
+    param("epoch", "the database epoch the cursor came from"),
+];
+const EXPORT_QUERY: &[Param] = &[
+    param("run_id", "one run"),
+    param("format", "json, ndjson, csv or yaml"),
+];
+const IMPORT_QUERY: &[Param] = &[param("format", "json, ndjson, csv or yaml")];
+const CONTROL_QUERY: &[Param] = &[
+    Param {
+        name: "version",
+        description: "the version the agent has",
+        kind: "integer",
+    },
+    Param {
+        name: "wait_s",
+        description: "wait up to this many seconds (≤ 30) for another version",
+        kind: "number",
+    },
+];
+const AUDIT_QUERY: &[Param] = &[
+    Param {
+        name: "after",
+        description: "entries after this id",
+        kind: "integer",
+    },
+    param("kind", "auth_failed, forbidden, host_refused, origin_refused, admin_action"),
+    Param {
+        name: "limit",
+        description: "entries per page (≤ 10,000)",
+        kind: "integer",
+    },
+];
+const WORKFLOW_QUERY: &[Param] = &[Param {
+    name: "since",
+    description: "resume after this seq",
+    kind: "integer",
+}];
+
+/// The hub's own routes (the endpoint sources come from [`endpoint_routes`]).
+pub fn core_routes() -> Vec<Route> {
+    use Method::*;
+    vec![
+        route(Post, "/api/v1/events", INGEST, "Ingest one event, an array, or NDJSON. All or nothing; 202 after commit.")
+            .request(Shape::Typed(&[("application/json", s::ingest_body), ("application/x-ndjson", s::ndjson)]))
+            .answers(202, Shape::Json(s::accepted))
+            .to(post(events::post_events)),
+        route(Get, "/api/v1/events/stream", READ, "Server-Sent Events: `event: sightline.event`, `id: <seq>`; resume with Last-Event-ID or last_event_id")
+            .query(&[FILTER, STREAM_QUERY])
+            .answers(200, Shape::EventStream)
+            .to(get(stream::sse)),
+        route(Get, "/api/v1/events/{seq}", READ, "One event")
+            .answers(200, Shape::Json(s::event))
+            .to(get(query::event)),
+        route(Get, "/api/v1/health", Access::Public, "Service, storage, queue and per-source health")
+            .answers(200, Shape::Json(s::health))
+            .to(get(query::health)),
+        route(Get, "/api/v1/runs", READ, "Runs, newest activity first")
+            .query(&[RUNS_QUERY])
+            .answers(200, Shape::Json(s::runs_page))
+            .to(get(query::runs)),
+        route(Get, "/api/v1/runs/{run_id}", READ, "One run with its sessions and aggregates")
+            .answers(200, Shape::Json(s::run_detail))
+            .to(get(query::run)),
+        route(Get, "/api/v1/runs/{run_id}/timeline", READ, "A run's events in seq order")
+            .query(&[PAGE_QUERY])
+            .answers(200, Shape::Json(s::events_page))
+            .to(get(query::timeline)),
+        route(Get, "/api/v1/sessions/{session_id}/tree", READ, "A session and its descendants with rolled-up totals")
+            .answers(200, Shape::Json(s::session_tree))
+            .to(get(query::session_tree)),
+        route(Get, "/api/v1/search", READ, "Events matching a filter, newest first")
+            .query(&[FILTER, PAGE_QUERY])
+            .answers(200, Shape::Json(s::events_page))
+            .to(get(query::search)),
+        route(Get, "/api/v1/stats", READ, "Totals, error rate, events per minute, active sessions, cost")
+            .query(&[FILTER])
+            .answers(200, Shape::Json(s::stats))
+            .to(get(query::stats)),
+        route(Get, "/api/v1/incidents", READ, "Failures clustered by run, correlation and time window")
+            .query(&[FILTER])
+            .answers(200, Shape::Json(s::incidents))
+            .to(get(query::incidents)),
+        route(Get, "/api/v1/export", READ, "Events of a run or a filter as json, ndjson, csv or yaml")
+            .query(&[FILTER, EXPORT_QUERY])
+            .answers(200, Shape::Text("application/json, application/x-ndjson, text/csv or application/yaml"))
+            .to(get(export::export)),
+        route(Post, "/api/v1/import", ADMIN, "Import what export gives (format query parameter), without loss")
+            .query(&[IMPORT_QUERY])
+            .request(Shape::Text("what export gives"))
+            .answers(200, Shape::Json(s::imported))
+            .to(post(export::import)),
+        route(Get, "/api/v1/processes/{run_id}/control", Access::Either(Role::Read, Role::Ingest), "Long-poll a traced process's tracing settings")
+            .query(&[CONTROL_QUERY])
+            .answers(200, Shape::Json(s::control))
+            .to(get(control::get_control)),
+        route(Put, "/api/v1/processes/{run_id}/control", ADMIN, "Change a traced process's tracing settings")
+            .request(Shape::Json(s::control_settings))
+            .answers(200, Shape::Json(s::control))
+            .to(put(control::put_control)),
+        route(Post, "/api/v1/shutdown", ADMIN, "Stop the hub gracefully (drains the queue)")
+            .answers(202, Shape::Json(s::stopping))
+            .to(post(admin::shutdown)),
+        route(Get, "/api/v1/plugins", READ, "Configured analyzer plugins (names and kinds)")
+            .answers(200, Shape::Json(s::plugin_list))
+            .to(get(plugins::list)),
+        route(Post, "/api/v1/plugins/{name}/invoke", READ, "Send stored events (by seq or run) to a plugin (JSON-RPC 2.0) and return its answer")
+            .request(Shape::Json(s::plugin_invoke))
+            .answers(200, Shape::Json(s::plugin_answer))
+            .to(post(plugins::invoke)),
+        route(Get, "/api/v1/audit", ADMIN, "Audit log: authentication failures, refusals and admin actions")
+            .query(&[AUDIT_QUERY])
+            .answers(200, Shape::Json(s::audit))
+            .to(get(admin::audit_log)),
+        route(Get, "/openapi.json", Access::Public, "This document")
+            .answers(200, Shape::Json(s::any_object))
+            .to(get(openapi::openapi)),
+        route(Get, "/ws", Access::Socket, "WebSocket: auth, subscribe {id, filter, since}, unsubscribe, publish, workflow_update, ping (docs/PROTOCOL.md)")
+            .answers(101, Shape::Upgrade)
+            .to(get(ws::upgrade)),
+        route(Get, "/ws/workflow/{id}", READ, "A workflow execution's updates: {type: status|log|progress|error|complete, timestamp, data}")
+            .query(&[WORKFLOW_QUERY])
+            .answers(101, Shape::Upgrade)
+            .to(get(workflow::stream)),
+    ]
+}
+
+/// The routes of the endpoint sources, described by their own specs.
+pub fn endpoint_routes(endpoints: &[Arc<dyn HttpSource>]) -> Vec<Route> {
+    endpoints
+        .iter()
+        .map(|source| {
+            let spec: &EndpointSpec = source.spec();
+            Route {
+                method: spec.method,
+                path: spec.path,
+                access: Access::Role(spec.role),
+                summary: spec.summary,
+                query: &[],
+                request: Shape::Typed(spec.request),
+                status: spec.reply_status,
+                response: Shape::Json(spec.reply),
+                handler: crate::routes::sources::method_router(source.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Every route: the hub's own and the endpoint sources'.
+pub fn all(endpoints: &[Arc<dyn HttpSource>]) -> Vec<Route> {
+    let mut routes = core_routes();
+    routes.extend(endpoint_routes(endpoints));
+    routes
+}
+
+/// (method, path) → access, for the auth layer.
+pub fn access_map(endpoints: &[Arc<dyn HttpSource>]) -> HashMap<(Method, String), Access> {
+    all(endpoints)
+        .into_iter()
+        .map(|r| ((r.method, r.path.to_string()), r.access))
+        .collect()
+}
+
+/// The route's path parameters (`{run_id}` → `run_id`).
+pub fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+/// The role a route needs, as the API reference writes it.
+pub fn describe(access: Access) -> Value {
+    json!(access.describe())
+}

@@ -1,0 +1,446 @@
+//! Claude Code hooks → canonical events, and `POST /api/v1/hooks/claude`.
+//!
+//! The endpoint takes a hook payload exactly as Claude Code's `http` hook type posts it (and as
+//! `sightline hook` forwards it from stdin), or a batch of spooled payloads as NDJSON
+//! (`{"id", "ts", "payload"}` per line) from `sightline hook`'s spool. Mapping (DESIGN.md §3):
+//! the run is the root session; a subagent (`agent_id`) is a child session of it; a tool's
+//! Pre/Post pair shares `correlation_id = entity_id = tool_use_id` and the Post carries the
+//! duration; PermissionRequest and Notification(permission_prompt) block the session until work
+//! resumes; unknown hook names are kept as generic `log` events.
+//!
+//! The answer to a single payload is a 2xx with `{}`: Claude Code reads an http hook's answer as
+//! hook output, and an empty object asks it for nothing. This module must never answer in a way
+//! that could steer the agent, and never fail a payload because of an unknown field.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use serde_json::{Map, Value, json};
+use sightline_core::{
+    Accepted, Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Reply,
+    Role,
+};
+use sightline_schema::validate::describe_json_error;
+use sightline_schema::{Event, Timestamp};
+
+use crate::util::{event_id, put_metric, short, stable_hash, text, to_event};
+
+/// The adapter name in health.
+pub const NAME: &str = "claude-hook";
+/// Header carrying the producer's event id (set by `sightline hook`, kept across its spool).
+pub const ID_HEADER: &str = "x-sightline-event-id";
+/// Header carrying when the hook fired, in epoch milliseconds.
+pub const TS_HEADER: &str = "x-sightline-ts";
+
+/// When each running tool started (tool_use_id → epoch ms), to give PostToolUse a duration
+/// when the payload has none. Bounded: cleared when it grows past this.
+const MAX_OPEN_TOOLS: usize = 50_000;
+static TOOL_STARTS: LazyLock<Mutex<HashMap<String, i64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A one-line description of a tool call from its input.
+pub fn tool_title(tool: &str, input: Option<&Value>) -> String {
+    let detail = input.and_then(|i| {
+        [
+            "command",
+            "file_path",
+            "path",
+            "pattern",
+            "url",
+            "query",
+            "description",
+            "prompt",
+        ]
+        .iter()
+        .find_map(|k| text(i, k))
+    });
+    match detail {
+        Some(d) => format!("{tool}: {}", short(&d, 100)),
+        None => tool.to_string(),
+    }
+}
+
+/// Where an event of this payload belongs: (run, session, parent, agent).
+fn placement(p: &Value) -> (Option<String>, Option<String>, Option<String>, String) {
+    let session = text(p, "session_id");
+    match text(p, "agent_id") {
+        Some(agent_id) => (
+            session.clone(),
+            Some(agent_id),
+            session,
+            text(p, "agent_type").unwrap_or_else(|| "subagent".into()),
+        ),
+        None => (session.clone(), session, None, "main".into()),
+    }
+}
+
+/// Maps one hook payload. `id` and `ts` come from `sightline hook` when it forwarded it.
+pub fn map_hook(
+    payload: Value,
+    id: Option<String>,
+    ts: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Event, String> {
+    let Value::Object(_) = &payload else {
+        return Err("a hook payload must be a JSON object".into());
+    };
+    let name = text(&payload, "hook_event_name")
+        .ok_or("`hook_event_name` is missing: is this a Claude Code hook payload?")?;
+    let ts = ts.unwrap_or(now);
+    let (run_id, mut session_id, mut parent, mut agent) = placement(&payload);
+    let tool = text(&payload, "tool_name");
+    let tool_use_id = text(&payload, "tool_use_id");
+    let input = payload.get("tool_input");
+    let mut entity_type = "log";
+    let mut entity_id: Option<String> = None;
+    let mut status: Option<&str> = None;
+    let mut severity = "info";
+    let mut summary: Option<String> = None;
+    let mut duration: Option<f64> = payload.get("duration_ms").and_then(Value::as_f64);
+    let mut metrics = Map::new();
+    let mut natural_key: Option<String> = tool_use_id.clone();
+    let tool_name = tool.clone().unwrap_or_else(|| "tool".into());
+    let title = match name.as_str() {
+        "SessionStart" => {
+            entity_type = "session";
+            status = Some("running");
+            let how = text(&payload, "source").unwrap_or_else(|| "startup".into());
+            if let Some(model) = text(&payload, "model") {
+                summary = Some(format!("model {model}"));
+            }
+            format!("Claude Code session ({how})")
+        }
+        "SessionEnd" => {
+            entity_type = "session";
+            status = Some("success");
+            let reason = text(&payload, "reason").unwrap_or_else(|| "other".into());
+            format!("Session ended ({reason})")
+        }
+        "UserPromptSubmit" => {
+            entity_type = "prompt";
+            status = Some("running");
+            entity_id = text(&payload, "prompt_id");
+            format!(
+                "Prompt: {}",
+                short(&text(&payload, "prompt").unwrap_or_default(), 120)
+            )
+        }
+        "PreToolUse" => {
+            entity_type = "tool";
+            status = Some("running");
+            entity_id = tool_use_id.clone();
+            tool_title(&tool_name, input)
+        }
+        "PostToolUse" => {
+            entity_type = "tool";
+            status = Some("success");
+            entity_id = tool_use_id.clone();
+            if let Some(resp) = payload.get("tool_response") {
+                // The Agent (formerly Task) tool reports its subagent's totals.
+                put_metric(
+                    &mut metrics,
+                    "total_tokens",
+                    resp.get("totalTokens").and_then(Value::as_f64),
+                );
+                put_metric(
+                    &mut metrics,
+                    "tool_use_count",
+                    resp.get("totalToolUseCount").and_then(Value::as_f64),
+                );
+                if duration.is_none() {
+                    duration = resp.get("totalDurationMs").and_then(Value::as_f64);
+                }
+            }
+            tool_title(&tool_name, input)
+        }
+        "PostToolUseFailure" => {
+            entity_type = "tool";
+            entity_id = tool_use_id.clone();
+            let interrupted = payload.get("is_interrupt").and_then(Value::as_bool) == Some(true);
+            if interrupted {
+                status = Some("cancelled");
+                severity = "warn";
+            } else {
+                status = Some("failed");
+                severity = "error";
+            }
+            summary = text(&payload, "error").map(|e| short(&e, 400));
+            format!("{} failed", tool_title(&tool_name, input))
+        }
+        "PermissionRequest" => {
+            entity_type = "permission";
+            status = Some("blocked");
+            severity = "warn";
+            entity_id = tool_use_id.clone().or_else(|| tool.clone());
+            format!("Permission needed: {}", tool_title(&tool_name, input))
+        }
+        "Notification" => {
+            let kind = text(&payload, "notification_type").unwrap_or_default();
+            let message = text(&payload, "message").unwrap_or_else(|| "Notification".into());
+            summary = text(&payload, "title");
+            match kind.as_str() {
+                "permission_prompt" => {
+                    entity_type = "permission";
+                    status = Some("blocked");
+                    severity = "warn";
+                }
+                "idle_prompt" => {
+                    entity_type = "session";
+                    status = Some("idle");
+                }
+                _ => {}
+            }
+            short(&message, 200)
+        }
+        "SubagentStart" | "SubagentStop" => {
+            entity_type = "session";
+            let agent_id = text(&payload, "agent_id");
+            natural_key = agent_id.clone();
+            // The event is about the child: it is the session, the hook's session its parent.
+            session_id = agent_id.or(session_id);
+            parent = text(&payload, "session_id");
+            agent = text(&payload, "agent_type").unwrap_or_else(|| "subagent".into());
+            if name == "SubagentStart" {
+                status = Some("running");
+                format!("Subagent {agent} started")
+            } else {
+                status = Some("success");
+                summary = text(&payload, "last_assistant_message").map(|m| short(&m, 400));
+                format!("Subagent {agent} finished")
+            }
+        }
+        "Stop" => {
+            entity_type = "session";
+            status = Some("idle");
+            summary = text(&payload, "last_assistant_message").map(|m| short(&m, 400));
+            "Turn finished; waiting for input".into()
+        }
+        "StopFailure" => {
+            // The turn ended on an API error; the session itself waits for the user again, so
+            // it is idle, and the error shows as severity and in the session's error count.
+            entity_type = "session";
+            status = Some("idle");
+            severity = "error";
+            let error = text(&payload, "error").unwrap_or_else(|| "unknown".into());
+            summary = text(&payload, "error_details").map(|d| short(&d, 400));
+            format!("Turn failed: {error}")
+        }
+        "PreCompact" => {
+            let trigger = text(&payload, "trigger").unwrap_or_else(|| "manual".into());
+            format!("Compacting context ({trigger})")
+        }
+        "PostCompact" => {
+            summary = text(&payload, "compact_summary").map(|s| short(&s, 400));
+            let trigger = text(&payload, "trigger").unwrap_or_else(|| "manual".into());
+            format!("Context compacted ({trigger})")
+        }
+        other => format!("Claude Code {other}"),
+    };
+
+    // Tool durations: from the payload, else from the Pre we saw.
+    if let Some(tid) = &tool_use_id {
+        let mut starts = TOOL_STARTS.lock().unwrap_or_else(PoisonError::into_inner);
+        match name.as_str() {
+            "PreToolUse" => {
+                if starts.len() >= MAX_OPEN_TOOLS {
+                    starts.clear();
+                }
+                starts.insert(tid.clone(), ts.millis());
+            }
+            "PostToolUse" | "PostToolUseFailure" => {
+                if let Some(start) = starts.remove(tid)
+                    && duration.is_none()
+                {
+                    duration = Some((ts.millis() - start).max(0) as f64);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let event_id = match id {
+        Some(id) => id,
+        None => match (&natural_key, name.as_str()) {
+            (
+                Some(key),
+                "PreToolUse" | "PostToolUse" | "PostToolUseFailure" | "PermissionRequest"
+                | "SubagentStart" | "SubagentStop",
+            ) => event_id(
+                "claude-hook",
+                &[session_id.as_deref().unwrap_or("-"), &name, key],
+            ),
+            // No natural key: the payload plus the moment it arrived.
+            _ => format!(
+                "claude-hook:{}",
+                stable_hash(&[
+                    payload.to_string().as_bytes(),
+                    ts.millis().to_string().as_bytes()
+                ])
+            ),
+        },
+    };
+    let raw = json!({
+        "event_id": event_id,
+        "ts": ts.to_rfc3339(),
+        "source": "claude",
+        "source_event": name,
+        "run_id": run_id,
+        "session_id": session_id,
+        "parent_session_id": parent,
+        "agent": agent,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "status": status,
+        "severity": severity,
+        "title": title,
+        "summary": summary,
+        "duration_ms": duration.map(crate::util::num),
+        "metrics": crate::util::metrics_value(metrics),
+        "correlation_id": tool_use_id,
+        "tags": tool.map(|t| vec![format!("tool:{t}")]),
+        "payload": payload,
+    });
+    to_event(raw, now)
+}
+
+fn header_str(request: &HttpRequest, name: &str) -> Option<String> {
+    request
+        .header(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn millis(v: Option<&Value>) -> Option<Timestamp> {
+    let ms = match v? {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    (ms > 0).then_some(Timestamp(ms))
+}
+
+/// `POST /api/v1/hooks/claude`: one payload as Claude Code posts it, or the NDJSON spool of
+/// `sightline hook`.
+pub struct ClaudeHooks {
+    spec: EndpointSpec,
+}
+
+impl Default for ClaudeHooks {
+    fn default() -> Self {
+        ClaudeHooks {
+            spec: EndpointSpec {
+                source: NAME,
+                method: Method::Post,
+                path: "/api/v1/hooks/claude",
+                role: Role::Ingest,
+                summary: "A Claude Code hook payload exactly as Claude Code sends it (its `http` hook type), or the NDJSON spool of `sightline hook` ({id, ts, payload} per line)",
+                request: &[
+                    ("application/json", crate::schemas::any_object),
+                    ("application/x-ndjson", crate::schemas::ndjson),
+                ],
+                reply_status: 202,
+                reply: crate::schemas::hook_reply,
+            },
+        }
+    }
+}
+
+fn is_spool(request: &HttpRequest) -> bool {
+    request.content_type().is_some_and(|ct| ct.contains("ndjson"))
+}
+
+impl HttpSource for ClaudeHooks {
+    fn spec(&self) -> &EndpointSpec {
+        &self.spec
+    }
+
+    fn decode(&self, request: &HttpRequest) -> Result<Decoded, HttpError> {
+        let now = request.now;
+        if is_spool(request) {
+            // The spool: every line is {"id", "ts", "payload"}; bad lines are reported, never
+            // retried forever, so one corrupt line cannot wedge the spool.
+            let mut decoded = Decoded::default();
+            for (i, line) in request.body.split(|b| *b == b'\n').enumerate() {
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                let result = serde_json::from_slice::<Value>(line)
+                    .map_err(|e| describe_json_error(&e))
+                    .and_then(|item| {
+                        let id = text(&item, "id");
+                        let ts = millis(item.get("ts"));
+                        let payload = item.get("payload").cloned().unwrap_or(Value::Null);
+                        map_hook(payload, id, ts, now)
+                    });
+                match result {
+                    Ok(e) => decoded.events.push(e),
+                    Err(message) => decoded.refused.push(LineError {
+                        line: i + 1,
+                        message,
+                    }),
+                }
+            }
+            return Ok(decoded);
+        }
+        let payload: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| HttpError::bad_request(describe_json_error(&e)))?;
+        let id = header_str(request, ID_HEADER);
+        let ts = header_str(request, TS_HEADER)
+            .and_then(|t| t.parse().ok())
+            .filter(|t| *t > 0)
+            .map(Timestamp);
+        let event = map_hook(payload, id, ts, now).map_err(HttpError::bad_request)?;
+        Ok(Decoded::events(vec![event]))
+    }
+
+    fn reply(&self, request: &HttpRequest, accepted: &Accepted, refused: &[LineError]) -> Reply {
+        if is_spool(request) {
+            return Reply::json(
+                202,
+                &json!({"accepted": accepted.accepted, "duplicates": accepted.duplicates, "refused": refused}),
+            );
+        }
+        // Claude Code reads the answer as hook output: an empty object asks it for nothing.
+        Reply::json(202, &json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::parse("2026-11-21T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn subagent_events_nest_under_the_parent() {
+        let e = map_hook(
+            json!({"session_id": "s1", "hook_event_name": "SubagentStart", "agent_id": "a1", "agent_type": "Explore"}),
+            None,
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.session_id.as_deref(), Some("a1"));
+        assert_eq!(e.parent_session_id.as_deref(), Some("s1"));
+        assert_eq!(e.run_id.as_deref(), Some("s1"));
+        assert_eq!(e.agent.as_deref(), Some("Explore"));
+    }
+
+    #[test]
+    fn tool_pairs_share_a_correlation_and_get_a_duration() {
+        let pre = json!({"session_id": "s", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": "ls"}, "tool_use_id": "toolu_dur"});
+        let post = json!({"session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "Bash",
+            "tool_input": {"command": "ls"}, "tool_use_id": "toolu_dur", "tool_response": {}});
+        let a = map_hook(pre, None, Some(Timestamp(1_000)), now()).unwrap();
+        let b = map_hook(post, None, Some(Timestamp(1_250)), now()).unwrap();
+        assert_eq!(a.correlation_id, b.correlation_id);
+        assert_ne!(a.event_id, b.event_id);
+        assert_eq!(b.duration_ms_f64(), Some(250.0));
+        assert_eq!(a.title, "Bash: ls");
+    }
+}

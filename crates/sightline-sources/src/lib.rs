@@ -1,0 +1,107 @@
+//! Every source of the hub beyond plain `POST /api/v1/events`: each turns one outside format
+//! into canonical events and hands them to the hub's one ingest path (`sightline_core`).
+//!
+//! Two kinds, and the room each goes in:
+//! - **endpoint sources** ([`endpoints`]): an implementation of `sightline_core::HttpSource` —
+//!   a route description (method, path, role, shapes) and a decode function. The server mounts
+//!   them; this crate never sees HTTP. Claude Code hooks, the OpenCode plugin, OTLP, Docker
+//!   telemetry, workflow updates.
+//! - **background sources** ([`REGISTRY`]): an implementation of [`framework::Adapter`] run by
+//!   [`framework::Adapters`], selected by `serve --source`. Transcript tailer, OpenCode stream,
+//!   JSONL replay, log parser, tmux.
+//!
+//! To add one: a file here, and one line in [`endpoints`] or [`REGISTRY`]. Sources must never
+//! write to the store directly, never depend on the server, and never let one source's failure
+//! stop another; their health is reported through the core's health registry.
+
+pub mod claude;
+pub mod docker;
+pub mod framework;
+pub mod logparse;
+pub mod opencode;
+pub mod otlp;
+pub mod tail;
+pub mod tmux;
+pub mod schemas;
+pub mod util;
+pub mod workflow;
+
+use std::sync::Arc;
+
+use sightline_core::{Core, HttpSource};
+
+pub use framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, Adapters, Registration};
+
+/// Background adapters this build can run, by `--source` name.
+pub const REGISTRY: &[Registration] = &[
+    Registration {
+        name: claude::transcript::NAME,
+        default_on: true,
+        build: claude::transcript::TranscriptAdapter::build,
+    },
+    Registration {
+        name: opencode::NAME,
+        default_on: true,
+        build: opencode::OpenCodeAdapter::build,
+    },
+    Registration {
+        name: opencode::JSONL_NAME,
+        default_on: true,
+        build: opencode::JsonlAdapter::build,
+    },
+    Registration {
+        name: logparse::NAME,
+        default_on: false,
+        build: logparse::LogAdapter::build,
+    },
+    Registration {
+        name: tmux::NAME,
+        default_on: true,
+        build: tmux::TmuxAdapter::build,
+    },
+];
+
+/// Every endpoint source, for the server to mount.
+pub fn endpoints() -> Vec<Arc<dyn HttpSource>> {
+    let [logs, traces, metrics] = otlp::Otlp::all();
+    vec![
+        Arc::new(claude::hooks::ClaudeHooks::default()),
+        Arc::new(opencode::OpenCodePlugin::default()),
+        Arc::new(logs),
+        Arc::new(traces),
+        Arc::new(metrics),
+        Arc::new(docker::DockerTelemetry::default()),
+        Arc::new(workflow::WorkflowUpdates::default()),
+    ]
+}
+
+/// Every source name this crate knows (background and endpoint), for `--source`.
+pub fn source_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = REGISTRY.iter().map(|r| r.name).collect();
+    for e in endpoints() {
+        if !names.contains(&e.spec().source) {
+            names.push(e.spec().source);
+        }
+    }
+    names
+}
+
+/// Starts the selected background adapters (`None`: the default set) with settings from the
+/// environment. Endpoint sources are shown in health from the start.
+pub fn start(
+    core: Core,
+    config: &AdapterConfig,
+    selected: Option<&[String]>,
+) -> Result<Adapters, AdapterError> {
+    let selected: Option<Vec<String>> = selected.map(|names| {
+        names
+            .iter()
+            .filter(|n| REGISTRY.iter().any(|r| r.name == n.as_str()))
+            .cloned()
+            .collect()
+    });
+    for e in endpoints() {
+        core.health().ensure(e.spec().source);
+    }
+    Adapters::start(core, REGISTRY, config, selected.as_deref())
+}

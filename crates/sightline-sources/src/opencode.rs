@@ -1,0 +1,799 @@
+//! OpenCode: its server's event stream (`GET /event` of `opencode serve`), its plugin's posts
+//! (`POST /api/v1/hooks/opencode`) and the plugin's JSONL spool, all mapped the same way.
+//!
+//! Mapping (DESIGN.md §3): `session.created/updated/deleted` → session rows, nested through
+//! `parentID` (the run is the root session); `session.status` busy → running, retry → retry +
+//! warn, idle → idle; `session.idle` → idle; `session.error` → error; `message.updated` of a
+//! completed assistant message → tokens and cost, once per message (`oc-usage:<messageID>`);
+//! `message.part.updated` tool parts → tool lifecycle on `callID`, finished text parts →
+//! message; `permission.updated/asked` → blocked, `permission.replied` → running again;
+//! `todo.updated` → todo; anything else → a generic `log` event. Heartbeats and
+//! `server.connected` only touch health. Event ids come from OpenCode's own `evt_…` ids, so the
+//! stream and the plugin's spool of the same event are stored once.
+//!
+//! The SSE client reconnects with backoff and, on each connect, lists `/session` so that
+//! sessions created while it was away still appear. It must never send anything to OpenCode but
+//! reads (GET) and never fail because of an unknown event type.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, Method, Role};
+use sightline_schema::{Event, Timestamp};
+
+use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
+use crate::util::{
+    event_id, metrics_value, put_metric, short, stable_hash, text, to_event, ts_string,
+};
+
+pub const NAME: &str = "opencode";
+pub const HOOK_NAME: &str = "opencode-plugin";
+pub const JSONL_NAME: &str = "opencode-jsonl";
+
+/// Which run each session belongs to (session → root), learnt from `parentID`s.
+#[derive(Default)]
+pub struct OcState {
+    roots: HashMap<String, String>,
+}
+
+impl OcState {
+    fn root_of(&self, session: &str) -> String {
+        let mut at = session.to_string();
+        for _ in 0..32 {
+            match self.roots.get(&at) {
+                Some(next) if *next != at => at = next.clone(),
+                _ => break,
+            }
+        }
+        at
+    }
+
+    fn learn(&mut self, session: &str, parent: Option<&str>) {
+        if self.roots.len() > 200_000 {
+            self.roots.clear();
+        }
+        self.roots
+            .insert(session.to_string(), parent.unwrap_or(session).to_string());
+    }
+}
+
+
+fn status_of_tool(s: &str) -> &'static str {
+    match s {
+        "pending" => "queued",
+        "running" => "running",
+        "completed" => "success",
+        "error" => "failed",
+        _ => "running",
+    }
+}
+
+/// Maps one OpenCode bus event (`{"id"?, "type", "properties"}`). `None` for events that only
+/// matter to health (heartbeats) or that would be noise (streaming deltas).
+pub fn map_event(
+    ev: &Value,
+    directory: Option<&str>,
+    state: &mut OcState,
+    now: Timestamp,
+) -> Option<Result<Event, String>> {
+    let kind = text(ev, "type")?;
+    let props = ev.get("properties").cloned().unwrap_or(Value::Null);
+    let evt_id = text(ev, "id");
+    let default_id = || match &evt_id {
+        Some(id) => event_id("oc", &[id]),
+        None => format!(
+            "oc:{}",
+            stable_hash(&[kind.as_bytes(), props.to_string().as_bytes()])
+        ),
+    };
+    let mut id = default_id();
+    let mut session = text(&props, "sessionID");
+    let mut parent: Option<String> = None;
+    let mut entity = "log";
+    let mut entity_id: Option<String> = None;
+    let mut status: Option<&str> = None;
+    let mut severity = "info";
+    let mut summary: Option<String> = None;
+    let mut duration: Option<f64> = None;
+    let mut metrics = serde_json::Map::new();
+    let mut ts: Option<String> = None;
+    let mut agent: Option<String> = None;
+    let title = match kind.as_str() {
+        // Health-only, streaming deltas, and instance bookkeeping (dozens of `plugin.added` at
+        // every instance start) that would only bury the agent's events.
+        "server.connected"
+        | "server.heartbeat"
+        | "sync"
+        | "message.part.delta"
+        | "session.diff"
+        | "plugin.added"
+        | "catalog.updated"
+        | "reference.updated"
+        | "integration.updated" => {
+            return None;
+        }
+        "session.created" | "session.updated" | "session.deleted" => {
+            let info = props.get("info")?;
+            let sid = text(info, "id")?;
+            parent = text(info, "parentID");
+            state.learn(&sid, parent.as_deref());
+            session = Some(sid);
+            entity = "session";
+            status = match kind.as_str() {
+                "session.created" => Some("idle"),
+                "session.deleted" => Some("cancelled"),
+                _ => None,
+            };
+            ts = info
+                .get("time")
+                .and_then(|t| {
+                    t.get(if kind == "session.created" {
+                        "created"
+                    } else {
+                        "updated"
+                    })
+                })
+                .and_then(ts_string);
+            format!(
+                "Session: {}",
+                short(
+                    &text(info, "title").unwrap_or_else(|| "untitled".into()),
+                    120
+                )
+            )
+        }
+        "session.status" => {
+            let st = props.get("status").cloned().unwrap_or(Value::Null);
+            entity = "session";
+            match text(&st, "type").as_deref() {
+                Some("busy") => {
+                    status = Some("running");
+                    "Working".into()
+                }
+                Some("retry") => {
+                    status = Some("retry");
+                    severity = "warn";
+                    summary = text(&st, "message");
+                    format!(
+                        "Retrying (attempt {})",
+                        text(&st, "attempt").unwrap_or_else(|| "?".into())
+                    )
+                }
+                _ => {
+                    status = Some("idle");
+                    "Idle".into()
+                }
+            }
+        }
+        "session.idle" => {
+            entity = "session";
+            status = Some("idle");
+            "Idle".into()
+        }
+        "session.error" => {
+            entity = "session";
+            severity = "error";
+            let err = props.get("error").cloned().unwrap_or(Value::Null);
+            let name = text(&err, "name").unwrap_or_else(|| "error".into());
+            let message = err
+                .get("data")
+                .and_then(|d| text(d, "message"))
+                .unwrap_or_default();
+            summary = Some(short(&message, 400));
+            format!("Session error: {name}")
+        }
+        "message.updated" => {
+            let info = props.get("info")?;
+            let mid = text(info, "id")?;
+            session = text(info, "sessionID").or(session);
+            match text(info, "role").as_deref() {
+                Some("assistant") => {
+                    let completed = info
+                        .get("time")
+                        .and_then(|t| t.get("completed"))
+                        .filter(|v| !v.is_null());
+                    completed?;
+                    ts = completed.and_then(ts_string);
+                    entity = "message";
+                    status = Some("success");
+                    entity_id = Some(mid.clone());
+                    id = event_id("oc-usage", &[&mid]);
+                    let tokens = info.get("tokens").cloned().unwrap_or(Value::Null);
+                    let n = |v: Option<&Value>| v.and_then(Value::as_f64);
+                    put_metric(&mut metrics, "input_tokens", n(tokens.get("input")));
+                    put_metric(&mut metrics, "output_tokens", n(tokens.get("output")));
+                    put_metric(&mut metrics, "reasoning_tokens", n(tokens.get("reasoning")));
+                    put_metric(
+                        &mut metrics,
+                        "cache_read_tokens",
+                        n(tokens.get("cache").and_then(|c| c.get("read"))),
+                    );
+                    put_metric(
+                        &mut metrics,
+                        "cache_write_tokens",
+                        n(tokens.get("cache").and_then(|c| c.get("write"))),
+                    );
+                    put_metric(&mut metrics, "cost_usd", n(info.get("cost")));
+                    if info.get("error").is_some_and(|e| !e.is_null()) {
+                        severity = "error";
+                        status = Some("failed");
+                    }
+                    agent = text(info, "mode").or_else(|| text(info, "agent"));
+                    format!(
+                        "{} · {} in / {} out",
+                        text(info, "modelID").unwrap_or_else(|| "model".into()),
+                        n(tokens.get("input")).unwrap_or(0.0),
+                        n(tokens.get("output")).unwrap_or(0.0)
+                    )
+                }
+                Some("user") => {
+                    entity = "prompt";
+                    id = event_id("oc-msg", &[&mid]);
+                    entity_id = Some(mid);
+                    ts = info
+                        .get("time")
+                        .and_then(|t| t.get("created"))
+                        .and_then(ts_string);
+                    "User message".into()
+                }
+                _ => return None,
+            }
+        }
+        "message.part.updated" => {
+            let part = props.get("part")?;
+            let pid = text(part, "id")?;
+            session = text(part, "sessionID").or(session);
+            match text(part, "type").as_deref() {
+                Some("tool") => {
+                    let st = part.get("state").cloned().unwrap_or(Value::Null);
+                    let s = text(&st, "status").unwrap_or_else(|| "running".into());
+                    let call = text(part, "callID").unwrap_or(pid.clone());
+                    entity = "tool";
+                    status = Some(status_of_tool(&s));
+                    if s == "error" {
+                        severity = "error";
+                        summary = text(&st, "error").map(|e| short(&e, 400));
+                    }
+                    entity_id = Some(call.clone());
+                    id = event_id("oc-part", &[&pid, &s]);
+                    let time = st.get("time");
+                    if let (Some(start), Some(end)) = (
+                        time.and_then(|t| t.get("start")).and_then(Value::as_f64),
+                        time.and_then(|t| t.get("end")).and_then(Value::as_f64),
+                    ) {
+                        duration = Some((end - start).max(0.0));
+                    }
+                    let tool = text(part, "tool").unwrap_or_else(|| "tool".into());
+                    crate::claude::hooks::tool_title(&tool, st.get("input"))
+                }
+                Some("text") => {
+                    let end = part
+                        .get("time")
+                        .and_then(|t| t.get("end"))
+                        .filter(|v| !v.is_null());
+                    end?;
+                    entity = "message";
+                    status = Some("success");
+                    id = event_id("oc-part", &[&pid, "text"]);
+                    format!(
+                        "Assistant: {}",
+                        short(&text(part, "text").unwrap_or_default(), 120)
+                    )
+                }
+                _ => return None,
+            }
+        }
+        "permission.updated" | "permission.asked" => {
+            entity = "permission";
+            status = Some("blocked");
+            severity = "warn";
+            entity_id = text(&props, "id");
+            let what = text(&props, "title")
+                .or_else(|| text(&props, "permission"))
+                .or_else(|| text(&props, "type"))
+                .unwrap_or_else(|| "permission".into());
+            format!("Permission needed: {}", short(&what, 120))
+        }
+        "permission.replied" => {
+            entity = "permission";
+            status = Some("running");
+            entity_id = text(&props, "permissionID").or_else(|| text(&props, "requestID"));
+            format!(
+                "Permission {}",
+                text(&props, "response")
+                    .or_else(|| text(&props, "reply"))
+                    .unwrap_or_else(|| "answered".into())
+            )
+        }
+        "todo.updated" => {
+            entity = "todo";
+            let todos = props
+                .get("todos")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let done = todos
+                .iter()
+                .filter(|t| text(t, "status").as_deref() == Some("completed"))
+                .count();
+            put_metric(
+                &mut metrics,
+                "progress",
+                (!todos.is_empty()).then(|| 100.0 * done as f64 / todos.len() as f64),
+            );
+            format!("Todos: {done}/{} done", todos.len())
+        }
+        other => other.to_string(),
+    };
+    let run = session.as_deref().map(|s| state.root_of(s));
+    let raw = json!({
+        "event_id": id,
+        "ts": ts,
+        "source": "opencode",
+        "source_event": kind,
+        "run_id": run,
+        "session_id": session,
+        "parent_session_id": parent,
+        "agent": agent,
+        "entity_type": entity,
+        "entity_id": entity_id.clone(),
+        "status": status,
+        "severity": severity,
+        "title": title,
+        "summary": summary,
+        "duration_ms": duration.map(crate::util::num),
+        "metrics": metrics_value(metrics),
+        "correlation_id": if entity == "tool" { entity_id } else { None },
+        "host": None::<String>,
+        "tags": directory.map(|d| vec![format!("dir:{}", short(d, 100))]),
+        "payload": ev,
+    });
+    Some(to_event(raw, now))
+}
+
+/// Unwraps the shapes the plugin, `/global/event` and the spool use:
+/// `{"directory", "payload"}`, `{"directory", "event"}` or a bare event.
+pub fn unwrap(item: &Value) -> (Option<String>, Value) {
+    let dir = text(item, "directory");
+    for key in ["payload", "event"] {
+        if let Some(inner) = item.get(key).filter(|v| v.get("type").is_some()) {
+            return (dir, inner.clone());
+        }
+    }
+    (dir, item.clone())
+}
+
+/// `POST /api/v1/hooks/opencode`: what the plugin written by `sightline install opencode`
+/// sends (one item, an array, or NDJSON). Keeps which session belongs to which run across
+/// requests.
+pub struct OpenCodePlugin {
+    spec: EndpointSpec,
+    state: Mutex<OcState>,
+}
+
+impl Default for OpenCodePlugin {
+    fn default() -> Self {
+        OpenCodePlugin {
+            spec: EndpointSpec {
+                source: HOOK_NAME,
+                method: Method::Post,
+                path: "/api/v1/hooks/opencode",
+                role: Role::Ingest,
+                summary: "OpenCode plugin events (one, an array, or NDJSON), as the plugin written by `sightline install opencode` sends them",
+                request: &[
+                    ("application/json", crate::schemas::any_json),
+                    ("application/x-ndjson", crate::schemas::ndjson),
+                ],
+                reply_status: 202,
+                reply: crate::schemas::accepted,
+            },
+            state: Mutex::new(OcState::default()),
+        }
+    }
+}
+
+impl HttpSource for OpenCodePlugin {
+    fn spec(&self) -> &EndpointSpec {
+        &self.spec
+    }
+
+    fn decode(&self, request: &HttpRequest) -> Result<Decoded, HttpError> {
+        let body = &request.body;
+        let items: Vec<Value> = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(items)) => items,
+            Ok(one) => vec![one],
+            Err(_) => body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.trim_ascii().is_empty())
+                .map(|l| {
+                    serde_json::from_slice(l)
+                        .map_err(|e| HttpError::bad_request(format!("invalid JSON line: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut events = Vec::new();
+        // The mapping state is updated per item and never left half-way by a failed item (the
+        // failure is an `Err` value), so a lock poisoned by a panic elsewhere is safe to reuse.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for item in &items {
+            let (dir, ev) = unwrap(item);
+            if let Some(r) = map_event(&ev, dir.as_deref(), &mut state, request.now) {
+                events.push(r.map_err(HttpError::bad_request)?);
+            }
+        }
+        Ok(Decoded::events(events))
+    }
+}
+
+/// `Basic` credentials for OpenCode's server.
+pub fn basic_auth(password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64(format!("opencode:{password}").as_bytes())
+    )
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+/// The SSE subscriber.
+pub struct OpenCodeAdapter {
+    pub url: String,
+    pub password: Option<String>,
+}
+
+impl OpenCodeAdapter {
+    pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError> {
+        let url = config.opencode_url.trim_end_matches('/').to_string();
+        if !url.starts_with("http://") || url.parse::<hyper::Uri>().is_err() {
+            return Err(AdapterError::Start {
+                name: NAME.into(),
+                message: format!(
+                    "SIGHTLINE_OPENCODE_URL `{url}` is not an http:// URL (https is not supported; OpenCode serves plain HTTP on loopback)"
+                ),
+            });
+        }
+        Ok(Arc::new(OpenCodeAdapter {
+            url,
+            password: config.opencode_password.clone(),
+        }))
+    }
+
+    fn request(&self, path: &str) -> Result<hyper::Request<Empty<Bytes>>, AdapterError> {
+        let mut b = hyper::Request::get(format!("{}{path}", self.url))
+            .header("accept", "text/event-stream, application/json");
+        if let Some(pw) = &self.password {
+            b = b.header("authorization", basic_auth(pw));
+        }
+        b.body(Empty::new())
+            .map_err(|e| AdapterError::Other(e.to_string()))
+    }
+
+    /// Lists sessions so that those made while disconnected appear too.
+    async fn list_sessions(
+        &self,
+        client: &HttpClient,
+        ctx: &AdapterContext,
+        state: &mut OcState,
+    ) -> Result<(), AdapterError> {
+        let resp = client
+            .request(self.request("/session")?)
+            .await
+            .map_err(|e| AdapterError::Other(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(AdapterError::Other(format!(
+                "GET /session answered {}",
+                resp.status()
+            )));
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| AdapterError::Other(e.to_string()))?
+            .to_bytes();
+        let mut sessions: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+        sessions.sort_by_key(|s| {
+            s.get("time")
+                .and_then(|t| t.get("created"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        });
+        let now = Timestamp::now();
+        let mut events = Vec::new();
+        for info in sessions {
+            let updated = info
+                .get("time")
+                .and_then(|t| t.get("updated"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let sid = text(&info, "id").unwrap_or_default();
+            let ev = json!({"id": format!("list-{sid}-{updated}"), "type": "session.updated", "properties": {"info": info}});
+            if let Some(Ok(e)) = map_event(&ev, None, state, now) {
+                events.push(e);
+            }
+        }
+        ctx.emit(events).await
+    }
+
+    async fn stream(
+        &self,
+        client: &HttpClient,
+        ctx: &AdapterContext,
+        state: &mut OcState,
+    ) -> Result<(), AdapterError> {
+        let resp = client.request(self.request("/event")?).await.map_err(|e| {
+            AdapterError::Other(format!("cannot reach OpenCode at {}: {e}", self.url))
+        })?;
+        if resp.status() == hyper::StatusCode::UNAUTHORIZED {
+            return Err(AdapterError::Other(
+                "OpenCode answered 401: set OPENCODE_SERVER_PASSWORD to its password".into(),
+            ));
+        }
+        if !resp.status().is_success() {
+            return Err(AdapterError::Other(format!(
+                "GET /event answered {}",
+                resp.status()
+            )));
+        }
+        ctx.set_state("running");
+        self.list_sessions(client, ctx, state).await?;
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = ctx.stopped() => return Ok(()),
+                // OpenCode sends a heartbeat about every 10 s: silence means a dead connection.
+                _ = tokio::time::sleep(Duration::from_secs(45)) => return Err(AdapterError::Other("no data from OpenCode for 45 s".into())),
+            };
+            let Some(frame) = frame else {
+                return Err(AdapterError::Other(
+                    "OpenCode closed the event stream".into(),
+                ));
+            };
+            let frame = frame.map_err(|e| AdapterError::Other(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            buf.extend_from_slice(data);
+            let mut events = Vec::new();
+            while let Some(end) = find_frame_end(&buf) {
+                let block: Vec<u8> = buf.drain(..end).collect();
+                let text_block = String::from_utf8_lossy(&block);
+                let data: Vec<&str> = text_block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&data.join("\n")) {
+                    Ok(item) => {
+                        let (dir, ev) = unwrap(&item);
+                        match map_event(&ev, dir.as_deref(), state, Timestamp::now()) {
+                            Some(Ok(e)) => events.push(e),
+                            Some(Err(m)) => ctx.error(m),
+                            None => ctx.heartbeat(),
+                        }
+                    }
+                    Err(e) => ctx.error(format!("bad event from OpenCode: {e}")),
+                }
+            }
+            ctx.emit(events).await?;
+        }
+    }
+}
+
+/// End (exclusive, including the blank line) of the first complete SSE frame in `buf`.
+fn find_frame_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Adapter for OpenCodeAdapter {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
+        Box::pin(async move {
+            let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+            let mut state = OcState::default();
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                match self.stream(&client, &ctx, &mut state).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        ctx.set_state("reconnecting");
+                        // An absent server is the normal case before OpenCode starts: count it
+                        // once per outage rather than once per attempt.
+                        if backoff <= Duration::from_millis(250) {
+                            ctx.error(e.to_string());
+                        }
+                    }
+                }
+                if ctx.sleep(backoff).await {
+                    return Ok(());
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                if ctx.sink.state().as_deref() == Some("running") {
+                    backoff = Duration::from_millis(250);
+                }
+            }
+        })
+    }
+}
+
+/// Replays and tails JSONL files written by the OpenCode plugin while the hub was down (or any
+/// file of OpenCode events, one per line). Files in the plugin's own spool directory are
+/// consumed: once read to the end they are renamed aside, read once more (for lines appended in
+/// between), and deleted, so the plugin's bounded spool never fills up. Other files are only read.
+pub struct JsonlAdapter {
+    pub paths: Vec<PathBuf>,
+    pub spool_dir: PathBuf,
+    pub poll: Duration,
+}
+
+impl JsonlAdapter {
+    pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError> {
+        Ok(Arc::new(JsonlAdapter {
+            paths: config.jsonl_paths.clone(),
+            spool_dir: config.opencode_spool.clone(),
+            poll: config.poll,
+        }))
+    }
+
+    /// Reads `file` from `offset` to its last whole line; returns the new offset.
+    async fn drain(
+        &self,
+        ctx: &AdapterContext,
+        state: &mut OcState,
+        file: &std::path::Path,
+        mut offset: u64,
+        checkpoint_key: Option<&str>,
+    ) -> Result<u64, AdapterError> {
+        loop {
+            let (lines, next) = match crate::tail::read_lines(file, offset) {
+                Ok(r) => r,
+                Err(e) => {
+                    ctx.error(format!("{}: {e}", file.display()));
+                    return Ok(offset);
+                }
+            };
+            if next == offset {
+                return Ok(offset);
+            }
+            let now = Timestamp::now();
+            let mut events = Vec::new();
+            for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Value>(line) {
+                    Ok(item) => {
+                        let (dir, ev) = unwrap(&item);
+                        match map_event(&ev, dir.as_deref(), state, now) {
+                            Some(Ok(e)) => events.push(e),
+                            Some(Err(m)) => ctx.error(m),
+                            None => {}
+                        }
+                    }
+                    Err(e) => ctx.error(format!("{}: bad line: {e}", file.display())),
+                }
+            }
+            ctx.emit(events).await?;
+            offset = next;
+            if let Some(key) = checkpoint_key {
+                ctx.set_checkpoint(key, json!(offset));
+            }
+        }
+    }
+
+    fn in_spool(&self, file: &std::path::Path) -> bool {
+        file.parent() == Some(self.spool_dir.as_path())
+    }
+}
+
+impl Adapter for JsonlAdapter {
+    fn name(&self) -> &'static str {
+        JSONL_NAME
+    }
+
+    fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
+        Box::pin(async move {
+            let mut state = OcState::default();
+            loop {
+                // Consumed spool files left by a crash between rename and delete.
+                for done in crate::tail::expand(std::slice::from_ref(&self.spool_dir), Some("done"))
+                {
+                    self.drain(&ctx, &mut state, &done, 0, None).await?;
+                    let _ = std::fs::remove_file(&done);
+                }
+                for file in crate::tail::expand(&self.paths, Some("jsonl")) {
+                    let key = file.to_string_lossy().to_string();
+                    let start = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
+                    let offset = self
+                        .drain(&ctx, &mut state, &file, start, Some(&key))
+                        .await?;
+                    let at_end = std::fs::metadata(&file).is_ok_and(|m| m.len() == offset);
+                    if offset > 0 && at_end && self.in_spool(&file) {
+                        let stamp = Timestamp::now().millis();
+                        let aside = file.with_extension(format!("{stamp}.done"));
+                        if std::fs::rename(&file, &aside).is_ok() {
+                            // The plugin opens the path for every append, so later lines go to
+                            // a new file; lines appended before the rename are read here.
+                            self.drain(&ctx, &mut state, &aside, offset, None).await?;
+                            let _ = std::fs::remove_file(&aside);
+                            ctx.set_checkpoint(&key, json!(0));
+                        }
+                    }
+                }
+                if ctx.sleep(self.poll).await {
+                    return Ok(());
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc() {
+        assert_eq!(base64(b"opencode:pw"), "b3BlbmNvZGU6cHc=");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn child_sessions_join_their_root_run() {
+        let mut st = OcState::default();
+        let now = Timestamp::now();
+        let parent = json!({"id": "evt_1", "type": "session.created", "properties": {"info": {"id": "ses_p", "title": "p"}}});
+        let child = json!({"id": "evt_2", "type": "session.created", "properties": {"info": {"id": "ses_c", "parentID": "ses_p", "title": "c"}}});
+        let grandchild = json!({"id": "evt_3", "type": "session.created", "properties": {"info": {"id": "ses_g", "parentID": "ses_c"}}});
+        map_event(&parent, None, &mut st, now).unwrap().unwrap();
+        let c = map_event(&child, None, &mut st, now).unwrap().unwrap();
+        let g = map_event(&grandchild, None, &mut st, now).unwrap().unwrap();
+        assert_eq!(c.parent_session_id.as_deref(), Some("ses_p"));
+        assert_eq!(g.run_id.as_deref(), Some("ses_p"));
+        let hb = json!({"type": "server.heartbeat", "properties": {}});
+        assert!(map_event(&hb, None, &mut st, now).is_none());
+    }
+}

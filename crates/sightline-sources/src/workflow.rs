@@ -1,0 +1,289 @@
+//! Workflow executions: producers send `status`, `log`, `progress`, `error` and `complete`
+//! updates (`POST /api/v1/workflows/{id}/updates`, or `workflow_update` over `/ws`); they become
+//! canonical `workflow`/`step`/`log` events of run `{id}`. The server streams them back in the
+//! workflow-update shape at `GET /ws/workflow/{id}`.
+//!
+//! The original update is kept in the event's payload (`payload.update`) so the stream gives
+//! back what was sent. This module must never store an update it could not map: a batch with
+//! one bad update is refused whole.
+
+use serde_json::{Map, Value, json};
+use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role};
+use sightline_schema::{Event, Timestamp, parse_event};
+
+/// The source's name in health.
+pub const NAME: &str = "workflow";
+/// The WebSocket message that carries updates (`{type: "workflow_update", workflow_id, updates}`).
+pub const WS_MESSAGE: &str = "workflow_update";
+
+/// The update types a producer may send.
+pub const KINDS: &[&str] = &["status", "log", "progress", "error", "complete"];
+
+/// Maps a producer's status word onto the canonical vocabulary.
+fn canonical_status(word: &str) -> Option<&'static str> {
+    Some(match word.trim().to_ascii_lowercase().as_str() {
+        "queued" | "pending" | "waiting" | "scheduled" => "queued",
+        "running" | "in_progress" | "started" | "active" | "busy" => "running",
+        "success" | "succeeded" | "completed" | "complete" | "done" | "ok" | "passed" => "success",
+        "failed" | "failure" | "error" | "errored" => "failed",
+        "cancelled" | "canceled" | "aborted" | "stopped" => "cancelled",
+        "blocked" | "paused" | "waiting_for_input" => "blocked",
+        "retry" | "retrying" => "retry",
+        "idle" => "idle",
+        _ => return None,
+    })
+}
+
+fn str_field<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    data.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// One update → one canonical event (validated).
+pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Result<Event, String> {
+    let obj = update
+        .as_object()
+        .ok_or("an update is a JSON object {type, timestamp?, data}")?;
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("an update needs `type`: status, log, progress, error or complete")?;
+    if !KINDS.contains(&kind) {
+        return Err(format!(
+            "update type `{kind}` is not one of: {}",
+            KINDS.join(", ")
+        ));
+    }
+    let empty = Map::new();
+    let data = match obj.get("data") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("`data` must be an object".into()),
+    };
+    let step = str_field(data, "step");
+    let message = str_field(data, "message");
+    let status_word = str_field(data, "status");
+    let error_text = match data.get("error") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Object(o)) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| Some(Value::Object(o.clone()).to_string())),
+        _ => None,
+    };
+    let progress = data.get("progress").and_then(Value::as_f64);
+    if let Some(p) = progress
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(format!("progress {p} is not between 0 and 100"));
+    }
+    let mapped = status_word.and_then(canonical_status);
+    let (entity_type, status, severity, title) = match kind {
+        "status" => (
+            if step.is_some() { "step" } else { "workflow" },
+            mapped.unwrap_or("running"),
+            if mapped == Some("failed") {
+                "error"
+            } else {
+                "info"
+            },
+            message.map(str::to_string).unwrap_or_else(|| match step {
+                Some(s) => format!("{s}: {}", status_word.unwrap_or("running")),
+                None => format!("workflow {}", status_word.unwrap_or("running")),
+            }),
+        ),
+        "log" => (
+            "log",
+            "running",
+            match str_field(data, "level").unwrap_or("info") {
+                "debug" | "trace" => "debug",
+                "warn" | "warning" => "warn",
+                "error" | "fatal" | "critical" => "error",
+                _ => "info",
+            },
+            message.unwrap_or("(empty log line)").to_string(),
+        ),
+        "progress" => (
+            if step.is_some() { "step" } else { "workflow" },
+            "running",
+            "info",
+            message.map(str::to_string).unwrap_or_else(|| {
+                let pct = progress.map(|p| format!("{p:.0}%")).unwrap_or_default();
+                match step {
+                    Some(s) => format!("{s} {pct}").trim().to_string(),
+                    None => format!("progress {pct}").trim().to_string(),
+                }
+            }),
+        ),
+        "error" => (
+            if step.is_some() { "step" } else { "workflow" },
+            mapped.unwrap_or("failed"),
+            "error",
+            error_text
+                .clone()
+                .or(message.map(str::to_string))
+                .unwrap_or_else(|| "workflow error".into()),
+        ),
+        _ => {
+            // complete: success unless it says otherwise.
+            let status = match mapped {
+                Some(s) => s,
+                None if error_text.is_some() => "failed",
+                None => "success",
+            };
+            (
+                "workflow",
+                status,
+                if status == "failed" { "error" } else { "info" },
+                message
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("workflow {status}")),
+            )
+        }
+    };
+    let mut raw = json!({
+        "source": "workflow",
+        "source_event": kind,
+        "run_id": workflow_id,
+        "session_id": workflow_id,
+        "entity_type": entity_type,
+        "entity_id": step.unwrap_or(workflow_id),
+        "status": status,
+        "severity": severity,
+        "title": title,
+        "correlation_id": match step { Some(s) => format!("{workflow_id}/{s}"), None => workflow_id.to_string() },
+        "payload": {"update": update},
+    });
+    if let Some(ts) = obj.get("timestamp").and_then(Value::as_str) {
+        raw["ts"] = json!(ts);
+    } else if let Some(ms) = obj.get("timestamp").and_then(Value::as_i64) {
+        raw["ts"] = json!(Timestamp(ms).to_rfc3339());
+    }
+    if let Some(id) = obj.get("id").and_then(Value::as_str) {
+        raw["event_id"] = json!(format!("wf:{workflow_id}:{id}"));
+    }
+    if let Some(p) = progress {
+        raw["metrics"] = json!({"progress": p});
+    }
+    if let Some(d) = data.get("duration_ms").and_then(Value::as_f64) {
+        raw["duration_ms"] = json!(d);
+    }
+    if let Some(agent) = str_field(data, "agent").or(str_field(data, "workflow")) {
+        raw["agent"] = json!(agent);
+    }
+    if let Some(e) = &error_text {
+        raw["summary"] = json!(e);
+    }
+    parse_event(raw.to_string().as_bytes(), now).map_err(|e| e.0)
+}
+
+/// One update or an array of them → events; all or nothing.
+pub fn updates_to_events(
+    workflow_id: &str,
+    updates: &Value,
+    now: Timestamp,
+) -> Result<Vec<Event>, String> {
+    if workflow_id.is_empty() {
+        return Err("the workflow id is empty".into());
+    }
+    let list: Vec<&Value> = match updates {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            update_to_event(workflow_id, u, now).map_err(|e| format!("update {}: {e}", i + 1))
+        })
+        .collect()
+}
+
+/// `POST /api/v1/workflows/{id}/updates` (and the `workflow_update` WebSocket message): one
+/// update or an array; all or nothing.
+pub struct WorkflowUpdates {
+    spec: EndpointSpec,
+}
+
+impl Default for WorkflowUpdates {
+    fn default() -> Self {
+        WorkflowUpdates {
+            spec: EndpointSpec {
+                source: NAME,
+                method: Method::Post,
+                path: "/api/v1/workflows/{id}/updates",
+                role: Role::Ingest,
+                summary: "Workflow updates {type: status|log|progress|error|complete, timestamp?, data}, one or an array; all or nothing",
+                request: &[("application/json", crate::schemas::workflow_updates)],
+                reply_status: 202,
+                reply: crate::schemas::accepted,
+            },
+        }
+    }
+}
+
+impl HttpSource for WorkflowUpdates {
+    fn spec(&self) -> &EndpointSpec {
+        &self.spec
+    }
+
+    fn decode(&self, request: &HttpRequest) -> Result<Decoded, HttpError> {
+        let id = request.param("id").unwrap_or_default();
+        let updates: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| HttpError::bad_request(format!("the body is not JSON: {e}")))?;
+        let events = updates_to_events(id, &updates, request.now).map_err(|message| {
+            HttpError::invalid(vec![LineError {
+                line: message
+                    .strip_prefix("update ")
+                    .and_then(|r| r.split(':').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                message,
+            }])
+        })?;
+        Ok(Decoded::events(events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_map() {
+        let now = Timestamp::now();
+        let e = update_to_event(
+            "wf1",
+            &json!({"type": "progress", "data": {"step": "build", "progress": 40}}),
+            now,
+        )
+        .unwrap();
+        assert_eq!(e.entity_type.as_str(), "step");
+        assert_eq!(e.metric("progress"), Some(40.0));
+        assert_eq!(e.payload["update"]["data"]["step"], "build");
+        let done = update_to_event(
+            "wf1",
+            &json!({"type": "complete", "data": {"error": "boom"}}),
+            now,
+        )
+        .unwrap();
+        assert_eq!(done.status.unwrap().as_str(), "failed");
+        assert!(update_to_event("wf1", &json!({"type": "nope"}), now).is_err());
+        assert!(
+            update_to_event(
+                "wf1",
+                &json!({"type": "progress", "data": {"progress": 140}}),
+                now
+            )
+            .is_err()
+        );
+        let log = update_to_event(
+            "wf1",
+            &json!({"type": "log", "data": {"message": "hi", "level": "warning"}}),
+            now,
+        )
+        .unwrap();
+        assert_eq!(log.severity.as_str(), "warn");
+    }
+}
