@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::InProcessHub;
+use common::TestHub;
 
 fn hook(url: &str, spool: &std::path::Path, payload: &Value) -> (i32, String, Duration) {
     let start = Instant::now();
@@ -72,7 +72,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     child.stdin.take().unwrap().write_all(b"not json").unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 
-    let hub = InProcessHub::start(&dir.path().join("db.sqlite"), port);
+    let hub = TestHub::serve(&dir.path().join("db.sqlite"), port);
     let (code, _, _) = hook(&hub.url, &spool, &payload(5));
     assert_eq!(code, 0);
     let events = hub.events();
@@ -119,7 +119,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
 #[test]
 fn hook_round_trip_latency() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = InProcessHub::start(&dir.path().join("db.sqlite"), 0);
+    let hub = TestHub::serve(&dir.path().join("db.sqlite"), 0);
     let runs: usize = std::env::var("SIGHTLINE_HOOK_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

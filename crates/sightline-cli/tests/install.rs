@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-#[path = "../../sightline-adapters/tests/common/peers.rs"]
-mod peers;
-use common::InProcessHub;
+use sightline_testkit::peers;
+use common::TestHub;
 use peers::opencode_binary;
 
 fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
@@ -148,7 +147,7 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     let bin = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let mut hub = InProcessHub::start(&h.join("db.sqlite"), 0);
+    let mut hub = TestHub::serve(&h.join("db.sqlite"), 0);
     let plugin = h.join(".config/opencode/plugins/sightline.js");
     let spool = h.join("spool");
     let (code, out) = sightline(

@@ -315,8 +315,13 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
     )
     .unwrap();
     let running = runtime.block_on(async {
-        let hub =
-            sightline_server::Hub::new(store, sightline_server::Bus::default(), Default::default());
+        let core = sightline_core::Core::with(store, sightline_core::Bus::default());
+        let hub = sightline_server::Hub::new(
+            core,
+            Default::default(),
+            Vec::new(),
+            Arc::new(sightline_core::plugins::NoPlugins),
+        );
         sightline_server::start(
             hub,
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),

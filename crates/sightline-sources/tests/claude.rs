@@ -220,7 +220,7 @@ fn transcript_backfill_counts_usage_once_and_prices_it() {
     let config = hub.config();
     copy_dir(&fixture(), &config.claude_dir);
     hub.start_adapters(
-        sightline_adapters::REGISTRY,
+        sightline_sources::REGISTRY,
         &config,
         &["claude-transcripts"],
     );
@@ -300,7 +300,7 @@ fn transcript_backfill_counts_usage_once_and_prices_it() {
     )
     .unwrap();
     hub.start_adapters(
-        sightline_adapters::REGISTRY,
+        sightline_sources::REGISTRY,
         &config,
         &["claude-transcripts"],
     );
@@ -455,7 +455,7 @@ fn multi_agent_scenario_through_the_rest_api() {
     }
     // Costs come from the transcripts (main and subagent ab12), tailed by the transcript adapter.
     hub.start_adapters(
-        sightline_adapters::REGISTRY,
+        sightline_sources::REGISTRY,
         &config,
         &["claude-transcripts"],
     );

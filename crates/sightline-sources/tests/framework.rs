@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::TestHub;
 use serde_json::json;
-use sightline_adapters::framework::{
+use sightline_sources::framework::{
     Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture, Registration,
 };
 use sightline_schema::Timestamp;
@@ -40,7 +40,7 @@ impl Adapter for Counter {
             let mut n = ctx.checkpoint("n").and_then(|v| v.as_u64()).unwrap_or(0);
             loop {
                 n += 1;
-                let e = sightline_adapters::util::to_event(
+                let e = sightline_sources::util::to_event(
                     json!({"event_id": format!("counter-{n}"), "source": "custom", "source_event": "tick", "entity_type": "log", "title": format!("tick {n}")}),
                     Timestamp::now(),
                 )
@@ -143,8 +143,8 @@ fn a_start_up_error_is_returned_before_anything_runs() {
     let hub = TestHub::start();
     let config = hub.config();
     let _guard = hub.runtime.enter();
-    let err = sightline_adapters::Adapters::start(
-        hub.running.as_ref().unwrap().hub.clone(),
+    let err = sightline_sources::Adapters::start(
+        hub.core(),
         REGISTRY,
         &config,
         Some(&["counter".into(), "refuses".into()]),
@@ -156,8 +156,8 @@ fn a_start_up_error_is_returned_before_anything_runs() {
         "{err}"
     );
     // The real log adapter needs files.
-    let err = sightline_adapters::start(
-        hub.running.as_ref().unwrap().hub.clone(),
+    let err = sightline_sources::start(
+        hub.core(),
         &config,
         Some(&["logs".into()]),
     )

@@ -90,7 +90,7 @@ fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode
         if let Some(pw) = password {
             req = req.header(
                 "authorization",
-                &sightline_adapters::opencode::basic_auth(pw),
+                &sightline_sources::opencode::basic_auth(pw),
             );
         }
         if let Ok(mut r) = req.call()
@@ -126,7 +126,7 @@ fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
     let mut hub = TestHub::start();
     let mut config = hub.config();
     config.opencode_url = oc.url.clone();
-    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode"]);
     // Wait until the adapter is connected (health says running).
     let start = Instant::now();
     while !hub.get("/api/v1/health")["adapters"]
@@ -206,7 +206,7 @@ fn plugin_posts_and_jsonl_spool_map_the_same_events_once() {
         lines.join("\n") + "\n",
     )
     .unwrap();
-    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode-jsonl"]);
+    hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode-jsonl"]);
     let events = hub.wait_for("the spool", Duration::from_secs(20), |e| e.len() >= 7);
     assert_eq!(events.len(), 7, "{events:#?}");
     let find = |t: &str| {
@@ -295,7 +295,7 @@ fn a_real_prompt_gives_tool_lifecycle_tokens_and_cost() {
     let oc = start_opencode(Some(&config.to_string()));
     let mut adapter_config = hub.config();
     adapter_config.opencode_url = oc.url.clone();
-    hub.start_adapters(sightline_adapters::REGISTRY, &adapter_config, &["opencode"]);
+    hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
     let start = Instant::now();
     while !hub.get("/api/v1/health")["adapters"]
         .as_array()
@@ -381,7 +381,7 @@ fn basic_auth_when_opencode_has_a_password() {
     let mut config = hub.config();
     config.opencode_url = oc.url.clone();
     config.opencode_password = Some("wrong".into());
-    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode"]);
     let start = Instant::now();
     while !adapter_state(&hub)["last_error"]
         .as_str()
@@ -398,7 +398,7 @@ fn basic_auth_when_opencode_has_a_password() {
     hub.stop_adapters();
     // Right password: connected, and the session list arrives.
     config.opencode_password = Some("s3cret-pw".into());
-    hub.start_adapters(sightline_adapters::REGISTRY, &config, &["opencode"]);
+    hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode"]);
     let start = Instant::now();
     while adapter_state(&hub)["state"] != "running" {
         assert!(

@@ -106,7 +106,7 @@ fn no_secret_from_any_source_reaches_the_database_file() {
         .collect();
     std::fs::write(&config.log_files[0], log_lines.join("\n") + "\n").unwrap();
     hub.start_adapters(
-        sightline_adapters::REGISTRY,
+        sightline_sources::REGISTRY,
         &config,
         &["claude-transcripts", "logs"],
     );

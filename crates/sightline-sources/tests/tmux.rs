@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sightline_adapters::Adapter;
-use sightline_adapters::framework::{AdapterContext, Checkpoints};
-use sightline_adapters::tmux::{Socket, TmuxAdapter, TmuxConfig};
+use sightline_sources::Adapter;
+use sightline_sources::framework::{AdapterContext, Checkpoints};
+use sightline_sources::tmux::{Socket, TmuxAdapter, TmuxConfig};
 use sightline_schema::Filter;
-use sightline_server::{HubSettings, open_hub};
+use sightline_core::Core;
 use sightline_store::StoreConfig;
 
 struct Server {
@@ -53,7 +53,7 @@ impl Drop for Server {
     }
 }
 
-fn events(hub: &sightline_server::Hub, rt: &tokio::runtime::Runtime, filter: &str) -> Vec<Value> {
+fn events(hub: &Core, rt: &tokio::runtime::Runtime, filter: &str) -> Vec<Value> {
     let pairs: Vec<(String, String)> = filter
         .split('&')
         .filter(|p| !p.is_empty())
@@ -64,10 +64,10 @@ fn events(hub: &sightline_server::Hub, rt: &tokio::runtime::Runtime, filter: &st
         .collect();
     let filter = Filter::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
     let f = filter.clone();
-    let head = hub.store.head_seq();
+    let head = hub.store().head_seq();
     let all = rt
         .block_on(
-            hub.store
+            hub.store()
                 .read(move |c| sightline_store::query::replay(c, &f, 0, head, 100_000)),
         )
         .unwrap();
@@ -107,13 +107,7 @@ fn tmux_sessions_windows_panes_output_and_status() {
         .enable_all()
         .build()
         .unwrap();
-    let hub = rt.block_on(async {
-        open_hub(
-            StoreConfig::new(dir.path().join("db.sqlite")),
-            HubSettings::default(),
-        )
-        .unwrap()
-    });
+    let hub = rt.block_on(async { Core::open(StoreConfig::new(dir.path().join("db.sqlite"))).unwrap() });
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let adapter = Arc::new(TmuxAdapter {
         config: TmuxConfig {
@@ -125,7 +119,7 @@ fn tmux_sessions_windows_panes_output_and_status() {
             history: 200,
         },
     });
-    let ctx = AdapterContext::new("tmux", hub.clone(), Checkpoints::load(None), stop_rx);
+    let ctx = AdapterContext::new(hub.sink("tmux", stop_rx), Checkpoints::load(None));
     let task = rt.spawn(adapter.run(ctx));
     let has =
         |filter: &str, pred: &dyn Fn(&Value) -> bool| events(&hub, &rt, filter).iter().any(pred);

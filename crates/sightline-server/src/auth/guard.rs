@@ -302,3 +302,17 @@ async fn admit(State(hub): State<Hub>, mut req: Request, next: Next) -> Response
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_token_is_decoded() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            presented_token(&h, Some("a=1&access_token=ab%2Bc")).as_deref(),
+            Some("ab+c")
+        );
+    }
+}

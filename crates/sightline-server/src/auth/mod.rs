@@ -271,35 +271,4 @@ mod tests {
         assert!(l.take("b").is_ok(), "keys are independent");
     }
 
-    #[test]
-    fn policy_table() {
-        assert_eq!(need(&Method::GET, "/api/v1/health"), Need::Public);
-        assert_eq!(need(&Method::GET, "/"), Need::Public);
-        assert_eq!(need(&Method::GET, "/api/v1/runs"), Need::Role(Role::Read));
-        assert_eq!(
-            need(&Method::POST, "/api/v1/events"),
-            Need::Role(Role::Ingest)
-        );
-        assert_eq!(need(&Method::POST, "/v1/traces"), Need::Role(Role::Ingest));
-        assert_eq!(
-            need(&Method::POST, "/api/v1/import"),
-            Need::Role(Role::Admin)
-        );
-        assert_eq!(need(&Method::GET, "/api/v1/audit"), Need::Role(Role::Admin));
-        assert_eq!(need(&Method::GET, "/ws"), Need::Socket);
-        assert_eq!(need(&Method::GET, "/ws/workflow/x"), Need::Role(Role::Read));
-        assert_eq!(
-            need(&Method::POST, "/api/v1/workflows/w1/updates"),
-            Need::Role(Role::Ingest)
-        );
-    }
-
-    #[test]
-    fn query_token_is_decoded() {
-        let h = HeaderMap::new();
-        assert_eq!(
-            presented_token(&h, Some("a=1&access_token=ab%2Bc")).as_deref(),
-            Some("ab+c")
-        );
-    }
 }

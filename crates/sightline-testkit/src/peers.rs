@@ -1,6 +1,6 @@
 //! Real peers the integration tests install for themselves, into a cache that outlives one run
 //! (`$SIGHTLINE_TEST_CACHE`, default `~/.cache/sightline-tests`). Shared by this crate's tests
-//! (through `common`) and by the CLI's (through a `#[path]` module), so OpenCode is found and
+//! and the CLI's, so OpenCode is found and
 //! installed one way. A peer that cannot be installed fails the test saying so.
 #![allow(dead_code)]
 

@@ -2,14 +2,12 @@
 //! 429/503 (honouring Retry-After) until the batch is taken, and a bounded queue that drops
 //! and counts when the collector stalls, without slowing ingest.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
-use sightline_server::otlp_export::{self, ExportSettings};
+use sightline_forward::otlp_export::{self, ExportSettings};
+use sightline_testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A collector answering each request with the next scripted status (then 200), or hanging.
@@ -76,7 +74,7 @@ async fn collector(script: Vec<u16>, hang: bool) -> (String, Arc<Mutex<Vec<(Inst
 #[test]
 fn retries_with_backoff_on_429_and_503_until_taken() {
     let hub = TestHub::start();
-    let h = hub.running.as_ref().unwrap().hub.clone();
+    let h = hub.core();
     let (_exporter, stats, log) = hub.runtime.block_on(async {
         let (url, log) = collector(vec![503, 503, 429], false).await;
         let settings = ExportSettings {
@@ -132,7 +130,7 @@ fn retries_with_backoff_on_429_and_503_until_taken() {
 #[test]
 fn a_stalled_collector_fills_the_bounded_queue_and_drops_are_counted() {
     let hub = TestHub::start();
-    let h = hub.running.as_ref().unwrap().hub.clone();
+    let h = hub.core();
     let (_exporter, stats) = hub.runtime.block_on(async {
         let (url, _) = collector(vec![], true).await;
         let settings = ExportSettings {

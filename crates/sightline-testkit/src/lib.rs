@@ -1,0 +1,370 @@
+//! The one test kit of sightline's integration tests: a real hub (the whole server, every
+//! endpoint source mounted, the plugin runner) on 127.0.0.1:0 with a temporary SQLite file,
+//! background sources on demand, and blocking HTTP, SSE and request-head helpers (tests run
+//! their HTTP in plain threads, like producers do).
+//!
+//! Dev-only. It must never end a process it did not start, and never leave a hub running
+//! after its `TestHub` is dropped.
+
+pub mod peers;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sightline_server::{HubSettings, Parts, Running, open_hub, start};
+use sightline_sources::{AdapterConfig, Adapters, Registration};
+use sightline_store::StoreConfig;
+
+pub use sightline_core::Core;
+
+/// A hub served in this process, on a port of its own, over a database in a temp dir.
+pub struct TestHub {
+    pub running: Option<Running>,
+    pub adapters: Option<Adapters>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl TestHub {
+    /// A hub with default settings.
+    pub fn start() -> TestHub {
+        Self::start_with(|_, _| {})
+    }
+
+    /// A hub whose store and settings `configure` may change first.
+    pub fn start_with(configure: impl FnOnce(&mut StoreConfig, &mut HubSettings)) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        Self::start_on(dir, db, 0, configure)
+    }
+
+    /// A hub over `db` on 127.0.0.1:`port` (0 picks a free one), so a test can stop it and
+    /// start another on the same port and database.
+    pub fn serve(db: &Path, port: u16) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_on(dir, db.to_path_buf(), port, |_, _| {})
+    }
+
+    /// A hub over `db` on `port`, kept alive with `dir` (where background sources keep their
+    /// files).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        port: u16,
+        configure: impl FnOnce(&mut StoreConfig, &mut HubSettings),
+    ) -> TestHub {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut store = StoreConfig::new(&db);
+        let mut settings = HubSettings::default();
+        configure(&mut store, &mut settings);
+        let running = runtime.block_on(async {
+            let parts = Parts {
+                settings,
+                endpoints: sightline_sources::endpoints(),
+                plugins: Arc::new(sightline_forward::Plugins),
+            };
+            let hub = open_hub(store, parts).unwrap();
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            start(hub, listener).unwrap()
+        });
+        let url = format!("http://{}", running.addr);
+        TestHub {
+            running: Some(running),
+            adapters: None,
+            url,
+            dir,
+            db,
+            runtime,
+        }
+    }
+
+    /// The hub's core (store, bus, health, ingest).
+    pub fn core(&self) -> Core {
+        self.running.as_ref().unwrap().hub.core().clone()
+    }
+
+    /// A config for background sources whose paths all live in this hub's temp dir.
+    pub fn config(&self) -> AdapterConfig {
+        let mut c = AdapterConfig::from_env(&self.dir.path().join("data"), &self.db);
+        c.claude_dir = self.dir.path().join("claude");
+        c.opencode_spool = self.dir.path().join("jsonl");
+        c.jsonl_paths = vec![c.opencode_spool.clone()];
+        c.log_files = vec![];
+        c.poll = Duration::from_millis(100);
+        c
+    }
+
+    /// Starts background sources of `registry` by name.
+    pub fn start_adapters(
+        &mut self,
+        registry: &[Registration],
+        config: &AdapterConfig,
+        names: &[&str],
+    ) {
+        let core = self.core();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let _guard = self.runtime.enter();
+        self.adapters = Some(Adapters::start(core, registry, config, Some(&names)).unwrap());
+    }
+
+    pub fn stop_adapters(&mut self) {
+        if let Some(a) = self.adapters.take() {
+            self.runtime.block_on(a.stop());
+        }
+    }
+
+    /// Stops the background sources, then the hub (which drains its queue).
+    pub fn stop(&mut self) {
+        self.stop_adapters();
+        if let Some(r) = self.running.take() {
+            self.runtime.block_on(r.stop()).unwrap();
+        }
+    }
+
+    /// GET `path` on this hub; asserts a 200.
+    pub fn get(&self, path: &str) -> Value {
+        get(&format!("{}{path}", self.url))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        post(
+            &format!("{}{path}", self.url),
+            "application/json",
+            body.to_string(),
+        )
+    }
+
+    /// Every stored event (oldest first, up to 1,000).
+    pub fn events(&self) -> Vec<Value> {
+        let v = self.get("/api/v1/search?order=asc&limit=1000");
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `check` holds on the stored events.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let events = self.events();
+            if check(&events) {
+                return events;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out waiting for {what}; have {} events: {}",
+                    events.len(),
+                    serde_json::to_string_pretty(&events).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The bytes of the database and its WAL, for "the secret is not on disk" checks.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db.clone().into_os_string();
+            p.push(suffix);
+            if let Ok(b) = std::fs::read(PathBuf::from(p)) {
+                out.extend(b);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `needle` occurs in `hay` (bytes of a file, say).
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A loopback port nothing listens on right now (for a hub started later on a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET that returns the status with the body (JSON, or the text as a JSON string).
+pub fn get_status(url: &str) -> (u16, Value) {
+    let (status, text) = get_text(url);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// POSTs and returns (status, body as JSON or as a string value).
+pub fn post(url: &str, content_type: &str, body: impl AsRef<[u8]>) -> (u16, Value) {
+    let mut res = agent()
+        .post(url)
+        .header("Content-Type", content_type)
+        .send(body.as_ref())
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()
+        .unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub fn get_text(url: &str) -> (u16, String) {
+    let mut res = agent().get(url).call().unwrap();
+    let status = res.status().as_u16();
+    (
+        status,
+        res.body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .unwrap(),
+    )
+}
+
+pub fn get(url: &str) -> Value {
+    let (status, text) = get_text(url);
+    assert_eq!(status, 200, "GET {url}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A realistic event; `i` makes its id and content unique.
+pub fn event(run: &str, i: usize) -> Value {
+    json!({
+        "event_id": format!("{run}-{i}"),
+        "ts": "2026-11-21T10:00:00.000Z",
+        "source": "claude", "source_event": "PostToolUse", "entity_type": "tool",
+        "run_id": run, "session_id": run, "agent": "main", "entity_id": format!("toolu_{i}"),
+        "status": "success", "severity": "info", "title": format!("Bash cargo test #{i}"),
+        "duration_ms": 12, "correlation_id": format!("toolu_{i}"),
+        "payload": {"tool_name": "Bash", "tool_input": {"command": format!("cargo test --package p{i}")},
+                    "tool_response": {"stdout": "test result: ok. 12 passed", "exit_code": 0}}
+    })
+}
+
+pub fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|e| e.to_string() + "\n").collect()
+}
+
+/// An SSE frame: (event name, id, data).
+pub type Frame = (String, Option<u64>, String);
+
+/// Reads SSE frames from a stream until `stop` says so or the stream ends.
+pub fn read_frames(reader: impl Read, mut on_frame: impl FnMut(Frame) -> bool) {
+    let (mut event, mut id, mut data) = (String::new(), None, String::new());
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { return };
+        if line.is_empty() {
+            if !data.is_empty()
+                && !on_frame((
+                    std::mem::take(&mut event),
+                    id.take(),
+                    std::mem::take(&mut data),
+                ))
+            {
+                return;
+            }
+            event.clear();
+            data.clear();
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_string();
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            id = v.parse().ok();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data.push_str(v);
+        }
+    }
+}
+
+/// Opens an SSE stream (optionally resuming).
+pub fn open_stream(url: &str, last_event_id: Option<u64>) -> impl Read + use<> {
+    let mut req = agent().get(url);
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", &id.to_string());
+    }
+    let res = req.call().unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    res.into_body().into_reader()
+}
+
+/// Sends only the head of a POST declaring `length` body bytes and reads the answer (a hub
+/// must be able to refuse an oversized body without reading it).
+pub fn post_declared_length(url: &str, length: usize) -> (u16, String) {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head and a body of the announced size have arrived.
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let declared = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            if declared.is_some_and(|d| body.len() >= d) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
