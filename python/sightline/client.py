@@ -325,7 +325,7 @@ def _sse_frames(resp) -> Iterator[tuple]:
 
 class Workflow:
     """Reports a workflow execution: ``status``, ``log``, ``progress``, ``error``, ``complete``
-    (DESIGN.md §4). As a context manager it reports ``running`` on entry, ``complete`` on a
+    (docs/CONTRACT.md §3.5). As a context manager it reports ``running`` on entry, ``complete`` on a
     normal exit, and ``error`` plus a failed ``complete`` when the block raises."""
 
     def __init__(self, client: Client, workflow_id: str, name: Optional[str] = None):

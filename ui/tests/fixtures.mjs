@@ -1,4 +1,4 @@
-// Realistic fixture events in the canonical schema (DESIGN.md §3): a Claude Code session with
+// Realistic fixture events in the canonical schema (docs/CONTRACT.md §2): a Claude Code session with
 // two subagents, tool calls, a permission prompt and a failure; workflow executions with steps,
 // progress and logs; a traced Python process with calls and an exception with locals.
 // `tag` makes ids unique so several fixture sets can live in one database.

@@ -1,4 +1,4 @@
-//! The budget benchmark (DESIGN.md §6): starts the real `sightline` binary on a temp database,
+//! The budget benchmark (docs/CONTRACT.md §9): starts the real `sightline` binary on a temp database,
 //! drives it over loopback HTTP/SSE, and prints one line per budget.
 //!
 //! Run: `cargo build --release && cargo run --release -p sightline-bench` (options: `--events N`
@@ -143,7 +143,7 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// A realistic event of about 600 bytes (DESIGN.md §6's disk budget is for ≈ 600-byte events):
+/// A realistic event of about 600 bytes (docs/CONTRACT.md §9's disk budget is for ≈ 600-byte events):
 /// a tool call of one of many runs. Twenty runs are
 /// active at a time (their events interleave), and each run has about 100 events.
 fn event(i: usize, runs: usize, base_ms: i64) -> String {
@@ -513,7 +513,7 @@ async fn hub_phases(opts: Options) -> anyhow::Result<()> {
         "sightline budget benchmark — {} cores, hub pid {pid}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("{:<58} {:>16}  goal (DESIGN.md §6)", "what", "figure");
+    println!("{:<58} {:>16}  goal (docs/CONTRACT.md §9)", "what", "figure");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(

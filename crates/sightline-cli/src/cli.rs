@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §4): every subcommand, its flags and their environment variables.
+//! The command line (docs/CONTRACT.md §7): every subcommand, its flags and their environment variables.
 //! Values given neither as a flag nor in the environment come from the config file.
 
 use std::path::PathBuf;

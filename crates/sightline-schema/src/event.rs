@@ -1,4 +1,4 @@
-//! The canonical event (DESIGN.md §3): the one shape every source is turned into.
+//! The canonical event (docs/CONTRACT.md §2): the one shape every source is turned into.
 //!
 //! `Event` is what the hub stores and streams. Outside this crate it can be obtained only
 //! through [`crate::validate`] (or [`crate::EventBuilder`], which goes through it) and, for rows
@@ -142,7 +142,7 @@ impl Default for Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(
     title = "SightlineEvent",
-    description = "A stored event as the hub returns it (DESIGN.md §3). Optional fields are written as null, never left out.",
+    description = "A stored event as the hub returns it (docs/CONTRACT.md §2). Optional fields are written as null, never left out.",
     transform = stored_event_has_seq
 )]
 pub struct Event {

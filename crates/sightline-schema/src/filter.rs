@@ -1,4 +1,4 @@
-//! The one filter language shared by SSE, WebSocket, search and export (DESIGN.md §4).
+//! The one filter language shared by SSE, WebSocket, search and export (docs/CONTRACT.md §5).
 //!
 //! Lists are OR within a field and AND across fields. As JSON it is an object of lists; as
 //! query parameters the same names with comma-separated values. Matching in memory

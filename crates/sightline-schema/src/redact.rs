@@ -1,4 +1,4 @@
-//! Redaction (DESIGN.md §5): secrets are removed before anything is stored or streamed.
+//! Redaction (docs/CONTRACT.md §8.5): secrets are removed before anything is stored or streamed.
 //!
 //! Rules, applied recursively to every nested value:
 //! - a value under a sensitive key (`password`, `db_pass`, `pwd`, `user_token`, `api_key`,

@@ -1,7 +1,7 @@
 //! OpenCode: its server's event stream (`GET /event` of `opencode serve`), its plugin's posts
 //! (`POST /api/v1/hooks/opencode`) and the plugin's JSONL spool, all mapped the same way.
 //!
-//! Mapping (DESIGN.md §3): `session.created/updated/deleted` → session rows, nested through
+//! Mapping (docs/CONTRACT.md §3.3): `session.created/updated/deleted` → session rows, nested through
 //! `parentID` (the run is the root session); `session.status` busy → running, retry → retry +
 //! warn, idle → idle; `session.idle` → idle; `session.error` → error; `message.updated` of a
 //! completed assistant message → tokens and cost, once per message (`oc-usage:<messageID>`);

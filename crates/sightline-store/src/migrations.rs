@@ -40,7 +40,7 @@ CREATE TABLE events (
     tags TEXT,
     payload TEXT
 );
--- Few indexes on purpose: each one costs ingest throughput (issue 2, DESIGN.md §6).
+-- Few indexes on purpose: each one costs ingest throughput (issue 2, docs/CONTRACT.md §9).
 CREATE UNIQUE INDEX events_event_id ON events(event_id);
 CREATE INDEX events_run ON events(run_id, seq) WHERE run_id IS NOT NULL;
 -- Partial: only failures are indexed, so it costs nothing for the ordinary event.

@@ -28,7 +28,7 @@ async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   return body as T;
 }
 
-/** Filter → query string with comma-separated lists (DESIGN.md §4). */
+/** Filter → query string with comma-separated lists (docs/CONTRACT.md §5). */
 export function filterQuery(f: Filter, extra: Record<string, string | number | undefined | null> = {}): string {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(f)) {

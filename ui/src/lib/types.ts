@@ -96,7 +96,7 @@ export interface Health {
   subscribers: number;
 }
 
-/** The filter shared by SSE, search and export (DESIGN.md §4). Lists are OR within, AND across. */
+/** The filter shared by SSE, search and export (docs/CONTRACT.md §5). Lists are OR within, AND across. */
 export interface Filter {
   sources?: string[];
   source_events?: string[];

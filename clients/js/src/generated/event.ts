@@ -13,7 +13,7 @@ export type Source = 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'p
 /** The lifecycle state the event reports for its entity. */
 export type Status = 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
 
-/** A stored event as the hub returns it (DESIGN.md §3). Optional fields are written as null, never left out. */
+/** A stored event as the hub returns it (docs/CONTRACT.md §2). Optional fields are written as null, never left out. */
 export interface SightlineEvent {
   /** Assigned by the hub on commit; the cursor (≥ 1). */
   seq: number;

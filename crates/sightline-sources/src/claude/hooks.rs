@@ -2,7 +2,7 @@
 //!
 //! The endpoint takes a hook payload exactly as Claude Code's `http` hook type posts it (and as
 //! `sightline hook` forwards it from stdin), or a batch of spooled payloads as NDJSON
-//! (`{"id", "ts", "payload"}` per line) from `sightline hook`'s spool. Mapping (DESIGN.md §3):
+//! (`{"id", "ts", "payload"}` per line) from `sightline hook`'s spool. Mapping (docs/CONTRACT.md §3.2):
 //! the run is the root session; a subagent (`agent_id`) is a child session of it; a tool's
 //! Pre/Post pair shares `correlation_id = entity_id = tool_use_id` and the Post carries the
 //! duration; PermissionRequest and Notification(permission_prompt) block the session until work
