@@ -786,12 +786,24 @@ fn name_value(text: &str, start: usize, end: usize, spans: &mut Spans) -> Option
     let whole_line = norm.ends_with("authorization")
         || norm.ends_with("authentication")
         || norm.ends_with("cookie");
-    let (from, to) = value_span(bytes, at, whole_line, sep == b'>')?;
+    // A header inside a quoted argument (`-H 'Cookie: a=1'`) ends at that quote; a bare one
+    // runs to the end of the line.
+    let header_quote = whole_line
+        .then_some(opened_by.filter(|b| is_quote(*b)))
+        .flatten();
+    let (from, to) = value_span(bytes, at, whole_line, header_quote, sep == b'>')?;
     let mut from = from;
-    // `Authorization: Bearer x` keeps the scheme visible.
+    // `Authorization: Bearer x` keeps the scheme visible, when it is a known scheme (a token
+    // followed by a space is not a scheme and must go).
     if whole_line || norm.contains("auth") {
-        let word = run_len(bytes, from, 32, |b| b.is_ascii_alphanumeric() || b == b'-');
-        if word > 0 && word + 1 < to - from && bytes.get(from + word) == Some(&b' ') {
+        let word = run_len(bytes, from, 20, |b| b.is_ascii_alphanumeric() || b == b'-');
+        let scheme = bytes.get(from..from + word).unwrap_or_default();
+        if AUTH_SCHEMES
+            .iter()
+            .any(|s| s.as_bytes().eq_ignore_ascii_case(scheme))
+            && word + 1 < to - from
+            && bytes.get(from + word) == Some(&b' ')
+        {
             from += word + 1;
         }
     }
@@ -805,10 +817,34 @@ fn name_value(text: &str, start: usize, end: usize, spans: &mut Spans) -> Option
     Some(to)
 }
 
+/// The HTTP authentication schemes whose name stays visible before a redacted credential.
+const AUTH_SCHEMES: &[&str] = &[
+    "basic",
+    "bearer",
+    "digest",
+    "token",
+    "bot",
+    "negotiate",
+    "ntlm",
+    "hoba",
+    "mutual",
+    "dpop",
+    "oauth",
+    "ssws",
+    "sharedkey",
+    "aws4-hmac-sha256",
+];
+
 /// Where the value starting at `at` ends: a quoted value to its closing quote (or the end of
-/// the line), a bracketed one to its matching bracket, a header to the end of the line, an
-/// unquoted one to the first separator.
-fn value_span(bytes: &[u8], at: usize, whole_line: bool, xml: bool) -> Option<(usize, usize)> {
+/// the line), a bracketed one to its matching bracket, a header to the end of the line (or to
+/// `header_quote`), an unquoted one to the first separator.
+fn value_span(
+    bytes: &[u8],
+    at: usize,
+    whole_line: bool,
+    header_quote: Option<u8>,
+    xml: bool,
+) -> Option<(usize, usize)> {
     let first = *bytes.get(at)?;
     let escaped_quote = first == b'\\' && bytes.get(at + 1).is_some_and(|b| is_quote(*b));
     if is_quote(first) || escaped_quote {
@@ -844,10 +880,22 @@ fn value_span(bytes: &[u8], at: usize, whole_line: bool, xml: bool) -> Option<(u
         run_len(bytes, at, usize::MAX, |b| b != b'<' && b != b'\n')
     } else if whole_line {
         run_len(bytes, at, usize::MAX, |b| {
-            !matches!(b, b'\n' | b'\r' | b'"' | b'\'' | b'`' | b'\\')
+            !matches!(b, b'\n' | b'\r') && Some(b) != header_quote
         })
     } else {
-        run_len(bytes, at, usize::MAX, |b| !ends_value(b))
+        let mut n = run_len(bytes, at, usize::MAX, |b| !ends_value(b));
+        // `password=token="a b"`: a quote right after `=` or `:` opens a nested value, which
+        // belongs to this one (stopping there would keep the nested value).
+        while n > 0
+            && matches!(bytes[at + n - 1], b'=' | b':')
+            && bytes.get(at + n).is_some_and(|b| is_quote(*b))
+        {
+            let quote = bytes[at + n];
+            let inner = run_len(bytes, at + n + 1, usize::MAX, |b| b != quote && b != b'\n');
+            n += 1 + inner + usize::from(bytes.get(at + n + 1 + inner) == Some(&quote));
+            n += run_len(bytes, at + n, usize::MAX, |b| !ends_value(b));
+        }
+        n
     };
     (n > 0).then_some((at, at + n))
 }
@@ -1073,7 +1121,12 @@ fn redact_candidates(text: &str) -> Option<String> {
     let mut search_from = 0;
     let mut boundary = usize::MAX;
     while search_from < text.len() {
-        let Some(m) = MATCHER.find(text.get(search_from..)?) else {
+        let Some(rest) = text.get(search_from..) else {
+            // Unreachable by construction; widen rather than skip what is left.
+            search_from += 1;
+            continue;
+        };
+        let Some(m) = MATCHER.find(rest) else {
             break;
         };
         let (start, end) = (search_from + m.start(), search_from + m.end());
@@ -1085,9 +1138,13 @@ fn redact_candidates(text: &str) -> Option<String> {
         }
         // Candidates inside a redacted span are not looked at again (linear time); a span that
         // lies ahead (a command's password) does not hide what is in between.
+        // A rejected candidate may overlap the start of another (`AccessKey` holds `sK` and
+        // `Key`): the search goes on from the next byte (an ASCII pattern's first byte, so
+        // the next byte is a char boundary).
         search_from = match resume {
             Some(to) if to > end => to,
-            _ => end,
+            Some(_) => end,
+            None => start + 1,
         };
     }
     rebuild(text, spans.list)
@@ -1272,7 +1329,7 @@ fn redact_argv(items: &mut [Value]) {
         .any(|t| program.starts_with(t));
     let dash_a = program == "redis-cli";
     let mut i = 0;
-    while i + 1 < items.len() {
+    while i < items.len() {
         let Some(flag) = items[i].as_str() else {
             i += 1;
             continue;
