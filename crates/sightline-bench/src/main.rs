@@ -435,14 +435,14 @@ async fn median_ms(client: &HttpClient, url: &str, n: usize) -> anyhow::Result<(
     Ok((percentile(&v, 0.5), percentile(&v, 0.95)))
 }
 
-/// The writer alone, in process (no HTTP, no JSON parsing): what SQLite + FTS + derived rows
-/// can commit. Separates the store's bound from the HTTP layer's.
+/// The writer alone, in process (no HTTP, no JSON parsing), through the core's ingest path
+/// (the one way events reach the store): what SQLite + FTS + derived rows can commit. Separates
+/// the store's bound from the HTTP layer's.
 async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = sightline_store::Store::open(
-        sightline_store::StoreConfig::new(dir.path().join("s.sqlite")),
-        Box::new(|_| {}),
-    )?;
+    let core = sightline_core::Core::open(sightline_store::StoreConfig::new(
+        dir.path().join("s.sqlite"),
+    ))?;
     let now = sightline_schema::Timestamp::now();
     let base_ms = now.millis() - 86_400_000;
     let runs = (total / 100).max(1);
@@ -459,18 +459,20 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
     let mut pending = Vec::new();
     for batch in batches {
-        pending.push(store.submit(batch)?);
+        pending.push(core.enqueue("bench", batch)?);
         if pending.len() >= 4 {
-            pending.remove(0).await??;
+            pending.remove(0).committed().await?;
         }
     }
     for p in pending {
-        p.await??;
+        p.committed().await?;
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
     // The database file once the background checkpoint has copied the WAL into it (the WAL
     // itself is a bounded, reused journal, not storage).
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let store = core.store().clone();
+    drop(core);
     store.close();
     let bytes = db_bytes(&dir.path().join("s.sqlite"));
     Ok((rate, bytes as f64 / total as f64))

@@ -72,8 +72,24 @@ impl Hub {
     ) -> Hub {
         let mut security = settings.security.clone();
         if let Some(token) = &settings.token {
-            // The single `--token` is the owner's: it may do everything.
-            let _ = security.tokens.add(token, &[Role::Admin], "token");
+            // The single `--token` is the owner's: it may do everything. A token that cannot be
+            // used (blank) fails closed: auth stays on and nothing passes, rather than a hub
+            // meant to be protected serving everyone. (The CLI refuses blank and short tokens
+            // with exit code 2 before they get here.)
+            if let Err(e) = security.tokens.add(token, &[Role::Admin], "token") {
+                tracing::error!("{e}; every request that needs a token will be refused");
+                let unguessable = {
+                    use std::hash::{BuildHasher, Hasher};
+                    let mut parts = String::new();
+                    for _ in 0..4 {
+                        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                        h.write_u8(0);
+                        parts.push_str(&format!("{:016x}", h.finish()));
+                    }
+                    parts
+                };
+                let _ = security.tokens.add(&unguessable, &[Role::Read], "unusable");
+            }
         }
         for e in &endpoints {
             core.health().ensure(e.spec().source);

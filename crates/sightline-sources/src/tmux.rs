@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sightline_schema::{Event, Timestamp, parse_event};
+use sightline_schema::{Event, Timestamp};
 
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 
@@ -312,7 +312,7 @@ impl Watcher {
         if let Some(h) = &self.host {
             v["host"] = json!(h);
         }
-        match parse_event(v.to_string().as_bytes(), Timestamp::now()) {
+        match crate::util::to_event(v, Timestamp::now()) {
             Ok(e) => Some(e),
             Err(e) => {
                 tracing::warn!("tmux: could not build an event: {e}");

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role};
-use sightline_schema::{Event, Timestamp, parse_event};
+use sightline_schema::{Event, Timestamp};
 
 /// The source's name in health.
 pub const NAME: &str = "workflow";
@@ -176,7 +176,7 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
     if let Some(e) = &error_text {
         raw["summary"] = json!(e);
     }
-    parse_event(raw.to_string().as_bytes(), now).map_err(|e| e.0)
+    crate::util::to_event(raw, now)
 }
 
 /// One update or an array of them → events; all or nothing.

@@ -19,6 +19,8 @@ use sightline_sources::{AdapterConfig, Adapters, Registration};
 use sightline_store::StoreConfig;
 
 pub use sightline_core::Core;
+/// Every endpoint source, as the binary mounts them.
+pub use sightline_sources::endpoints;
 
 /// A hub served in this process, on a port of its own, over a database in a temp dir.
 pub struct TestHub {
@@ -87,6 +89,60 @@ impl TestHub {
             db,
             runtime,
         }
+    }
+
+    /// A hub whose writer stops inside its first commit until the returned gate is opened, with
+    /// a write queue of `capacity` events: the way to drive every ingest path into a full
+    /// queue.
+    pub fn start_gated(capacity: usize) -> (TestHub, Gate) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let held = gate.clone();
+        let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let bus = sightline_core::Bus::default();
+        let publisher = bus.clone();
+        let mut config = StoreConfig::new(&db);
+        config.queue_capacity = capacity;
+        let store = sightline_store::Store::open(
+            config,
+            Box::new(move |events| {
+                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    let (open, wake) = &*held;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = wake.wait(open).unwrap();
+                    }
+                }
+                publisher.publish(events);
+            }),
+        )
+        .unwrap();
+        let running = runtime.block_on(async {
+            let hub = sightline_server::Hub::new(
+                Core::with(store, bus),
+                HubSettings::default(),
+                sightline_sources::endpoints(),
+                Arc::new(sightline_forward::Plugins),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            start(hub, listener).unwrap()
+        });
+        let url = format!("http://{}", running.addr);
+        let hub = TestHub {
+            running: Some(running),
+            adapters: None,
+            url,
+            dir,
+            db,
+            runtime,
+        };
+        (hub, Gate(gate))
     }
 
     /// The hub's core (store, bus, health, ingest).
@@ -186,6 +242,27 @@ impl TestHub {
             }
         }
         out
+    }
+}
+
+type GateState = Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
+
+/// Holds a gated hub's writer inside its first commit until [`Gate::open`] (or until the gate
+/// is dropped, so a failing test never leaves the writer stuck).
+pub struct Gate(GateState);
+
+impl Gate {
+    /// Lets the writer go on.
+    pub fn open(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let (open, wake) = &*self.0;
+        *open.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        wake.notify_all();
     }
 }
 

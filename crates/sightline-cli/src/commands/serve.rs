@@ -34,7 +34,14 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let ip: IpAddr = bind
         .parse()
         .map_err(|_| Exit::config(format!("--bind `{bind}` is not an IP address")))?;
+    // An empty value (`SIGHTLINE_TOKEN=`) means "no token"; anything else must be a usable
+    // token: a blank or short one would otherwise turn auth off where it was meant on.
     let token = args.token.or(file.token.clone()).filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        sightline_server::auth::TokenTable::default()
+            .add_checked(t, &[sightline_server::auth::Role::Admin], "--token")
+            .map_err(|e| Exit::config(format!("--token / SIGHTLINE_TOKEN: {e}")))?;
+    }
     if !ip.is_loopback() && token.is_none() && security.tokens.is_empty() {
         return Err(Exit::config(format!(
             "binding {ip} exposes the hub beyond this machine; set a token with --token, SIGHTLINE_TOKEN or --token-file"

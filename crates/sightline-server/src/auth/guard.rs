@@ -41,16 +41,29 @@ pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<Strin
     })
 }
 
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `%XX` and `+` decoded, byte by byte (so a `%` before a multi-byte character can never split
+/// it); invalid UTF-8 in the result becomes U+FFFD.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex_digit),
+                bytes.get(i + 2).copied().and_then(hex_digit),
+            )
         {
-            out.push(b);
+            out.push(hi * 16 + lo);
             i += 3;
             continue;
         }
@@ -306,6 +319,15 @@ async fn admit(State(hub): State<Hub>, mut req: Request, next: Next) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_never_splits_a_character() {
+        for q in ["access_token=%a\u{e9}", "access_token=%\u{e9}", "access_token=%", "access_token=%4", "access_token=%zz\u{1f511}"] {
+            let _ = presented_token(&HeaderMap::new(), Some(q));
+        }
+        assert_eq!(percent_decode("%41%e2%82%ac+x"), "A€ x");
+        assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
+    }
 
     #[test]
     fn query_token_is_decoded() {

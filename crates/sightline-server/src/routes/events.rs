@@ -22,21 +22,51 @@ const PARSE_INLINE_MAX: usize = 64 * 1024;
 /// The health name of this path.
 pub const PATH_NAME: &str = "http";
 
-/// Reads a body up to `limit` bytes; over it is a 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    // A declared length over the limit is refused before reading a byte, so the producer gets
-    // its 413 at once instead of a reset while it is still sending.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("length limit") {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("could not read the body: {text}"))
+/// How much of an oversized body is read and thrown away before the 413, and for how long: a
+/// client that writes its whole body before reading (most HTTP libraries) then gets the 413
+/// and its message instead of a broken pipe. Bounded, so a client that never stops sending
+/// is cut off.
+const DRAIN_MAX: u64 = 64 * 1024 * 1024;
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards what is left of a body stream, within [`DRAIN_MAX`] and [`DRAIN_FOR`].
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_MAX {
+                break;
+            }
         }
     })
+    .await;
+}
+
+/// Reads a body up to `limit` bytes; over it is a 413 (sent once the body has been read and
+/// discarded, within bounds).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let declared_over = axum::body::HttpBody::size_hint(&body).lower() > limit as u64;
+    let mut stream = body.into_data_stream();
+    // A declared length over the limit is refused without keeping a byte of it.
+    if declared_over {
+        drain(&mut stream).await;
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            drop(out);
+            drain(&mut stream).await;
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 pub(crate) fn content_type(headers: &HeaderMap) -> Option<&str> {
