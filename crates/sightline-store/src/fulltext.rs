@@ -14,6 +14,33 @@
 //! deleted file or a restored backup never leaves search wrong. Searches still cover the
 //! in-flight window: `query::search` checks events above `indexed_through` in memory.
 //!
+//! The index keeps token positions (`detail=full`) so that a word with punctuation inside
+//! (`main.rs`, `127.0.0.1`, `foo-bar`, `don't`) and a word of a script the tokenizer splits at
+//! its marks (Hindi, Thai) are phrases: `main.rs` finds `main.rs`, never a document that holds
+//! `main` and `rs` apart. `detail=none` refused every such query (search answered 500), and
+//! `detail=column` refuses phrases too. Measured with `examples/fts_cost.rs`, 200,000 events,
+//! 2 cores under load (other builds running, load average 10-12), 2026-11-30:
+//!
+//! ```text
+//! full-text file, bytes/event          none   column   full
+//!   varied agent events (875 B JSON)    118     210     233
+//!   bench events (593 B, templated)      49-52   111     119-126
+//! indexer stage alone, events/s
+//!   varied agent events               62-64k    48-51k  50-53k
+//!   bench events                        122k    109k    103k
+//! whole store, bench events (both files, bytes/event; committed+indexed events/s)
+//!   none 279-282 at 22-33k/s            full 349-359 at 23-28k/s
+//! ```
+//!
+//! So positions cost about 70 bytes per bench event (115 on varied text) and a fifth of the
+//! indexer's own speed; the indexer runs beside the writer, so committed ingest did not move
+//! beyond the noise. Disk per event stays under the 450-byte floor of DESIGN.md §6 and goes past
+//! its 300-byte target on the bench event: phrases that always answer right were judged worth
+//! it (the alternative, `detail=none` with each piece a separate term and an in-memory check,
+//! needs this crate to predict SQLite's tokenizer exactly, or it errors on other scripts again).
+//! A file made with other arguments (an older sightline's `detail=none`) is dropped and rebuilt
+//! from `events` at open ([`open_index`]).
+//!
 //! This module must never write to the main database, and never drop an acknowledgement: when
 //! indexing fails the events are still acknowledged (they are committed) and the index is
 //! caught up from `events` before the next batch.
@@ -43,8 +70,12 @@ pub fn index_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The index's FTS5 arguments. An index file made with other arguments (an older sightline's
+/// `detail=none`) is rebuilt at open: see [`open_index`].
+const FTS_ARGS: &str = "body, content='', contentless_delete=1, detail=full";
+
 const SCHEMA: &str = "
-CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(body, content='', contentless_delete=1, detail=none);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(body, content='', contentless_delete=1, detail=full);
 CREATE TABLE IF NOT EXISTS fts_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     epoch TEXT NOT NULL,
@@ -73,6 +104,7 @@ pub(crate) fn open_index(db: &Path, synchronous_full: bool) -> Result<Connection
     })?;
     // Indexing appends segments and merges a few: a small cache does (memory is budgeted).
     conn.execute_batch("PRAGMA cache_size = -4000; PRAGMA wal_autocheckpoint = 16000;")?;
+    drop_if_other_format(&conn)?;
     conn.execute_batch(SCHEMA)?;
     // Merging segments was half of the indexer's work with the default (4 segments per level
     // before a merge); 16 halves the merges for a slightly slower multi-segment query.
@@ -82,6 +114,29 @@ pub(crate) fn open_index(db: &Path, synchronous_full: bool) -> Result<Connection
     )?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
+}
+
+/// Drops an index made with other FTS5 arguments (an older sightline's `detail=none` cannot
+/// answer phrases) together with its state, so that [`catch_up`] rebuilds it from `events`.
+/// The index is derived data: nothing is lost, the first open after an upgrade takes longer.
+fn drop_if_other_format(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::OptionalExtension;
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events_fts'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(sql) = sql
+        && !sql.contains(FTS_ARGS)
+    {
+        tracing::warn!("the full-text index has an older format; rebuilding it");
+        conn.execute_batch(
+            "BEGIN; DROP TABLE events_fts; DROP TABLE IF EXISTS fts_state; COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 /// The last seq the index covers, and the epoch it was built for.
@@ -289,5 +344,33 @@ impl Indexer {
             self.stats.depth.fetch_sub(batch.count, Ordering::AcqRel);
             drop(batch.garbage);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The format check at open compares against `FTS_ARGS`: the schema must make exactly it,
+    /// or every open would rebuild the index.
+    #[test]
+    fn the_schema_makes_the_format_the_open_check_expects() {
+        assert!(SCHEMA.contains(&format!("fts5({FTS_ARGS})")));
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let conn = open_index(&db, false).unwrap();
+        conn.execute("INSERT INTO events_fts (rowid, body) VALUES (1, 'a b')", [])
+            .unwrap();
+        drop(conn);
+        // Opening again keeps what is there.
+        let conn = open_index(&db, false).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM events_fts WHERE events_fts MATCH '\"a b\"'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

@@ -13,6 +13,7 @@ pub mod migrations;
 pub mod query;
 pub mod retention;
 pub mod rows;
+pub mod search_text;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -401,8 +402,9 @@ impl Store {
             .into_iter()
             .map(|e| rows::PreparedEvent::new(e, &self.inner.codec))
             .collect();
-        let unprepare =
-            |p: Vec<rows::PreparedEvent>| -> Vec<Event> { p.into_iter().map(|p| p.event).collect() };
+        let unprepare = |p: Vec<rows::PreparedEvent>| -> Vec<Event> {
+            p.into_iter().map(|p| p.event).collect()
+        };
         let guard = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(tx) = guard.as_ref() else {
             return Err(refuse(StoreError::Closed, unprepare(prepared)));

@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde::Serialize;
+use sightline_schema::filter::searchable_text;
 use sightline_schema::{EntityType, Event, Filter, Severity, Source, Status, Timestamp};
 
 use crate::StoreError;
 use crate::rows::{EVENT_COLUMN_COUNT, EVENT_COLUMNS, event_from_row};
+use crate::search_text::TextQuery;
 
 /// A run as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -489,23 +491,19 @@ pub fn get_event(conn: &Connection, seq: u64) -> Result<Option<Event>, StoreErro
         .optional()?)
 }
 
-/// The FTS5 query for the filter's words: each word a quoted prefix, all required.
+/// The FTS5 `MATCH` argument for the filter's `q`, valid for any text (`search_text.rs`);
+/// `None` when `q` has no word the index can see.
 pub fn fts_query(filter: &Filter) -> Option<String> {
-    let terms = filter.query_terms();
-    if terms.is_empty() {
-        return None;
-    }
-    Some(
-        terms
-            .iter()
-            .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    TextQuery::new(filter.q.as_deref().unwrap_or_default()).fts
 }
 
-/// The WHERE clause for a filter (without `q`'s in-memory substring check, which FTS replaces).
-fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
+/// The WHERE clause for a filter; `text` is its `q` as built by [`TextQuery`] (`None` leaves
+/// full text out). Words the index cannot answer for are checked in memory by the caller.
+fn filter_clauses(
+    filter: &Filter,
+    text: Option<&TextQuery>,
+    args: &mut Vec<SqlValue>,
+) -> Vec<String> {
     let mut clauses = Vec::new();
     let codes = |v: Vec<i64>| v.into_iter().map(SqlValue::Integer);
     let texts = |v: &[String]| v.iter().cloned().map(SqlValue::Text).collect::<Vec<_>>();
@@ -566,7 +564,7 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
             bind(SqlValue::Integer(until.millis()), args)
         ));
     }
-    if let Some(q) = fts_query(filter) {
+    if let Some(q) = text.and_then(|t| t.fts.clone()) {
         // The index (its own file, attached as `fts`) trails the commit head by the batch being
         // indexed; events above what it covers are candidates here and are checked in memory
         // by `search`, so a search never misses a stored event.
@@ -582,6 +580,11 @@ fn filter_clauses(filter: &Filter, args: &mut Vec<SqlValue>) -> Vec<String> {
 const UNINDEXED_FROM: &str =
     "COALESCE((SELECT indexed_through FROM fts.fts_state WHERE id = 1), 0)";
 
+/// Most rows one search page reads when some of its words are checked in memory (they may
+/// reject most rows): the page then ends early with a cursor, so one request does bounded work
+/// however rare its words are.
+pub const SEARCH_SCAN_BUDGET: usize = 5_000;
+
 /// Events matching a filter, paged by seq in either direction.
 pub fn search(
     conn: &Connection,
@@ -591,8 +594,9 @@ pub fn search(
     limit: usize,
 ) -> Result<Page<Vec<Event>, u64>, StoreError> {
     let limit = limit.clamp(1, 5000);
+    let text = filter.q.as_deref().map(TextQuery::new);
     let mut args = Vec::new();
-    let mut clauses = filter_clauses(filter, &mut args);
+    let mut clauses = filter_clauses(filter, text.as_ref(), &mut args);
     let direction = match order {
         Order::Desc => {
             if let Some(before) = cursor {
@@ -614,34 +618,57 @@ pub fn search(
     if clauses.is_empty() {
         clauses.push("1".into());
     }
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, seq > {UNINDEXED_FROM} FROM events WHERE {} ORDER BY seq {direction} LIMIT {}",
-        clauses.join(" AND "),
+    let has_text = text
+        .as_ref()
+        .is_some_and(|t| t.fts.is_some() || !t.in_memory.is_empty());
+    let in_memory = text.as_ref().filter(|t| !t.in_memory.is_empty());
+    // Without words to check in memory, the index decides and one row past the page says
+    // whether there is a next one; with them, read on (bounded) to fill the page.
+    let scan = if in_memory.is_some() {
+        SEARCH_SCAN_BUDGET.max(limit + 1)
+    } else {
         limit + 1
+    };
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, seq > {UNINDEXED_FROM} FROM events WHERE {} ORDER BY seq {direction} LIMIT {scan}",
+        clauses.join(" AND "),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt
-        .query_map(params_from_iter(args), |row| {
-            Ok((
-                event_from_row(row)?,
-                row.get::<_, bool>(EVENT_COLUMN_COUNT)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|(e, _)| e.seq)
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut items: Vec<Event> = Vec::new();
+    let mut scanned = 0;
+    let mut last_scanned = None;
+    while let Some(row) = rows.next()? {
+        let event = event_from_row(row)?;
+        let unindexed: bool = row.get(EVENT_COLUMN_COUNT)?;
+        scanned += 1;
+        last_scanned = Some(event.seq);
+        // Not yet indexed: the in-memory text rule decides (the same one live streams use).
+        // Indexed: the index decided, except for the words it could not answer for.
+        let keep = if has_text && unindexed {
+            filter.matches(&event)
+        } else if let Some(t) = in_memory {
+            t.matches_in_memory(&searchable_text(&event).to_lowercase())
+        } else {
+            true
+        };
+        if keep {
+            items.push(event);
+            if items.len() > limit {
+                break;
+            }
+        }
+    }
+    // The page may come out shorter than `limit`; `next_cursor` still continues after the
+    // last row judged, so nothing is skipped or repeated.
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|e| e.seq)
+    } else if scanned == scan {
+        last_scanned
     } else {
         None
     };
-    // Not yet indexed: the in-memory text rule decides (the same one live streams use). The
-    // page may come out shorter than `limit`; `next_cursor` still continues after it.
-    let has_text = fts_query(filter).is_some();
-    let items = rows
-        .into_iter()
-        .filter(|(e, unindexed)| !(has_text && *unindexed) || filter.matches(e))
-        .map(|(e, _)| e)
-        .collect();
     Ok(Page { items, next_cursor })
 }
 
@@ -657,7 +684,7 @@ pub fn replay(
     // Full text in replay uses the same in-memory rule as the live path, so both agree.
     f.q = None;
     let mut args = Vec::new();
-    let mut clauses = filter_clauses(&f, &mut args);
+    let mut clauses = filter_clauses(&f, None, &mut args);
     clauses.push(format!(
         "seq > {}",
         bind(SqlValue::Integer(after as i64), &mut args)
@@ -730,61 +757,115 @@ pub fn stats(conn: &Connection, since: Timestamp, now: Timestamp) -> Result<Stat
     Ok(out)
 }
 
+/// Most failures (the latest by seq) that incidents cluster per call.
+const INCIDENT_FAILURES: i64 = 20_000;
+/// Most incidents one call returns: each carries a whole sample event.
+pub const MAX_INCIDENTS: usize = 1_000;
+
+/// An incident while failures are folded into it: everything but the sample event, which is
+/// read once the incidents to return are known.
+struct OpenIncident {
+    key: String,
+    run_id: Option<String>,
+    correlation_id: Option<String>,
+    title: String,
+    source: Source,
+    count: i64,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    first_seq: u64,
+    last_seq: u64,
+}
+
 /// Failures clustered by run, correlation (else entity, else title) and time window.
+///
+/// Reads only the columns clustering needs, already in time order from SQLite, and folds them
+/// one row at a time: memory grows with the number of incidents (at most the latest
+/// [`INCIDENT_FAILURES`] failures, a few short strings each), never with payloads. Only the
+/// sample events of the incidents returned (at most `limit`, capped at [`MAX_INCIDENTS`]) are
+/// read whole. One read transaction, so samples come from the same snapshot.
 pub fn incidents(
     conn: &Connection,
     since: Timestamp,
     window_ms: i64,
     limit: usize,
 ) -> Result<Vec<Incident>, StoreError> {
-    // Uses the partial index on failures: only failures are read.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE (severity = 4 OR status = 6) ORDER BY seq DESC LIMIT 20000"
-    ))?;
-    let mut failures = stmt
-        .query_map([], event_from_row)?
-        .filter(|e| e.as_ref().map_or(true, |e| e.ts >= since))
-        .collect::<Result<Vec<_>, _>>()?;
-    failures.sort_by_key(|e| (e.ts, e.seq));
+    let tx = conn.unchecked_transaction()?;
+    // The inner query uses the partial index on failures (only failures are read); the outer
+    // one keeps those at or after `since` and sorts the narrow rows by time.
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, ts, run_id, correlation_id, entity_id, title, source FROM ( \
+            SELECT seq, ts, run_id, correlation_id, entity_id, title, source FROM events \
+            WHERE (severity = 4 OR status = 6) ORDER BY seq DESC LIMIT ?1) \
+         WHERE ts >= ?2 ORDER BY ts, seq",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![INCIDENT_FAILURES, since.millis()])?;
     let mut open: HashMap<(Option<String>, String), usize> = HashMap::new();
-    let mut incidents: Vec<Incident> = Vec::new();
-    for e in failures {
-        let what = e
-            .correlation_id
+    let mut incidents: Vec<OpenIncident> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let seq = row.get::<_, i64>(0)? as u64;
+        let ts = Timestamp(row.get(1)?);
+        let run_id: Option<String> = row.get(2)?;
+        let correlation_id: Option<String> = row.get(3)?;
+        let entity_id: Option<String> = row.get(4)?;
+        let title: String = row.get(5)?;
+        let what = correlation_id
             .clone()
-            .or_else(|| e.entity_id.clone())
-            .unwrap_or_else(|| e.title.clone());
-        let key = (e.run_id.clone(), what.clone());
+            .or(entity_id)
+            .unwrap_or_else(|| title.clone());
+        let key = (run_id, what);
         match open.get(&key).copied() {
-            Some(i) if e.ts.millis() - incidents[i].last_seen.millis() <= window_ms => {
+            Some(i) if ts.millis() - incidents[i].last_seen.millis() <= window_ms => {
                 let inc = &mut incidents[i];
                 inc.count += 1;
-                inc.last_seen = e.ts;
-                inc.last_seq = e.seq;
+                inc.last_seen = ts;
+                inc.last_seq = seq;
             }
             _ => {
-                open.insert(key, incidents.len());
-                incidents.push(Incident {
-                    key: format!("{}|{}|{}", e.run_id.as_deref().unwrap_or("-"), what, e.seq),
-                    run_id: e.run_id.clone(),
-                    correlation_id: e.correlation_id.clone(),
-                    title: e.title.clone(),
-                    source: e.source,
+                incidents.push(OpenIncident {
+                    key: format!("{}|{}|{}", key.0.as_deref().unwrap_or("-"), key.1, seq),
+                    run_id: key.0.clone(),
+                    correlation_id,
+                    title,
+                    source: source_at(row, 6)?,
                     count: 1,
-                    first_seen: e.ts,
-                    last_seen: e.ts,
-                    first_seq: e.seq,
-                    last_seq: e.seq,
-                    sample: e,
+                    first_seen: ts,
+                    last_seen: ts,
+                    first_seq: seq,
+                    last_seq: seq,
                 });
+                open.insert(key, incidents.len() - 1);
             }
         }
     }
+    drop(rows);
+    drop(stmt);
+    drop(open);
     incidents.sort_by(|a, b| {
         b.last_seen
             .cmp(&a.last_seen)
             .then(b.last_seq.cmp(&a.last_seq))
     });
-    incidents.truncate(limit.max(1));
-    Ok(incidents)
+    incidents.truncate(limit.clamp(1, MAX_INCIDENTS));
+    let mut out = Vec::with_capacity(incidents.len());
+    for inc in incidents {
+        // The sample is the failure that opened the incident; it is in the same snapshot.
+        let Some(sample) = get_event(&tx, inc.first_seq)? else {
+            continue;
+        };
+        out.push(Incident {
+            key: inc.key,
+            run_id: inc.run_id,
+            correlation_id: inc.correlation_id,
+            title: inc.title,
+            source: inc.source,
+            count: inc.count,
+            first_seen: inc.first_seen,
+            last_seen: inc.last_seen,
+            first_seq: inc.first_seq,
+            last_seq: inc.last_seq,
+            sample,
+        });
+    }
+    Ok(out)
 }
