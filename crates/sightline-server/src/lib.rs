@@ -85,7 +85,12 @@ async fn contain_panics(req: Request, next: Next) -> Response {
 /// Opens the core (store with its commits wired to a new bus) and builds the server's state.
 pub fn open_hub(store: StoreConfig, parts: Parts) -> Result<Hub, StoreError> {
     let core = Core::open(store)?;
-    Ok(Hub::new(core, parts.settings, parts.endpoints, parts.plugins))
+    Ok(Hub::new(
+        core,
+        parts.settings,
+        parts.endpoints,
+        parts.plugins,
+    ))
 }
 
 /// A hub being served; stop it with [`Running::stop`] or by `POST /api/v1/shutdown`.

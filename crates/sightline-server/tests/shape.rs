@@ -82,7 +82,11 @@ fn every_route_is_in_the_table_and_every_access_decision_comes_from_it() {
         settings.security.auth_failures_per_minute = 100_000;
     });
     let routes = routes();
-    assert!(routes.len() >= 29, "the table lists {} routes", routes.len());
+    assert!(
+        routes.len() >= 29,
+        "the table lists {} routes",
+        routes.len()
+    );
     let mut seen = std::collections::HashSet::new();
     for r in &routes {
         assert!(
@@ -102,7 +106,9 @@ fn every_route_is_in_the_table_and_every_access_decision_comes_from_it() {
                 r.path,
                 r.access.describe()
             ),
-            Access::Public | Access::Socket => assert_ne!(anonymous, 401, "{} {}", r.method.as_str(), r.path),
+            Access::Public | Access::Socket => {
+                assert_ne!(anonymous, 401, "{} {}", r.method.as_str(), r.path)
+            }
         }
         for (token, role) in [(READ_TOKEN, Role::Read), (INGEST_TOKEN, Role::Ingest)] {
             if allows(r.access, role) {
@@ -130,13 +136,18 @@ fn every_route_is_in_the_table_and_every_access_decision_comes_from_it() {
         }
     }
     // The router serves exactly the table: a path that is not in it is no API route.
-    assert_eq!(call(&hub, Method::Get, "/api/v1/no-such-route", Some(READ_TOKEN)), 404);
+    assert_eq!(
+        call(&hub, Method::Get, "/api/v1/no-such-route", Some(READ_TOKEN)),
+        404
+    );
 }
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => {
-            let name = r.strip_prefix("#/components/schemas/").expect("a component ref");
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a component ref");
             doc["components"]["schemas"]
                 .get(name)
                 .unwrap_or_else(|| panic!("{r} is not in components"))
@@ -164,11 +175,25 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
     let doc = hub.get("/openapi.json");
     for r in routes() {
         let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
-        assert!(op.is_object(), "{} {} is missing", r.method.as_str(), r.path);
-        assert_eq!(op["x-sightline-role"], json!(r.access.describe()), "{}", r.path);
+        assert!(
+            op.is_object(),
+            "{} {} is missing",
+            r.method.as_str(),
+            r.path
+        );
+        assert_eq!(
+            op["x-sightline-role"],
+            json!(r.access.describe()),
+            "{}",
+            r.path
+        );
         for p in table::path_params(r.path) {
             assert!(
-                op["parameters"].as_array().unwrap().iter().any(|x| x["name"] == p && x["in"] == "path"),
+                op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["name"] == p && x["in"] == "path"),
                 "{} lacks its path parameter {p}",
                 r.path
             );
@@ -178,15 +203,22 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
     refs(&doc, &mut all);
     for r in &all {
         let name = r.trim_start_matches("#/components/schemas/");
-        assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
     }
     // The answers users script against are described field by field, not as a bare object.
     let ok = |path: &str, method: &str, status: &str| -> Value {
-        let schema = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
+        let schema = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]
+            ["schema"];
         resolve(&doc, schema).clone()
     };
     let props = |v: &Value| -> Vec<String> {
-        v["properties"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        v["properties"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     };
     let runs = ok("/api/v1/runs", "get", "200");
     assert!(props(&runs).contains(&"runs".to_string()));
@@ -197,7 +229,10 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
     let detail = ok("/api/v1/runs/{run_id}", "get", "200");
     let session = resolve(&doc, &detail["properties"]["sessions"]["items"]).clone();
     for f in ["session_id", "parent_session_id", "total_cost_usd"] {
-        assert!(props(&session).contains(&f.to_string()), "Session lacks {f}");
+        assert!(
+            props(&session).contains(&f.to_string()),
+            "Session lacks {f}"
+        );
     }
     let health = ok("/api/v1/health", "get", "200");
     for f in ["epoch", "head_seq", "storage", "queue", "adapters"] {
@@ -205,7 +240,10 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
     }
     let source = resolve(&doc, &health["properties"]["adapters"]["items"]).clone();
     for f in ["name", "state", "refused_full", "errors"] {
-        assert!(props(&source).contains(&f.to_string()), "source health lacks {f}");
+        assert!(
+            props(&source).contains(&f.to_string()),
+            "source health lacks {f}"
+        );
     }
     let stats = ok("/api/v1/stats", "get", "200");
     for f in ["total_events", "error_rate", "total_cost_usd", "head_seq"] {
@@ -213,7 +251,10 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
     }
     let audit = ok("/api/v1/audit", "get", "200");
     let entry = resolve(&doc, &audit["properties"]["entries"]["items"]).clone();
-    assert!(props(&entry).contains(&"kind".to_string()), "audit entry: {entry}");
+    assert!(
+        props(&entry).contains(&"kind".to_string()),
+        "audit entry: {entry}"
+    );
     let plugins = ok("/api/v1/plugins", "get", "200");
     assert!(props(&plugins).contains(&"plugins".to_string()));
     let event = ok("/api/v1/events/{seq}", "get", "200");
@@ -261,11 +302,17 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
     let answer: Value = hub.runtime.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
         let batch: Vec<Value> = (61..=80).map(|i| event("q", i)).collect();
-        ws.send(Message::text(json!({"type": "publish", "id": 1, "events": batch}).to_string()))
-            .await
-            .unwrap();
+        ws.send(Message::text(
+            json!({"type": "publish", "id": 1, "events": batch}).to_string(),
+        ))
+        .await
+        .unwrap();
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if let Message::Text(t) = m {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "ack" || v["type"] == "error" {
@@ -282,7 +329,11 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
     let telemetry: Vec<Value> = (0..20)
         .map(|i| json!({"id": format!("t{i}"), "type": "tool_call", "agentId": "a", "sessionId": "s", "data": {"toolName": "Bash"}}))
         .collect();
-    let (status, body) = post(&format!("{}/telemetry", hub.url), "application/json", json!(telemetry).to_string());
+    let (status, body) = post(
+        &format!("{}/telemetry", hub.url),
+        "application/json",
+        json!(telemetry).to_string(),
+    );
     assert_eq!(status, 503, "{body}");
     assert_eq!(health_of(&hub, "telemetry")["refused_full"], 1);
 
@@ -296,11 +347,21 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
         .collect();
     let emitted = hub.runtime.spawn(async move { sink.emit(batch).await });
     let started = Instant::now();
-    while health_of(&hub, "background-test")["refused_full"].as_u64().unwrap_or(0) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the background batch was never refused");
+    while health_of(&hub, "background-test")["refused_full"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the background batch was never refused"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!emitted.is_finished(), "a background batch waits for room, it is not dropped");
+    assert!(
+        !emitted.is_finished(),
+        "a background batch waits for room, it is not dropped"
+    );
 
     // The totals are the sum of the paths.
     let health = hub.get("/api/v1/health");
@@ -316,8 +377,14 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
     assert_eq!(first.join().unwrap().0, 202);
     assert_eq!(filler.join().unwrap().0, 202);
     let accepted = hub.runtime.block_on(emitted).unwrap().unwrap();
-    assert_eq!(accepted.accepted, 20, "the waiting batch was committed whole");
+    assert_eq!(
+        accepted.accepted, 20,
+        "the waiting batch was committed whole"
+    );
     assert_eq!(health_of(&hub, "background-test")["events"], 20);
     let head = hub.get("/api/v1/health")["head_seq"].as_u64().unwrap();
-    assert_eq!(head, 61, "1 + 40 + the 20 background events; the refused batches stored nothing");
+    assert_eq!(
+        head, 61,
+        "1 + 40 + the 20 background events; the refused batches stored nothing"
+    );
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sightline_core::{Access, Role};
 
-use super::{Grant, Security};
+use super::{AuthRefusal, Grant, Security};
 use crate::error::ApiError;
 use crate::hub::Hub;
 
@@ -241,9 +241,16 @@ async fn admit(State(hub): State<Hub>, mut req: Request, next: Next) -> Response
     if sec.auth_required() && need != Access::Public {
         match (presented.as_deref(), need) {
             (None, Access::Socket) => caller.pending_auth = true,
-            (presented, _) => match sec.authenticate(presented) {
+            (presented, _) => match sec.authenticate_from(ip, presented) {
                 Ok(grant) => caller.grant = grant,
-                Err(_) => {
+                Err(AuthRefusal::LockedOut(retry)) => {
+                    sec.audit("locked_out", ip, None, method.as_str(), &path, 429, None);
+                    return too_many(
+                        retry,
+                        "too many failed authentications from this address; locked out, wait",
+                    );
+                }
+                Err(AuthRefusal::Unauthorized) => {
                     let detail = if presented.is_some() {
                         "wrong token"
                     } else {
@@ -258,9 +265,6 @@ async fn admit(State(hub): State<Hub>, mut req: Request, next: Next) -> Response
                         401,
                         Some(detail.into()),
                     );
-                    if let Err(retry) = sec.auth_failure(ip) {
-                        return too_many(retry, "too many failed authentications; wait");
-                    }
                     return ApiError::Unauthorized.into_response();
                 }
             },
@@ -322,7 +326,13 @@ mod tests {
 
     #[test]
     fn percent_decoding_never_splits_a_character() {
-        for q in ["access_token=%a\u{e9}", "access_token=%\u{e9}", "access_token=%", "access_token=%4", "access_token=%zz\u{1f511}"] {
+        for q in [
+            "access_token=%a\u{e9}",
+            "access_token=%\u{e9}",
+            "access_token=%",
+            "access_token=%4",
+            "access_token=%zz\u{1f511}",
+        ] {
             let _ = presented_token(&HeaderMap::new(), Some(q));
         }
         assert_eq!(percent_decode("%41%e2%82%ac+x"), "A€ x");

@@ -60,12 +60,55 @@ impl Default for SecuritySettings {
     }
 }
 
+/// How long an address that used up its authentication failures is locked out: every attempt
+/// from it, with the right token or not, is refused until then.
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Addresses remembered as locked out at once (the oldest lock is forgotten first).
+const MAX_LOCKOUTS: usize = 10_000;
+
+/// WebSockets waiting to authenticate, per address and in all.
+const MAX_UNAUTHENTICATED_PER_ADDR: usize = 16;
+const MAX_UNAUTHENTICATED: usize = 128;
+
+/// A counted unauthenticated WebSocket; the count drops with it.
+pub struct UnauthenticatedSlot {
+    security: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Option<IpAddr>, usize>>>,
+    addr: Option<IpAddr>,
+}
+
+impl Drop for UnauthenticatedSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .security
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// Why an authentication was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AuthRefusal {
+    /// No token, or a wrong one.
+    Unauthorized,
+    /// Too many failures from this address: locked out for this long, whatever is presented.
+    LockedOut(Duration),
+}
+
 /// The hub's security state: settings plus limiter buckets and the audit log.
 pub struct Security {
     pub settings: SecuritySettings,
     per_token: Option<Limiter>,
     per_addr: Option<Limiter>,
     auth_failures: Limiter,
+    lockouts: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+    unauthenticated:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Option<IpAddr>, usize>>>,
     pub audit: AuditLog,
     machine_names: Vec<String>,
 }
@@ -92,6 +135,8 @@ impl Security {
             audit: AuditLog::open(settings.audit_path.as_deref()),
             settings,
             machine_names,
+            lockouts: std::sync::Mutex::new(std::collections::HashMap::new()),
+            unauthenticated: Default::default(),
         }
     }
 
@@ -154,6 +199,86 @@ impl Security {
     pub(crate) fn auth_failure(&self, addr: Option<IpAddr>) -> Result<(), Duration> {
         let key = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
         self.auth_failures.take(&key)
+    }
+
+    /// Counts a WebSocket that must still authenticate; `None` when its address (or the hub)
+    /// already has as many as it may.
+    pub fn admit_unauthenticated(&self, addr: Option<IpAddr>) -> Option<UnauthenticatedSlot> {
+        let mut map = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = map.values().sum();
+        let mine = map.get(&addr).copied().unwrap_or(0);
+        if total >= MAX_UNAUTHENTICATED || mine >= MAX_UNAUTHENTICATED_PER_ADDR {
+            return None;
+        }
+        *map.entry(addr).or_insert(0) += 1;
+        Some(UnauthenticatedSlot {
+            security: self.unauthenticated.clone(),
+            addr,
+        })
+    }
+
+    /// How long `addr` stays locked out, if it is.
+    pub fn locked_out(&self, addr: Option<IpAddr>) -> Option<Duration> {
+        let ip = addr?;
+        let mut locks = self
+            .lockouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = *locks.get(&ip)?;
+        let now = std::time::Instant::now();
+        if until <= now {
+            locks.remove(&ip);
+            return None;
+        }
+        Some(until - now)
+    }
+
+    fn lock_out(&self, addr: Option<IpAddr>) {
+        let Some(ip) = addr else { return };
+        let mut locks = self
+            .lockouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if locks.len() >= MAX_LOCKOUTS {
+            locks.retain(|_, until| *until > now);
+            if locks.len() >= MAX_LOCKOUTS
+                && let Some(oldest) = locks.iter().min_by_key(|(_, u)| **u).map(|(ip, _)| *ip)
+            {
+                locks.remove(&oldest);
+            }
+        }
+        locks.insert(ip, now + LOCKOUT);
+    }
+
+    /// Authenticates a request or a WebSocket `auth` message from `addr`: the one place that
+    /// counts failures per address, on HTTP and WebSocket alike, loopback included. Once an
+    /// address has used up its failures it is locked out for [`LOCKOUT`]: every attempt is
+    /// refused, the right token too, so guessing cannot go on at the limiter's pace.
+    pub fn authenticate_from(
+        &self,
+        addr: Option<IpAddr>,
+        presented: Option<&str>,
+    ) -> Result<Option<Grant>, AuthRefusal> {
+        if !self.auth_required() {
+            return Ok(None);
+        }
+        if let Some(left) = self.locked_out(addr) {
+            return Err(AuthRefusal::LockedOut(left));
+        }
+        match self.authenticate(presented) {
+            Ok(grant) => Ok(grant),
+            Err(_) => {
+                if self.auth_failure(addr).is_err() {
+                    self.lock_out(addr);
+                    return Err(AuthRefusal::LockedOut(LOCKOUT));
+                }
+                Err(AuthRefusal::Unauthorized)
+            }
+        }
     }
 
     /// Resolves the token of a request (or a WS `auth` message): `Ok(None)` when auth is off.
@@ -270,5 +395,4 @@ mod tests {
         assert!(wait <= Duration::from_millis(100));
         assert!(l.take("b").is_ok(), "keys are independent");
     }
-
 }

@@ -22,7 +22,10 @@ impl From<ControlError> for ApiError {
     }
 }
 
-fn number<T: std::str::FromStr>(params: &HashMap<String, String>, key: &str) -> Result<Option<T>, ApiError> {
+fn number<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
     params
         .get(key)
         .filter(|v| !v.is_empty())
@@ -40,7 +43,9 @@ pub async fn get_control(
 ) -> Result<Json<Control>, ApiError> {
     let version = number::<u64>(&p, "version")?;
     let wait = number::<f64>(&p, "wait_s")?;
-    Ok(Json(hub.core().control().poll(&run_id, version, wait).await?))
+    Ok(Json(
+        hub.core().control().poll(&run_id, version, wait).await?,
+    ))
 }
 
 pub async fn put_control(

@@ -6,24 +6,23 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use sightline_schema::validate::describe_json_error;
 use sightline_schema::{Event, RawEvent, Timestamp, validate};
 use sightline_store::query::{self, Order};
 
-use crate::routes::query::filter_from;
 use crate::error::ApiError;
-use sightline_core::LineError;
 use crate::hub::Hub;
-use sightline_core::Backpressure;
 use crate::routes::events::read_body;
+use crate::routes::query::filter_from;
+use sightline_core::Backpressure;
+use sightline_core::LineError;
 
-/// Most events one export returns.
-const EXPORT_MAX: usize = 2_000_000;
 /// Events per commit during import.
 const IMPORT_CHUNK: usize = 5_000;
 
@@ -100,26 +99,40 @@ fn portable(e: &Event) -> Value {
     v
 }
 
-/// Writes events in a format.
-pub fn encode(events: &[Event], format: Format) -> Result<String, String> {
+/// Writes events in a format, in pieces: [`head`], [`page`] for each run of events in order,
+/// [`tail`]. The pieces concatenated equal [`encode`] of all the events, so an export can be
+/// streamed a page at a time and still be byte-identical.
+pub fn head(format: Format) -> Result<String, String> {
+    match format {
+        Format::Json => Ok("[".into()),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
+            String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+        }
+        Format::Ndjson | Format::Yaml => Ok(String::new()),
+    }
+}
+
+/// `events` in `format`; `first` when no event was written before them.
+pub fn page(events: &[Event], format: Format, first: bool) -> Result<String, String> {
     match format {
         Format::Ndjson => Ok(events.iter().map(|e| e.to_portable_json() + "\n").collect()),
         Format::Json => {
-            let mut out = String::from("[");
+            let mut out = String::new();
             for (i, e) in events.iter().enumerate() {
-                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                out.push_str(if first && i == 0 { "\n" } else { ",\n" });
                 out.push_str(&e.to_portable_json());
             }
-            out.push_str("\n]\n");
             Ok(out)
         }
+        Format::Yaml if events.is_empty() => Ok(String::new()),
         Format::Yaml => {
             let values: Vec<Value> = events.iter().map(portable).collect();
             serde_yaml::to_string(&values).map_err(|e| e.to_string())
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
             for e in events {
                 let v = portable(e);
                 let record: Vec<String> = CSV_COLUMNS
@@ -135,6 +148,23 @@ pub fn encode(events: &[Event], format: Format) -> Result<String, String> {
             String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
         }
     }
+}
+
+/// The end of an export; `empty` when no event was written.
+pub fn tail(format: Format, empty: bool) -> String {
+    match format {
+        Format::Json => "\n]\n".into(),
+        Format::Yaml if empty => "[]\n".into(),
+        _ => String::new(),
+    }
+}
+
+/// Writes events in a format, whole.
+pub fn encode(events: &[Event], format: Format) -> Result<String, String> {
+    let mut out = head(format)?;
+    out.push_str(&page(events, format, true)?);
+    out.push_str(&tail(format, events.is_empty()));
+    Ok(out)
 }
 
 fn validate_value(line: usize, value: Value, now: Timestamp) -> Result<Event, LineError> {
@@ -272,47 +302,114 @@ fn csv_record_to_value(
     Ok(Value::Object(map))
 }
 
-/// Reads every event a filter selects, in seq order.
-pub async fn select(hub: &Hub, params: &HashMap<String, String>) -> Result<Vec<Event>, ApiError> {
+/// Events read from SQLite per page of an export: what an export holds in memory at once.
+const EXPORT_PAGE: usize = 5_000;
+
+/// The filter of an export (`run_id` is the `runs` filter).
+fn export_filter(params: &HashMap<String, String>) -> Result<sightline_schema::Filter, ApiError> {
     let mut params = params.clone();
     if let Some(run) = params.remove("run_id") {
         params.insert("runs".into(), run);
     }
-    let filter = filter_from(&params)?;
+    filter_from(&params)
+}
+
+async fn read_page(
+    hub: &Hub,
+    filter: &sightline_schema::Filter,
+    after: u64,
+) -> Result<(Vec<Event>, Option<u64>), ApiError> {
+    let f = filter.clone();
+    let page = hub
+        .store()
+        .read(move |c| query::search(c, &f, Order::Asc, Some(after), EXPORT_PAGE))
+        .await?;
+    Ok((page.items, page.next_cursor))
+}
+
+/// Reads every event a filter selects, in seq order (whole, in memory: for callers that need
+/// them all at once; the export route streams instead).
+pub async fn select(hub: &Hub, params: &HashMap<String, String>) -> Result<Vec<Event>, ApiError> {
+    let filter = export_filter(params)?;
     let mut events = Vec::new();
     let mut after = 0;
     loop {
-        let f = filter.clone();
-        let page = hub
-            .store()
-            .read(move |c| query::search(c, &f, Order::Asc, Some(after), 5000))
-            .await?;
-        events.extend(page.items);
-        match page.next_cursor {
-            Some(c) if events.len() < EXPORT_MAX => after = c,
-            _ => break,
+        let (items, next) = read_page(hub, &filter, after).await?;
+        events.extend(items);
+        match next {
+            Some(c) => after = c,
+            None => break,
         }
     }
     Ok(events)
 }
 
+/// `GET /api/v1/export`: every event of a run or a filter, streamed a page at a time (the hub
+/// never holds more than one page, whatever the export's size).
 pub async fn export(
     State(hub): State<Hub>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let format = Format::parse(params.get("format").map(String::as_str).unwrap_or("json"))
         .map_err(ApiError::BadRequest)?;
-    let events = select(&hub, &params).await?;
-    if events.is_empty() && params.contains_key("run_id") {
+    let filter = export_filter(&params)?;
+    let (first, next) = read_page(&hub, &filter, 0).await?;
+    if first.is_empty() && params.contains_key("run_id") {
         return Err(ApiError::NotFound(format!(
             "no events for run `{}`",
             params["run_id"]
         )));
     }
-    let body = tokio::task::spawn_blocking(move || encode(&events, format))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+    let empty = first.is_empty();
+    let opening = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let mut out = head(format)?;
+        out.push_str(&page(&first, format, true)?);
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::Internal)?;
+    // The rest, page by page; an error after the first byte can only end the stream early
+    // (the status is sent), so it is logged and the body is cut short.
+    let rest = futures_util::stream::unfold(
+        (hub, filter, next, false),
+        move |(hub, filter, cursor, done)| async move {
+            if done {
+                return None;
+            }
+            let Some(after) = cursor else {
+                return Some((
+                    Ok::<_, std::io::Error>(Bytes::from(tail(format, empty))),
+                    (hub, filter, None, true),
+                ));
+            };
+            match read_page(&hub, &filter, after).await {
+                Ok((items, next)) => {
+                    let text = tokio::task::spawn_blocking(move || page(&items, format, false))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    match text {
+                        Ok(t) => Some((Ok(Bytes::from(t)), (hub, filter, next, false))),
+                        Err(e) => {
+                            tracing::error!("export cut short: {e}");
+                            Some((Err(std::io::Error::other(e)), (hub, filter, None, true)))
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("export cut short: {e:?}");
+                    Some((
+                        Err(std::io::Error::other("export read failed")),
+                        (hub, filter, None, true),
+                    ))
+                }
+            }
+        },
+    );
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(opening)) })
+            .chain(rest);
     let name = params
         .get("run_id")
         .map(|r| {
@@ -322,7 +419,7 @@ pub async fn export(
             )
         })
         .unwrap_or_else(|| "events".into());
-    let mut response = (StatusCode::OK, body).into_response();
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

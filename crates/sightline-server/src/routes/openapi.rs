@@ -25,9 +25,7 @@ fn content(shape: &Shape) -> Option<Value> {
                 .map(|(ct, f)| (ct.to_string(), json!({"schema": f()})))
                 .collect(),
         )),
-        Shape::EventStream => {
-            Some(json!({"text/event-stream": {"schema": {"type": "string"}}}))
-        }
+        Shape::EventStream => Some(json!({"text/event-stream": {"schema": {"type": "string"}}})),
         Shape::Text(what) => {
             Some(json!({"text/plain": {"schema": {"type": "string", "description": what}}}))
         }
@@ -71,9 +69,7 @@ pub fn operation(route: &Route) -> Value {
 pub fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
     for r in routes {
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.as_str().to_ascii_lowercase()] = operation(r);
     }
     json!({

@@ -116,9 +116,11 @@ pub async fn invoke(
     }
     Ok(match hub.plugins().invoke(&name, events, context).await {
         Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
-        Err(PluginFailure::NotFound(n)) => {
-            error(StatusCode::NOT_FOUND, "not_found", PluginFailure::NotFound(n).to_string())
-        }
+        Err(PluginFailure::NotFound(n)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            PluginFailure::NotFound(n).to_string(),
+        ),
         Err(e @ PluginFailure::Busy(_)) => {
             error(StatusCode::TOO_MANY_REQUESTS, "busy", e.to_string())
         }
@@ -137,7 +139,9 @@ pub async fn invoke(
             "plugin_error",
             format!(
                 "plugin `{name}` answered with an error: {}",
-                m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string())
+                m.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| m.to_string())
             ),
         ),
     })

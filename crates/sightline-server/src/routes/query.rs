@@ -227,12 +227,18 @@ pub async fn session_tree(
     Path(session_id): Path<String>,
 ) -> Result<Json<SessionTree>, ApiError> {
     let id = session_id.clone();
-    let tree = hub.store().read(move |c| query::session_tree(c, &id)).await?;
+    let tree = hub
+        .store()
+        .read(move |c| query::session_tree(c, &id))
+        .await?;
     let tree = tree.ok_or_else(|| ApiError::NotFound(format!("no session `{session_id}`")))?;
     Ok(Json(SessionTree { tree }))
 }
 
-pub async fn search(State(hub): State<Hub>, Query(p): Params) -> Result<Json<EventsPage>, ApiError> {
+pub async fn search(
+    State(hub): State<Hub>,
+    Query(p): Params,
+) -> Result<Json<EventsPage>, ApiError> {
     let filter = filter_from(&p)?;
     let order = match p.get("order").map(String::as_str) {
         None | Some("") | Some("desc") => Order::Desc,
@@ -273,10 +279,16 @@ pub async fn event(State(hub): State<Hub>, Path(seq): Path<u64>) -> Result<Json<
     Ok(Json(event))
 }
 
-pub async fn stats(State(hub): State<Hub>, Query(p): Params) -> Result<Json<StatsReport>, ApiError> {
+pub async fn stats(
+    State(hub): State<Hub>,
+    Query(p): Params,
+) -> Result<Json<StatsReport>, ApiError> {
     let now = Timestamp::now();
     let since = time(&p, "since")?.unwrap_or(Timestamp(now.millis() - 24 * 3600 * 1000));
-    let stats = hub.store().read(move |c| query::stats(c, since, now)).await?;
+    let stats = hub
+        .store()
+        .read(move |c| query::stats(c, since, now))
+        .await?;
     Ok(Json(StatsReport {
         stats,
         head_seq: hub.store().head_seq(),
@@ -285,7 +297,10 @@ pub async fn stats(State(hub): State<Hub>, Query(p): Params) -> Result<Json<Stat
     }))
 }
 
-pub async fn incidents(State(hub): State<Hub>, Query(p): Params) -> Result<Json<Incidents>, ApiError> {
+pub async fn incidents(
+    State(hub): State<Hub>,
+    Query(p): Params,
+) -> Result<Json<Incidents>, ApiError> {
     let now = Timestamp::now();
     let since = time(&p, "since")?.unwrap_or(Timestamp(now.millis() - 24 * 3600 * 1000));
     let window_ms = number(&p, "window_s", 300i64)?.max(1) * 1000;

@@ -16,7 +16,9 @@ use sightline_store::query::RunDetail;
 use crate::auth::AuditEntry;
 use crate::routes::admin::AuditPage;
 use crate::routes::export::Imported;
-use crate::routes::query::{EventsPage, HealthReport, Incidents, RunsPage, SessionTree, StatsReport};
+use crate::routes::query::{
+    EventsPage, HealthReport, Incidents, RunsPage, SessionTree, StatsReport,
+};
 
 /// A `$ref` to the component of `T`.
 pub fn of<T: JsonSchema>() -> Value {

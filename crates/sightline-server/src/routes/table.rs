@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use sightline_core::{Access, EndpointSpec, HttpSource, Method, Role, SchemaFn};
 
 use crate::hub::Hub;
-use crate::routes::{admin, control, events, export, openapi, plugins, query, stream, workflow, ws};
+use crate::routes::{
+    admin, control, events, export, openapi, plugins, query, stream, workflow, ws,
+};
 
 /// A query parameter a route reads.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +207,10 @@ const AUDIT_QUERY: &[Param] = &[
         description: "entries after this id",
         kind: "integer",
     },
-    param("kind", "auth_failed, forbidden, host_refused, origin_refused, admin_action"),
+    param(
+        "kind",
+        "auth_failed, forbidden, host_refused, origin_refused, admin_action",
+    ),
     Param {
         name: "limit",
         description: "entries per page (≤ 10,000)",

@@ -18,6 +18,9 @@ use sightline_schema::{Event, Filter, Source};
 use crate::error::ApiError;
 use crate::hub::Hub;
 
+/// The largest message a workflow-stream client may send.
+const CLIENT_MESSAGE_MAX: usize = 4 * 1024;
+
 /// An event in the workflow-update shape: `{type, timestamp, seq, data}`.
 pub fn event_to_update(e: &Event) -> Value {
     let original = e.payload.get("update").and_then(Value::as_object);
@@ -72,6 +75,11 @@ pub async fn stream(
         runs: vec![id.clone()],
         ..Filter::default()
     };
+    // The client only listens: it has nothing to send but pings and a close, so a few KiB is
+    // all a message may be (tungstenite's default would let it buffer 64 MiB).
+    let ws = ws
+        .max_message_size(CLIENT_MESSAGE_MAX)
+        .max_frame_size(CLIENT_MESSAGE_MAX);
     Ok(ws.on_upgrade(move |socket| async move {
         let (mut sink, mut incoming) = socket.split();
         let (mut sub, _gap) = hub.core().subscribe(filter, Some(since), None).await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ use sightline_schema::{Event, Filter, Timestamp};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::auth::{Caller, Limiter, RateLimit, Role};
+use crate::auth::{AuthRefusal, Caller, Limiter, RateLimit, Role};
 use crate::hub::Hub;
 
 /// The health name of events published over this socket.
@@ -42,6 +42,8 @@ const WRITE_BUFFER: usize = 32 * 1024;
 const WRITE_BATCH: usize = 32;
 /// A frame the socket has not taken for this long means the client stopped reading.
 pub const SEND_STALL: Duration = Duration::from_secs(30);
+/// The largest message a socket that authenticates with an `auth` message may send.
+pub const PRE_AUTH_MESSAGE: usize = 1024 * 1024;
 /// Time to send `auth` when the upgrade carried no token.
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a closing connection keeps reading so its last frames are not reset away.
@@ -116,14 +118,42 @@ pub async fn upgrade(
         addr: None,
         pending_auth: false,
     });
-    let max = hub.settings().max_body;
+    // A socket that has not authenticated yet (no token in the upgrade: it must send `auth`)
+    // may only send small messages, for its whole life: a message is buffered whole before it
+    // can be read, so the limit is what bounds what strangers can make the hub hold. Such
+    // sockets are also counted, per address and in all.
+    let pending = if caller.pending_auth {
+        match hub
+            .security()
+            .admit_unauthenticated(caller.addr.map(|a| a.ip()))
+        {
+            Some(slot) => Some(slot),
+            None => {
+                return crate::error::ApiError::Unavailable(
+                    "too many WebSockets are waiting to authenticate; send the token in the upgrade or retry later".into(),
+                )
+                .into_response();
+            }
+        }
+    } else {
+        None
+    };
+    let max = if pending.is_some() {
+        PRE_AUTH_MESSAGE.min(hub.settings().max_body)
+    } else {
+        hub.settings().max_body
+    };
     // Small read buffers: clients send little, and a hub holds many connections (tungstenite's
     // default is 128 KiB each, allocated up front).
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| Connection::run(hub, caller, socket))
+        .on_upgrade(move |socket| async move {
+            // The slot is held for as long as the connection lives.
+            let _pending = pending;
+            Connection::run(hub, caller, socket).await
+        })
 }
 
 struct Connection {
@@ -423,7 +453,8 @@ impl Connection {
     }
 
     async fn auth(&mut self, token: &str) -> bool {
-        match self.hub.security().authenticate(Some(token)) {
+        let ip = self.caller.addr.map(|a| a.ip());
+        match self.hub.security().authenticate_from(ip, Some(token)) {
             Ok(grant) => {
                 self.caller.pending_auth = false;
                 let roles: Vec<&str> = grant
@@ -437,8 +468,22 @@ impl Connection {
                     .await;
                 true
             }
-            Err(_) => {
-                let ip = self.caller.addr.map(|a| a.ip());
+            Err(AuthRefusal::LockedOut(_)) => {
+                let _ = self
+                    .out
+                    .send(error_frame(
+                        "locked_out",
+                        "too many failed authentications from this address; locked out, wait",
+                        None,
+                    ))
+                    .await;
+                let _ = self
+                    .out
+                    .send(close_frame(close::UNAUTHORIZED, "locked out"))
+                    .await;
+                false
+            }
+            Err(AuthRefusal::Unauthorized) => {
                 self.hub.security().audit(
                     "auth_failed",
                     ip,
@@ -476,15 +521,20 @@ impl Connection {
             body: updates.to_string().into(),
             now: Timestamp::now(),
         };
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            source.decode(&request)
-        }))
-        .map_err(|_| "the workflow source failed on this update (a bug); nothing was stored")?;
+        let decoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.decode(&request)))
+                .map_err(
+                    |_| "the workflow source failed on this update (a bug); nothing was stored",
+                )?;
         match decoded {
             Ok(d) => Ok(d.events),
             Err(e) => {
                 self.hub.core().count_invalid(PATH_NAME);
-                Err(e.lines.first().map(|l| l.message.clone()).unwrap_or(e.message))
+                Err(e
+                    .lines
+                    .first()
+                    .map(|l| l.message.clone())
+                    .unwrap_or(e.message))
             }
         }
     }
@@ -553,7 +603,11 @@ impl Connection {
                 return;
             }
         }
-        let (sub, gap) = self.hub.core().subscribe(filter, since, epoch.as_deref()).await;
+        let (sub, gap) = self
+            .hub
+            .core()
+            .subscribe(filter, since, epoch.as_deref())
+            .await;
         let mut reply = json!({
             "type": "subscribed",
             "id": id,

@@ -1,0 +1,280 @@
+//! Hostile and strange inputs against a real hub: each is refused with a clear answer, none
+//! takes the hub down, and what was acknowledged before is still there.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, Method, Role};
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "owner-token-0123";
+
+fn with_token(failures_per_minute: u32) -> TestHub {
+    TestHub::start_with(|_, s| {
+        s.token = Some(TOKEN.into());
+        s.security.auth_failures_per_minute = failures_per_minute;
+    })
+}
+
+fn get_as(url: &str, token: &str) -> u16 {
+    agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn repeated_failures_lock_the_address_out_even_for_the_right_token() {
+    let hub = with_token(5);
+    let url = format!("{}/api/v1/runs", hub.url);
+    assert_eq!(get_as(&url, TOKEN), 200);
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(get_as(&url, &format!("wrong-guess-{i:04}")));
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let res = agent()
+        .get(&url)
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        429,
+        "locked out: the right token waits too"
+    );
+    assert!(res.headers().get("retry-after").is_some());
+    // Health stays reachable: it needs no token.
+    assert_eq!(get_status(&format!("{}/api/v1/health", hub.url)).0, 200);
+}
+
+#[test]
+fn websocket_auth_failures_count_toward_the_same_lockout() {
+    let hub = with_token(3);
+    let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
+    // Three failures use the budget up; the fourth locks the address out.
+    hub.runtime.block_on(async {
+        for i in 0..4 {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+            ws.send(Message::text(
+                json!({"type": "auth", "token": format!("bad-guess-{i:04}")}).to_string(),
+            ))
+            .await
+            .unwrap();
+            // Read until the socket closes.
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+            {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    });
+    assert_eq!(
+        get_as(&format!("{}/api/v1/runs", hub.url), TOKEN),
+        429,
+        "failed WebSocket auth messages lock the address out for HTTP too"
+    );
+}
+
+#[test]
+fn an_unauthenticated_websocket_may_only_send_small_messages() {
+    let hub = with_token(1000);
+    let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
+    let outcome = hub.runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        let big = json!({"type": "auth", "token": "x".repeat(2 * 1024 * 1024)}).to_string();
+        let _ = ws.send(Message::text(big)).await;
+        let mut closed_with = None;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    closed_with = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+            }
+        }
+        closed_with
+    });
+    // 1009: message too big (or the connection simply dropped): either way not buffered.
+    assert!(matches!(outcome, Some(1009) | None), "{outcome:?}");
+    assert_eq!(get_status(&format!("{}/api/v1/health", hub.url)).0, 200);
+}
+
+#[test]
+fn bad_query_encodings_and_numbers_are_4xx_not_crashes() {
+    let hub = with_token(1000);
+    // A percent sign before a multi-byte character, before authentication.
+    let url = format!("{}/api/v1/runs?access_token=%a\u{e9}", hub.url);
+    assert_eq!(agent().get(&url).call().unwrap().status().as_u16(), 401);
+    let control = format!("{}/api/v1/processes/r1/control", hub.url);
+    for bad in ["NaN", "inf", "-1", "x"] {
+        let status = get_as(&format!("{control}?version=0&wait_s={bad}"), TOKEN);
+        assert_eq!(status, 400, "wait_s={bad}");
+    }
+    assert_eq!(get_as(&control, TOKEN), 200);
+}
+
+#[test]
+fn polling_control_for_unknown_processes_leaves_nothing_behind() {
+    let hub = TestHub::start();
+    for i in 0..300 {
+        let id = format!("{}-{i}", "p".repeat(200));
+        let (status, _) = get_status(&format!(
+            "{}/api/v1/processes/{id}/control?version=0&wait_s=0.01",
+            hub.url
+        ));
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        hub.core().control().len(),
+        0,
+        "no slot kept for a poll nobody answered"
+    );
+    let long = "p".repeat(300);
+    assert_eq!(
+        get_status(&format!("{}/api/v1/processes/{long}/control", hub.url)).0,
+        400
+    );
+}
+
+#[test]
+fn a_client_that_sends_an_oversized_body_before_reading_gets_the_413() {
+    let hub = TestHub::start_with(|_, s| s.max_body = 1024 * 1024);
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    let body = vec![b'x'; 3 * 1024 * 1024];
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // Like most HTTP libraries: the whole body first, then read the answer.
+    stream
+        .write_all(&body)
+        .expect("the hub reads the body instead of resetting the connection");
+    let mut answer = String::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains("payload_too_large") {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}
+
+/// An endpoint source with a bug: it panics on a body that says so.
+struct Buggy {
+    spec: EndpointSpec,
+}
+
+impl HttpSource for Buggy {
+    fn spec(&self) -> &EndpointSpec {
+        &self.spec
+    }
+    fn decode(&self, request: &HttpRequest) -> Result<Decoded, HttpError> {
+        if request.body.starts_with(b"panic") {
+            panic!("a bug in a source");
+        }
+        Err(HttpError::bad_request("only `panic` is interesting here"))
+    }
+}
+
+#[test]
+fn a_panicking_source_answers_500_and_the_hub_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime.block_on(async {
+        let core =
+            sightline_core::Core::open(sightline_store::StoreConfig::new(dir.path().join("db")))
+                .unwrap();
+        let buggy: Arc<dyn HttpSource> = Arc::new(Buggy {
+            spec: EndpointSpec {
+                source: "buggy",
+                method: Method::Post,
+                path: "/api/v1/hooks/buggy",
+                role: Role::Ingest,
+                summary: "a source with a bug",
+                request: &[],
+                reply_status: 202,
+                reply: || json!({}),
+            },
+        });
+        let hub = sightline_server::Hub::new(
+            core,
+            Default::default(),
+            vec![buggy],
+            Arc::new(sightline_core::plugins::NoPlugins),
+        );
+        sightline_server::start(
+            hub,
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+        .unwrap()
+    });
+    let url = format!("http://{}", running.addr);
+    let (status, body) = post(
+        &format!("{url}/api/v1/events"),
+        "application/json",
+        event("ok", 1).to_string(),
+    );
+    assert_eq!(status, 202, "{body}");
+    for _ in 0..3 {
+        let (status, body) = post(
+            &format!("{url}/api/v1/hooks/buggy"),
+            "application/json",
+            "panic now",
+        );
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("buggy"),
+            "{body}"
+        );
+    }
+    let health = get(&format!("{url}/api/v1/health"));
+    let buggy = health["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "buggy")
+        .unwrap()
+        .clone();
+    assert_eq!(buggy["errors"], 3, "{buggy}");
+    let (status, _) = post(
+        &format!("{url}/api/v1/events"),
+        "application/json",
+        event("ok", 2).to_string(),
+    );
+    assert_eq!(status, 202, "the hub still takes events");
+    let stored: Value = get(&format!("{url}/api/v1/runs/ok/timeline"));
+    assert_eq!(
+        stored["events"].as_array().unwrap().len(),
+        2,
+        "nothing acknowledged was lost"
+    );
+    runtime.block_on(running.stop()).unwrap();
+}
