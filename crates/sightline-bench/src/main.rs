@@ -515,7 +515,10 @@ async fn hub_phases(opts: Options) -> anyhow::Result<()> {
         "sightline budget benchmark — {} cores, hub pid {pid}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("{:<58} {:>16}  goal (docs/CONTRACT.md §9)", "what", "figure");
+    println!(
+        "{:<58} {:>16}  goal (docs/CONTRACT.md §9)",
+        "what", "figure"
+    );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(

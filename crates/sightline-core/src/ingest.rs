@@ -216,7 +216,10 @@ impl Core {
     }
 
     fn count_full(&self, path: &str) {
-        self.inner.counters.refused_full.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .refused_full
+            .fetch_add(1, Ordering::Relaxed);
         self.health().refused_full(path);
     }
 
@@ -345,9 +348,12 @@ mod tests {
     #[test]
     fn names_every_bad_line() {
         let body = format!("{OK}\n{{bad\n{OK}\n{{\"source\":\"custom\"}}\n");
-        let errors =
-            parse_batch(body.as_bytes(), Some("application/x-ndjson"), Timestamp::now())
-                .unwrap_err();
+        let errors = parse_batch(
+            body.as_bytes(),
+            Some("application/x-ndjson"),
+            Timestamp::now(),
+        )
+        .unwrap_err();
         assert_eq!(
             errors.iter().map(|e| e.line).collect::<Vec<_>>(),
             vec![2, 4]

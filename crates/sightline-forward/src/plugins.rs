@@ -200,7 +200,11 @@ impl Analyzers for Plugins {
     }
 }
 
-async fn run(spec: PluginSpec, events: Vec<Value>, context: Value) -> Result<PluginAnswer, PluginFailure> {
+async fn run(
+    spec: PluginSpec,
+    events: Vec<Value>,
+    context: Value,
+) -> Result<PluginAnswer, PluginFailure> {
     let Ok(_permit) = semaphore().try_acquire() else {
         return Err(PluginFailure::Busy(MAX_CONCURRENT));
     };
