@@ -17,7 +17,7 @@ use crate::rows::{EVENT_COLUMN_COUNT, EVENT_COLUMNS, event_from_row};
 use crate::search_text::TextQuery;
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Run {
     pub run_id: String,
     pub source: Source,
@@ -39,7 +39,7 @@ pub struct Run {
 }
 
 /// A session with its own sums and the sums of its whole subtree (`total_*`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Session {
     pub session_id: String,
     pub run_id: Option<String>,
@@ -64,14 +64,14 @@ pub struct Session {
     pub total_cost_usd: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionNode {
     #[serde(flatten)]
     pub session: Session,
     pub children: Vec<SessionNode>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunDetail {
     pub run: Run,
     pub sessions: Vec<Session>,
@@ -86,7 +86,7 @@ pub struct Page<T: Serialize, C: Serialize> {
     pub next_cursor: Option<C>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Stats {
     pub total_events: i64,
     pub error_events: i64,
@@ -101,7 +101,7 @@ pub struct Stats {
     pub total_output_tokens: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Incident {
     pub key: String,
     pub run_id: Option<String>,

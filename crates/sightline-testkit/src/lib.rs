@@ -261,7 +261,9 @@ impl Gate {
 impl Drop for Gate {
     fn drop(&mut self) {
         let (open, wake) = &*self.0;
-        *open.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        *open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         wake.notify_all();
     }
 }
