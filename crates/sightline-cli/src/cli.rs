@@ -15,6 +15,10 @@ pub struct Cli {
     /// Config file (TOML); defaults to $XDG_CONFIG_HOME/sightline/config.toml.
     #[arg(long, global = true, env = "SIGHTLINE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as `text` or `json` (the level comes from SIGHTLINE_LOG or
+    /// RUST_LOG, default info).
+    #[arg(long, global = true, env = "SIGHTLINE_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -7,11 +7,13 @@ mod client;
 mod commands;
 mod config;
 mod exit;
+mod logging;
 
 use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
+    logging::init(args.log_format);
     let code = match commands::run(args) {
         Ok(code) => code,
         Err(error) => exit::report(&error),

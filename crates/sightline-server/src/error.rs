@@ -104,7 +104,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
-            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m, None),
+            ApiError::Internal(m) => {
+                tracing::error!("answered 500: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", m, None)
+            }
             ApiError::Source(e) => (
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
                 e.code,
@@ -112,6 +115,9 @@ impl IntoResponse for ApiError {
                 (!e.lines.is_empty()).then(|| json!(e.lines)),
             ),
         };
+        if status.is_client_error() {
+            tracing::debug!(status = status.as_u16(), code, "refused: {message}");
+        }
         let body = json!({"error": {"code": code, "message": message, "details": details}});
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {

@@ -57,7 +57,28 @@ pub fn router(hub: Hub) -> Router {
     app.fallback(assets::serve_asset)
         .layer(middleware::from_fn_with_state(hub.clone(), auth::guard))
         .layer(middleware::from_fn(contain_panics))
+        .layer(middleware::from_fn(log_request))
         .with_state(hub)
+}
+
+/// One debug line per request: method, path (never the query string: it can carry
+/// `access_token`), status and time. Free when debug is off.
+async fn log_request(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
 }
 
 /// A panic inside a handler becomes a 500 with a message and a log line, never a dropped

@@ -191,6 +191,7 @@ impl Writer {
             Ok((n, below)) => {
                 if n > 0 {
                     self.forget_below(below);
+                    tracing::info!(deleted = n, cutoff = %cutoff, "retention sweep");
                 }
                 self.stats.retained_away.fetch_add(n, Ordering::Relaxed);
                 self.stats.stored.fetch_sub(
@@ -200,7 +201,9 @@ impl Writer {
                 n as usize >= retention::CHUNK
             }
             Err(e) => {
-                tracing::warn!("retention failed: {e}");
+                tracing::warn!(
+                    "retention failed: {e}; it is retried at the next sweep (check the disk and the database file's permissions)"
+                );
                 false
             }
         }

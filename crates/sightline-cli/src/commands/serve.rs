@@ -133,24 +133,34 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             }
         };
         let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
+        tracing::info!(
+            %url,
+            database = %db.display(),
+            sources = ?adapters.names,
+            tls = tls.is_some(),
+            auth = running.hub.security().auth_required(),
+            "sightline started; dashboard at {url}/"
+        );
         println!("sightline listening on {url}");
         let _ = std::io::stdout().flush();
-        eprintln!("sightline: database {}, dashboard {url}/", db.display());
+
         if args.open {
             let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
         }
         let stopper = core.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            tracing::info!("signal received: draining the write queue, then stopping");
             stopper.request_shutdown();
         });
         let result = running.wait().await;
+        tracing::info!("stopping: background sources, then the exporter");
         adapters.stop().await;
         if let Some(exporter) = exporter {
             exporter.stop().await;
         }
         result?;
-        eprintln!("sightline: stopped; every queued event is committed");
+        tracing::info!("stopped; every queued event is committed");
         Ok(0)
     })
 }
