@@ -1,7 +1,9 @@
 //! A quick timing loop for redaction and validation (no criterion): how many typical events per
 //! second one core validates, and how fast `redact_str` scans clean and secret-bearing text.
-//! Run with `cargo run --release -p sightline-schema --example redact_bench`. It measures only;
-//! it must never be part of the test suite's pass/fail.
+//! Run with `cargo run --release -p sightline-schema --example redact_bench [SECTION [ROUNDS]]`
+//! (SECTION: `events`, `clean-ascii`, `clean-non-ascii`, `secrets`; all by default); a small
+//! ROUNDS under `valgrind --tool=callgrind` gives instruction counts that a loaded machine
+//! cannot skew. It measures only; it must never be part of the test suite's pass/fail.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -38,6 +40,10 @@ fn typical_event(i: usize) -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let section = args.get(1).cloned().unwrap_or_default();
+    let wanted = |name: &str| section.is_empty() || section == name;
+    let scale: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(0);
     let now = Timestamp::parse("2026-11-21T10:00:00Z").expect("a valid timestamp");
     let events: Vec<String> = (0..1000).map(typical_event).collect();
     let bytes: usize = events.iter().map(String::len).sum();
@@ -45,9 +51,9 @@ fn main() {
     for e in &events {
         black_box(parse_event(e.as_bytes(), now).expect("valid"));
     }
-    let rounds = 30;
+    let rounds = if scale > 0 { scale } else { 30 };
     let start = Instant::now();
-    for _ in 0..rounds {
+    for _ in 0..(if wanted("events") { rounds } else { 0 }) {
         for e in &events {
             black_box(parse_event(e.as_bytes(), now).expect("valid"));
         }
@@ -62,12 +68,15 @@ fn main() {
     );
 
     let texts = [
-        ("clean ASCII", "cargo test -p sightline-schema --quiet && echo the build is done; ls -la /home/alice/src\n".repeat(200)),
-        ("clean non-ASCII", "日本語のテキストとтекст на русском, مرحبا 👋 résumé — ok\n".repeat(200)),
-        ("ASCII with secrets", "export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789 then curl -H 'Authorization: Bearer abcdefgh12345678' https://alice:pw@host/x\n".repeat(100)),
+        ("clean-ascii", "cargo test -p sightline-schema --quiet && echo the build is done; ls -la /home/alice/src\n".repeat(200)),
+        ("clean-non-ascii", "日本語のテキストとтекст на русском, مرحبا 👋 résumé — ok\n".repeat(200)),
+        ("secrets", "export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789 then curl -H 'Authorization: Bearer abcdefgh12345678' https://alice:pw@host/x\n".repeat(100)),
     ];
     for (name, text) in &texts {
-        let rounds = 2000;
+        if !wanted(name) {
+            continue;
+        }
+        let rounds = if scale > 0 { scale } else { 2000 };
         let start = Instant::now();
         for _ in 0..rounds {
             black_box(redact_str(black_box(text)));
