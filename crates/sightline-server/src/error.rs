@@ -66,21 +66,9 @@ impl IntoResponse for ApiError {
         let (status, code, message, details) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, None),
             ApiError::InvalidEvents(lines) => {
-                let message = match lines.as_slice() {
-                    [one] => format!("line {}: {}; nothing was stored", one.line, one.message),
-                    many => format!(
-                        "{} events are invalid (first: line {}: {}); nothing was stored",
-                        many.len(),
-                        many[0].line,
-                        many[0].message
-                    ),
-                };
-                (
-                    StatusCode::BAD_REQUEST,
-                    "invalid_events",
-                    message,
-                    Some(json!(lines)),
-                )
+                // One wording for every batch refused whole, whichever path it came by.
+                let e = HttpError::invalid(lines);
+                (StatusCode::BAD_REQUEST, e.code, e.message, Some(json!(e.lines)))
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::PayloadTooLarge(limit) => (

@@ -146,27 +146,14 @@ impl Running {
 /// so that the graceful drain can finish.
 pub fn start(hub: Hub, listener: TcpListener) -> std::io::Result<Running> {
     use axum::serve::ListenerExt;
-    let addr = listener.local_addr()?;
-    let app = router(hub.clone());
-    let stopper = hub.core().clone();
     // Live streams write many small frames: without TCP_NODELAY, Nagle's algorithm holds a
     // frame back until the previous one is acknowledged, and delayed ACKs turn that into
     // tens of milliseconds of latency.
+    let addr = listener.local_addr()?;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            stopper.shutdown_requested().await;
-            stopper.begin_closing();
-        })
-        .await
-    });
-    Ok(Running { hub, addr, task })
+    Ok(serve(hub, addr, listener))
 }
 
 /// Like [`start`], over TLS (see [`auth::load_tls`]).
@@ -177,10 +164,19 @@ pub fn start_tls(
 ) -> std::io::Result<Running> {
     use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
-    let app = router(hub.clone());
-    let stopper = hub.core().clone();
     // `tap_io` makes axum hand the peer's SocketAddr to `ConnectInfo`, as for plain TCP.
     let listener = auth::TlsListener::new(listener, tls).tap_io(|_| {});
+    Ok(serve(hub, addr, listener))
+}
+
+/// The one serving loop, over plain TCP or TLS.
+fn serve<L, F>(hub: Hub, addr: SocketAddr, listener: axum::serve::TapIo<L, F>) -> Running
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    F: FnMut(&mut L::Io) + Send + 'static,
+{
+    let app = router(hub.clone());
+    let stopper = hub.core().clone();
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -192,5 +188,5 @@ pub fn start_tls(
         })
         .await
     });
-    Ok(Running { hub, addr, task })
+    Running { hub, addr, task }
 }

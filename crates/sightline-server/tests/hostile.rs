@@ -203,11 +203,7 @@ impl HttpSource for Buggy {
 #[test]
 fn a_panicking_source_answers_500_and_the_hub_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let running = runtime.block_on(async {
         let core =
             sightline_core::Core::open(sightline_store::StoreConfig::new(dir.path().join("db")))

@@ -23,13 +23,7 @@ fn hundred_thousand_ndjson_events_are_stored_exactly_once() {
         let (status, answer) = post(&url, "application/x-ndjson", body);
         assert_eq!(status, 202, "{answer}");
         assert_eq!(answer["duplicates"], 0);
-        seqs.extend(
-            answer["seqs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_u64().unwrap()),
-        );
+        seqs.extend(common::seqs(&answer));
     }
     assert_eq!(seqs.len(), 100_000);
     assert!(
@@ -292,43 +286,9 @@ fn get_with_token(url: &str, token: &str) -> Value {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
-    use std::sync::{Arc, Barrier};
-    // A hub whose writer is held inside its first commit callback: the queue cannot drain.
-    let gate = Arc::new(Barrier::new(2));
-    let held = gate.clone();
-    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut config = sightline_store::StoreConfig::new(dir.path().join("db.sqlite"));
-    config.queue_capacity = 50;
-    let store = sightline_store::Store::open(
-        config,
-        Box::new(move |_| {
-            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                held.wait();
-            }
-        }),
-    )
-    .unwrap();
-    let running = runtime.block_on(async {
-        let core = sightline_core::Core::with(store, sightline_core::Bus::default());
-        let hub = sightline_server::Hub::new(
-            core,
-            Default::default(),
-            Vec::new(),
-            Arc::new(sightline_core::plugins::NoPlugins),
-        );
-        sightline_server::start(
-            hub,
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-        .unwrap()
-    });
-    let url = format!("http://{}/api/v1/events", running.addr);
+    // A hub whose writer is held inside its first commit: the queue cannot drain.
+    let (hub, gate) = TestHub::start_gated(50);
+    let url = format!("{}/api/v1/events", hub.url);
     let first_post = {
         let url = url.clone();
         std::thread::spawn(move || post(&url, "application/json", event("q", 0).to_string()))
@@ -349,10 +309,10 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 503);
     assert_eq!(res.headers().get("retry-after").unwrap(), "1");
-    gate.wait();
+    gate.open();
     assert_eq!(first_post.join().unwrap().0, 202);
     assert_eq!(filler.join().unwrap().0, 202);
-    let hub_url = format!("http://{}", running.addr);
+    let hub_url = hub.url.clone();
     assert_eq!(
         get(&format!("{hub_url}/api/v1/health"))["head_seq"],
         41,
@@ -362,5 +322,4 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
         get(&format!("{hub_url}/api/v1/health"))["queue"]["rejected"],
         1
     );
-    runtime.block_on(running.stop()).unwrap();
 }

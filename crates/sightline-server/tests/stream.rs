@@ -29,13 +29,7 @@ fn produce(
                 ndjson(&events),
             );
             assert_eq!(status, 202, "{answer}");
-            seqs.extend(
-                answer["seqs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_u64().unwrap()),
-            );
+            seqs.extend(common::seqs(&answer));
             std::thread::sleep(Duration::from_micros(300));
         }
         seqs

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sightline_core::Core;
+use sightline_schema::Filter;
 use sightline_sources::Adapter;
 use sightline_sources::framework::{AdapterContext, Checkpoints};
 use sightline_sources::tmux::{Socket, TmuxAdapter, TmuxConfig};
-use sightline_schema::Filter;
-use sightline_core::Core;
 use sightline_store::StoreConfig;
 
 struct Server {
@@ -102,12 +102,9 @@ fn tmux_sessions_windows_panes_output_and_status() {
         "sh",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let hub = rt.block_on(async { Core::open(StoreConfig::new(dir.path().join("db.sqlite"))).unwrap() });
+    let rt = sightline_testkit::runtime();
+    let hub =
+        rt.block_on(async { Core::open(StoreConfig::new(dir.path().join("db.sqlite"))).unwrap() });
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let adapter = Arc::new(TmuxAdapter {
         config: TmuxConfig {

@@ -7,6 +7,10 @@
 //! after its `TestHub` is dropped.
 
 pub mod peers;
+/// The secret corpus (one entry per published token format, header, URL credential, CLI flag,
+/// connection string, `.env` line), shared with the schema crate's redaction tests.
+#[path = "../../sightline-schema/tests/secrets/corpus.rs"]
+pub mod secrets;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -21,6 +25,23 @@ use sightline_store::StoreConfig;
 pub use sightline_core::Core;
 /// Every endpoint source, as the binary mounts them.
 pub use sightline_sources::endpoints;
+
+/// The runtime a test hub runs on: two workers, like a small machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The `seqs` of an ingest answer.
+pub fn seqs(answer: &Value) -> Vec<u64> {
+    answer["seqs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
 
 /// A hub served in this process, on a port of its own, over a database in a temp dir.
 pub struct TestHub {
@@ -60,11 +81,7 @@ impl TestHub {
         port: u16,
         configure: impl FnOnce(&mut StoreConfig, &mut HubSettings),
     ) -> TestHub {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let mut store = StoreConfig::new(&db);
         let mut settings = HubSettings::default();
         configure(&mut store, &mut settings);
@@ -97,11 +114,7 @@ impl TestHub {
     pub fn start_gated(capacity: usize) -> (TestHub, Gate) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let held = gate.clone();
         let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
