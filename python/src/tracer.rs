@@ -613,6 +613,7 @@ fn classify_slow(
     let globals_b = if globals.is_null() {
         py.None().into_bound(py)
     } else {
+        // SAFETY: globals is not null here, so a live dict (see above).
         unsafe { Bound::from_borrowed_ptr(py, globals) }
     };
     let meta = {
