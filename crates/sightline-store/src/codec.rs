@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -77,7 +77,7 @@ thread_local! {
 /// zstd dictionary or another dictionary already has its id (then it must not be used).
 pub fn register(content: &[u8]) -> Option<u32> {
     let id = zstd_safe::get_dict_id_from_dict(content)?.get();
-    let mut decoders = DECODERS.write().expect("decoders lock");
+    let mut decoders = DECODERS.write().unwrap_or_else(PoisonError::into_inner);
     if let Some(known) = decoders.get(&id) {
         return (known.content == content).then_some(id);
     }
@@ -122,7 +122,7 @@ pub struct Codec {
 
 impl Codec {
     pub fn set(&self, encoder: Encoder) {
-        *self.current.write().expect("codec lock") = Some(Arc::new(encoder));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(encoder));
         self.bytes_in.store(0, Ordering::Relaxed);
         self.bytes_out.store(0, Ordering::Relaxed);
     }
@@ -136,12 +136,19 @@ impl Codec {
     }
 
     pub fn has_dictionary(&self) -> bool {
-        self.current.read().expect("codec lock").is_some()
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// The stored form of a JSON value.
     pub fn pack(&self, json: String) -> Packed {
-        let encoder = self.current.read().expect("codec lock").clone();
+        let encoder = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let Some(encoder) = encoder.filter(|_| json.len() >= MIN_PACKED) else {
             return Packed::Text(json);
         };

@@ -4,7 +4,7 @@
 //! without end. It must never block a request: a refusal carries the time to wait.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A rate: `per_second` sustained, `burst` at once.
@@ -40,7 +40,7 @@ impl Limiter {
     /// Takes one unit; on refusal, how long until one is available.
     pub fn take(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() > 50_000 {
             // Full buckets carry no state worth keeping; dropping them bounds memory.
             let rate = self.rate;
