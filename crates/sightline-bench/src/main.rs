@@ -5,6 +5,8 @@
 //! for the stored-volume phase, default 1,000,000; `--seconds S` per timed phase). It measures
 //! and prints; it never asserts (machines are noisy; budgets are judged from the printed figures).
 
+mod soak;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -31,6 +33,8 @@ struct Options {
     only: Option<String>,
     /// Producers posting batches at once in the batched phase.
     connections: usize,
+    /// `--soak MINUTES`: the long steady-load run instead of the budget phases.
+    soak: Option<soak::SoakOptions>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -40,7 +44,16 @@ fn options() -> anyhow::Result<Options> {
         store_only: false,
         only: None,
         connections: 4,
+        soak: None,
     };
+    let mut soak_opts = soak::SoakOptions {
+        minutes: 0.0,
+        rate: 1000,
+        subscribers: 50,
+        reconnect_s: 30.0,
+        every_s: 60.0,
+    };
+    let mut soaking = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -51,13 +64,28 @@ fn options() -> anyhow::Result<Options> {
                 opts.connections = args.next().context("--connections N")?.parse()?
             }
             "--only" => opts.only = Some(args.next().context("--only batched|fanout")?),
+            "--soak" => {
+                soaking = true;
+                soak_opts.minutes = args.next().context("--soak MINUTES")?.parse()?
+            }
+            "--rate" => soak_opts.rate = args.next().context("--rate EVENTS_PER_S")?.parse()?,
+            "--subscribers" => {
+                soak_opts.subscribers = args.next().context("--subscribers N")?.parse()?
+            }
+            "--reconnect" => {
+                soak_opts.reconnect_s = args.next().context("--reconnect SECONDS")?.parse()?
+            }
+            "--every" => soak_opts.every_s = args.next().context("--every SECONDS")?.parse()?,
             "--bench" => {} // cargo bench passes this
             other => {
                 return Err(anyhow!(
-                    "unknown option {other}; use --events N --seconds S [--store-only] [--only single|fanout|batched] [--connections N]"
+                    "unknown option {other}; use --events N --seconds S [--store-only] [--only single|fanout|batched] [--connections N], or --soak MINUTES [--rate N] [--subscribers N] [--reconnect S] [--every S]"
                 ));
             }
         }
+    }
+    if soaking {
+        opts.soak = Some(soak_opts);
     }
     Ok(opts)
 }
@@ -480,7 +508,10 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let opts = options()?;
+    let mut opts = options()?;
+    if let Some(s) = opts.soak.take() {
+        return soak::soak(s).await;
+    }
     if opts.only.is_none() || opts.store_only {
         store_phase().await?;
     }
