@@ -3,10 +3,14 @@
 //! The whole original object is kept as the payload, so fields this mapping does not know are
 //! never lost. Needs `Authorization: Bearer` when the hub has a token (checked by the auth layer).
 
-use serde_json::{Map, Value, json};
-use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role};
+use serde_json::{Map, Value};
+use sightline_core::{
+    Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role,
+};
 use sightline_schema::validate::describe_json_error;
-use sightline_schema::{RawEvent, Timestamp, validate};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
+
+use crate::util::{BuilderExt, Metrics};
 
 /// The source's name in health.
 pub const NAME: &str = "telemetry";
@@ -32,8 +36,8 @@ fn timestamp(obj: &Map<String, Value>) -> Option<String> {
     }
 }
 
-/// Maps one TelemetryEvent to the canonical event (before validation).
-pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
+/// Maps one TelemetryEvent to a canonical (validated, redacted) event.
+pub fn map_telemetry(obj: Map<String, Value>, now: Timestamp) -> Result<Event, String> {
     let kind = text(&obj, "type").ok_or("`type` is required (agent_start, agent_complete, agent_error, tool_call, bash_command, metric, custom, ...)")?;
     let agent_id = text(&obj, "agentId");
     let session_id = text(&obj, "sessionId").or_else(|| agent_id.clone());
@@ -48,34 +52,34 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
         .or_else(|| text(&data, "tool"));
     let (entity_type, status, severity, title) = match kind.as_str() {
         "agent_start" => (
-            "session",
-            Some("running"),
-            "info",
+            EntityType::Session,
+            Some(Status::Running),
+            Severity::Info,
             format!("Agent {} started", agent_id.as_deref().unwrap_or("?")),
         ),
         "agent_complete" => (
-            "session",
-            Some("success"),
-            "info",
+            EntityType::Session,
+            Some(Status::Success),
+            Severity::Info,
             format!("Agent {} completed", agent_id.as_deref().unwrap_or("?")),
         ),
         "agent_error" => (
-            "session",
-            Some("failed"),
-            "error",
+            EntityType::Session,
+            Some(Status::Failed),
+            Severity::Error,
             format!("Agent {} failed", agent_id.as_deref().unwrap_or("?")),
         ),
         "tool_call" => (
-            "tool",
+            EntityType::Tool,
             Some(if data.get("error").is_some() {
-                "failed"
+                Status::Failed
             } else {
-                "success"
+                Status::Success
             }),
             if data.get("error").is_some() {
-                "error"
+                Severity::Error
             } else {
-                "info"
+                Severity::Info
             },
             format!("Tool {}", tool.as_deref().unwrap_or("call")),
         ),
@@ -88,27 +92,35 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
                     .and_then(Value::as_i64)
                     .is_some_and(|c| c != 0);
             (
-                "tool",
-                Some(if failed { "failed" } else { "success" }),
-                if failed { "error" } else { "info" },
+                EntityType::Tool,
+                Some(if failed {
+                    Status::Failed
+                } else {
+                    Status::Success
+                }),
+                if failed {
+                    Severity::Error
+                } else {
+                    Severity::Info
+                },
                 format!("Bash {}", text(&data, "command").unwrap_or_default()),
             )
         }
         "metric" => (
-            "metric",
+            EntityType::Metric,
             None,
-            "info",
+            Severity::Info,
             format!("Metric {}", text(&data, "name").unwrap_or_default()),
         ),
         "custom" => (
-            "log",
+            EntityType::Log,
             None,
-            "info",
+            Severity::Info,
             text(&data, "name")
                 .or_else(|| text(&data, "message"))
                 .unwrap_or_else(|| "custom".into()),
         ),
-        other => ("log", None, "info", other.to_string()),
+        other => (EntityType::Log, None, Severity::Info, other.to_string()),
     };
     // What went wrong, or what the agent said it finished with.
     let summary = text(&data, "error")
@@ -120,7 +132,8 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
         })
         .or_else(|| text(&data, "message"))
         .or_else(|| text(&data, "result"));
-    let mut metrics = Map::new();
+    // Numbers as the producer sent them (an integer stays one).
+    let mut metrics = Metrics::default();
     if let Some(usage) = obj.get("tokenUsage").and_then(Value::as_object) {
         for (from, to) in [
             ("input", "input_tokens"),
@@ -133,40 +146,38 @@ pub fn map_telemetry(obj: Map<String, Value>) -> Result<RawEvent, String> {
             ("costUsd", "cost_usd"),
             ("total", "total_tokens"),
         ] {
-            if let Some(v) = usage.get(from).filter(|v| v.is_number()) {
-                metrics.insert(to.into(), v.clone());
+            if let Some(Value::Number(v)) = usage.get(from) {
+                metrics.put_number(to, v.clone());
             }
         }
     }
     if kind == "metric"
-        && let (Some(name), Some(value)) = (
-            text(&data, "name"),
-            data.get("value").filter(|v| v.is_number()),
-        )
+        && let (Some(name), Some(Value::Number(value))) = (text(&data, "name"), data.get("value"))
     {
-        metrics.insert(name, value.clone());
+        metrics.put_number(name, value.clone());
     }
-    let raw = json!({
-        "event_id": text(&obj, "id"),
-        "ts": timestamp(&obj),
-        "source": "docker",
-        "source_event": kind,
-        "run_id": run_id,
-        "session_id": session_id,
-        "agent": agent_id,
-        "host": text(&obj, "containerId"),
-        "entity_type": entity_type,
-        "entity_id": tool.or_else(|| text(&obj, "nodeId")),
-        "status": status,
-        "severity": severity,
-        "title": title,
-        "summary": summary,
-        "duration_ms": data.get("durationMs").or_else(|| data.get("duration")).filter(|v| v.as_f64().is_some_and(|d| d >= 0.0)),
-        "metrics": if metrics.is_empty() { Value::Null } else { Value::Object(metrics) },
-        "correlation_id": text(&data, "toolUseId").or_else(|| text(&data, "callId")),
-        "payload": Value::Object(obj),
-    });
-    serde_json::from_value(raw).map_err(|e| e.to_string())
+    let duration = match data.get("durationMs").or_else(|| data.get("duration")) {
+        Some(Value::Number(d)) if d.as_f64().is_some_and(|d| d >= 0.0) => Some(d.clone()),
+        _ => None,
+    };
+    let ts = timestamp(&obj);
+    Event::builder(Source::Docker, kind, entity_type, title)
+        .event_id(text(&obj, "id"))
+        .ts_text(ts.as_deref())?
+        .run_id(run_id)
+        .session_id(session_id)
+        .agent(agent_id)
+        .host(text(&obj, "containerId"))
+        .entity_id(tool.or_else(|| text(&obj, "nodeId")))
+        .status(status)
+        .severity(severity)
+        .summary(summary)
+        .duration_number(duration)
+        .metrics(metrics)
+        .correlation_id(text(&data, "toolUseId").or_else(|| text(&data, "callId")))
+        .payload(obj)
+        .build(now)
+        .map_err(|e| e.0)
 }
 
 /// `POST /telemetry`: one `TelemetryEvent` or an array; all or nothing.
@@ -207,8 +218,7 @@ impl HttpSource for DockerTelemetry {
         let mut errors = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let result = match item {
-                Value::Object(obj) => map_telemetry(obj)
-                    .and_then(|raw| validate(raw, request.now).map_err(|e| e.0)),
+                Value::Object(obj) => map_telemetry(obj, request.now),
                 _ => Err("each TelemetryEvent must be a JSON object".to_string()),
             };
             match result {

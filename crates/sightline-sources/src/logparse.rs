@@ -4,17 +4,19 @@
 //!
 //! Patterns are deliberately simple and case-insensitive (see [`classify`]); ordinary lines are
 //! skipped rather than stored, so a chatty log does not flood the hub. Each file is its own run
-//! (`log:<file name>`). This module must never store a line without the redaction of `to_event`.
+//! (`log:<file name>`). A line whose mapping fails (or panics) becomes an error event and is
+//! skipped; the offset moves past it. This module must never store a line but through the
+//! event builder, whose validation redacts it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sightline_schema::{Event, Timestamp};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::util::{event_id, short, stable_hash, to_event};
+use crate::util::{contain, event_id, line_error_event, redacted, short, stable_hash};
 
 pub const NAME: &str = "logs";
 
@@ -99,35 +101,34 @@ pub fn map_line(
     let run = format!("log:{name}");
     let (entity, status, severity, title) = match &kind {
         LineKind::ToolFailed(tool) => (
-            "tool",
-            Some("failed"),
-            "error",
+            EntityType::Tool,
+            Some(Status::Failed),
+            Severity::Error,
             format!("{} failed", tool.clone().unwrap_or_else(|| "tool".into())),
         ),
-        LineKind::Error => ("log", None, "error", short(line, 160)),
-        LineKind::Warning => ("log", None, "warn", short(line, 160)),
+        LineKind::Error => (EntityType::Log, None, Severity::Error, short(line, 160)),
+        LineKind::Warning => (EntityType::Log, None, Severity::Warn, short(line, 160)),
         LineKind::Other => return None,
     };
     let path = file.to_string_lossy();
-    Some(to_event(
-        json!({
-            "event_id": event_id("log", &[&stable_hash(&[path.as_bytes()]), &offset.to_string()]),
-            "ts": now.to_rfc3339(),
-            "source": "process",
-            "source_event": "log.line",
-            "run_id": run,
-            "session_id": run,
-            "agent": name,
-            "entity_type": entity,
-            "status": status,
-            "severity": severity,
-            "title": title,
-            "summary": short(line, 400),
-            "tags": ["log-parser"],
-            "payload": {"file": path, "offset": offset, "line": line},
-        }),
-        now,
-    ))
+    Some(
+        Event::builder(Source::Process, "log.line", entity, title)
+            .event_id(event_id(
+                "log",
+                &[&stable_hash(&[path.as_bytes()]), &offset.to_string()],
+            ))
+            .ts(now)
+            .run_id(&run)
+            .session_id(&run)
+            .agent(name)
+            .status(status)
+            .severity(severity)
+            .summary(short(line, 400))
+            .tag("log-parser")
+            .payload_value(json!({"file": path, "offset": offset, "line": line}))
+            .build(now)
+            .map_err(|e| e.0),
+    )
 }
 
 pub struct LogAdapter {
@@ -176,8 +177,26 @@ impl Adapter for LogAdapter {
                         let mut at = offset;
                         let mut events = Vec::new();
                         for line in &lines {
-                            if let Some(Ok(e)) = map_line(&file, at, line, now) {
-                                events.push(e);
+                            // A mapping that fails or panics is recorded and skipped; the
+                            // checkpoint still moves past the line.
+                            match contain(|| map_line(&file, at, line, now).transpose()) {
+                                Ok(Some(e)) => events.push(e),
+                                Ok(None) => {}
+                                Err(message) => {
+                                    events.extend(line_error_event(
+                                        Source::Process,
+                                        "log",
+                                        &file,
+                                        at,
+                                        line,
+                                        &message,
+                                        now,
+                                    ));
+                                    ctx.error(redacted(&format!(
+                                        "{}: the line at byte {at}: {message}",
+                                        file.display()
+                                    )));
+                                }
                             }
                             at += line.len() as u64 + 1;
                         }

@@ -26,11 +26,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, Method, Role};
-use sightline_schema::{Event, Timestamp};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 use crate::util::{
-    event_id, metrics_value, put_metric, short, stable_hash, text, to_event, ts_string,
+    BuilderExt, Metrics, contain, event_id, line_error_event, redacted, short, stable_hash, text,
+    ts_string,
 };
 
 pub const NAME: &str = "opencode";
@@ -64,14 +65,13 @@ impl OcState {
     }
 }
 
-
-fn status_of_tool(s: &str) -> &'static str {
+fn status_of_tool(s: &str) -> Status {
     match s {
-        "pending" => "queued",
-        "running" => "running",
-        "completed" => "success",
-        "error" => "failed",
-        _ => "running",
+        "pending" => Status::Queued,
+        "running" => Status::Running,
+        "completed" => Status::Success,
+        "error" => Status::Failed,
+        _ => Status::Running,
     }
 }
 
@@ -96,13 +96,13 @@ pub fn map_event(
     let mut id = default_id();
     let mut session = text(&props, "sessionID");
     let mut parent: Option<String> = None;
-    let mut entity = "log";
+    let mut entity = EntityType::Log;
     let mut entity_id: Option<String> = None;
-    let mut status: Option<&str> = None;
-    let mut severity = "info";
+    let mut status: Option<Status> = None;
+    let mut severity = Severity::Info;
     let mut summary: Option<String> = None;
     let mut duration: Option<f64> = None;
-    let mut metrics = serde_json::Map::new();
+    let mut metrics = Metrics::default();
     let mut ts: Option<String> = None;
     let mut agent: Option<String> = None;
     let title = match kind.as_str() {
@@ -125,10 +125,10 @@ pub fn map_event(
             parent = text(info, "parentID");
             state.learn(&sid, parent.as_deref());
             session = Some(sid);
-            entity = "session";
+            entity = EntityType::Session;
             status = match kind.as_str() {
-                "session.created" => Some("idle"),
-                "session.deleted" => Some("cancelled"),
+                "session.created" => Some(Status::Idle),
+                "session.deleted" => Some(Status::Cancelled),
                 _ => None,
             };
             ts = info
@@ -151,15 +151,15 @@ pub fn map_event(
         }
         "session.status" => {
             let st = props.get("status").cloned().unwrap_or(Value::Null);
-            entity = "session";
+            entity = EntityType::Session;
             match text(&st, "type").as_deref() {
                 Some("busy") => {
-                    status = Some("running");
+                    status = Some(Status::Running);
                     "Working".into()
                 }
                 Some("retry") => {
-                    status = Some("retry");
-                    severity = "warn";
+                    status = Some(Status::Retry);
+                    severity = Severity::Warn;
                     summary = text(&st, "message");
                     format!(
                         "Retrying (attempt {})",
@@ -167,19 +167,19 @@ pub fn map_event(
                     )
                 }
                 _ => {
-                    status = Some("idle");
+                    status = Some(Status::Idle);
                     "Idle".into()
                 }
             }
         }
         "session.idle" => {
-            entity = "session";
-            status = Some("idle");
+            entity = EntityType::Session;
+            status = Some(Status::Idle);
             "Idle".into()
         }
         "session.error" => {
-            entity = "session";
-            severity = "error";
+            entity = EntityType::Session;
+            severity = Severity::Error;
             let err = props.get("error").cloned().unwrap_or(Value::Null);
             let name = text(&err, "name").unwrap_or_else(|| "error".into());
             let message = err
@@ -201,29 +201,27 @@ pub fn map_event(
                         .filter(|v| !v.is_null());
                     completed?;
                     ts = completed.and_then(ts_string);
-                    entity = "message";
-                    status = Some("success");
+                    entity = EntityType::Message;
+                    status = Some(Status::Success);
                     entity_id = Some(mid.clone());
                     id = event_id("oc-usage", &[&mid]);
                     let tokens = info.get("tokens").cloned().unwrap_or(Value::Null);
                     let n = |v: Option<&Value>| v.and_then(Value::as_f64);
-                    put_metric(&mut metrics, "input_tokens", n(tokens.get("input")));
-                    put_metric(&mut metrics, "output_tokens", n(tokens.get("output")));
-                    put_metric(&mut metrics, "reasoning_tokens", n(tokens.get("reasoning")));
-                    put_metric(
-                        &mut metrics,
+                    metrics.put("input_tokens", n(tokens.get("input")));
+                    metrics.put("output_tokens", n(tokens.get("output")));
+                    metrics.put("reasoning_tokens", n(tokens.get("reasoning")));
+                    metrics.put(
                         "cache_read_tokens",
                         n(tokens.get("cache").and_then(|c| c.get("read"))),
                     );
-                    put_metric(
-                        &mut metrics,
+                    metrics.put(
                         "cache_write_tokens",
                         n(tokens.get("cache").and_then(|c| c.get("write"))),
                     );
-                    put_metric(&mut metrics, "cost_usd", n(info.get("cost")));
+                    metrics.put("cost_usd", n(info.get("cost")));
                     if info.get("error").is_some_and(|e| !e.is_null()) {
-                        severity = "error";
-                        status = Some("failed");
+                        severity = Severity::Error;
+                        status = Some(Status::Failed);
                     }
                     agent = text(info, "mode").or_else(|| text(info, "agent"));
                     format!(
@@ -234,7 +232,7 @@ pub fn map_event(
                     )
                 }
                 Some("user") => {
-                    entity = "prompt";
+                    entity = EntityType::Prompt;
                     id = event_id("oc-msg", &[&mid]);
                     entity_id = Some(mid);
                     ts = info
@@ -255,10 +253,10 @@ pub fn map_event(
                     let st = part.get("state").cloned().unwrap_or(Value::Null);
                     let s = text(&st, "status").unwrap_or_else(|| "running".into());
                     let call = text(part, "callID").unwrap_or(pid.clone());
-                    entity = "tool";
+                    entity = EntityType::Tool;
                     status = Some(status_of_tool(&s));
                     if s == "error" {
-                        severity = "error";
+                        severity = Severity::Error;
                         summary = text(&st, "error").map(|e| short(&e, 400));
                     }
                     entity_id = Some(call.clone());
@@ -279,8 +277,8 @@ pub fn map_event(
                         .and_then(|t| t.get("end"))
                         .filter(|v| !v.is_null());
                     end?;
-                    entity = "message";
-                    status = Some("success");
+                    entity = EntityType::Message;
+                    status = Some(Status::Success);
                     id = event_id("oc-part", &[&pid, "text"]);
                     format!(
                         "Assistant: {}",
@@ -291,9 +289,9 @@ pub fn map_event(
             }
         }
         "permission.updated" | "permission.asked" => {
-            entity = "permission";
-            status = Some("blocked");
-            severity = "warn";
+            entity = EntityType::Permission;
+            status = Some(Status::Blocked);
+            severity = Severity::Warn;
             entity_id = text(&props, "id");
             let what = text(&props, "title")
                 .or_else(|| text(&props, "permission"))
@@ -302,8 +300,8 @@ pub fn map_event(
             format!("Permission needed: {}", short(&what, 120))
         }
         "permission.replied" => {
-            entity = "permission";
-            status = Some("running");
+            entity = EntityType::Permission;
+            status = Some(Status::Running);
             entity_id = text(&props, "permissionID").or_else(|| text(&props, "requestID"));
             format!(
                 "Permission {}",
@@ -313,7 +311,7 @@ pub fn map_event(
             )
         }
         "todo.updated" => {
-            entity = "todo";
+            entity = EntityType::Todo;
             let todos = props
                 .get("todos")
                 .and_then(Value::as_array)
@@ -323,8 +321,7 @@ pub fn map_event(
                 .iter()
                 .filter(|t| text(t, "status").as_deref() == Some("completed"))
                 .count();
-            put_metric(
-                &mut metrics,
+            metrics.put(
                 "progress",
                 (!todos.is_empty()).then(|| 100.0 * done as f64 / todos.len() as f64),
             );
@@ -333,29 +330,32 @@ pub fn map_event(
         other => other.to_string(),
     };
     let run = session.as_deref().map(|s| state.root_of(s));
-    let raw = json!({
-        "event_id": id,
-        "ts": ts,
-        "source": "opencode",
-        "source_event": kind,
-        "run_id": run,
-        "session_id": session,
-        "parent_session_id": parent,
-        "agent": agent,
-        "entity_type": entity,
-        "entity_id": entity_id.clone(),
-        "status": status,
-        "severity": severity,
-        "title": title,
-        "summary": summary,
-        "duration_ms": duration.map(crate::util::num),
-        "metrics": metrics_value(metrics),
-        "correlation_id": if entity == "tool" { entity_id } else { None },
-        "host": None::<String>,
-        "tags": directory.map(|d| vec![format!("dir:{}", short(d, 100))]),
-        "payload": ev,
-    });
-    Some(to_event(raw, now))
+    let correlation = if entity == EntityType::Tool {
+        entity_id.clone()
+    } else {
+        None
+    };
+    let built = Event::builder(Source::Opencode, kind, entity, title)
+        .event_id(id)
+        .ts_text(ts.as_deref())
+        .and_then(|b| {
+            b.run_id(run)
+                .session_id(session)
+                .parent_session_id(parent)
+                .agent(agent)
+                .entity_id(entity_id)
+                .status(status)
+                .severity(severity)
+                .summary(summary)
+                .duration_opt(duration)
+                .metrics(metrics)
+                .correlation_id(correlation)
+                .tags(directory.map(|d| format!("dir:{}", short(d, 100))))
+                .payload_value(ev.clone())
+                .build(now)
+                .map_err(|e| e.0)
+        });
+    Some(built)
 }
 
 /// Unwraps the shapes the plugin, `/global/event` and the spool use:
@@ -555,7 +555,10 @@ impl OpenCodeAdapter {
         state: &mut OcState,
     ) -> Result<(), AdapterError> {
         let resp = client.request(self.request("/event")?).await.map_err(|e| {
-            AdapterError::Other(format!("cannot reach OpenCode at {}: {e}", self.url))
+            AdapterError::Other(format!(
+                "cannot reach OpenCode at {}: {e}; retrying (start `opencode serve`, or point SIGHTLINE_OPENCODE_URL at it)",
+                self.url
+            ))
         })?;
         if resp.status() == hyper::StatusCode::UNAUTHORIZED {
             return Err(AdapterError::Other(
@@ -604,10 +607,14 @@ impl OpenCodeAdapter {
                 match serde_json::from_str::<Value>(&data.join("\n")) {
                     Ok(item) => {
                         let (dir, ev) = unwrap(&item);
-                        match map_event(&ev, dir.as_deref(), state, Timestamp::now()) {
-                            Some(Ok(e)) => events.push(e),
-                            Some(Err(m)) => ctx.error(m),
-                            None => ctx.heartbeat(),
+                        // A panic while mapping one event skips that event, not the stream.
+                        let mapped = contain(|| {
+                            map_event(&ev, dir.as_deref(), state, Timestamp::now()).transpose()
+                        });
+                        match mapped {
+                            Ok(Some(e)) => events.push(e),
+                            Err(m) => ctx.error(redacted(&m)),
+                            Ok(None) => ctx.heartbeat(),
                         }
                     }
                     Err(e) => ctx.error(format!("bad event from OpenCode: {e}")),
@@ -703,17 +710,39 @@ impl JsonlAdapter {
             }
             let now = Timestamp::now();
             let mut events = Vec::new();
-            for line in lines.iter().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Value>(line) {
-                    Ok(item) => {
-                        let (dir, ev) = unwrap(&item);
-                        match map_event(&ev, dir.as_deref(), state, now) {
-                            Some(Ok(e)) => events.push(e),
-                            Some(Err(m)) => ctx.error(m),
-                            None => {}
-                        }
+            let mut at = offset;
+            for line in &lines {
+                let line_start = at;
+                at += line.len() as u64 + 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // A line that is not JSON, does not map or panics while mapping is recorded
+                // (an error event, health) and skipped: the offset still moves past it.
+                let mapped = contain(|| {
+                    let item = serde_json::from_str::<Value>(line)
+                        .map_err(|e| format!("bad line: {e}"))?;
+                    let (dir, ev) = unwrap(&item);
+                    map_event(&ev, dir.as_deref(), state, now).transpose()
+                });
+                match mapped {
+                    Ok(Some(e)) => events.push(e),
+                    Ok(None) => {}
+                    Err(message) => {
+                        events.extend(line_error_event(
+                            Source::Opencode,
+                            "oc-jsonl",
+                            file,
+                            line_start,
+                            line,
+                            &message,
+                            now,
+                        ));
+                        ctx.error(redacted(&format!(
+                            "{}: the line at byte {line_start}: {message}",
+                            file.display()
+                        )));
                     }
-                    Err(e) => ctx.error(format!("{}: bad line: {e}", file.display())),
                 }
             }
             ctx.emit(events).await?;

@@ -15,7 +15,17 @@
 //! Status codes follow the OTLP spec: 400 for an undecodable body (not retried), 413 over the
 //! size limit (the server checks it, also for a gzip body that inflates past it), 415 for another
 //! content type, 503 with `Retry-After` when the write queue is full. This module must never store an
-//! attribute without the redaction that `to_event` applies.
+//! attribute but through the event builder, whose validation redacts it.
+//!
+//! Memory per request is bounded by the request's size (issue 11, item 5). A resource's
+//! attributes are turned into JSON once per resource, and each event of its records carries
+//! them whole only when they are small ([`RESOURCE_INLINE`] bytes, the usual service name,
+//! version, OS and host). A bigger resource is summarised once: the first event of its records
+//! carries a summary of at most [`RESOURCE_INLINE`] bytes (the attributes the mapping reads,
+//! then as many others, long values cut, as fit), every other event only the attributes the
+//! mapping reads; all of them say in `payload.resource_truncated` what was left out. And the events one request becomes
+//! are bounded in total JSON size by [`event_budget`]: records past it are refused through
+//! `partialSuccess`, never mapped.
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -34,9 +44,11 @@ use sightline_core::{
     Accepted, Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Reply,
     Role,
 };
+use sightline_schema::redact::redact_map;
+use sightline_schema::{EntityType, Severity, Source, Status};
 use sightline_schema::{Event, Timestamp};
 
-use crate::util::{event_id, metrics_value, put_metric, short, stable_hash, to_event};
+use crate::util::{BuilderExt, Metrics, event_id, short, stable_hash};
 
 pub const NAME: &str = "otlp";
 
@@ -93,34 +105,135 @@ fn f(m: &Map<String, Value>, key: &str) -> Option<f64> {
     }
 }
 
-fn nanos_to_ts(n: u64) -> Option<String> {
-    (n > 0).then(|| Timestamp((n / 1_000_000) as i64).to_rfc3339())
+fn nanos_to_ts(n: u64) -> Option<Timestamp> {
+    (n > 0).then_some(Timestamp((n / 1_000_000) as i64))
 }
 
-fn severity_of(number: i32, text: &str) -> &'static str {
+fn severity_of(number: i32, text: &str) -> Severity {
     match number {
-        1..=8 => "debug",
-        9..=12 => "info",
-        13..=16 => "warn",
-        17.. => "error",
+        1..=8 => Severity::Debug,
+        9..=12 => Severity::Info,
+        13..=16 => Severity::Warn,
+        17.. => Severity::Error,
         _ => match text.to_ascii_lowercase().as_str() {
-            "trace" | "debug" => "debug",
-            "warn" | "warning" => "warn",
-            "error" | "fatal" | "critical" => "error",
-            _ => "info",
+            "trace" | "debug" => Severity::Debug,
+            "warn" | "warning" => Severity::Warn,
+            "error" | "fatal" | "critical" => Severity::Error,
+            _ => Severity::Info,
         },
     }
 }
 
-fn is_claude(resource: &Map<String, Value>, name: &str) -> bool {
-    name.starts_with("claude_code.")
-        || s(resource, "service.name").as_deref() == Some("claude-code")
+/// A resource's attributes whose JSON is at most this many bytes are carried whole by every
+/// event of its records; a bigger resource is carried as a summary of at most this size.
+pub const RESOURCE_INLINE: usize = 1024;
+/// Longest string value (in characters) an attribute keeps in a resource summary.
+const SUMMARY_VALUE_CHARS: usize = 64;
+/// The resource attributes the mapping reads; a summary keeps them first.
+const USED_RESOURCE_ATTRIBUTES: &[&str] = &["service.name", "session.id"];
+
+/// What each event of a resource's records carries of it: made once per resource, so the cost
+/// of a big resource is paid once per request, not once per record.
+pub struct ResourceView {
+    service_name: Option<String>,
+    session_id: Option<String>,
+    /// `payload.resource`: every attribute when small, else a bounded summary.
+    shown: Map<String, Value>,
+    /// For a big resource: `payload.resource_truncated`, and what the events after the first
+    /// carry (the attributes the mapping reads).
+    truncated: Option<(Value, Map<String, Value>)>,
+    /// Whether an event already carries the summary of a big resource.
+    summary_given: std::cell::Cell<bool>,
+}
+
+impl ResourceView {
+    pub fn of(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> Self {
+        let mut all = resource.map(|r| attrs(&r.attributes)).unwrap_or_default();
+        let service_name = s(&all, "service.name");
+        let session_id = s(&all, "session.id");
+        let size = Value::Object(all.clone()).to_string().len();
+        if size <= RESOURCE_INLINE {
+            return ResourceView {
+                service_name,
+                session_id,
+                shown: all,
+                truncated: None,
+                summary_given: std::cell::Cell::new(false),
+            };
+        }
+        // Redact before cutting: a cut secret may no longer look like one to validation.
+        redact_map(&mut all);
+        let total = all.len();
+        let mut shown = Map::new();
+        // Room for the braces, and a little for redaction markers growing a value later.
+        let mut used = 2;
+        let used_first = USED_RESOURCE_ATTRIBUTES
+            .iter()
+            .filter_map(|k| all.get_key_value(*k))
+            .chain(
+                all.iter()
+                    .filter(|(k, _)| !USED_RESOURCE_ATTRIBUTES.contains(&k.as_str())),
+            );
+        for (key, value) in used_first {
+            let value = match value {
+                Value::String(text) if text.chars().count() > SUMMARY_VALUE_CHARS => {
+                    let mut cut: String = text.chars().take(SUMMARY_VALUE_CHARS).collect();
+                    cut.push('…');
+                    Value::String(cut)
+                }
+                Value::Array(_) | Value::Object(_) => continue,
+                other => other.clone(),
+            };
+            let entry = Value::String(key.clone()).to_string().len() + value.to_string().len() + 2;
+            if used + entry > RESOURCE_INLINE - 64 {
+                break;
+            }
+            used += entry;
+            shown.insert(key.clone(), value);
+        }
+        let truncated = json!({"attributes": total, "shown": shown.len(), "bytes": size});
+        let used: Map<String, Value> = shown
+            .iter()
+            .filter(|(k, _)| USED_RESOURCE_ATTRIBUTES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ResourceView {
+            service_name,
+            session_id,
+            shown,
+            truncated: Some((truncated, used)),
+            summary_given: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Adds the resource to an event's payload: whole when small; for a big one, the summary
+    /// on the first event and only the attributes the mapping reads on the others.
+    fn add_to_payload(&self, payload: &mut Map<String, Value>) {
+        match &self.truncated {
+            None => {
+                payload.insert("resource".into(), Value::Object(self.shown.clone()));
+            }
+            Some((truncated, used)) => {
+                let shown = if self.summary_given.replace(true) {
+                    used
+                } else {
+                    &self.shown
+                };
+                payload.insert("resource".into(), Value::Object(shown.clone()));
+                payload.insert("resource_truncated".into(), truncated.clone());
+            }
+        }
+    }
+}
+
+fn is_claude(resource: &ResourceView, name: &str) -> bool {
+    name.starts_with("claude_code.") || resource.service_name.as_deref() == Some("claude-code")
 }
 
 /// Maps one log record. `record_hash` identifies it for idempotency.
 #[allow(clippy::too_many_arguments)]
 fn map_log(
-    resource: &Map<String, Value>,
+    resource: &ResourceView,
     scope: &str,
     record: &opentelemetry_proto::tonic::logs::v1::LogRecord,
     now: Timestamp,
@@ -146,15 +259,15 @@ fn map_log(
     }
     let session = s(&a, "session.id")
         .or_else(|| s(&a, "gen_ai.conversation.id"))
-        .or_else(|| s(resource, "session.id"));
+        .or_else(|| resource.session_id.clone());
     let trace = nonzero_hex(&record.trace_id);
     let run = session.clone().or_else(|| trace.clone());
     let ts =
         nanos_to_ts(record.time_unix_nano).or_else(|| nanos_to_ts(record.observed_time_unix_nano));
     let mut severity = severity_of(record.severity_number, &record.severity_text);
-    let mut entity = "log";
-    let mut status: Option<&str> = None;
-    let mut metrics = Map::new();
+    let mut entity = EntityType::Log;
+    let mut status: Option<Status> = None;
+    let mut metrics = Metrics::default();
     let mut correlation: Option<String> = None;
     let mut entity_id: Option<String> = None;
     let mut duration = f(&a, "duration_ms");
@@ -169,20 +282,12 @@ fn map_log(
     let title = if claude {
         match short_name.as_str() {
             "api_request" => {
-                entity = "message";
-                put_metric(&mut metrics, "input_tokens", f(&a, "input_tokens"));
-                put_metric(&mut metrics, "output_tokens", f(&a, "output_tokens"));
-                put_metric(
-                    &mut metrics,
-                    "cache_read_tokens",
-                    f(&a, "cache_read_tokens"),
-                );
-                put_metric(
-                    &mut metrics,
-                    "cache_write_tokens",
-                    f(&a, "cache_creation_tokens"),
-                );
-                put_metric(&mut metrics, "cost_usd", f(&a, "cost_usd"));
+                entity = EntityType::Message;
+                metrics.put("input_tokens", f(&a, "input_tokens"));
+                metrics.put("output_tokens", f(&a, "output_tokens"));
+                metrics.put("cache_read_tokens", f(&a, "cache_read_tokens"));
+                metrics.put("cache_write_tokens", f(&a, "cache_creation_tokens"));
+                metrics.put("cost_usd", f(&a, "cost_usd"));
                 if let Some(r) = s(&a, "request_id") {
                     id = event_id("claude-usage", &[&r]);
                 }
@@ -192,11 +297,11 @@ fn map_log(
                 )
             }
             "tool_result" => {
-                entity = "tool";
+                entity = EntityType::Tool;
                 let ok = s(&a, "success").is_none_or(|v| v == "true");
-                status = Some(if ok { "success" } else { "failed" });
+                status = Some(if ok { Status::Success } else { Status::Failed });
                 if !ok {
-                    severity = "error";
+                    severity = Severity::Error;
                 }
                 correlation = s(&a, "tool_use_id");
                 entity_id = correlation.clone();
@@ -204,7 +309,7 @@ fn map_log(
                 format!("{tool} {}", if ok { "done" } else { "failed" })
             }
             "user_prompt" => {
-                entity = "prompt";
+                entity = EntityType::Prompt;
                 match s(&a, "prompt") {
                     Some(p) => format!("Prompt: {}", short(&p, 120)),
                     None => format!(
@@ -214,14 +319,14 @@ fn map_log(
                 }
             }
             "api_error" => {
-                severity = "error";
+                severity = Severity::Error;
                 format!(
                     "API error: {}",
                     short(&s(&a, "error").unwrap_or_else(|| "unknown".into()), 160)
                 )
             }
             "tool_decision" => {
-                entity = "permission";
+                entity = EntityType::Permission;
                 correlation = s(&a, "tool_use_id");
                 format!(
                     "{} {}",
@@ -245,37 +350,51 @@ fn map_log(
                 }
             })
     };
-    let raw = json!({
-        "event_id": id,
-        "ts": ts,
-        "source": if claude { "claude" } else { "otlp" },
-        "source_event": if name.is_empty() { "log".to_string() } else { name.clone() },
-        "run_id": run,
-        "session_id": session.or(trace.clone()),
-        "agent": if claude { Some("main".to_string()) } else { s(resource, "service.name") },
-        "entity_type": entity,
-        "entity_id": entity_id,
-        "status": status,
-        "severity": severity,
-        "title": title,
-        "duration_ms": duration.filter(|d| *d >= 0.0).map(crate::util::num),
-        "metrics": metrics_value(metrics),
-        "correlation_id": correlation,
-        "payload": {
-            "attributes": a,
-            "resource": resource,
-            "scope": scope,
-            "body": body,
-            "severity_text": record.severity_text,
-            "trace_id": trace,
-            "span_id": nonzero_hex(&record.span_id),
-        },
+    let mut payload = json!({
+        "attributes": a,
+        "scope": scope,
+        "body": body,
+        "severity_text": record.severity_text,
+        "trace_id": trace,
+        "span_id": nonzero_hex(&record.span_id),
     });
-    to_event(raw, now)
+    if let Value::Object(map) = &mut payload {
+        resource.add_to_payload(map);
+    }
+    let source_event = if name.is_empty() {
+        "log".to_string()
+    } else {
+        name.clone()
+    };
+    let agent = if claude {
+        Some("main".to_string())
+    } else {
+        resource.service_name.clone()
+    };
+    Event::builder(
+        if claude { Source::Claude } else { Source::Otlp },
+        source_event,
+        entity,
+        title,
+    )
+    .event_id(id)
+    .ts(ts)
+    .run_id(run)
+    .session_id(session.or(trace))
+    .agent(agent)
+    .entity_id(entity_id)
+    .status(status)
+    .severity(severity)
+    .duration_opt(duration.filter(|d| *d >= 0.0))
+    .metrics(metrics)
+    .correlation_id(correlation)
+    .payload_value(payload)
+    .build(now)
+    .map_err(|e| e.0)
 }
 
 fn map_span(
-    resource: &Map<String, Value>,
+    resource: &ResourceView,
     scope: &str,
     span: &opentelemetry_proto::tonic::trace::v1::Span,
     now: Timestamp,
@@ -289,37 +408,26 @@ fn map_span(
     let failed = span.status.as_ref().is_some_and(|st| st.code == 2);
     let duration = (span.end_time_unix_nano > span.start_time_unix_nano)
         .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
-    let mut metrics = Map::new();
-    put_metric(
-        &mut metrics,
-        "input_tokens",
-        f(&a, "gen_ai.usage.input_tokens"),
-    );
-    put_metric(
-        &mut metrics,
-        "output_tokens",
-        f(&a, "gen_ai.usage.output_tokens"),
-    );
-    put_metric(
-        &mut metrics,
+    let mut metrics = Metrics::default();
+    metrics.put("input_tokens", f(&a, "gen_ai.usage.input_tokens"));
+    metrics.put("output_tokens", f(&a, "gen_ai.usage.output_tokens"));
+    metrics.put(
         "cache_read_tokens",
         f(&a, "gen_ai.usage.cache_read_input_tokens"),
     );
-    put_metric(
-        &mut metrics,
+    metrics.put(
         "cache_write_tokens",
         f(&a, "gen_ai.usage.cache_creation_input_tokens"),
     );
-    put_metric(
-        &mut metrics,
+    metrics.put(
         "cost_usd",
         f(&a, "gen_ai.usage.cost").or_else(|| f(&a, "cost_usd")),
     );
-    let agent = s(&a, "gen_ai.agent.name").or_else(|| s(resource, "service.name"));
+    let agent = s(&a, "gen_ai.agent.name").or_else(|| resource.service_name.clone());
     let mut entity_id = None;
     let (entity, title) = match op.as_str() {
         "invoke_agent" | "create_agent" => (
-            "session",
+            EntityType::Session,
             format!(
                 "Agent {}",
                 agent.clone().unwrap_or_else(|| span.name.clone())
@@ -328,7 +436,7 @@ fn map_span(
         "execute_tool" => {
             entity_id = s(&a, "gen_ai.tool.call.id");
             (
-                "tool",
+                EntityType::Tool,
                 format!(
                     "Tool {}",
                     s(&a, "gen_ai.tool.name").unwrap_or_else(|| span.name.clone())
@@ -336,7 +444,7 @@ fn map_span(
             )
         }
         "chat" | "text_completion" | "generate_content" | "embeddings" => (
-            "message",
+            EntityType::Message,
             format!(
                 "{} {}",
                 op,
@@ -348,45 +456,67 @@ fn map_span(
         // A trace's root span is its run: its name titles the run and its end ends it (the
         // run stays running until then, however many child spans have ended).
         _ if span.parent_span_id.iter().all(|b| *b == 0) && conversation.is_none() => {
-            ("run", span.name.clone())
+            (EntityType::Run, span.name.clone())
         }
-        _ => ("task", span.name.clone()),
+        _ => (EntityType::Task, span.name.clone()),
     };
     let claude = is_claude(resource, &span.name);
-    let raw = json!({
-        "event_id": event_id("otlp-span", &[&trace, &span_id]),
-        "ts": nanos_to_ts(span.start_time_unix_nano),
-        "source": if claude { "claude" } else { "otlp" },
-        "source_event": if op.is_empty() { span.name.clone() } else { op.clone() },
-        "run_id": if run.is_empty() { None } else { Some(run.clone()) },
-        "session_id": if run.is_empty() { None } else { Some(run) },
-        "agent": agent,
-        "entity_type": entity,
-        "entity_id": entity_id.clone().or(Some(span_id.clone())),
-        "status": if failed { "failed" } else { "success" },
-        "severity": if failed { "error" } else { "info" },
-        "title": if title.trim().is_empty() { "span".to_string() } else { title },
-        "summary": span.status.as_ref().map(|st| st.message.clone()).filter(|m| !m.is_empty()),
-        "duration_ms": duration.map(crate::util::num),
-        "metrics": metrics_value(metrics),
-        "correlation_id": entity_id,
-        "payload": {
-            "name": span.name,
-            "kind": span.kind,
-            "trace_id": trace,
-            "span_id": span_id,
-            "parent_span_id": nonzero_hex(&span.parent_span_id),
-            "attributes": a,
-            "resource": resource,
-            "scope": scope,
-            "events": span.events.iter().map(|e| json!({"name": e.name, "time": nanos_to_ts(e.time_unix_nano), "attributes": attrs(&e.attributes)})).collect::<Vec<_>>(),
-        },
+    let mut payload = json!({
+        "name": span.name,
+        "kind": span.kind,
+        "trace_id": trace,
+        "span_id": span_id,
+        "parent_span_id": nonzero_hex(&span.parent_span_id),
+        "attributes": a,
+        "scope": scope,
+        "events": span.events.iter().map(|e| json!({"name": e.name, "time": nanos_to_ts(e.time_unix_nano).map(Timestamp::to_rfc3339), "attributes": attrs(&e.attributes)})).collect::<Vec<_>>(),
     });
-    to_event(raw, now)
+    if let Value::Object(map) = &mut payload {
+        resource.add_to_payload(map);
+    }
+    let run = (!run.is_empty()).then_some(run);
+    Event::builder(
+        if claude { Source::Claude } else { Source::Otlp },
+        if op.is_empty() { span.name.clone() } else { op },
+        entity,
+        if title.trim().is_empty() {
+            "span".to_string()
+        } else {
+            title
+        },
+    )
+    .event_id(event_id("otlp-span", &[&trace, &span_id]))
+    .ts(nanos_to_ts(span.start_time_unix_nano))
+    .run_id(run.clone())
+    .session_id(run)
+    .agent(agent)
+    .entity_id(entity_id.clone().or(Some(span_id)))
+    .status(if failed {
+        Status::Failed
+    } else {
+        Status::Success
+    })
+    .severity(if failed {
+        Severity::Error
+    } else {
+        Severity::Info
+    })
+    .summary(
+        span.status
+            .as_ref()
+            .map(|st| st.message.clone())
+            .filter(|m| !m.is_empty()),
+    )
+    .duration_opt(duration)
+    .metrics(metrics)
+    .correlation_id(entity_id)
+    .payload_value(payload)
+    .build(now)
+    .map_err(|e| e.0)
 }
 
 fn map_point(
-    resource: &Map<String, Value>,
+    resource: &ResourceView,
     metric_name: &str,
     unit: &str,
     point_attrs: &[KeyValue],
@@ -395,10 +525,10 @@ fn map_point(
     now: Timestamp,
 ) -> Result<Event, String> {
     let a = attrs(point_attrs);
-    let session = s(&a, "session.id").or_else(|| s(resource, "session.id"));
-    let mut metrics = Map::new();
+    let session = s(&a, "session.id").or_else(|| resource.session_id.clone());
+    let mut metrics = Metrics::default();
     for (k, v) in values {
-        put_metric(&mut metrics, k, Some(*v));
+        metrics.put(k.as_str(), Some(*v));
     }
     let shown = values
         .iter()
@@ -407,21 +537,44 @@ fn map_point(
         .join(" ");
     let claude = is_claude(resource, metric_name);
     let a_text = Value::Object(a.clone()).to_string();
-    let raw = json!({
-        "event_id": format!("otlp-metric:{}", stable_hash(&[metric_name.as_bytes(), a_text.as_bytes(), &time.to_le_bytes()])),
-        "ts": nanos_to_ts(time),
-        "source": if claude { "claude" } else { "otlp" },
-        "source_event": metric_name,
-        "run_id": session,
-        "session_id": session,
-        "agent": s(resource, "service.name"),
-        "entity_type": "metric",
-        "severity": "debug",
-        "title": short(&format!("{metric_name} {shown}{}", if unit.is_empty() { String::new() } else { format!(" {unit}") }), 200),
-        "metrics": metrics_value(metrics),
-        "payload": {"attributes": a, "resource": resource, "unit": unit},
-    });
-    to_event(raw, now)
+    let mut payload = json!({"attributes": a, "unit": unit});
+    if let Value::Object(map) = &mut payload {
+        resource.add_to_payload(map);
+    }
+    let title = short(
+        &format!(
+            "{metric_name} {shown}{}",
+            if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            }
+        ),
+        200,
+    );
+    Event::builder(
+        if claude { Source::Claude } else { Source::Otlp },
+        metric_name,
+        EntityType::Metric,
+        title,
+    )
+    .event_id(format!(
+        "otlp-metric:{}",
+        stable_hash(&[
+            metric_name.as_bytes(),
+            a_text.as_bytes(),
+            &time.to_le_bytes()
+        ])
+    ))
+    .ts(nanos_to_ts(time))
+    .run_id(session.clone())
+    .session_id(session)
+    .agent(resource.service_name.clone())
+    .severity(Severity::Debug)
+    .metrics(metrics)
+    .payload_value(payload)
+    .build(now)
+    .map_err(|e| e.0)
 }
 
 /// Which encoding the request used.
@@ -470,7 +623,11 @@ fn answer<T: Message + serde::Serialize>(response: &T, encoding: Encoding) -> Re
 
 fn rejected_message(errors: &[LineError]) -> String {
     match errors.first() {
-        Some(first) => format!("{} records rejected; first: {}", errors.len(), first.message),
+        Some(first) => format!(
+            "{} records rejected; first: {}",
+            errors.len(),
+            first.message
+        ),
         None => String::new(),
     }
 }
@@ -492,9 +649,18 @@ pub struct Otlp {
 impl Otlp {
     pub fn new(signal: Signal) -> Otlp {
         let (path, summary) = match signal {
-            Signal::Logs => ("/v1/logs", "OTLP/HTTP logs (protobuf or JSON, optionally gzip)"),
-            Signal::Traces => ("/v1/traces", "OTLP/HTTP traces (protobuf or JSON, optionally gzip)"),
-            Signal::Metrics => ("/v1/metrics", "OTLP/HTTP metrics (protobuf or JSON, optionally gzip)"),
+            Signal::Logs => (
+                "/v1/logs",
+                "OTLP/HTTP logs (protobuf or JSON, optionally gzip)",
+            ),
+            Signal::Traces => (
+                "/v1/traces",
+                "OTLP/HTTP traces (protobuf or JSON, optionally gzip)",
+            ),
+            Signal::Metrics => (
+                "/v1/metrics",
+                "OTLP/HTTP metrics (protobuf or JSON, optionally gzip)",
+            ),
         };
         Otlp {
             signal,
@@ -524,37 +690,113 @@ impl Otlp {
     }
 }
 
-/// Collects mapped records: events, and the records that could not be mapped (numbered in the
-/// order they came, for the partial-success message).
-#[derive(Default)]
+/// The total JSON size of the events one request may become: 16 bytes of events per byte of
+/// request, and at least 4 MiB. An event costs ~500 bytes however small its record (a record
+/// can be 2 bytes of protobuf), so without this a body of tiny records would become hundreds of
+/// times its size in memory; ordinary batches (an SDK's 512 records, a collector's 8,192 of
+/// real spans or logs) stay well inside it.
+pub fn event_budget(request_bytes: usize) -> usize {
+    request_bytes
+        .saturating_mul(EVENT_BYTES_PER_REQUEST_BYTE)
+        .max(MIN_EVENT_BUDGET)
+}
+
+const EVENT_BYTES_PER_REQUEST_BYTE: usize = 16;
+const MIN_EVENT_BUDGET: usize = 4 * 1024 * 1024;
+/// Refused records past this many are counted (for `partialSuccess`) without a message of
+/// their own, so refusals cannot grow memory faster than the events they replace.
+const DETAILED_REFUSALS: usize = 100;
+
+/// Counts the bytes written to it (an event's JSON size, without building the string).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_size(event: &Event) -> usize {
+    let mut count = ByteCount(0);
+    match serde_json::to_writer(&mut count, event) {
+        Ok(()) => count.0,
+        // An event always serialises; were it not to, count it as the whole budget.
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Collects mapped records: events, and the records that could not be mapped or did not fit
+/// the request's budget (numbered in the order they came, for the partial-success message).
 struct Collected {
     events: Vec<Event>,
     errors: Vec<LineError>,
     seen: usize,
+    budget: usize,
+    budget_left: usize,
+    over_budget: bool,
 }
 
 impl Collected {
-    fn push(&mut self, result: Result<Event, String>) {
-        self.seen += 1;
-        match result {
-            Ok(e) => self.events.push(e),
-            Err(message) => self.errors.push(LineError {
-                line: self.seen,
-                message,
-            }),
+    fn new(request_bytes: usize) -> Collected {
+        Collected {
+            events: Vec::new(),
+            errors: Vec::new(),
+            seen: 0,
+            budget: event_budget(request_bytes),
+            budget_left: event_budget(request_bytes),
+            over_budget: false,
         }
+    }
+
+    /// Maps one record, unless the request's budget is already spent (then it is refused
+    /// without being mapped).
+    fn push_with(&mut self, map: impl FnOnce() -> Result<Event, String>) {
+        self.seen += 1;
+        if self.over_budget {
+            self.refuse(String::new(), false);
+            return;
+        }
+        match map() {
+            Ok(event) => {
+                let size = json_size(&event);
+                if size > self.budget_left {
+                    self.over_budget = true;
+                    let message = format!(
+                        "record {} and every record after it are over this request's budget of {} bytes of events ({EVENT_BYTES_PER_REQUEST_BYTE}× its size, at least 4 MiB); send fewer records per request",
+                        self.seen, self.budget,
+                    );
+                    self.refuse(message, true);
+                } else {
+                    self.budget_left -= size;
+                    self.events.push(event);
+                }
+            }
+            Err(message) => self.refuse(message, false),
+        }
+    }
+
+    fn refuse(&mut self, message: String, always: bool) {
+        let message = if always || self.errors.len() < DETAILED_REFUSALS {
+            message
+        } else {
+            String::new()
+        };
+        self.errors.push(LineError {
+            line: self.seen,
+            message,
+        });
     }
 }
 
 fn decode_logs(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected, HttpError> {
     let req: ExportLogsServiceRequest = decode(bytes, enc)?;
-    let mut out = Collected::default();
+    let mut out = Collected::new(bytes.len());
     for rl in &req.resource_logs {
-        let resource = rl
-            .resource
-            .as_ref()
-            .map(|r| attrs(&r.attributes))
-            .unwrap_or_default();
+        let resource = ResourceView::of(rl.resource.as_ref());
         for sl in &rl.scope_logs {
             let scope = sl
                 .scope
@@ -562,7 +804,7 @@ fn decode_logs(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected,
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
             for rec in &sl.log_records {
-                out.push(map_log(&resource, &scope, rec, now));
+                out.push_with(|| map_log(&resource, &scope, rec, now));
             }
         }
     }
@@ -571,13 +813,9 @@ fn decode_logs(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected,
 
 fn decode_traces(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected, HttpError> {
     let req: ExportTraceServiceRequest = decode(bytes, enc)?;
-    let mut out = Collected::default();
+    let mut out = Collected::new(bytes.len());
     for rs in &req.resource_spans {
-        let resource = rs
-            .resource
-            .as_ref()
-            .map(|r| attrs(&r.attributes))
-            .unwrap_or_default();
+        let resource = ResourceView::of(rs.resource.as_ref());
         for ss in &rs.scope_spans {
             let scope = ss
                 .scope
@@ -585,7 +823,7 @@ fn decode_traces(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collecte
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
             for span in &ss.spans {
-                out.push(map_span(&resource, &scope, span, now));
+                out.push_with(|| map_span(&resource, &scope, span, now));
             }
         }
     }
@@ -594,17 +832,15 @@ fn decode_traces(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collecte
 
 fn decode_metrics(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected, HttpError> {
     let req: ExportMetricsServiceRequest = decode(bytes, enc)?;
-    let mut out = Collected::default();
+    let mut out = Collected::new(bytes.len());
     for rm in &req.resource_metrics {
-        let resource = rm
-            .resource
-            .as_ref()
-            .map(|r| attrs(&r.attributes))
-            .unwrap_or_default();
+        let resource = ResourceView::of(rm.resource.as_ref());
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
                 let mut push = |attrs_: &[KeyValue], time: u64, values: Vec<(String, f64)>| {
-                    out.push(map_point(&resource, &m.name, &m.unit, attrs_, time, &values, now))
+                    out.push_with(|| {
+                        map_point(&resource, &m.name, &m.unit, attrs_, time, &values, now)
+                    })
                 };
                 match &m.data {
                     Some(metric::Data::Gauge(g)) => {
@@ -689,7 +925,7 @@ impl HttpSource for Otlp {
         match self.signal {
             Signal::Logs => answer(
                 &ExportLogsServiceResponse {
-                    partial_success: some.then(|| ExportLogsPartialSuccess {
+                    partial_success: some.then_some(ExportLogsPartialSuccess {
                         rejected_log_records: rejected,
                         error_message: message,
                     }),
@@ -698,7 +934,7 @@ impl HttpSource for Otlp {
             ),
             Signal::Traces => answer(
                 &ExportTraceServiceResponse {
-                    partial_success: some.then(|| ExportTracePartialSuccess {
+                    partial_success: some.then_some(ExportTracePartialSuccess {
                         rejected_spans: rejected,
                         error_message: message,
                     }),
@@ -707,7 +943,7 @@ impl HttpSource for Otlp {
             ),
             Signal::Metrics => answer(
                 &ExportMetricsServiceResponse {
-                    partial_success: some.then(|| ExportMetricsPartialSuccess {
+                    partial_success: some.then_some(ExportMetricsPartialSuccess {
                         rejected_data_points: rejected,
                         error_message: message,
                     }),

@@ -23,8 +23,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use sightline_schema::{Event, Timestamp};
+use serde_json::json;
+use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 
@@ -137,11 +137,11 @@ pub enum PaneStatus {
 }
 
 impl PaneStatus {
-    fn canonical(self) -> &'static str {
+    fn canonical(self) -> Status {
         match self {
-            PaneStatus::Busy => "running",
-            PaneStatus::Idle => "idle",
-            PaneStatus::Waiting => "blocked",
+            PaneStatus::Busy => Status::Running,
+            PaneStatus::Idle => Status::Idle,
+            PaneStatus::Waiting => Status::Blocked,
         }
     }
 
@@ -306,13 +306,18 @@ impl Watcher {
         }))
     }
 
-    fn event(&self, v: Value) -> Option<Event> {
-        let mut v = v;
-        v["source"] = json!("tmux");
-        if let Some(h) = &self.host {
-            v["host"] = json!(h);
-        }
-        match crate::util::to_event(v, Timestamp::now()) {
+    /// Starts a tmux event: every one has these four fields and its entity id.
+    fn begin(
+        source_event: &str,
+        entity_type: EntityType,
+        entity_id: &str,
+        title: String,
+    ) -> EventBuilder {
+        Event::builder(Source::Tmux, source_event, entity_type, title).entity_id(entity_id)
+    }
+
+    fn event(&self, builder: EventBuilder) -> Option<Event> {
+        match builder.host(self.host.as_deref()).build(Timestamp::now()) {
             Ok(e) => Some(e),
             Err(e) => {
                 tracing::warn!("tmux: could not build an event: {e}");
@@ -332,11 +337,19 @@ impl Watcher {
             .collect();
         for (id, name) in &sessions {
             if !self.sessions.contains_key(id) {
-                out.extend(self.event(json!({
-                    "source_event": "session-created", "entity_type": "session", "entity_id": id,
-                    "run_id": run_id(name), "session_id": run_id(name), "status": "running",
-                    "title": format!("tmux session {name}"),
-                })));
+                out.extend(
+                    self.event(
+                        Self::begin(
+                            "session-created",
+                            EntityType::Session,
+                            id,
+                            format!("tmux session {name}"),
+                        )
+                        .run_id(run_id(name))
+                        .session_id(run_id(name))
+                        .status(Status::Running),
+                    ),
+                );
             }
         }
         // Windows.
@@ -348,12 +361,24 @@ impl Watcher {
         }
         for (id, r) in &windows {
             if !self.windows.contains_key(id) {
-                out.extend(self.event(json!({
-                    "source_event": "window-created", "entity_type": "session", "entity_id": id,
-                    "run_id": run_id(&r.session), "session_id": window_key(r),
-                    "parent_session_id": run_id(&r.session), "agent": r.window_name, "status": "running",
-                    "title": format!("tmux window {}:{} ({})", r.session, r.window_index, r.window_name),
-                })));
+                out.extend(
+                    self.event(
+                        Self::begin(
+                            "window-created",
+                            EntityType::Session,
+                            id,
+                            format!(
+                                "tmux window {}:{} ({})",
+                                r.session, r.window_index, r.window_name
+                            ),
+                        )
+                        .run_id(run_id(&r.session))
+                        .session_id(window_key(r))
+                        .parent_session_id(run_id(&r.session))
+                        .agent(&r.window_name)
+                        .status(Status::Running),
+                    ),
+                );
             }
         }
         // Panes: new ones take their current screen as the baseline (it is not "new output").
@@ -366,13 +391,25 @@ impl Watcher {
                 continue;
             }
             let capture = self.capture(id)?.unwrap_or_default();
-            out.extend(self.event(json!({
-                "source_event": "pane-created", "entity_type": "pane", "entity_id": id,
-                "run_id": run_id(&r.session), "session_id": pane_key(r),
-                "parent_session_id": window_key(r), "agent": r.command, "pid": r.pid,
-                "status": "running",
-                "title": format!("tmux pane {}:{}.{} ({})", r.session, r.window_index, r.pane_index, r.command),
-            })));
+            out.extend(
+                self.event(
+                    Self::begin(
+                        "pane-created",
+                        EntityType::Pane,
+                        id,
+                        format!(
+                            "tmux pane {}:{}.{} ({})",
+                            r.session, r.window_index, r.pane_index, r.command
+                        ),
+                    )
+                    .run_id(run_id(&r.session))
+                    .session_id(pane_key(r))
+                    .parent_session_id(window_key(r))
+                    .agent(&r.command)
+                    .pid(r.pid)
+                    .status(Status::Running),
+                ),
+            );
             self.panes.insert(
                 id.clone(),
                 PaneState {
@@ -427,15 +464,32 @@ impl Watcher {
                         .find(|l| !l.trim().is_empty())
                         .cloned()
                         .unwrap_or_default();
-                    events.push(json!({
-                        "source_event": "pane-output", "entity_type": "log", "entity_id": id,
-                        "run_id": run_id(&r.session), "session_id": pane_key(&r),
-                        "parent_session_id": window_key(&r), "agent": r.command,
-                        "title": if first.is_empty() { "(blank lines)".to_string() } else { first },
-                        "summary": format!("{} new line{}{}", chunk.len(), if chunk.len() == 1 { "" } else { "s" },
-                            if skipped > 0 { format!(", {skipped} skipped (rate cap)") } else { String::new() }),
-                        "payload": {"lines": chunk, "skipped_lines": skipped, "pane": id},
-                    }));
+                    let title = if first.is_empty() {
+                        "(blank lines)".to_string()
+                    } else {
+                        first
+                    };
+                    let summary = format!(
+                        "{} new line{}{}",
+                        chunk.len(),
+                        if chunk.len() == 1 { "" } else { "s" },
+                        if skipped > 0 {
+                            format!(", {skipped} skipped (rate cap)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    events.push(
+                        Self::begin("pane-output", EntityType::Log, &id, title)
+                            .run_id(run_id(&r.session))
+                            .session_id(pane_key(&r))
+                            .parent_session_id(window_key(&r))
+                            .agent(&r.command)
+                            .summary(summary)
+                            .payload_value(
+                                json!({"lines": chunk, "skipped_lines": skipped, "pane": id}),
+                            ),
+                    );
                 }
             }
             let prompt = asks_user(&state.capture);
@@ -453,17 +507,20 @@ impl Watcher {
                 && state.status != Some(status)
             {
                 state.status = Some(status);
-                let mut v = json!({
-                    "source_event": "pane-status", "entity_type": "pane", "entity_id": id,
-                    "run_id": run_id(&r.session), "session_id": pane_key(&r),
-                    "parent_session_id": window_key(&r), "agent": r.command,
-                    "status": status.canonical(),
-                    "title": format!("{} {}", pane_key(&r), status.word()),
-                    "payload": {"pane": id, "command": r.command},
-                });
+                let mut v = Self::begin(
+                    "pane-status",
+                    EntityType::Pane,
+                    &id,
+                    format!("{} {}", pane_key(&r), status.word()),
+                )
+                .run_id(run_id(&r.session))
+                .session_id(pane_key(&r))
+                .parent_session_id(window_key(&r))
+                .agent(&r.command)
+                .status(status.canonical())
+                .payload_value(json!({"pane": id, "command": r.command}));
                 if let Some(p) = prompt.filter(|_| status == PaneStatus::Waiting) {
-                    v["summary"] = json!(p);
-                    v["severity"] = json!("warn");
+                    v = v.summary(p).severity(Severity::Warn);
                 }
                 events.push(v);
             }
@@ -481,12 +538,21 @@ impl Watcher {
         for id in gone {
             let state = self.panes.remove(&id).expect("known pane");
             let r = state.row;
-            out.extend(self.event(json!({
-                "source_event": "pane-closed", "entity_type": "pane", "entity_id": id,
-                "run_id": run_id(&r.session), "session_id": pane_key(&r),
-                "parent_session_id": window_key(&r), "agent": r.command, "status": "success",
-                "title": format!("tmux pane {} closed", pane_key(&r)),
-            })));
+            out.extend(
+                self.event(
+                    Self::begin(
+                        "pane-closed",
+                        EntityType::Pane,
+                        &id,
+                        format!("tmux pane {} closed", pane_key(&r)),
+                    )
+                    .run_id(run_id(&r.session))
+                    .session_id(pane_key(&r))
+                    .parent_session_id(window_key(&r))
+                    .agent(&r.command)
+                    .status(Status::Success),
+                ),
+            );
         }
         let gone: Vec<(String, PaneRow)> = self
             .windows
@@ -495,20 +561,37 @@ impl Watcher {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (id, r) in gone {
-            out.extend(self.event(json!({
-                "source_event": "window-closed", "entity_type": "session", "entity_id": id,
-                "run_id": run_id(&r.session), "session_id": window_key(&r),
-                "parent_session_id": run_id(&r.session), "agent": r.window_name, "status": "success",
-                "title": format!("tmux window {}:{} closed", r.session, r.window_index),
-            })));
+            out.extend(
+                self.event(
+                    Self::begin(
+                        "window-closed",
+                        EntityType::Session,
+                        &id,
+                        format!("tmux window {}:{} closed", r.session, r.window_index),
+                    )
+                    .run_id(run_id(&r.session))
+                    .session_id(window_key(&r))
+                    .parent_session_id(run_id(&r.session))
+                    .agent(&r.window_name)
+                    .status(Status::Success),
+                ),
+            );
         }
         for (id, name) in &self.sessions {
             if !sessions.contains_key(id) {
-                out.extend(self.event(json!({
-                    "source_event": "session-closed", "entity_type": "session", "entity_id": id,
-                    "run_id": run_id(name), "session_id": run_id(name), "status": "success",
-                    "title": format!("tmux session {name} closed"),
-                })));
+                out.extend(
+                    self.event(
+                        Self::begin(
+                            "session-closed",
+                            EntityType::Session,
+                            id,
+                            format!("tmux session {name} closed"),
+                        )
+                        .run_id(run_id(name))
+                        .session_id(run_id(name))
+                        .status(Status::Success),
+                    ),
+                );
             }
         }
         self.sessions = sessions;

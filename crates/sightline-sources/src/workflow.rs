@@ -8,7 +8,12 @@
 //! one bad update is refused whole.
 
 use serde_json::{Map, Value, json};
-use sightline_core::{Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role};
+use sightline_schema::{EntityType, Severity, Source, Status};
+
+use crate::util::BuilderExt;
+use sightline_core::{
+    Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Role,
+};
 use sightline_schema::{Event, Timestamp};
 
 /// The source's name in health.
@@ -20,18 +25,29 @@ pub const WS_MESSAGE: &str = "workflow_update";
 pub const KINDS: &[&str] = &["status", "log", "progress", "error", "complete"];
 
 /// Maps a producer's status word onto the canonical vocabulary.
-fn canonical_status(word: &str) -> Option<&'static str> {
+fn canonical_status(word: &str) -> Option<Status> {
     Some(match word.trim().to_ascii_lowercase().as_str() {
-        "queued" | "pending" | "waiting" | "scheduled" => "queued",
-        "running" | "in_progress" | "started" | "active" | "busy" => "running",
-        "success" | "succeeded" | "completed" | "complete" | "done" | "ok" | "passed" => "success",
-        "failed" | "failure" | "error" | "errored" => "failed",
-        "cancelled" | "canceled" | "aborted" | "stopped" => "cancelled",
-        "blocked" | "paused" | "waiting_for_input" => "blocked",
-        "retry" | "retrying" => "retry",
-        "idle" => "idle",
+        "queued" | "pending" | "waiting" | "scheduled" => Status::Queued,
+        "running" | "in_progress" | "started" | "active" | "busy" => Status::Running,
+        "success" | "succeeded" | "completed" | "complete" | "done" | "ok" | "passed" => {
+            Status::Success
+        }
+        "failed" | "failure" | "error" | "errored" => Status::Failed,
+        "cancelled" | "canceled" | "aborted" | "stopped" => Status::Cancelled,
+        "blocked" | "paused" | "waiting_for_input" => Status::Blocked,
+        "retry" | "retrying" => Status::Retry,
+        "idle" => Status::Idle,
         _ => return None,
     })
+}
+
+/// A step's update is about the step, any other about the workflow.
+fn entity_of(step: Option<&str>) -> EntityType {
+    if step.is_some() {
+        EntityType::Step
+    } else {
+        EntityType::Workflow
+    }
 }
 
 fn str_field<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -82,12 +98,12 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
     let mapped = status_word.and_then(canonical_status);
     let (entity_type, status, severity, title) = match kind {
         "status" => (
-            if step.is_some() { "step" } else { "workflow" },
-            mapped.unwrap_or("running"),
-            if mapped == Some("failed") {
-                "error"
+            entity_of(step),
+            mapped.unwrap_or(Status::Running),
+            if mapped == Some(Status::Failed) {
+                Severity::Error
             } else {
-                "info"
+                Severity::Info
             },
             message.map(str::to_string).unwrap_or_else(|| match step {
                 Some(s) => format!("{s}: {}", status_word.unwrap_or("running")),
@@ -95,20 +111,20 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
             }),
         ),
         "log" => (
-            "log",
-            "running",
+            EntityType::Log,
+            Status::Running,
             match str_field(data, "level").unwrap_or("info") {
-                "debug" | "trace" => "debug",
-                "warn" | "warning" => "warn",
-                "error" | "fatal" | "critical" => "error",
-                _ => "info",
+                "debug" | "trace" => Severity::Debug,
+                "warn" | "warning" => Severity::Warn,
+                "error" | "fatal" | "critical" => Severity::Error,
+                _ => Severity::Info,
             },
             message.unwrap_or("(empty log line)").to_string(),
         ),
         "progress" => (
-            if step.is_some() { "step" } else { "workflow" },
-            "running",
-            "info",
+            entity_of(step),
+            Status::Running,
+            Severity::Info,
             message.map(str::to_string).unwrap_or_else(|| {
                 let pct = progress.map(|p| format!("{p:.0}%")).unwrap_or_default();
                 match step {
@@ -118,9 +134,9 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
             }),
         ),
         "error" => (
-            if step.is_some() { "step" } else { "workflow" },
-            mapped.unwrap_or("failed"),
-            "error",
+            entity_of(step),
+            mapped.unwrap_or(Status::Failed),
+            Severity::Error,
             error_text
                 .clone()
                 .or(message.map(str::to_string))
@@ -130,53 +146,56 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
             // complete: success unless it says otherwise.
             let status = match mapped {
                 Some(s) => s,
-                None if error_text.is_some() => "failed",
-                None => "success",
+                None if error_text.is_some() => Status::Failed,
+                None => Status::Success,
             };
             (
-                "workflow",
+                EntityType::Workflow,
                 status,
-                if status == "failed" { "error" } else { "info" },
+                if status == Status::Failed {
+                    Severity::Error
+                } else {
+                    Severity::Info
+                },
                 message
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("workflow {status}")),
             )
         }
     };
-    let mut raw = json!({
-        "source": "workflow",
-        "source_event": kind,
-        "run_id": workflow_id,
-        "session_id": workflow_id,
-        "entity_type": entity_type,
-        "entity_id": step.unwrap_or(workflow_id),
-        "status": status,
-        "severity": severity,
-        "title": title,
-        "correlation_id": match step { Some(s) => format!("{workflow_id}/{s}"), None => workflow_id.to_string() },
-        "payload": {"update": update},
-    });
-    if let Some(ts) = obj.get("timestamp").and_then(Value::as_str) {
-        raw["ts"] = json!(ts);
-    } else if let Some(ms) = obj.get("timestamp").and_then(Value::as_i64) {
-        raw["ts"] = json!(Timestamp(ms).to_rfc3339());
+    let correlation = match step {
+        Some(s) => format!("{workflow_id}/{s}"),
+        None => workflow_id.to_string(),
+    };
+    let mut event = Event::builder(Source::Workflow, kind, entity_type, title)
+        .run_id(workflow_id)
+        .session_id(workflow_id)
+        .entity_id(step.unwrap_or(workflow_id))
+        .status(status)
+        .severity(severity)
+        .correlation_id(correlation)
+        .payload_value(json!({"update": update}));
+    match obj.get("timestamp") {
+        Some(Value::String(ts)) => event = event.ts_text(Some(ts.as_str()))?,
+        Some(ts) => {
+            if let Some(ms) = ts.as_i64() {
+                event = event.ts(Timestamp(ms));
+            }
+        }
+        None => {}
     }
     if let Some(id) = obj.get("id").and_then(Value::as_str) {
-        raw["event_id"] = json!(format!("wf:{workflow_id}:{id}"));
+        event = event.event_id(format!("wf:{workflow_id}:{id}"));
     }
     if let Some(p) = progress {
-        raw["metrics"] = json!({"progress": p});
+        event = event.metric_f64("progress", p);
     }
     if let Some(d) = data.get("duration_ms").and_then(Value::as_f64) {
-        raw["duration_ms"] = json!(d);
+        event = event.duration_ms_f64(d);
     }
-    if let Some(agent) = str_field(data, "agent").or(str_field(data, "workflow")) {
-        raw["agent"] = json!(agent);
-    }
-    if let Some(e) = &error_text {
-        raw["summary"] = json!(e);
-    }
-    crate::util::to_event(raw, now)
+    event = event.agent(str_field(data, "agent").or(str_field(data, "workflow")));
+    event = event.summary(error_text);
+    event.build(now).map_err(|e| e.0)
 }
 
 /// One update or an array of them → events; all or nothing.

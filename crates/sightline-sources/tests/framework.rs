@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::TestHub;
 use serde_json::json;
+use sightline_schema::{EntityType, Event, Source, Timestamp};
 use sightline_sources::framework::{
     Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture, Registration,
 };
-use sightline_schema::Timestamp;
 
 static FAILS: AtomicU64 = AtomicU64::new(0);
 
@@ -40,11 +40,11 @@ impl Adapter for Counter {
             let mut n = ctx.checkpoint("n").and_then(|v| v.as_u64()).unwrap_or(0);
             loop {
                 n += 1;
-                let e = sightline_sources::util::to_event(
-                    json!({"event_id": format!("counter-{n}"), "source": "custom", "source_event": "tick", "entity_type": "log", "title": format!("tick {n}")}),
-                    Timestamp::now(),
-                )
-                .map_err(AdapterError::Other)?;
+                let e =
+                    Event::builder(Source::Custom, "tick", EntityType::Log, format!("tick {n}"))
+                        .event_id(format!("counter-{n}"))
+                        .build(Timestamp::now())
+                        .map_err(|e| AdapterError::Other(e.0))?;
                 ctx.emit(vec![e]).await?;
                 ctx.set_checkpoint("n", json!(n));
                 if ctx.sleep(Duration::from_millis(50)).await {
@@ -156,12 +156,8 @@ fn a_start_up_error_is_returned_before_anything_runs() {
         "{err}"
     );
     // The real log adapter needs files.
-    let err = sightline_sources::start(
-        hub.core(),
-        &config,
-        Some(&["logs".into()]),
-    )
-    .err()
-    .unwrap();
+    let err = sightline_sources::start(hub.core(), &config, Some(&["logs".into()]))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("SIGHTLINE_LOG_FILES"), "{err}");
 }

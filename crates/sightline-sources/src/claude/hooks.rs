@@ -15,15 +15,15 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sightline_core::{
     Accepted, Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, LineError, Method, Reply,
     Role,
 };
 use sightline_schema::validate::describe_json_error;
-use sightline_schema::{Event, Timestamp};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
-use crate::util::{event_id, put_metric, short, stable_hash, text, to_event};
+use crate::util::{BuilderExt, Metrics, event_id, short, stable_hash, text};
 
 /// The adapter name in health.
 pub const NAME: &str = "claude-hook";
@@ -91,19 +91,19 @@ pub fn map_hook(
     let tool = text(&payload, "tool_name");
     let tool_use_id = text(&payload, "tool_use_id");
     let input = payload.get("tool_input");
-    let mut entity_type = "log";
+    let mut entity_type = EntityType::Log;
     let mut entity_id: Option<String> = None;
-    let mut status: Option<&str> = None;
-    let mut severity = "info";
+    let mut status: Option<Status> = None;
+    let mut severity = Severity::Info;
     let mut summary: Option<String> = None;
     let mut duration: Option<f64> = payload.get("duration_ms").and_then(Value::as_f64);
-    let mut metrics = Map::new();
+    let mut metrics = Metrics::default();
     let mut natural_key: Option<String> = tool_use_id.clone();
     let tool_name = tool.clone().unwrap_or_else(|| "tool".into());
     let title = match name.as_str() {
         "SessionStart" => {
-            entity_type = "session";
-            status = Some("running");
+            entity_type = EntityType::Session;
+            status = Some(Status::Running);
             let how = text(&payload, "source").unwrap_or_else(|| "startup".into());
             if let Some(model) = text(&payload, "model") {
                 summary = Some(format!("model {model}"));
@@ -111,14 +111,14 @@ pub fn map_hook(
             format!("Claude Code session ({how})")
         }
         "SessionEnd" => {
-            entity_type = "session";
-            status = Some("success");
+            entity_type = EntityType::Session;
+            status = Some(Status::Success);
             let reason = text(&payload, "reason").unwrap_or_else(|| "other".into());
             format!("Session ended ({reason})")
         }
         "UserPromptSubmit" => {
-            entity_type = "prompt";
-            status = Some("running");
+            entity_type = EntityType::Prompt;
+            status = Some(Status::Running);
             entity_id = text(&payload, "prompt_id");
             format!(
                 "Prompt: {}",
@@ -126,24 +126,22 @@ pub fn map_hook(
             )
         }
         "PreToolUse" => {
-            entity_type = "tool";
-            status = Some("running");
+            entity_type = EntityType::Tool;
+            status = Some(Status::Running);
             entity_id = tool_use_id.clone();
             tool_title(&tool_name, input)
         }
         "PostToolUse" => {
-            entity_type = "tool";
-            status = Some("success");
+            entity_type = EntityType::Tool;
+            status = Some(Status::Success);
             entity_id = tool_use_id.clone();
             if let Some(resp) = payload.get("tool_response") {
                 // The Agent (formerly Task) tool reports its subagent's totals.
-                put_metric(
-                    &mut metrics,
+                metrics.put(
                     "total_tokens",
                     resp.get("totalTokens").and_then(Value::as_f64),
                 );
-                put_metric(
-                    &mut metrics,
+                metrics.put(
                     "tool_use_count",
                     resp.get("totalToolUseCount").and_then(Value::as_f64),
                 );
@@ -154,23 +152,23 @@ pub fn map_hook(
             tool_title(&tool_name, input)
         }
         "PostToolUseFailure" => {
-            entity_type = "tool";
+            entity_type = EntityType::Tool;
             entity_id = tool_use_id.clone();
             let interrupted = payload.get("is_interrupt").and_then(Value::as_bool) == Some(true);
             if interrupted {
-                status = Some("cancelled");
-                severity = "warn";
+                status = Some(Status::Cancelled);
+                severity = Severity::Warn;
             } else {
-                status = Some("failed");
-                severity = "error";
+                status = Some(Status::Failed);
+                severity = Severity::Error;
             }
             summary = text(&payload, "error").map(|e| short(&e, 400));
             format!("{} failed", tool_title(&tool_name, input))
         }
         "PermissionRequest" => {
-            entity_type = "permission";
-            status = Some("blocked");
-            severity = "warn";
+            entity_type = EntityType::Permission;
+            status = Some(Status::Blocked);
+            severity = Severity::Warn;
             entity_id = tool_use_id.clone().or_else(|| tool.clone());
             format!("Permission needed: {}", tool_title(&tool_name, input))
         }
@@ -180,20 +178,20 @@ pub fn map_hook(
             summary = text(&payload, "title");
             match kind.as_str() {
                 "permission_prompt" => {
-                    entity_type = "permission";
-                    status = Some("blocked");
-                    severity = "warn";
+                    entity_type = EntityType::Permission;
+                    status = Some(Status::Blocked);
+                    severity = Severity::Warn;
                 }
                 "idle_prompt" => {
-                    entity_type = "session";
-                    status = Some("idle");
+                    entity_type = EntityType::Session;
+                    status = Some(Status::Idle);
                 }
                 _ => {}
             }
             short(&message, 200)
         }
         "SubagentStart" | "SubagentStop" => {
-            entity_type = "session";
+            entity_type = EntityType::Session;
             let agent_id = text(&payload, "agent_id");
             natural_key = agent_id.clone();
             // The event is about the child: it is the session, the hook's session its parent.
@@ -201,26 +199,26 @@ pub fn map_hook(
             parent = text(&payload, "session_id");
             agent = text(&payload, "agent_type").unwrap_or_else(|| "subagent".into());
             if name == "SubagentStart" {
-                status = Some("running");
+                status = Some(Status::Running);
                 format!("Subagent {agent} started")
             } else {
-                status = Some("success");
+                status = Some(Status::Success);
                 summary = text(&payload, "last_assistant_message").map(|m| short(&m, 400));
                 format!("Subagent {agent} finished")
             }
         }
         "Stop" => {
-            entity_type = "session";
-            status = Some("idle");
+            entity_type = EntityType::Session;
+            status = Some(Status::Idle);
             summary = text(&payload, "last_assistant_message").map(|m| short(&m, 400));
             "Turn finished; waiting for input".into()
         }
         "StopFailure" => {
             // The turn ended on an API error; the session itself waits for the user again, so
             // it is idle, and the error shows as severity and in the session's error count.
-            entity_type = "session";
-            status = Some("idle");
-            severity = "error";
+            entity_type = EntityType::Session;
+            status = Some(Status::Idle);
+            severity = Severity::Error;
             let error = text(&payload, "error").unwrap_or_else(|| "unknown".into());
             summary = text(&payload, "error_details").map(|d| short(&d, 400));
             format!("Turn failed: {error}")
@@ -279,28 +277,24 @@ pub fn map_hook(
             ),
         },
     };
-    let raw = json!({
-        "event_id": event_id,
-        "ts": ts.to_rfc3339(),
-        "source": "claude",
-        "source_event": name,
-        "run_id": run_id,
-        "session_id": session_id,
-        "parent_session_id": parent,
-        "agent": agent,
-        "entity_type": entity_type,
-        "entity_id": entity_id,
-        "status": status,
-        "severity": severity,
-        "title": title,
-        "summary": summary,
-        "duration_ms": duration.map(crate::util::num),
-        "metrics": crate::util::metrics_value(metrics),
-        "correlation_id": tool_use_id,
-        "tags": tool.map(|t| vec![format!("tool:{t}")]),
-        "payload": payload,
-    });
-    to_event(raw, now)
+    Event::builder(Source::Claude, name, entity_type, title)
+        .event_id(event_id)
+        .ts(ts)
+        .run_id(run_id)
+        .session_id(session_id)
+        .parent_session_id(parent)
+        .agent(agent)
+        .entity_id(entity_id)
+        .status(status)
+        .severity(severity)
+        .summary(summary)
+        .duration_opt(duration)
+        .metrics(metrics)
+        .correlation_id(tool_use_id)
+        .tags(tool.map(|t| format!("tool:{t}")))
+        .payload_value(payload)
+        .build(now)
+        .map_err(|e| e.0)
 }
 
 fn header_str(request: &HttpRequest, name: &str) -> Option<String> {
@@ -347,7 +341,9 @@ impl Default for ClaudeHooks {
 }
 
 fn is_spool(request: &HttpRequest) -> bool {
-    request.content_type().is_some_and(|ct| ct.contains("ndjson"))
+    request
+        .content_type()
+        .is_some_and(|ct| ct.contains("ndjson"))
 }
 
 impl HttpSource for ClaudeHooks {

@@ -18,13 +18,16 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
-use sightline_schema::{Event, Timestamp};
+use serde_json::{Value, json};
+use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
 use super::hooks::tool_title;
 use super::pricing::{Usage, cost_usd};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::util::{event_id, metrics_value, put_metric, short, text, to_event};
+use crate::util::{
+    BuilderExt, Metrics, contain, event_id, line_error_event, redacted, short, text,
+};
+use sightline_schema::validate::describe_json_error;
 
 pub const NAME: &str = "claude-transcripts";
 /// Most bytes read from one file in one pass (a pass ends at the last whole line).
@@ -104,13 +107,28 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
-/// Turns one transcript line into events.
+/// Turns one transcript line into events, dropping any that do not validate (for callers that
+/// want only the events; the tailer uses [`map_line_results`] and records the failures).
 pub fn map_line(
     line: &Value,
     file: &FileContext,
     state: &mut TranscriptState,
     now: Timestamp,
 ) -> Vec<Event> {
+    map_line_results(line, file, state, now)
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// Turns one transcript line into events; an event that does not validate is an `Err` with
+/// validation's message, beside the others of the same line.
+pub fn map_line_results(
+    line: &Value,
+    file: &FileContext,
+    state: &mut TranscriptState,
+    now: Timestamp,
+) -> Vec<Result<Event, String>> {
     let kind = text(line, "type").unwrap_or_default();
     let Some(uuid) = text(line, "uuid").or_else(|| text(line, "leafUuid")) else {
         return vec![];
@@ -137,22 +155,16 @@ pub fn map_line(
         .and_then(|t| Timestamp::parse(t).ok())
         .map(|t| t.millis())
         .unwrap_or(now.millis());
-    let base =
-        |source_event: &str, id: String, entity: &str, title: String| -> Map<String, Value> {
-            let mut m = Map::new();
-            m.insert("event_id".into(), json!(id));
-            m.insert("ts".into(), json!(Timestamp(ts_ms).to_rfc3339()));
-            m.insert("source".into(), json!("claude"));
-            m.insert("source_event".into(), json!(source_event));
-            m.insert("run_id".into(), json!(root));
-            m.insert("session_id".into(), json!(session));
-            m.insert("parent_session_id".into(), json!(parent));
-            m.insert("agent".into(), json!(agent));
-            m.insert("entity_type".into(), json!(entity));
-            m.insert("title".into(), json!(title));
-            m
-        };
-    let mut out: Vec<Value> = Vec::new();
+    let base = |source_event: &str, id: String, entity: EntityType, title: String| {
+        Event::builder(Source::Claude, source_event, entity, title)
+            .event_id(id)
+            .ts(Timestamp(ts_ms))
+            .run_id(root.clone())
+            .session_id(session.clone())
+            .parent_session_id(parent.clone())
+            .agent(agent.clone())
+    };
+    let mut out: Vec<EventBuilder> = Vec::new();
     let message = line.get("message").cloned().unwrap_or(Value::Null);
     match kind.as_str() {
         "assistant" => {
@@ -170,32 +182,32 @@ pub fn map_line(
                         };
                         let name = text(block, "name").unwrap_or_else(|| "tool".into());
                         state.tools.insert(id.clone(), (name.clone(), ts_ms));
-                        let mut e = base(
+                        let e = base(
                             "transcript.tool_use",
                             event_id("claude-tx", &[&uuid, &id]),
-                            "tool",
+                            EntityType::Tool,
                             tool_title(&name, block.get("input")),
-                        );
-                        e.insert("entity_id".into(), json!(id));
-                        e.insert("correlation_id".into(), json!(id));
-                        e.insert("status".into(), json!("running"));
-                        e.insert("tags".into(), json!([format!("tool:{name}")]));
-                        e.insert("payload".into(), json!({"tool_use": block, "model": model}));
-                        out.push(Value::Object(e));
+                        )
+                        .entity_id(&id)
+                        .correlation_id(&id)
+                        .status(Status::Running)
+                        .tag(format!("tool:{name}"))
+                        .payload_value(json!({"tool_use": block, "model": model}));
+                        out.push(e);
                     }
                     Some("text") => {
                         let t = text(block, "text").unwrap_or_default();
                         if t.trim().is_empty() {
                             continue;
                         }
-                        let mut e = base(
+                        let e = base(
                             "transcript.assistant",
                             event_id("claude-tx", &[&uuid, "text"]),
-                            "message",
+                            EntityType::Message,
                             format!("Assistant: {}", short(&t, 120)),
-                        );
-                        e.insert("payload".into(), json!({"text": t, "model": model}));
-                        out.push(Value::Object(e));
+                        )
+                        .payload_value(json!({"text": t, "model": model}));
+                        out.push(e);
                     }
                     _ => {}
                 }
@@ -206,47 +218,46 @@ pub fn map_line(
                 let key = format!("{msg_id}:{}", request_id.as_deref().unwrap_or(""));
                 if state.seen_usage.insert(key) {
                     let usage = usage_of(u);
-                    let mut metrics = Map::new();
-                    put_metric(&mut metrics, "input_tokens", Some(usage.input));
-                    put_metric(&mut metrics, "output_tokens", Some(usage.output));
-                    put_metric(&mut metrics, "cache_read_tokens", Some(usage.cache_read));
-                    put_metric(&mut metrics, "cache_write_tokens", Some(usage.cache_write));
-                    put_metric(&mut metrics, "cost_usd", cost_usd(&model, &usage));
+                    let mut metrics = Metrics::default();
+                    metrics.put("input_tokens", Some(usage.input));
+                    metrics.put("output_tokens", Some(usage.output));
+                    metrics.put("cache_read_tokens", Some(usage.cache_read));
+                    metrics.put("cache_write_tokens", Some(usage.cache_write));
+                    metrics.put("cost_usd", cost_usd(&model, &usage));
                     let id = match &request_id {
                         Some(r) => event_id("claude-usage", &[r]),
                         None => event_id("claude-usage", &[&msg_id]),
                     };
-                    let mut e = base(
+                    let e = base(
                         "transcript.usage",
                         id,
-                        "message",
+                        EntityType::Message,
                         format!(
                             "{} · {} in / {} out",
                             if model.is_empty() { "model" } else { &model },
                             usage.input + usage.cache_read + usage.cache_write,
                             usage.output
                         ),
-                    );
-                    e.insert("entity_id".into(), json!(msg_id));
-                    e.insert("metrics".into(), metrics_value(metrics));
-                    e.insert(
-                        "payload".into(),
+                    )
+                    .entity_id(&msg_id)
+                    .metrics(metrics)
+                    .payload_value(
                         json!({"model": model, "message_id": msg_id, "request_id": request_id, "usage": u}),
                     );
-                    out.push(Value::Object(e));
+                    out.push(e);
                 }
             }
         }
         "user" => match message.get("content") {
             Some(Value::String(prompt)) if line.get("isMeta") != Some(&Value::Bool(true)) => {
-                let mut e = base(
+                let e = base(
                     "transcript.user",
                     event_id("claude-tx", &[&uuid]),
-                    "prompt",
+                    EntityType::Prompt,
                     format!("Prompt: {}", short(prompt, 120)),
-                );
-                e.insert("payload".into(), json!({"prompt": prompt}));
-                out.push(Value::Object(e));
+                )
+                .payload_value(json!({"prompt": prompt}));
+                out.push(e);
             }
             Some(Value::Array(blocks)) => {
                 for block in blocks {
@@ -261,95 +272,106 @@ pub fn map_line(
                     let mut e = base(
                         "transcript.tool_result",
                         event_id("claude-tx", &[&uuid, &id, "result"]),
-                        "tool",
+                        EntityType::Tool,
                         format!("{name} {}", if failed { "failed" } else { "done" }),
-                    );
-                    e.insert("entity_id".into(), json!(id));
-                    e.insert("correlation_id".into(), json!(id));
-                    e.insert(
-                        "status".into(),
-                        json!(if failed { "failed" } else { "success" }),
-                    );
-                    e.insert(
-                        "severity".into(),
-                        json!(if failed { "error" } else { "info" }),
-                    );
-                    e.insert("duration_ms".into(), json!((ts_ms - started).max(0)));
-                    e.insert("tags".into(), json!([format!("tool:{name}")]));
+                    )
+                    .entity_id(&id)
+                    .correlation_id(&id)
+                    .status(if failed {
+                        Status::Failed
+                    } else {
+                        Status::Success
+                    })
+                    .severity(if failed {
+                        Severity::Error
+                    } else {
+                        Severity::Info
+                    })
+                    .duration_ms((ts_ms - started).max(0))
+                    .tag(format!("tool:{name}"));
                     if failed {
                         let content = match block.get("content") {
                             Some(Value::String(s)) => s.clone(),
                             Some(other) => other.to_string(),
                             None => String::new(),
                         };
-                        e.insert("summary".into(), json!(short(&content, 400)));
+                        e = e.summary(short(&content, 400));
                     }
-                    e.insert(
-                        "payload".into(),
+                    out.push(e.payload_value(
                         json!({"tool_result": block, "tool_use_result": line.get("toolUseResult")}),
-                    );
-                    out.push(Value::Object(e));
+                    ));
                 }
             }
             _ => {}
         },
         "summary" => {
-            let mut e = base(
+            let e = base(
                 "transcript.summary",
                 event_id("claude-tx", &[&uuid, "summary"]),
-                "log",
+                EntityType::Log,
                 format!(
                     "Summary: {}",
                     short(&text(line, "summary").unwrap_or_default(), 120)
                 ),
-            );
-            e.insert("payload".into(), json!({"summary": line.get("summary")}));
-            out.push(Value::Object(e));
+            )
+            .payload_value(json!({"summary": line.get("summary")}));
+            out.push(e);
         }
         "system" => {
             let content = text(line, "content").unwrap_or_else(|| "system".into());
             let level = text(line, "level").unwrap_or_default();
-            let mut e = base(
+            let e = base(
                 "transcript.system",
                 event_id("claude-tx", &[&uuid]),
-                "log",
+                EntityType::Log,
                 short(&content, 160),
-            );
-            e.insert(
-                "severity".into(),
-                json!(match level.as_str() {
-                    "error" => "error",
-                    "warning" => "warn",
-                    _ => "debug",
-                }),
-            );
-            e.insert(
-                "payload".into(),
-                json!({"content": content, "subtype": line.get("subtype")}),
-            );
-            out.push(Value::Object(e));
+            )
+            .severity(match level.as_str() {
+                "error" => Severity::Error,
+                "warning" => Severity::Warn,
+                _ => Severity::Debug,
+            })
+            .payload_value(json!({"content": content, "subtype": line.get("subtype")}));
+            out.push(e);
         }
         _ => {}
     }
     state.trim();
     out.into_iter()
-        .filter_map(|raw| to_event(raw, now).ok())
+        .map(|b| b.build(now).map_err(|e| e.0))
         .collect()
 }
 
-/// Reads whole lines of `path` from `offset`; returns the events and the new offset.
+/// What one read of a transcript gave.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The events of the lines read, and an error event for each line that could not be mapped.
+    pub events: Vec<Event>,
+    /// The offset after the last whole line read (the next checkpoint).
+    pub next: u64,
+    /// Why each line that could not be mapped was not (already redacted), for health.
+    pub errors: Vec<String>,
+}
+
+/// Reads whole lines of `path` from `offset`. A line that is not JSON, whose mapping fails or
+/// panics, becomes an error event and a message, and reading goes on after it: one bad line
+/// never stops the file.
 pub fn read_from(
     path: &Path,
     offset: u64,
     state: &mut TranscriptState,
     now: Timestamp,
-) -> std::io::Result<(Vec<Event>, u64)> {
+) -> std::io::Result<Chunk> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     // A file that shrank was rewritten: start again (event ids make the re-read harmless).
     let offset = if len < offset { 0 } else { offset };
+    let mut chunk = Chunk {
+        next: offset,
+        ..Chunk::default()
+    };
     if len == offset {
-        return Ok((vec![], offset));
+        return Ok(chunk);
     }
     file.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::new();
@@ -357,22 +379,70 @@ pub fn read_from(
     let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
         if buf.len() as u64 >= READ_CHUNK {
             // One line longer than the chunk: skip it rather than stall the file forever.
-            return Ok((vec![], offset + buf.len() as u64));
+            let message = format!(
+                "{}: the line at byte {offset} is longer than {READ_CHUNK} bytes; skipped",
+                path.display()
+            );
+            chunk.events.extend(line_error_event(
+                Source::Claude,
+                "claude-tx",
+                path,
+                offset,
+                "",
+                &message,
+                now,
+            ));
+            chunk.errors.push(message);
+            chunk.next = offset + buf.len() as u64;
         }
-        return Ok((vec![], offset));
+        return Ok(chunk);
     };
     let file_ctx = FileContext::of(path);
-    let mut events = Vec::new();
-    for line in buf[..last_nl].split(|b| *b == b'\n') {
-        let line = line.trim_ascii();
+    let mut at = offset;
+    for raw in buf[..last_nl].split(|b| *b == b'\n') {
+        let line_start = at;
+        at += raw.len() as u64 + 1;
+        let line = raw.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        if let Ok(value) = serde_json::from_slice::<Value>(line) {
-            events.extend(map_line(&value, &file_ctx, state, now));
+        let mapped = contain(|| {
+            let value = serde_json::from_slice::<Value>(line)
+                .map_err(|e| format!("not JSON: {}", describe_json_error(&e)))?;
+            Ok(map_line_results(&value, &file_ctx, state, now))
+        });
+        let failures: Vec<String> = match mapped {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(e) => {
+                        chunk.events.push(e);
+                        None
+                    }
+                    Err(m) => Some(m),
+                })
+                .collect(),
+            Err(m) => vec![m],
+        };
+        for failure in failures {
+            let text = String::from_utf8_lossy(line);
+            chunk.events.extend(line_error_event(
+                Source::Claude,
+                "claude-tx",
+                path,
+                line_start,
+                &text,
+                &failure,
+                now,
+            ));
+            chunk.errors.push(redacted(&format!(
+                "{}: the line at byte {line_start}: {failure}",
+                path.display()
+            )));
         }
     }
-    Ok((events, offset + last_nl as u64 + 1))
+    chunk.next = offset + last_nl as u64 + 1;
+    Ok(chunk)
 }
 
 /// Every `*.jsonl` under `dir`, sorted so that parents come before their subagents.
@@ -427,13 +497,20 @@ impl TranscriptAdapter {
                 continue;
             }
             loop {
-                let (events, next) = match read_from(&path, offset, state, Timestamp::now()) {
+                let Chunk {
+                    events,
+                    next,
+                    errors,
+                } = match read_from(&path, offset, state, Timestamp::now()) {
                     Ok(r) => r,
                     Err(e) => {
                         ctx.error(format!("{}: {e}", path.display()));
                         break;
                     }
                 };
+                for message in errors {
+                    ctx.error(message);
+                }
                 if next == offset {
                     break;
                 }
