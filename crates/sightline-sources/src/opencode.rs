@@ -12,8 +12,10 @@
 //! stream and the plugin's spool of the same event are stored once.
 //!
 //! The SSE client reconnects with backoff and, on each connect, lists `/session` so that
-//! sessions created while it was away still appear. It must never send anything to OpenCode but
-//! reads (GET) and never fail because of an unknown event type.
+//! sessions created while it was away still appear. A JSONL line that is not JSON, or whose
+//! mapping fails or panics, becomes an error event and a health error and is skipped (the offset
+//! moves past it); on the stream, such an event is a health error. It must never send anything
+//! to OpenCode but reads (GET) and never fail because of an unknown event type.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

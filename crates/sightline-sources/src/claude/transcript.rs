@@ -11,7 +11,10 @@
 //! file, advanced only after the events before it were committed.
 //!
 //! The format is internal to Claude Code and drifts: unknown line types and fields are skipped
-//! or kept in the payload, never an error. This module must never modify the transcripts.
+//! or kept in the payload, never an error. A line that is not JSON, or whose mapping fails or
+//! panics, becomes an error event (severity `error`, the file and the byte offset) and a health
+//! error, and the checkpoint moves past it: one bad line never stops a file. This module must
+//! never modify the transcripts.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
