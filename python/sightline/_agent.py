@@ -108,12 +108,12 @@ class Agent:
         )
         self._configure_native(refilter=False)
         if cfg.output:
-            _native.transport_configure(file=os.path.abspath(cfg.output))
+            _native.transport_configure(file=os.path.abspath(cfg.output), spool_dir=_spool_dir())
         else:
-            _native.transport_configure(url=cfg.url, token=cfg.token, via=cfg.transport)
+            # The sender thread also delivers spool files left by earlier processes (and
+            # adopts those whose process died), batch by batch, without the program waiting.
+            _native.transport_configure(url=cfg.url, token=cfg.token, via=cfg.transport, spool_dir=_spool_dir())
         self._prepare_children()
-        if not cfg.output:
-            self._resend_spool()
         self.send(
             self.event(
                 "process_start",
@@ -290,63 +290,25 @@ class Agent:
         )
         _native.stop_background()
         left = _native.flush(self.cfg.flush_timeout_s if flush_timeout_s is None else flush_timeout_s)
-        if left:
-            self._spool(left)
-        self._forget_resent()
+        self._spool(left)
         self._uninstall_hooks()
 
-    def _resend_spool(self, max_bytes: int = 64 << 20) -> None:
-        """Queues events that earlier processes could not deliver (their spool files); the
-        files are removed once this process has delivered everything (or re-spooled it)."""
-        self._resending: list[str] = []
-        d = _spool_dir()
-        try:
-            names = sorted(n for n in os.listdir(d) if n.startswith("python-") and n.endswith(".ndjson"))
-        except OSError:
-            return
-        budget = max_bytes
-        for n in names:
-            path = os.path.join(d, n)
-            try:
-                size = os.path.getsize(path)
-                if size > budget:
-                    break
-                sending = path + f".sending-{self.pid}"
-                os.rename(path, sending)  # atomic: one process takes each file
-                with open(sending, encoding="utf-8") as f:
-                    for line in f:
-                        line = line.strip()
-                        if line:
-                            _native.emit(line, False)
-                budget -= size
-                self._resending.append(sending)
-            except OSError:
-                continue
-
-    def _forget_resent(self) -> None:
-        for p in getattr(self, "_resending", []):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
-
     def _spool(self, left: int) -> None:
-        lines = _native.drain()
-        if not lines:
-            return
-        base = _spool_dir()
+        """Spools what the hub did not take (the events are the agent's own, already redacted:
+        locals and arguments are summarised and redacted before they are queued), private
+        (0600 in a 0700 directory) and within the spool's cap."""
         try:
-            os.makedirs(base, exist_ok=True)
-            path = os.path.join(base, f"python-{self.run_id}.ndjson")
-            with open(path, "a", encoding="utf-8") as f:
-                for line in lines:
-                    f.write(line + "\n")
-            sys.stderr.write(
-                f"sightline: hub not reachable ({_native.stats().get('last_error')}); "
-                f"{len(lines)} events spooled to {path} (load with `sightline import {path}`)\n"
-            )
+            path, written, lost = _native.spool_at_exit(self.run_id)
         except OSError as e:
             sys.stderr.write(f"sightline: {left} events lost: hub not reachable and spooling failed: {e}\n")
+            return
+        if written:
+            sys.stderr.write(
+                f"sightline: hub not reachable ({_native.stats().get('last_error')}); "
+                f"{written} events spooled to {path} (load with `sightline import {path}`)\n"
+            )
+        if lost:
+            sys.stderr.write(f"sightline: {lost} events lost: the spool ({_spool_dir()}) is full\n")
 
     # --- exceptions ----------------------------------------------------------------------------
 

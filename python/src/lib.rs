@@ -12,6 +12,7 @@ mod http;
 mod json;
 mod summary;
 mod tracer;
+mod spool;
 mod transport;
 mod ws;
 
@@ -235,14 +236,16 @@ fn is_active() -> bool {
 // --- transport ------------------------------------------------------------------------------
 
 #[pyfunction]
-#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto"))]
+#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto", spool_dir=None))]
 fn transport_configure(
+    py: Python<'_>,
     url: Option<String>,
     token: Option<String>,
     file: Option<String>,
     cap_detail: usize,
     cap_critical: usize,
     via: &str,
+    spool_dir: Option<String>,
 ) -> PyResult<()> {
     let via = transport::Via::parse(via).ok_or_else(|| {
         PyValueError::new_err(format!("transport {via:?} is not one of auto, ws, http"))
@@ -255,7 +258,10 @@ fn transport_configure(
         ),
         (None, None) => return Err(PyValueError::new_err("either url or file is required")),
     };
-    transport::global().configure(sink, cap_detail, cap_critical);
+    // Lists the spool directory (no reading): without the GIL all the same.
+    py.detach(|| {
+        transport::global().configure(sink, cap_detail, cap_critical, spool_dir.map(Into::into))
+    });
     Ok(())
 }
 
@@ -276,7 +282,33 @@ fn flush(py: Python<'_>, timeout_s: f64) -> usize {
 
 #[pyfunction]
 fn drain() -> Vec<String> {
-    transport::global().drain()
+    transport::global()
+        .drain()
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect()
+}
+
+/// At exit: stops delivering earlier spool files (what is left of the one in progress goes
+/// back for the next process), then spools what the hub did not take to
+/// `SPOOL_DIR/python-RUN.ndjson` (0600, within the spool's cap). Returns (path or None,
+/// events written, events that did not fit); raises OSError when the file cannot be written.
+#[pyfunction]
+fn spool_at_exit(py: Python<'_>, run_id: String) -> PyResult<(Option<String>, usize, usize)> {
+    py.detach(|| {
+        let t = transport::global();
+        t.release_spool();
+        let events = t.drain();
+        if events.is_empty() {
+            return Ok((None, 0, 0));
+        }
+        let Some(dir) = t.spool_dir() else {
+            return Ok((None, 0, events.len()));
+        };
+        spool::write_exit_spool(&dir, &run_id, &events)
+            .map(|s| (s.path.map(|p| p.display().to_string()), s.written, s.lost))
+    })
+    .map_err(PyErr::from)
 }
 
 /// Builds and queues the heartbeat and per-function statistics now.
@@ -400,6 +432,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(emit, m)?)?;
     m.add_function(wrap_pyfunction!(flush, m)?)?;
     m.add_function(wrap_pyfunction!(drain, m)?)?;
+    m.add_function(wrap_pyfunction!(spool_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(beat_now, m)?)?;
     m.add_function(wrap_pyfunction!(start_heartbeat, m)?)?;
     m.add_function(wrap_pyfunction!(start_control, m)?)?;

@@ -57,11 +57,15 @@ impl From<HttpError> for WsError {
 pub enum Answer {
     /// Committed: one seq per event (duplicates included).
     Ack { seqs: usize, duplicates: usize },
-    /// `invalid_events`: nothing was stored; `details` names the bad lines.
-    Invalid(String),
+    /// `invalid_events`: nothing was stored; the `details` name the bad lines.
+    Invalid(Value, String),
+    /// `unauthorized` / `forbidden`: the token is wrong or lacks the role; retry once fixed.
+    Auth(String),
+    /// `too_large` / `payload_too_large`: the message is over the hub's limit.
+    TooLarge(String),
     /// `queue_full` / `unavailable` / `rate_limited`: nothing was stored, retry later.
     Busy(Option<Duration>, String),
-    /// Any other refusal (`forbidden`, `unauthorized`, ...): retrying will not help.
+    /// Any other refusal: retrying will not help.
     Refused(String),
 }
 
@@ -188,7 +192,16 @@ fn answer_from_error(v: &Value) -> Answer {
     let code = v["code"].as_str().unwrap_or("error");
     let message = v["message"].as_str().unwrap_or("");
     match code {
-        "invalid_events" => Answer::Invalid(format!("{message}: {}", v["details"])),
+        "invalid_events" => Answer::Invalid(
+            v["details"].clone(),
+            format!("{message}: {}", v["details"]),
+        ),
+        "unauthorized" | "forbidden" => {
+            Answer::Auth(format!("hub refused the token ({code}): {message}"))
+        }
+        "too_large" | "payload_too_large" | "message_too_big" => {
+            Answer::TooLarge(format!("hub refused a message as too large ({code}): {message}"))
+        }
         "queue_full" | "unavailable" | "rate_limited" | "store" => Answer::Busy(
             v["retry_after_ms"].as_u64().map(Duration::from_millis),
             format!("hub answered {code}: {message}"),
@@ -407,6 +420,9 @@ mod tests {
         );
         let v: Value =
             serde_json::from_str(r#"{"type":"error","code":"forbidden","message":"no"}"#).unwrap();
+        assert!(matches!(answer_from_error(&v), Answer::Auth(_)));
+        let v: Value =
+            serde_json::from_str(r#"{"type":"error","code":"weird","message":"no"}"#).unwrap();
         assert!(matches!(answer_from_error(&v), Answer::Refused(_)));
     }
 }
