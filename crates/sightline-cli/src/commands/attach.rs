@@ -8,9 +8,20 @@
 //! thread at its next safe point, with the GIL held. It never runs Python code at the arbitrary
 //! instruction where the process happened to be stopped.
 //!
+//! The target (often root) runs a script we write, so the script is staged where nobody else can
+//! read or replace it: a new directory with an unpredictable name, mode 0700, under the user's
+//! runtime directory (`$XDG_RUNTIME_DIR/sightline`) or data directory (`…/sightline/attach`);
+//! the script is 0600. The token never appears in the script: it goes in its own 0600 file that
+//! the script reads and deletes before starting the agent. The directory is removed when attach
+//! returns, whatever the outcome.
+//!
 //! It must never leave the target stopped or traced: gdb detaches in every outcome, and a
-//! missing ptrace permission is reported as such.
+//! missing ptrace permission is reported as such. It must never write the token anywhere but
+//! that private token file, nor stage the script where another user can read or swap it.
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,24 +78,28 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<i32> {
             .unwrap_or(0);
         format!("py-attach-{pid}-{nanos:x}")
     });
-    let dir = std::env::temp_dir();
-    let script = dir.join(format!("sightline-attach-{pid}-{}.py", std::process::id()));
-    let done = dir.join(format!(
-        "sightline-attach-{pid}-{}.done",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&done);
-    std::fs::write(&script, agent_script(args, &run_id, &done))?;
+    // The target reads the staged files with its own user: when that is not ours (we are root,
+    // it is not), the staging directory must be reachable and owned by it.
+    let target_uid = fs_uid(&format!("/proc/{pid}/status"));
+    let own_uid = fs_uid("/proc/self/status");
+    let same_user = target_uid.is_none() || target_uid == own_uid;
+    let base = staging_base(
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        &crate::config::data_dir(),
+        same_user,
+    );
+    let owner = if same_user { None } else { target_uid };
+    let staged = stage(args, &run_id, &base, owner)?;
     let remote = (major, minor) >= (3, 14);
     let method = if remote { "sys.remote_exec" } else { "gdb" };
     let outcome = if remote {
-        remote_exec(&exe, pid, &script)
+        remote_exec(&exe, pid, &staged.script)
     } else {
-        gdb_inject(pid, &script)
+        gdb_inject(pid, &staged.script)
     }
-    .and_then(|_| wait_done(&done, pid, Duration::from_secs_f64(args.timeout)));
-    let _ = std::fs::remove_file(&script);
-    let _ = std::fs::remove_file(&done);
+    .and_then(|_| wait_done(&staged.done, pid, Duration::from_secs_f64(args.timeout)));
+    // Removes the script, the token file if the agent never read it, and the directory.
+    let _ = staged.dir.close();
     let run_id = outcome?;
     println!("sightline: attached to {pid} (Python {major}.{minor}, {method}); run {run_id}");
     Ok(0)
@@ -114,6 +129,108 @@ fn python_version(exe: &Path) -> anyhow::Result<(u32, u32)> {
     }
 }
 
+/// The user id a process opens files with (the fourth `Uid:` field of `/proc/PID/status`).
+fn fs_uid(status: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// Where the staging directories go. For a target of our own user: the runtime directory (a
+/// private tmpfs on most desktops), else the data directory — never a shared directory where
+/// another user could read the script or plant one. For a target of another user (we are root),
+/// a directory only root could use is unreachable to it: then the system's temporary directory,
+/// where the staging directory is created exclusively (mkdtemp) and handed to the target's user.
+fn staging_base(runtime_dir: Option<OsString>, data_dir: &Path, same_user: bool) -> PathBuf {
+    if !same_user {
+        return std::env::temp_dir();
+    }
+    runtime_dir
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .map(|d| d.join("sightline"))
+        .unwrap_or_else(|| data_dir.join("attach"))
+}
+
+/// The files one attach hands to the target, in their private directory (removed on drop).
+struct Staged {
+    dir: tempfile::TempDir,
+    script: PathBuf,
+    done: PathBuf,
+}
+
+/// Creates a file only its owner may read, failing if anything is already there.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// Writes the script (and the token file) into a new private directory under `base`; `owner`
+/// is the target's user when it is not ours.
+fn stage(
+    args: &AttachArgs,
+    run_id: &str,
+    base: &Path,
+    owner: Option<u32>,
+) -> anyhow::Result<Staged> {
+    let cannot = |what: &Path, e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot prepare the attach script in {} ({e}); set XDG_RUNTIME_DIR or XDG_DATA_HOME \
+             to a directory you own",
+            what.display()
+        )
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(base)
+        .map_err(|e| cannot(base, e))?;
+    if owner.is_none() {
+        // Ours alone, even if an older version (or the user) created it wider.
+        let _ = std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o700));
+    }
+    // Unpredictable name, created exclusively, 0700.
+    let dir = tempfile::Builder::new()
+        .prefix("attach-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+        .map_err(|e| cannot(base, e))?;
+    let script = dir.path().join("agent.py");
+    let done = dir.path().join("done");
+    let token = match args.hub.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => {
+            let path = dir.path().join("token");
+            write_private(&path, t.as_bytes()).map_err(|e| cannot(&path, e))?;
+            Some(path)
+        }
+        None => None,
+    };
+    write_private(
+        &script,
+        agent_script(args, run_id, &done, token.as_deref()).as_bytes(),
+    )
+    .map_err(|e| cannot(&script, e))?;
+    if let Some(uid) = owner {
+        for path in [Some(dir.path()), Some(script.as_path()), token.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            std::os::unix::fs::chown(path, Some(uid), None).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot hand {} to the target's user {uid} ({e}); attach to another user's \
+                     process needs root",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    Ok(Staged { dir, script, done })
+}
+
 fn py_str(s: &str) -> String {
     // A Python string literal (JSON's escapes are a subset of Python's).
     serde_json::to_string(s).unwrap_or_else(|_| "''".into())
@@ -126,39 +243,55 @@ fn py_list(v: &[String]) -> String {
     )
 }
 
-/// The code the target runs: starts the agent and reports back through `done`.
-fn agent_script(args: &AttachArgs, run_id: &str, done: &Path) -> String {
+/// The code the target runs: reads (and deletes) the token file, starts the agent, and reports
+/// back through `done`. No secret is written into it.
+fn agent_script(args: &AttachArgs, run_id: &str, done: &Path, token: Option<&Path>) -> String {
     let path = args
         .agent_path
         .as_ref()
-        .map(|p| format!("    sys.path.insert(0, {})\n", py_str(&p.to_string_lossy())))
+        .map(|p| {
+            format!(
+                "        sys.path.insert(0, {})\n",
+                py_str(&p.to_string_lossy())
+            )
+        })
         .unwrap_or_default();
     format!(
         r#"# Written by `sightline attach`; runs once inside the target process.
 import sys
 def _sightline_attach():
+    import os
     done = {done}
+    token_file = {token_file}
     try:
+        token = None
+        if token_file is not None:
+            try:
+                with open(token_file) as f:
+                    token = f.read()
+            finally:
+                try:
+                    os.unlink(token_file)
+                except OSError:
+                    pass
 {path}        import sightline
-        a = sightline.start(url={url}, token={token}, run_id={run_id}, include={include} or None,
+        a = sightline.start(url={url}, token=token, run_id={run_id}, include={include} or None,
                             exclude={exclude} or None, trace={trace})
         msg = "ok " + a.run_id
     except BaseException as e:
         msg = "error " + type(e).__name__ + ": " + str(e)
-    with open(done, "w") as f:
+    fd = os.open(done, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(msg)
 _sightline_attach()
 del _sightline_attach
 "#,
         done = py_str(&done.to_string_lossy()),
+        token_file = token
+            .map(|p| py_str(&p.to_string_lossy()))
+            .unwrap_or_else(|| "None".into()),
         path = path,
         url = py_str(&args.hub.url),
-        token = args
-            .hub
-            .token
-            .as_deref()
-            .map(py_str)
-            .unwrap_or_else(|| "None".into()),
         run_id = py_str(run_id),
         include = py_list(&args.include),
         exclude = py_list(&args.exclude),
@@ -316,5 +449,162 @@ fn wait_done(done: &Path, pid: u32, limit: Duration) -> anyhow::Result<String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::HubArgs;
+
+    const SECRET: &str = "attach-secret-token-0001";
+
+    fn args(token: Option<&str>, agent_path: Option<PathBuf>) -> AttachArgs {
+        AttachArgs {
+            hub: HubArgs {
+                url: "http://127.0.0.1:4517".into(),
+                token: token.map(str::to_string),
+            },
+            pid: 1,
+            run_id: None,
+            agent_path,
+            include: vec![],
+            exclude: vec![],
+            no_trace: false,
+            timeout: 1.0,
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_staged_script_is_private_unpredictable_and_holds_no_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("runtime").join("sightline");
+        let staged = stage(&args(Some(SECRET), None), "run-1", &base, None).unwrap();
+        assert_eq!(mode(&base), 0o700, "the base directory is the user's alone");
+        let dir = staged.dir.path().to_path_buf();
+        assert_eq!(dir.parent(), Some(base.as_path()), "staged under the base");
+        assert_eq!(mode(&dir), 0o700);
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("attach-") && name.len() > "attach-".len() + 4,
+            "{name}"
+        );
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_eq!(staged.script.parent(), Some(dir.as_path()));
+        assert_eq!(mode(&staged.script), 0o600);
+        let script = std::fs::read_to_string(&staged.script).unwrap();
+        assert!(!script.contains(SECRET), "the token is not in the script");
+        let token = dir.join("token");
+        assert_eq!(mode(&token), 0o600);
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), SECRET);
+        assert!(script.contains(&py_str(&token.to_string_lossy())));
+
+        // A second attach gets another name; removal takes everything with it.
+        let other = stage(&args(Some(SECRET), None), "run-2", &base, None).unwrap();
+        assert_ne!(other.dir.path(), dir);
+        drop(staged);
+        assert!(!dir.exists(), "the staging directory is removed after use");
+
+        // No token: no token file, and the agent falls back to the target's own environment.
+        let none = stage(&args(None, None), "run-3", &base, None).unwrap();
+        assert!(!none.dir.path().join("token").exists());
+        assert!(
+            std::fs::read_to_string(&none.script)
+                .unwrap()
+                .contains("token_file = None")
+        );
+    }
+
+    #[test]
+    fn an_existing_wider_base_is_narrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("attach");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _staged = stage(&args(Some(SECRET), None), "run-1", &base, None).unwrap();
+        assert_eq!(mode(&base), 0o700);
+    }
+
+    #[test]
+    fn the_staging_base_is_the_users_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = Path::new("/home/u/.local/share/sightline");
+        assert_eq!(
+            staging_base(Some(tmp.path().into()), data, true),
+            tmp.path().join("sightline")
+        );
+        assert_eq!(staging_base(None, data, true), data.join("attach"));
+        // A runtime directory that is relative or missing is not used.
+        assert_eq!(
+            staging_base(Some("run/user".into()), data, true),
+            data.join("attach")
+        );
+        assert_eq!(
+            staging_base(Some("/nonexistent/run/user/1".into()), data, true),
+            data.join("attach")
+        );
+        assert!(!staging_base(None, data, true).starts_with(std::env::temp_dir()));
+    }
+
+    /// Runs the staged script the way gdb makes the target run it, with a stand-in `sightline`
+    /// package: the agent gets the token, and the token file is gone before it starts.
+    #[test]
+    fn the_script_hands_the_token_over_and_deletes_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pkg = tmp.path().join("agent");
+        std::fs::create_dir_all(pkg.join("sightline")).unwrap();
+        std::fs::write(
+            pkg.join("sightline").join("__init__.py"),
+            r#"import json, os
+class _A:
+    pass
+def start(**kw):
+    kw["token_file_left"] = os.path.exists(os.environ["TOKEN_FILE"])
+    with open(os.environ["FAKE_OUT"], "w") as f:
+        json.dump(kw, f)
+    a = _A()
+    a.run_id = kw["run_id"]
+    return a
+"#,
+        )
+        .unwrap();
+        let base = tmp.path().join("base");
+        let staged = stage(&args(Some(SECRET), Some(pkg)), "run-py", &base, None).unwrap();
+        let token_file = staged.dir.path().join("token");
+        let out = tmp.path().join("out.json");
+        let code = format!(
+            "exec(compile(open({}).read(), 'sightline-attach', 'exec'), {{}})",
+            py_str(&staged.script.to_string_lossy())
+        );
+        let run = match Command::new("python3")
+            .args(["-S", "-c", &code])
+            .env("FAKE_OUT", &out)
+            .env("TOKEN_FILE", &token_file)
+            .env_remove("SIGHTLINE_TOKEN")
+            .output()
+        {
+            Ok(run) => run,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("python3 is not installed: the script was not run");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert!(run.status.success(), "{run:?}");
+        let done = std::fs::read_to_string(&staged.done).unwrap();
+        assert_eq!(done, "ok run-py");
+        assert_eq!(mode(&staged.done), 0o600);
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(got["token"], SECRET);
+        assert_eq!(
+            got["token_file_left"], false,
+            "deleted before the agent starts"
+        );
+        assert!(!token_file.exists());
     }
 }
