@@ -1,19 +1,22 @@
 //! `sightline hook`: the Claude Code hook command. Reads the hook payload on stdin, posts it to
 //! the hub's `/api/v1/hooks/claude`, and exits 0 — always, whatever happens, and fast (no async
-//! runtime, one blocking request over loopback, a 1 s ceiling).
+//! runtime, one blocking request over loopback, a 1 s ceiling, then at most a bounded slice of
+//! the spool).
 //!
 //! The event id and time are fixed here, once, and travel with the payload (headers, or the
 //! spool line), so the hub's `event_id` dedup makes every delivery count once. When the hub
-//! cannot be reached (or answers 5xx/401/403) the payload is appended to a bounded spool file
-//! under the data directory; the next successful hook run delivers the spool as one NDJSON batch.
-//! Delivery claims the spool by renaming it (atomic), so two hook processes never send the same
-//! spool, and a claimed file left by a crashed process is picked up after a minute.
+//! cannot be reached (or answers 5xx/401/403/408/429) the payload goes to the spool
+//! ([`spool`]); each later run that finds the hub answering delivers a bounded part of it. A
+//! payload the hub refuses for good is set aside in the spool's `rejected/` directory, never
+//! retried and never silently lost.
 //!
 //! This command must never print to stdout (Claude Code reads a hook's stdout as instructions)
 //! and never exit non-zero (that could block or annotate the agent's turn).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+mod spool;
+
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::HookArgs;
@@ -22,10 +25,6 @@ use crate::cli::HookArgs;
 const MAX_STDIN: u64 = 8 * 1024 * 1024;
 /// Default spool bound (`SIGHTLINE_SPOOL_MAX` bytes overrides).
 const DEFAULT_SPOOL_MAX: u64 = 16 * 1024 * 1024;
-/// Most bytes of spool sent in one request (below the hub's default 8 MiB body limit).
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// A claimed spool older than this belongs to a process that died while sending it.
-const STALE_CLAIM: Duration = Duration::from_secs(60);
 
 pub fn run(args: &HookArgs) -> anyhow::Result<i32> {
     // Whatever fails inside, the agent sees a quiet success.
@@ -55,21 +54,42 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-enum Outcome {
+/// What the hub's answer means for the payload or batch it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored (2xx); the body is the hub's reply.
     Delivered,
-    /// Worth keeping for later (hub down, overloaded, or refusing our token).
+    /// Worth keeping for later: the hub is down, slow (408), overloaded (429, 502–504), or
+    /// refusing our token (401/403: the token will be fixed, the events are still good).
     Retry,
-    /// The hub refused this payload for good (400): keeping it would only clog the spool.
-    Refused,
+    /// The hub failed inside (500) on it: worth retrying, but if it fails again and again while
+    /// the hub answers other requests, this content is what breaks it.
+    Failed,
+    /// Too large for the hub's body limit (413): a smaller part may pass.
+    TooLarge,
+    /// Refused for good (any other 4xx): keeping it would only clog the spool.
+    Refused(u16),
 }
 
-fn post(
+fn classify(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        401 | 403 | 408 | 429 => Outcome::Retry,
+        413 => Outcome::TooLarge,
+        400..=499 => Outcome::Refused(status),
+        500 => Outcome::Failed,
+        _ => Outcome::Retry,
+    }
+}
+
+/// Posts to the hook endpoint; returns the outcome and, when delivered, the reply's body.
+pub(crate) fn post(
     agent: &ureq::Agent,
     args: &HookArgs,
     body: &[u8],
     content_type: &str,
     id_ts: Option<(&str, i64)>,
-) -> Outcome {
+) -> (Outcome, String) {
     let url = format!("{}/api/v1/hooks/claude", args.hub.url.trim_end_matches('/'));
     let mut req = agent.post(&url).header("content-type", content_type);
     if let Some(token) = args.hub.token.as_deref().filter(|t| !t.is_empty()) {
@@ -81,15 +101,21 @@ fn post(
             .header("x-sightline-ts", &ts.to_string());
     }
     match req.send(body) {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            match status {
-                200..=299 => Outcome::Delivered,
-                400 | 413 | 422 => Outcome::Refused,
-                _ => Outcome::Retry,
-            }
+        Ok(mut resp) => {
+            let outcome = classify(resp.status().as_u16());
+            let text = if outcome == Outcome::Delivered {
+                // The spool's reply lists the lines it refused; it is small.
+                resp.body_mut()
+                    .with_config()
+                    .limit(4 * 1024 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            (outcome, text)
         }
-        Err(_) => Outcome::Retry,
+        Err(_) => (Outcome::Retry, String::new()),
     }
 }
 
@@ -109,126 +135,21 @@ fn deliver(args: &HookArgs) -> anyhow::Result<()> {
         ])
     );
     let agent = agent(Duration::from_millis(args.timeout_ms));
-    match post(&agent, args, &compact, "application/json", Some((&id, now))) {
-        Outcome::Delivered => {
-            let _ = flush_spool(&agent, args);
+    let spool = spool::Spool::new(spool_dir(), spool_max());
+    let line = spool::line(&id, now, &compact);
+    match post(&agent, args, &compact, "application/json", Some((&id, now))).0 {
+        Outcome::Delivered => {}
+        Outcome::Retry | Outcome::Failed => {
+            // The hub is not taking events now: nothing more to try this time.
+            spool.append(&line)?;
+            return Ok(());
         }
-        Outcome::Retry => append_spool(&id, now, &compact)?,
-        Outcome::Refused => {}
+        Outcome::TooLarge => spool.set_aside("http413", &line),
+        Outcome::Refused(status) => spool.set_aside(&format!("http{status}"), &line),
     }
+    // The hub answers: deliver a bounded part of what waited for it.
+    spool.flush(&agent, args);
     Ok(())
-}
-
-fn spool_file(dir: &Path) -> PathBuf {
-    dir.join("claude-hooks.jsonl")
-}
-
-fn append_spool(id: &str, ts: i64, payload: &[u8]) -> anyhow::Result<()> {
-    let dir = spool_dir();
-    std::fs::create_dir_all(&dir)?;
-    let path = spool_file(&dir);
-    let mut line = Vec::with_capacity(payload.len() + 96);
-    line.extend_from_slice(format!("{{\"id\":\"{id}\",\"ts\":{ts},\"payload\":").as_bytes());
-    line.extend_from_slice(payload);
-    line.extend_from_slice(b"}\n");
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    if size + line.len() as u64 > spool_max() {
-        // Bounded: past the cap new events are dropped (and counted), never the agent slowed.
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("claude-hooks.dropped"))?;
-        f.write_all(b"1\n")?;
-        return Ok(());
-    }
-    // One write of one line with O_APPEND: concurrent hook processes do not interleave.
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    f.write_all(&line)?;
-    Ok(())
-}
-
-/// Claims the spool (and stale claims) by renaming, sends it, and deletes it once acknowledged;
-/// on failure the lines go back into the spool.
-fn flush_spool(agent: &ureq::Agent, args: &HookArgs) -> anyhow::Result<()> {
-    let dir = spool_dir();
-    let mut claimed = Vec::new();
-    let stamp = format!(
-        "{}.{}",
-        std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos()
-    );
-    let main = spool_file(&dir);
-    if main.exists() {
-        let mine = dir.join(format!("claude-hooks.{stamp}.sending"));
-        if std::fs::rename(&main, &mine).is_ok() {
-            claimed.push(mine);
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let stale = path.extension().is_some_and(|e| e == "sending")
-                && !claimed.contains(&path)
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_CLAIM);
-            if stale {
-                let mine = dir.join(format!("claude-hooks.{stamp}.{}.sending", claimed.len()));
-                if std::fs::rename(&path, &mine).is_ok() {
-                    claimed.push(mine);
-                }
-            }
-        }
-    }
-    for file in claimed {
-        let data = std::fs::read(&file)?;
-        let mut ok = true;
-        for batch in batches(&data) {
-            match post(agent, args, batch, "application/x-ndjson", None) {
-                Outcome::Delivered | Outcome::Refused => {}
-                Outcome::Retry => {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        if !ok {
-            // Put everything back; lines already delivered are deduped by id next time.
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(spool_file(&dir))?;
-            f.write_all(&data)?;
-        }
-        std::fs::remove_file(&file)?;
-    }
-    Ok(())
-}
-
-/// Splits NDJSON into batches of whole lines of at most `BATCH_BYTES` (a longer line alone).
-fn batches(data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut last_cut = 0;
-    for (i, b) in data.iter().enumerate() {
-        if *b == b'\n' {
-            if i + 1 - start > BATCH_BYTES && last_cut > start {
-                out.push(&data[start..last_cut]);
-                start = last_cut;
-            }
-            last_cut = i + 1;
-        }
-    }
-    if last_cut > start {
-        out.push(&data[start..last_cut]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -236,9 +157,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_keep_whole_lines() {
-        let data = b"a\nbb\nccc\n";
-        assert_eq!(batches(data), vec![&data[..]]);
-        assert!(batches(b"").is_empty());
+    fn answers_are_classified_for_good_or_for_later() {
+        assert_eq!(classify(202), Outcome::Delivered);
+        for s in [401, 403, 408, 429, 502, 503, 504] {
+            assert_eq!(classify(s), Outcome::Retry, "{s}");
+        }
+        for s in [400, 404, 405, 415, 422] {
+            assert_eq!(classify(s), Outcome::Refused(s), "{s}");
+        }
+        assert_eq!(classify(413), Outcome::TooLarge);
+        assert_eq!(classify(500), Outcome::Failed);
     }
 }
