@@ -2,6 +2,7 @@
 //! and removed cleanly; the OpenCode plugin loaded by a real `opencode serve` forwards its bus
 //! events to the hub, and spools them to JSONL when the hub is down.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use sightline_testkit::peers;
 use common::TestHub;
 use peers::opencode_binary;
+use sightline_testkit::peers;
 
 fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
@@ -277,4 +278,168 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(p: &Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `settings.json` may hold secrets in `env`: its mode is kept (a new one is 0600), and a
+/// symlinked one (dotfiles) is written through to its target, which stays a link's target.
+#[test]
+fn claude_settings_keep_their_mode_and_a_symlink_stays_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let dotfiles = dir.path().join("dotfiles");
+    let claude = dir.path().join(".claude");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::create_dir_all(&claude).unwrap();
+    let target = dotfiles.join("claude-settings.json");
+    let mine = json!({"model": "opus", "env": {"ANTHROPIC_API_KEY": "sk-ant-api03-secret"}});
+    std::fs::write(&target, serde_json::to_string_pretty(&mine).unwrap()).unwrap();
+    set_mode(&target, 0o600);
+    let link = claude.join("settings.json");
+    std::os::unix::fs::symlink("../dotfiles/claude-settings.json", &link).unwrap();
+
+    let (code, out) = sightline(
+        &["install", "claude", "--settings", link.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link is still a link");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../dotfiles/claude-settings.json")
+    );
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(after["env"], mine["env"]);
+    assert!(after["hooks"]["PreToolUse"].is_array(), "{after}");
+    assert_eq!(mode(&target), 0o600, "the secrets stay private");
+    assert_eq!(
+        names(&dotfiles),
+        vec!["claude-settings.json"],
+        "no temporary file left beside the target"
+    );
+    let backups: Vec<String> = names(&claude)
+        .into_iter()
+        .filter(|n| n.contains("sightline-backup"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{:?}", names(&claude));
+    assert_eq!(
+        mode(&claude.join(&backups[0])),
+        0o600,
+        "the backup holds the secrets too"
+    );
+
+    // Whatever mode the user chose is kept, not reset.
+    set_mode(&target, 0o640);
+    let (code, out) = sightline(
+        &[
+            "install",
+            "claude",
+            "--settings",
+            link.to_str().unwrap(),
+            "--uninstall",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(mode(&target), 0o640);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(back, mine);
+
+    // A new settings file starts private: it is where `env` secrets go.
+    let fresh = dir.path().join("new").join("settings.json");
+    let (code, out) = sightline(
+        &["install", "claude", "--settings", fresh.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(mode(&fresh), 0o600);
+}
+
+/// The installed hook command runs, through a real shell, from a binary whose path holds a
+/// space, quotes, `$` and backquotes.
+#[test]
+fn the_hook_command_runs_from_any_path() {
+    let root = tempfile::Builder::new()
+        .prefix("it's a $HOME `id` dir")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let bin_dir = root.path().join("o'brien's \"tools\"");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let exe = bin_dir.join("sightline");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_sightline"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_sightline"), &exe).unwrap();
+    }
+    let settings = root.path().join("settings.json");
+    let out = Command::new(&exe)
+        .args(["install", "claude", "--settings"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let installed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    let command = installed["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let hub = TestHub::start();
+    let mut child = Command::new("sh")
+        .args(["-c", &command])
+        .env("SIGHTLINE_URL", &hub.url)
+        .env("SIGHTLINE_SPOOL_DIR", root.path().join("spool"))
+        .env_remove("SIGHTLINE_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload = json!({"session_id": "sess-quoted", "hook_event_name": "UserPromptSubmit",
+        "cwd": "/tmp", "prompt": "from a quoted path"});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "`{command}`: {out:?}");
+    hub.wait_for("the hook's event", Duration::from_secs(10), |evs| {
+        evs.iter()
+            .any(|e| e["payload"]["prompt"] == "from a quoted path")
+    });
+    // And `install` recognises the quoted command as its own: nothing changes the second time.
+    let again = Command::new(&exe)
+        .args(["install", "claude", "--settings"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing changed"),
+        "{again:?}"
+    );
 }

@@ -6,7 +6,14 @@
 //! hook posting to `/api/v1/hooks/claude`), writes a backup beside the file before changing it,
 //! and prints what it changed. `--uninstall` removes only ours. It must never drop a key of the
 //! user's settings it does not understand.
+//!
+//! `settings.json` may hold secrets (its `env` block), so it is rewritten atomically with the
+//! mode and owner it had (a new one is 0600), and through a symlink to its target (dotfiles
+//! managers link it): it must never widen the file's mode or turn a link into a copy. The hook
+//! command is one shell word whatever the binary's path holds (Claude Code runs it with a shell).
 
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -95,12 +102,21 @@ fn our_handler(args: &InstallArgs, event: &str) -> Value {
         .ok()
         .map(|p| p.to_string_lossy().to_string())
         .unwrap_or_else(|| "sightline".into());
-    let quoted = if exe.contains(' ') {
-        format!("\"{exe}\"")
+    // Claude Code's command hooks are one string run by a shell; there is no argv form.
+    json!({"type": "command", "command": format!("{} hook", shell_word(&exe)), "timeout": 5})
+}
+
+/// `s` as one POSIX shell word: as it is when no shell would treat any of its characters
+/// specially, otherwise in single quotes, inside which only `'` needs care (`'\''`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@".contains(&b));
+    if plain {
+        s.to_string()
     } else {
-        exe
-    };
-    json!({"type": "command", "command": format!("{quoted} hook"), "timeout": 5})
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Adds or refreshes our entries; returns (added, updated) event names.
@@ -201,15 +217,69 @@ fn backup(path: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(to))
 }
 
-fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+/// The file a write to `path` lands in: a symlink's final target (relative links resolve from
+/// the link's directory), or `path` itself.
+fn resolve_links(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&at)?;
+                at = match at.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(at),
+        }
     }
+    Err(Exit::config(format!(
+        "{} is a loop of symlinks; point it at a file or pass --settings",
+        path.display()
+    )))
+}
+
+/// Replaces the file `path` (or its symlink's target) with `value`, atomically: a temporary
+/// file in the same directory, given the old file's mode and owner, renamed over it.
+fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
+    let target = resolve_links(path)?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let old = std::fs::metadata(&target).ok();
+    // A new settings file may soon hold `env` secrets: private from the start.
+    let mode = old
+        .as_ref()
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    let tmp = path.with_extension("json.sightline-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
+    let cannot = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot write {} ({e}); check that its directory {} is writable",
+            target.display(),
+            dir.display()
+        )
+    };
+    // Created 0600, so the content is never readable by others, even for a moment.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sightline-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(cannot)?;
+    tmp.write_all(text.as_bytes()).map_err(cannot)?;
+    tmp.as_file().sync_all().map_err(cannot)?;
+    if let Some(m) = &old {
+        // Root installing into another user's settings leaves them the user's (best effort:
+        // anyone else cannot give a file away, and then it is already theirs).
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+    }
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(cannot)?;
+    tmp.persist(&target).map_err(|e| cannot(e.error))?;
     Ok(())
 }
 
@@ -420,5 +490,35 @@ mod tests {
             Value::Object(s),
             json!({"model": "opus", "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "./guard.sh"}]}]}})
         );
+    }
+
+    /// Each word, run through a real shell, comes back as exactly the string it quotes.
+    #[test]
+    fn shell_words_survive_a_shell() {
+        let tricky = [
+            "/usr/local/bin/sightline",
+            "/opt/my tools/sightline",
+            "/home/o'brien/bin/sightline",
+            "/tmp/$(touch pwned)/sightline",
+            "/tmp/`id`/a;b|c&d>e<f",
+            "/tmp/\"quoted\"/back\\slash",
+            "/tmp/glob*?[x]/~tilde/#hash",
+            "/tmp/tab\there/new\nline",
+            "/tmp/x=y/sightline",
+            "/tmp/émoji🔑/sightline",
+            "",
+        ];
+        for s in tricky {
+            let word = shell_word(s);
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {word}")])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{word}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s, "via {word}");
+        }
+        assert_eq!(shell_word("/usr/bin/sightline"), "/usr/bin/sightline");
+        assert_eq!(shell_word("/a b"), "'/a b'");
+        assert_eq!(shell_word("/it's"), "'/it'\\''s'");
     }
 }
