@@ -423,6 +423,58 @@ fn non_loopback_bind_without_a_token_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
 
+/// A blank `--token` (or `SIGHTLINE_TOKEN`) must not turn auth off on a public bind, and the
+/// single token is held to the same minimum length as token files; a usable one starts the hub
+/// on a public bind and is required there.
+#[test]
+fn a_blank_or_short_token_exits_2_and_a_usable_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let refused = |mut cmd: Command, what: &str| {
+        let out = cmd
+            .env("HOME", dir.path())
+            .env_remove("SIGHTLINE_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains("--token / SIGHTLINE_TOKEN"),
+            "{what}: the message names the setting: {err}"
+        );
+    };
+    let mut cmd = serve_command(&db);
+    cmd.args(["--token", " ", "--bind", "0.0.0.0"]);
+    refused(cmd, "--token ' ' --bind 0.0.0.0");
+    let mut cmd = serve_command(&db);
+    cmd.args(["--bind", "0.0.0.0"])
+        .env("SIGHTLINE_TOKEN", "  \t ");
+    refused(cmd, "SIGHTLINE_TOKEN=blank --bind 0.0.0.0");
+    let mut cmd = serve_command(&db);
+    cmd.env("SIGHTLINE_TOKEN", "short");
+    refused(cmd, "SIGHTLINE_TOKEN=short");
+    let mut cmd = serve_command(&db);
+    cmd.args(["--token", "1234567", "--bind", "0.0.0.0"]);
+    refused(cmd, "--token of 7 characters");
+
+    let token = "usable-token-0001";
+    let mut cmd = serve_command(&db);
+    cmd.args(["--bind", "0.0.0.0", "--source", "http"])
+        .env("SIGHTLINE_TOKEN", token)
+        .env("HOME", dir.path());
+    let served = Served::spawn(cmd);
+    let port = served.url.rsplit(':').next().unwrap().to_string();
+    let url = format!("http://127.0.0.1:{port}/api/v1/runs");
+    assert_eq!(
+        request("GET", &url, None, None).0,
+        401,
+        "the token is required"
+    );
+    assert_eq!(request("GET", &url, Some("wrong-token-999"), None).0, 401);
+    assert_eq!(request("GET", &url, Some(token), None).0, 200);
+}
+
 #[test]
 fn tls_serves_https_with_the_same_rules() {
     let dir = tempfile::tempdir().unwrap();
