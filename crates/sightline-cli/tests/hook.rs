@@ -217,8 +217,9 @@ impl Seen {
     }
 }
 
-/// A stand-in for a hub on 127.0.0.1:`port` that takes single payloads (202) and answers every
-/// spool batch with `batch_status`. A thread of this test, stopped and joined on drop.
+/// A stand-in for a hub on 127.0.0.1:`port` that takes single payloads (202) and answers each
+/// spool batch with the status `batch` gives it. A thread of this test, stopped and joined on
+/// drop.
 struct FakeHub {
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
@@ -228,6 +229,10 @@ struct FakeHub {
 
 impl FakeHub {
     fn start(port: u16, batch_status: u16) -> FakeHub {
+        Self::start_with(port, move |_| batch_status)
+    }
+
+    fn start_with(port: u16, batch: impl Fn(&[u8]) -> u16 + Send + 'static) -> FakeHub {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -238,7 +243,7 @@ impl FakeHub {
                     break;
                 }
                 if let Ok(stream) = stream {
-                    answer(stream, batch_status, &log);
+                    answer(stream, &batch, &log);
                 }
             }
         });
@@ -266,7 +271,7 @@ impl Drop for FakeHub {
     }
 }
 
-fn answer(stream: TcpStream, batch_status: u16, log: &Mutex<Vec<Seen>>) {
+fn answer(stream: TcpStream, batch: &dyn Fn(&[u8]) -> u16, log: &Mutex<Vec<Seen>>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -296,10 +301,10 @@ fn answer(stream: TcpStream, batch_status: u16, log: &Mutex<Vec<Seen>>) {
     }
     let seen = Seen { content_type, body };
     let (status, reply) = if seen.is_batch() {
-        (
-            batch_status,
-            r#"{"error":{"code":"refused","message":"not today"}}"#,
-        )
+        match batch(&seen.body) {
+            s @ 200..=299 => (s, r#"{"accepted":0,"duplicates":0,"refused":[]}"#),
+            s => (s, r#"{"error":{"code":"refused","message":"not today"}}"#),
+        }
     } else {
         (202, "{}")
     };
@@ -509,4 +514,63 @@ fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
         "only the head of a huge line is kept: {} bytes",
         head.len()
     );
+}
+
+/// A line the hub fails on (500) every time, among good ones: the hook narrows the batches down
+/// to it, sets it aside, and delivers everything else.
+#[test]
+fn a_line_the_hub_keeps_failing_on_is_found_and_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    for i in 0..40 {
+        let mut p = payload(i);
+        if i == 25 {
+            p["prompt"] = json!("POISON");
+        }
+        assert_eq!(hook(&url, &spool, &p).0, 0);
+    }
+    let fake = FakeHub::start_with(port, |body| {
+        if String::from_utf8_lossy(body).contains("POISON") {
+            500
+        } else {
+            202
+        }
+    });
+    let mut runs = 0;
+    while !waiting(&spool).is_empty() {
+        assert_eq!(hook(&url, &spool, &payload(100 + runs)).0, 0);
+        runs += 1;
+        assert!(
+            runs < 20,
+            "still waiting after {runs} hooks: {:?}",
+            waiting(&spool)
+        );
+    }
+    let mut delivered = std::collections::BTreeSet::new();
+    for seen in fake.seen().iter().filter(|s| s.is_batch()) {
+        let text = String::from_utf8_lossy(&seen.body).to_string();
+        if text.contains("POISON") {
+            continue;
+        }
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            delivered.insert(v["payload"]["prompt"].as_str().unwrap().to_string());
+        }
+    }
+    let want: std::collections::BTreeSet<String> = (0..40)
+        .filter(|i| *i != 25)
+        .map(|i| format!("prompt {i}"))
+        .collect();
+    assert_eq!(delivered, want, "every other line delivered");
+    let aside = rejected(&spool);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].0.ends_with(".http500.jsonl"), "{aside:?}");
+    assert_eq!(
+        aside[0].1.lines().count(),
+        1,
+        "only the poison line: {aside:?}"
+    );
+    assert!(aside[0].1.contains("POISON"));
 }

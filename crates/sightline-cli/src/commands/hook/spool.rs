@@ -56,7 +56,8 @@ const SCAN_BYTES: u64 = 32 * 1024 * 1024;
 const LINE_MAX: usize = super::MAX_STDIN as usize + 4096;
 /// A claim older than this belongs to a hook run that died while sending.
 const STALE_CLAIM: Duration = Duration::from_secs(60);
-/// Consecutive 500s on a single line, while the hub answers, before it is set aside.
+/// 500s on a slice (each halves the next one; a success grows it back a step) before a single
+/// line still failing is set aside as what the hub cannot take.
 const POISON_STRIKES: u32 = 3;
 /// Bounds of `rejected/`; the oldest files go first.
 const REJECTED_FILES: usize = 64;
@@ -525,7 +526,14 @@ impl Spool {
                 Outcome::Failed if lines == 1 && seg.strikes + 1 >= POISON_STRIKES => {
                     aside.add("http500", &slice.body);
                 }
+                Outcome::Failed if lines > 1 => {
+                    // The hub answered this run's own payload, so the batch's content is the
+                    // likely cause: narrow down now, within the budget.
+                    seg.strikes += 1;
+                    continue;
+                }
                 Outcome::Failed => {
+                    // One line: fail it again on later runs before calling it poison.
                     seg.strikes += 1;
                     return Ok(Next::Stop);
                 }
@@ -533,7 +541,9 @@ impl Spool {
             }
             self.write_aside(aside);
             seg.offset = slice.end;
-            seg.strikes = 0;
+            // Slices grow back one step per success (a reset would hit a poison line again at
+            // full size and start the narrowing over).
+            seg.strikes = seg.strikes.saturating_sub(1);
         }
     }
 }
