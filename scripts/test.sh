@@ -43,6 +43,17 @@ need_tmux() {
     if [ "$(id -u)" = 0 ]; then apt-get install -y -qq tmux >/dev/null; else sudo apt-get install -y -qq tmux >/dev/null; fi
 }
 
+# The /metrics test scrapes a running hub with a real Prometheus and checks it with promtool.
+need_prometheus() {
+    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && return 0
+    echo "installing prometheus (Debian package) for the metrics test"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+    fi
+}
+
 rust_lint() {
     cargo fmt --all --check && cargo clippy --workspace --all-targets --quiet -- -D warnings
 }
@@ -57,10 +68,16 @@ npm_suite() {
 }
 
 need_tmux
+need_prometheus
 suite "rust: fmt and clippy" rust_lint
+suite "python extension: fmt and clippy" bash python/lint.sh
+suite "cargo deny (licenses, duplicate versions, sources)" bash scripts/deny.sh
 suite "rust: tests" rust_tests
+# A short smoke of every fuzz target on its committed corpus (long runs: see fuzz/README.md).
+suite "fuzz: every target 20 s on its corpus" bash scripts/fuzz-smoke.sh
 # The suites below drive the hub binary built above (target/debug/sightline).
 export SIGHTLINE_BIN="$PWD/target/debug/sightline"
+suite "api: schemathesis from /openapi.json, no 5xx" bash scripts/schemathesis.sh 25
 suite "python agent (3.11, 3.12, 3.13, 3.14)" bash python/run-tests.sh
 # The JavaScript client's tests and the dashboard's both drive the system's headless Chromium.
 need_chromium

@@ -31,7 +31,7 @@ pub use crate::role::{Access, Role};
 pub use crate::source::{
     Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, Method, Reply, SchemaFn, Sink,
 };
-pub use crate::subscription::{ResumeGap, Subscription};
+pub use crate::subscription::{ResumeGap, SubscriberGuard, Subscription, Transport};
 
 struct Inner {
     store: Store,
@@ -39,6 +39,8 @@ struct Inner {
     health: Health,
     control: ControlBoard,
     counters: ingest::Counters,
+    /// Live subscribers per transport and their overflows, for `/metrics`.
+    subscribers: Arc<subscription::SubscriberCounts>,
     /// Notified when someone asks the hub to stop (`POST /api/v1/shutdown`, a signal).
     shutdown: Notify,
     /// Turns true when the hub is stopping: live streams end so the server can drain.
@@ -73,6 +75,7 @@ impl Core {
                 health,
                 control: ControlBoard::default(),
                 counters: ingest::Counters::default(),
+                subscribers: Arc::default(),
                 shutdown: Notify::new(),
                 closing: watch::channel(false).0,
                 started: Instant::now(),
@@ -113,7 +116,28 @@ impl Core {
         cursor: Option<u64>,
         epoch: Option<&str>,
     ) -> (Subscription, Option<ResumeGap>) {
-        Subscription::start(self.store(), self.bus(), filter, cursor, epoch).await
+        let (mut sub, gap) =
+            Subscription::start(self.store(), self.bus(), filter, cursor, epoch).await;
+        sub.count_lags_into(self.inner.subscribers.lagged.clone());
+        (sub, gap)
+    }
+
+    /// Counts a live subscriber of `transport` until the guard is dropped.
+    pub fn track_subscriber(&self, transport: Transport) -> SubscriberGuard {
+        SubscriberGuard::new(self.inner.subscribers.clone(), transport)
+    }
+
+    /// Live subscribers of `transport` now.
+    pub fn subscribers(&self, transport: Transport) -> u64 {
+        self.inner.subscribers.live(transport)
+    }
+
+    /// How many times, in total, a subscription fell behind the bus and caught up from SQLite.
+    pub fn subscriber_lags(&self) -> u64 {
+        self.inner
+            .subscribers
+            .lagged
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the hub to stop.

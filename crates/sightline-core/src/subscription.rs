@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sightline_schema::Filter;
 use sightline_store::query;
@@ -59,6 +60,61 @@ pub struct Subscription {
     pending: VecDeque<Arc<BusEvent>>,
     /// How many times the bus ring overflowed for this subscriber.
     pub lagged: u64,
+    /// The hub-wide count of those overflows (`/metrics`), shared by every subscription the
+    /// core starts; a subscription started on its own counts into one nobody reads.
+    lag_total: Arc<AtomicU64>,
+}
+
+/// How a live subscriber is served, for counting them (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Sse,
+    Ws,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Sse, Transport::Ws];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+/// Live subscribers per transport and the overflows of all of them: plain atomics, so counting
+/// costs a stream nothing it would notice and a scrape never waits for a stream.
+#[derive(Default)]
+pub(crate) struct SubscriberCounts {
+    live: [AtomicU64; 2],
+    pub(crate) lagged: Arc<AtomicU64>,
+}
+
+impl SubscriberCounts {
+    pub(crate) fn live(&self, transport: Transport) -> u64 {
+        self.live[transport as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one live subscriber while it is held; dropping it (the stream ends, the client goes,
+/// the task is aborted) uncounts it, so no path can forget to.
+pub struct SubscriberGuard {
+    counts: Arc<SubscriberCounts>,
+    transport: Transport,
+}
+
+impl SubscriberGuard {
+    pub(crate) fn new(counts: Arc<SubscriberCounts>, transport: Transport) -> Self {
+        counts.live[transport as usize].fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard { counts, transport }
+    }
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.counts.live[self.transport as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Subscription {
@@ -115,8 +171,21 @@ impl Subscription {
             replay_to: head,
             pending: VecDeque::new(),
             lagged: 0,
+            lag_total: Arc::default(),
         };
         (sub, gap)
+    }
+
+    /// Counts this subscription's overflows into `total` too.
+    pub(crate) fn count_lags_into(&mut self, total: Arc<AtomicU64>) {
+        self.lag_total = total;
+    }
+
+    /// The bus ring overflowed for this subscriber: from here it reads SQLite.
+    fn note_lag(&mut self) {
+        self.lagged += 1;
+        self.lag_total.fetch_add(1, Ordering::Relaxed);
+        self.replay_to = self.store.head_seq();
     }
 
     /// The last seq this subscription has covered (sent or filtered out).
@@ -147,8 +216,7 @@ impl Subscription {
                 }
                 Err(RecvError::Lagged(_)) => {
                     // Everything up to the committed head is in SQLite: read it from there.
-                    self.lagged += 1;
-                    self.replay_to = self.store.head_seq();
+                    self.note_lag();
                 }
                 Err(RecvError::Closed) => return None,
             }
@@ -175,8 +243,7 @@ impl Subscription {
                     }
                 }
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                    self.lagged += 1;
-                    self.replay_to = self.store.head_seq();
+                    self.note_lag();
                     return None;
                 }
                 Err(_) => return None,

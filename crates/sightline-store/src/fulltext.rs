@@ -291,6 +291,9 @@ impl Indexer {
                 );
                 behind = self.resync();
             }
+            self.stats
+                .indexed_through
+                .store(self.through, Ordering::Release);
             self.acknowledge(batches);
         }
     }

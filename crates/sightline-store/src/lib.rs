@@ -28,7 +28,7 @@ use sightline_schema::{Event, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-pub use writer::{OnCommit, WriteJob, WriterStats};
+pub use writer::{AtomicHistogram, HistogramSnapshot, OnCommit, WriteJob, WriterStats};
 
 use crate::writer::{Message, Writer, WriterConfig};
 
@@ -267,6 +267,7 @@ fn start_indexer(
 ) -> Result<(std::sync::mpsc::Sender<fulltext::IndexMsg>, JoinHandle<()>), StoreError> {
     let mut fts = fulltext::open_index(&config.path, config.synchronous_full)?;
     let through = fulltext::catch_up(main, &mut fts, epoch)?;
+    stats.indexed_through.store(through, Ordering::Release);
     let main_reader = Connection::open_with_flags(
         &config.path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -490,6 +491,13 @@ impl Store {
 
     pub fn queue_capacity(&self) -> usize {
         self.inner.capacity
+    }
+
+    /// Events committed but not yet in the full-text index (search checks those in memory).
+    pub fn indexer_lag(&self) -> u64 {
+        let stats = &self.inner.stats;
+        let indexed = stats.indexed_through.load(Ordering::Acquire);
+        self.head_seq().saturating_sub(indexed)
     }
 
     /// Size of the database file, the full-text file and their WALs, in bytes.

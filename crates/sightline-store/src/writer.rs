@@ -40,8 +40,71 @@ pub(crate) enum Message {
     Retain(Timestamp, oneshot::Sender<Result<u64, StoreError>>),
 }
 
+/// A histogram the writer fills without a lock: one atomic per bucket and one for the sum, so
+/// recording a batch costs two uncontended atomic adds and a reader (`/metrics`) never makes
+/// the writer wait. Values are integers in the histogram's own unit (events, microseconds).
+pub struct AtomicHistogram {
+    /// Inclusive upper bounds, ascending; values above the last go to the overflow bucket.
+    bounds: &'static [u64],
+    /// Per bucket (not cumulative), with the overflow bucket last.
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+/// What an [`AtomicHistogram`] held when it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (inclusive upper bound, observations in this bucket alone); the overflow bucket is
+    /// last, with `u64::MAX` as its bound.
+    pub buckets: Vec<(u64, u64)>,
+    pub sum: u64,
+    /// Observations: the buckets' total, so the two always agree.
+    pub count: u64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [u64]) -> Self {
+        debug_assert!(bounds.is_sorted());
+        AtomicHistogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        let bucket = self.bounds.partition_point(|&b| b < value);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Bucket by bucket, so a read during a record may see the count a moment before the sum:
+    /// harmless for a scrape, and the count is never out of step with the buckets.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<(u64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(u64::MAX))
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            count: buckets.iter().map(|b| b.1).sum(),
+            buckets,
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Bounds of [`WriterStats::commit_batch_events`]: events per committed batch.
+pub const BATCH_EVENTS_BOUNDS: &[u64] = &[1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+/// Bounds of [`WriterStats::commit_latency_us`], in microseconds: 100 µs to 10 s.
+pub const COMMIT_LATENCY_US_BOUNDS: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
 /// Counters shared with the handle.
-#[derive(Default)]
 pub struct WriterStats {
     /// Events queued and not yet acknowledged (committed and indexed).
     pub depth: AtomicUsize,
@@ -54,6 +117,29 @@ pub struct WriterStats {
     pub batched_events: AtomicU64,
     /// Events removed by retention.
     pub retained_away: AtomicU64,
+    /// Events per committed batch.
+    pub commit_batch_events: AtomicHistogram,
+    /// Per committed batch, from its first job reaching the writer to its transaction's
+    /// commit (linger, inserts and the commit itself), in microseconds.
+    pub commit_latency_us: AtomicHistogram,
+    /// The last seq the full-text indexer covers (kept by the indexer; `Store::indexer_lag`).
+    pub indexed_through: AtomicU64,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            depth: AtomicUsize::new(0),
+            head_seq: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched_events: AtomicU64::new(0),
+            retained_away: AtomicU64::new(0),
+            commit_batch_events: AtomicHistogram::new(BATCH_EVENTS_BOUNDS),
+            commit_latency_us: AtomicHistogram::new(COMMIT_LATENCY_US_BOUNDS),
+            indexed_through: AtomicU64::new(0),
+        }
+    }
 }
 
 pub(crate) struct WriterConfig {
@@ -104,11 +190,17 @@ impl Writer {
             };
             let mut jobs = Vec::new();
             let mut count = 0;
+            // When the batch's first job reached the writer: its commit latency starts there.
+            let mut received = Instant::now();
             let push = |m: Message,
                         jobs: &mut Vec<WriteJob>,
                         count: &mut usize,
+                        received: &mut Instant,
                         this: &mut Self| match m {
                 Message::Write(job) => {
+                    if jobs.is_empty() {
+                        *received = Instant::now();
+                    }
                     *count += job.events.len();
                     jobs.push(job);
                 }
@@ -120,7 +212,7 @@ impl Writer {
                     }));
                 }
             };
-            push(first, &mut jobs, &mut count, &mut self);
+            push(first, &mut jobs, &mut count, &mut received, &mut self);
             let deadline = Instant::now() + self.config.linger;
             while count < self.config.max_batch {
                 let next = match self.rx.try_recv() {
@@ -134,10 +226,10 @@ impl Writer {
                         Err(_) => break,
                     },
                 };
-                push(next, &mut jobs, &mut count, &mut self);
+                push(next, &mut jobs, &mut count, &mut received, &mut self);
             }
             if !jobs.is_empty() {
-                self.commit(jobs, count);
+                self.commit(jobs, count, received);
             }
             if let Some(dictionary) = self.trainer.ready() {
                 self.install_dictionary(&dictionary);
@@ -209,7 +301,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, jobs: Vec<WriteJob>, count: usize) {
+    fn commit(&mut self, jobs: Vec<WriteJob>, count: usize, received: Instant) {
         let start_seq = self.next_seq;
         let mut jobs = jobs;
         match self.write_batch(&mut jobs) {
@@ -219,6 +311,9 @@ impl Writer {
                 docs,
                 leftovers,
             }) => {
+                let latency = received.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                self.stats.commit_latency_us.observe(latency);
+                self.stats.commit_batch_events.observe(count as u64);
                 self.stats
                     .head_seq
                     .store(self.next_seq - 1, Ordering::Release);

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod control;
 pub mod events;
 pub mod export;
+pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod query;

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::hub::Hub;
-use sightline_core::Subscription;
+use sightline_core::{SubscriberGuard, Subscription, Transport};
 
 fn parse_cursor(text: &str) -> Result<u64, ApiError> {
     text.trim().parse().map_err(|_| {
@@ -53,6 +53,8 @@ fn frame(out: &mut Vec<u8>, event: &str, id: Option<u64>, data: &str) {
 /// One client's stream: its subscription, and what it still owes the client.
 struct Stream {
     sub: Subscription,
+    /// Counts this stream in `/metrics` until the response body is dropped (client gone).
+    _counted: SubscriberGuard,
     closing: watch::Receiver<bool>,
     /// The hello (and reset) frames, sent first.
     first: Option<Bytes>,
@@ -160,6 +162,7 @@ pub async fn sse(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = Stream {
         sub,
+        _counted: hub.core().track_subscriber(Transport::Sse),
         closing: hub.core().closing(),
         first: Some(Bytes::from(first)),
         heartbeat,

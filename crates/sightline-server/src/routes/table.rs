@@ -16,7 +16,7 @@ use sightline_core::{Access, EndpointSpec, HttpSource, Method, Role, SchemaFn};
 
 use crate::hub::Hub;
 use crate::routes::{
-    admin, control, events, export, openapi, plugins, query, stream, workflow, ws,
+    admin, control, events, export, metrics, openapi, plugins, query, stream, workflow, ws,
 };
 
 /// A query parameter a route reads.
@@ -298,6 +298,9 @@ pub fn core_routes() -> Vec<Route> {
             .query(&[AUDIT_QUERY])
             .answers(200, Shape::Json(s::audit))
             .to(get(admin::audit_log)),
+        route(Get, "/metrics", READ, "The hub's metrics in the Prometheus text format (docs/API.md lists them)")
+            .answers(200, Shape::Text(metrics::CONTENT_TYPE))
+            .to(get(metrics::metrics)),
         route(Get, "/openapi.json", Access::Public, "This document")
             .answers(200, Shape::Json(s::any_object))
             .to(get(openapi::openapi)),

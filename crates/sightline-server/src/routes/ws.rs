@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sightline_core::ingest::parse_batch;
-use sightline_core::{HttpRequest, IngestError, Subscription};
+use sightline_core::{HttpRequest, IngestError, Subscription, Transport};
 use sightline_schema::{Event, Filter, Timestamp};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -622,7 +622,13 @@ impl Connection {
         // Sent before the task starts, so `subscribed` always precedes the first event.
         let _ = self.out.send(text(reply)).await;
         let out = self.out.clone();
-        let task = tokio::spawn(pump(sub, id, out));
+        // Moved into the task: an unsubscribe aborts it, a closed connection ends it, and
+        // either drops the guard.
+        let counted = self.hub.core().track_subscriber(Transport::Ws);
+        let task = tokio::spawn(async move {
+            let _counted = counted;
+            pump(sub, id, out).await
+        });
         self.subs.insert(key, task);
     }
 }
