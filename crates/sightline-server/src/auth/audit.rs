@@ -54,7 +54,7 @@ const AUDIT_RING: usize = 2_000;
 pub const ROTATE_AT: u64 = 8 * 1024 * 1024;
 /// What is read back at start: the tail of the file.
 const READ_BACK: u64 = 1024 * 1024;
-/// Refusals recorded per address: sustained per second, and in a burst.
+/// Refusals recorded per address and kind: sustained per second, and in a burst.
 const REFUSALS_PER_SECOND: f64 = 5.0;
 /// Field caps, in bytes.
 const CAP_SHORT: usize = 64;
@@ -137,7 +137,9 @@ impl AuditLog {
     pub fn record(&self, mut entry: AuditEntry) {
         // Admin actions are always kept; refusals are what a stranger can cause at will.
         if entry.kind != "admin_action" {
-            let key = entry.addr.clone().unwrap_or_default();
+            // Per address and kind: a flood of one refusal must not hide another kind of
+            // refusal from the same address.
+            let key = format!("{}|{}", entry.addr.as_deref().unwrap_or(""), entry.kind);
             let mut suppressed = self
                 .suppressed
                 .lock()
