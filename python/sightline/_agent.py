@@ -63,6 +63,8 @@ class Agent:
     def event(self, source_event: str, entity_type: str, title: str, **fields: Any) -> dict:
         tid = threading.get_native_id()
         ev = {
+            # An idempotency key: a spool file delivered twice (in part) stores this once.
+            "event_id": f"{self.run_id}.{uuid.uuid4().hex[:16]}",
             "ts": _native.now_rfc3339(),
             "source": "python",
             "source_event": source_event,

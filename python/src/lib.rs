@@ -10,9 +10,9 @@ mod clock;
 mod fork;
 mod http;
 mod json;
+mod spool;
 mod summary;
 mod tracer;
-mod spool;
 mod transport;
 mod ws;
 
@@ -237,6 +237,10 @@ fn is_active() -> bool {
 
 #[pyfunction]
 #[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto", spool_dir=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the keyword arguments of a Python function, each with its default"
+)]
 fn transport_configure(
     py: Python<'_>,
     url: Option<String>,

@@ -321,7 +321,9 @@ impl Resender {
         for n in names.into_iter().take(MAX_CANDIDATES) {
             let p = dir.join(&n);
             if let Some((_, pid)) = n.rsplit_once(".sending-") {
-                let Ok(pid) = pid.parse::<i32>() else { continue };
+                let Ok(pid) = pid.parse::<i32>() else {
+                    continue;
+                };
                 let Ok(mtime) = fs::metadata(&p).and_then(|m| m.modified()) else {
                     continue;
                 };
@@ -441,7 +443,9 @@ impl Resender {
                 let mut f = File::open(&c.path)?;
                 f.seek(SeekFrom::Start(c.offset))?;
                 f.take(SPOOL_MAX_BYTES).read_to_end(&mut rest)?;
-                let tmp = c.path.with_extension(format!("rest-{}", std::process::id()));
+                let tmp = c
+                    .path
+                    .with_extension(format!("rest-{}", std::process::id()));
                 let mut t = OpenOptions::new()
                     .create(true)
                     .write(true)
@@ -468,7 +472,12 @@ impl Resender {
 
 /// Reads up to `max_lines` lines (about `max_bytes`) of `path` from `offset`. Lines over
 /// `MAX_LINE_BYTES` are skipped without being held in memory.
-fn read_chunk(path: &Path, offset: u64, max_lines: usize, max_bytes: usize) -> std::io::Result<Chunk> {
+fn read_chunk(
+    path: &Path,
+    offset: u64,
+    max_lines: usize,
+    max_bytes: usize,
+) -> std::io::Result<Chunk> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut r = BufReader::new(f);
@@ -542,9 +551,17 @@ mod tests {
         // pid 1 is alive and started long before any claim made now.
         assert!(!claim_abandoned(1, now, now));
         // A claim last touched before pid 1 started: pid 1 cannot be the claimer (reused).
-        assert!(claim_abandoned(1, UNIX_EPOCH + Duration::from_secs(1), UNIX_EPOCH + Duration::from_secs(2)));
+        assert!(claim_abandoned(
+            1,
+            UNIX_EPOCH + Duration::from_secs(1),
+            UNIX_EPOCH + Duration::from_secs(2)
+        ));
         // Untouched for longer than STALE_CLAIM.
-        assert!(claim_abandoned(1, now - STALE_CLAIM - Duration::from_secs(1), now));
+        assert!(claim_abandoned(
+            1,
+            now - STALE_CLAIM - Duration::from_secs(1),
+            now
+        ));
         // A pid that does not exist (beyond pid_max).
         assert!(claim_abandoned(i32::MAX - 1, now, now));
         // Our own pid: a claim we did not make in this process.
@@ -601,7 +618,9 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), REJECTED_MAX_FILES);
-        assert!(names.iter().any(|n| n.contains(&format!("t{:03}", REJECTED_MAX_FILES + 4))));
+        assert!(names
+            .iter()
+            .any(|n| n.contains(&format!("t{:03}", REJECTED_MAX_FILES + 4))));
         assert!(!names.iter().any(|n| n.contains("t000")));
         fs::remove_dir_all(&d).unwrap();
     }

@@ -37,9 +37,10 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// How often a batch refused for its token is tried again: the token is fixed by a person
 /// (restarting the hub or the program), so there is no point in trying sooner.
 const AUTH_RETRY: Duration = Duration::from_secs(5);
-/// A WebSocket that a freshly opened connection loses right after a publish, this many times
-/// in a row for the same batch, is taken for a message over the hub's limit (the hub closes
-/// the socket rather than answering): the batch is split like a 413.
+/// A publish lost this many times in a row, each on a connection freshly opened for it, is
+/// taken for a message over the hub's limit (the hub closes the socket rather than answering):
+/// the batch is split like a 413. A hub that is down refuses the connection instead, which
+/// does not count; a hub restarted twice mid-publish only costs a split, never an event.
 const WS_DROPS_AS_TOO_LARGE: u32 = 2;
 
 #[derive(Clone, Debug)]
@@ -322,8 +323,8 @@ impl Transport {
                 loop {
                     let n = q.critical.len() + q.detail.len();
                     let ready = !matches!(q.sink, Sink::None);
-                    let spool =
-                        matches!(q.sink, Sink::Hub(..)) && self.spool_pending.load(Ordering::SeqCst);
+                    let spool = matches!(q.sink, Sink::Hub(..))
+                        && self.spool_pending.load(Ordering::SeqCst);
                     if (ready && n > 0) || spool {
                         break;
                     }
@@ -360,7 +361,13 @@ impl Transport {
                     }
                     q.in_flight = batch.len();
                 }
-                (batch, order, q.sink.clone(), q.sink_gen, q.spool_dir.clone())
+                (
+                    batch,
+                    order,
+                    q.sink.clone(),
+                    q.sink_gen,
+                    q.spool_dir.clone(),
+                )
             };
             // A batch of an earlier process's spool file (read without the queue's lock).
             let mut spool_chunk = None;
@@ -427,7 +434,10 @@ impl Transport {
                         Ok(p) => format!("{} events set aside in {}", lines.len(), p.display()),
                         Err(e) => format!("{} refused events lost: {e}", lines.len()),
                     },
-                    None => format!("{} refused events dropped (no spool directory)", lines.len()),
+                    None => format!(
+                        "{} refused events dropped (no spool directory)",
+                        lines.len()
+                    ),
                 });
             }
             if let Some(end) = spool_chunk {
@@ -538,7 +548,10 @@ enum Reply {
     Ok,
     /// Invalid events (HTTP 400, WebSocket `invalid_events`): nothing stored. `lines` are the
     /// 1-based positions the hub named, when it named them.
-    Invalid { lines: Vec<usize>, why: String },
+    Invalid {
+        lines: Vec<usize>,
+        why: String,
+    },
     /// Over the hub's size limit (413): nothing stored.
     TooLarge(String),
     /// The token is missing, wrong or lacks the role (401/403): kept, tried again.
@@ -569,12 +582,18 @@ fn settle(batch: &[String], mut send: impl FnMut(&[String]) -> Reply) -> Outcome
         match send(&lines) {
             Reply::Ok => out.delivered += piece.len(),
             Reply::Auth(why) => {
-                out.left = piece.into_iter().chain(pieces.into_iter().rev().flatten()).collect();
+                out.left = piece
+                    .into_iter()
+                    .chain(pieces.into_iter().rev().flatten())
+                    .collect();
                 out.retry = Some((Some(AUTH_RETRY), why));
                 return out;
             }
             Reply::Busy(after, why) => {
-                out.left = piece.into_iter().chain(pieces.into_iter().rev().flatten()).collect();
+                out.left = piece
+                    .into_iter()
+                    .chain(pieces.into_iter().rev().flatten())
+                    .collect();
                 out.retry = Some((after, why));
                 return out;
             }
@@ -654,8 +673,8 @@ struct HubLink {
     via: Via,
     ws: Option<WsClient>,
     http: Option<Client>,
-    /// Consecutive publishes lost with a fresh connection, and the size of that batch.
-    ws_drops: (u32, usize),
+    /// Consecutive publishes lost right after a fresh connection was opened for them.
+    ws_drops: u32,
 }
 
 /// How long the hub may take to commit and answer one batch.
@@ -668,7 +687,7 @@ impl HubLink {
             via,
             ws: None,
             http: None,
-            ws_drops: (0, 0),
+            ws_drops: 0,
         }
     }
 
@@ -711,31 +730,43 @@ impl HubLink {
                     self.via = Via::Http;
                     return self.send(batch);
                 }
-                Err(e) => return Reply::Busy(None, e.to_string()),
+                Err(e) => {
+                    self.ws_drops = 0; // unreachable: not a sign of size
+                    return Reply::Busy(None, e.to_string());
+                }
             }
         }
         let ws = self.ws.as_mut().expect("connected above");
         let bytes: usize = batch.iter().map(|l| l.len() + 1).sum();
         match ws.publish(batch, ANSWER_TIMEOUT) {
             Ok(a) => {
-                self.ws_drops = (0, 0);
+                self.ws_drops = 0;
                 reply_from_answer(a)
             }
             Err(e) => {
                 // The connection is in an unknown state: the next attempt opens a new one.
                 self.ws = None;
-                let too_big = matches!(e, WsError::Closed(Some(1009), _));
-                if fresh {
-                    let same = self.ws_drops.1 == bytes;
-                    self.ws_drops = (if same { self.ws_drops.0 + 1 } else { 1 }, bytes);
-                }
-                if too_big || self.ws_drops.0 >= WS_DROPS_AS_TOO_LARGE {
-                    self.ws_drops = (0, 0);
-                    return Reply::TooLarge(format!(
+                let too_big = || {
+                    Reply::TooLarge(format!(
                         "hub dropped the WebSocket on a {bytes}-byte publish ({e}): over its message limit"
-                    ));
+                    ))
+                };
+                if matches!(e, WsError::Closed(Some(1009), _)) {
+                    return too_big();
                 }
-                Reply::Busy(None, e.to_string())
+                if !fresh {
+                    // A kept connection may have died of anything: try a new one at once (a
+                    // hub that is down refuses it, and that is a plain retry).
+                    return self.send(batch);
+                }
+                // Not reset here: while the pieces of a split are still dropped, each is split
+                // again at once; an answer from the hub ends the suspicion.
+                self.ws_drops += 1;
+                if self.ws_drops >= WS_DROPS_AS_TOO_LARGE {
+                    return too_big();
+                }
+                // Once more on a new connection, at once: a second drop means size.
+                self.send(batch)
             }
         }
     }
@@ -866,7 +897,11 @@ mod tests {
         assert_eq!(out.delivered, 7);
         assert_eq!(out.set_aside, [(3, Aside::TooLarge)]);
         assert!(out.retry.is_none());
-        assert_eq!(sent, lines(&["a", "b", "c", "d", "e", "f", "g"]), "order kept");
+        assert_eq!(
+            sent,
+            lines(&["a", "b", "c", "d", "e", "f", "g"]),
+            "order kept"
+        );
     }
 
     #[test]

@@ -192,16 +192,15 @@ fn answer_from_error(v: &Value) -> Answer {
     let code = v["code"].as_str().unwrap_or("error");
     let message = v["message"].as_str().unwrap_or("");
     match code {
-        "invalid_events" => Answer::Invalid(
-            v["details"].clone(),
-            format!("{message}: {}", v["details"]),
-        ),
+        "invalid_events" => {
+            Answer::Invalid(v["details"].clone(), format!("{message}: {}", v["details"]))
+        }
         "unauthorized" | "forbidden" => {
             Answer::Auth(format!("hub refused the token ({code}): {message}"))
         }
-        "too_large" | "payload_too_large" | "message_too_big" => {
-            Answer::TooLarge(format!("hub refused a message as too large ({code}): {message}"))
-        }
+        "too_large" | "payload_too_large" | "message_too_big" => Answer::TooLarge(format!(
+            "hub refused a message as too large ({code}): {message}"
+        )),
         "queue_full" | "unavailable" | "rate_limited" | "store" => Answer::Busy(
             v["retry_after_ms"].as_u64().map(Duration::from_millis),
             format!("hub answered {code}: {message}"),

@@ -87,6 +87,10 @@ def test_a_refused_event_loses_only_itself(hub, tmp_path, transport):
     assert "not_a_field" in (report["last_error"] or ""), report
     calls = hub.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) >= 100, source_events="call")
     assert sum(short(e) == "work" for e in calls) == 100
+    # The refused event is set aside (not retried, not silently gone), and only it.
+    aside = list((tmp_path / "spool" / "rejected").glob("python-*.ndjson"))
+    lines = [line for f in aside for line in f.read_text().splitlines()]
+    assert len(lines) == 1 and "not_a_field" in lines[0], lines
 
 
 class _NoWebSocketProxy(http.server.ThreadingHTTPServer):
