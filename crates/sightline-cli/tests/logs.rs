@@ -80,8 +80,7 @@ fn run_hub(format: &str) -> Vec<String> {
     let status = child.wait().unwrap();
     assert!(status.success());
     reader.join().unwrap();
-    let out = lines.lock().unwrap().clone();
-    out
+    lines.lock().unwrap().clone()
 }
 
 #[test]

@@ -99,7 +99,7 @@ fn auth_matrix() {
     let export_line = event(99);
     // (name, method, url, body, expected for [none, wrong, read, ingest, admin])
     type Case<'a> = (&'a str, &'a str, String, Option<String>, [u16; 5]);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("health", "GET", u("/api/v1/health"), None, [200, 200, 200, 200, 200]),
         ("dashboard", "GET", u("/"), None, [200, 200, 200, 200, 200]),
         ("query", "GET", u("/api/v1/runs"), None, [401, 401, 200, 403, 200]),

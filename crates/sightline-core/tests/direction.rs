@@ -27,7 +27,10 @@ fn edges() -> BTreeMap<String, Vec<String>> {
     let meta: Value =
         serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--no-deps"])).unwrap();
     let packages = meta["packages"].as_array().unwrap();
-    let names: Vec<&str> = packages.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     packages
         .iter()
         .map(|p| {
@@ -54,30 +57,60 @@ fn crates_point_one_way() {
     assert_eq!(core, ["sightline-schema", "sightline-store"]);
     for sibling in ["sightline-sources", "sightline-server", "sightline-forward"] {
         let d = deps(sibling);
-        assert!(d.contains(&"sightline-core".to_string()), "{sibling} builds on the core");
-        for other in ["sightline-sources", "sightline-server", "sightline-forward", "sightline"] {
-            assert!(!d.contains(&other.to_string()), "{sibling} depends on {other}: {d:?}");
+        assert!(
+            d.contains(&"sightline-core".to_string()),
+            "{sibling} builds on the core"
+        );
+        for other in [
+            "sightline-sources",
+            "sightline-server",
+            "sightline-forward",
+            "sightline",
+        ] {
+            assert!(
+                !d.contains(&other.to_string()),
+                "{sibling} depends on {other}: {d:?}"
+            );
         }
     }
     // Only the binary composes everything.
     let cli = deps("sightline");
-    for c in ["sightline-core", "sightline-sources", "sightline-server", "sightline-forward"] {
+    for c in [
+        "sightline-core",
+        "sightline-sources",
+        "sightline-server",
+        "sightline-forward",
+    ] {
         assert!(cli.contains(&c.to_string()), "the CLI composes {c}");
     }
     for (name, d) in &e {
         if name != "sightline" && name != "sightline-testkit" {
-            assert!(!d.contains(&"sightline".to_string()), "{name} depends on the binary");
+            assert!(
+                !d.contains(&"sightline".to_string()),
+                "{name} depends on the binary"
+            );
         }
     }
 }
 
 #[test]
 fn the_core_knows_no_http() {
-    let tree = cargo(&["tree", "-p", "sightline-core", "-e", "normal", "--prefix", "none"]);
+    let tree = cargo(&[
+        "tree",
+        "-p",
+        "sightline-core",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]);
     for line in tree.lines() {
         let name = line.split_whitespace().next().unwrap_or("");
         assert!(
-            !matches!(name, "axum" | "axum-core" | "hyper" | "hyper-util" | "tower" | "http-body"),
+            !matches!(
+                name,
+                "axum" | "axum-core" | "hyper" | "hyper-util" | "tower" | "http-body"
+            ),
             "sightline-core depends on {name}"
         );
     }

@@ -126,8 +126,10 @@ impl Status {
     }
 }
 
-// The enum comes from `vocabulary!`, which cannot take `#[default]` on one variant.
-#[allow(clippy::derivable_impls)]
+#[allow(
+    clippy::derivable_impls,
+    reason = "the enum comes from `vocabulary!`, which cannot take `#[default]` on one variant"
+)]
 impl Default for Severity {
     fn default() -> Self {
         Severity::Info

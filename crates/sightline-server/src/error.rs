@@ -68,7 +68,12 @@ impl IntoResponse for ApiError {
             ApiError::InvalidEvents(lines) => {
                 // One wording for every batch refused whole, whichever path it came by.
                 let e = HttpError::invalid(lines);
-                (StatusCode::BAD_REQUEST, e.code, e.message, Some(json!(e.lines)))
+                (
+                    StatusCode::BAD_REQUEST,
+                    e.code,
+                    e.message,
+                    Some(json!(e.lines)),
+                )
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::PayloadTooLarge(limit) => (

@@ -20,9 +20,9 @@ pub mod framework;
 pub mod logparse;
 pub mod opencode;
 pub mod otlp;
+pub mod schemas;
 pub mod tail;
 pub mod tmux;
-pub mod schemas;
 pub mod util;
 pub mod workflow;
 

@@ -231,7 +231,10 @@ fn is_claude(resource: &ResourceView, name: &str) -> bool {
 }
 
 /// Maps one log record. `record_hash` identifies it for idempotency.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one OTLP record, passed as the decoder walks them"
+)]
 fn map_log(
     resource: &ResourceView,
     scope: &str,

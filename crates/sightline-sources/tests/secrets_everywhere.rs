@@ -31,12 +31,18 @@ fn ws_publish(hub: &TestHub, events: Vec<Value>) {
     let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
     hub.runtime.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-        ws.send(Message::text(json!({"type": "publish", "id": 1, "events": events}).to_string()))
-            .await
-            .unwrap();
+        ws.send(Message::text(
+            json!({"type": "publish", "id": 1, "events": events}).to_string(),
+        ))
+        .await
+        .unwrap();
         use futures_util::StreamExt;
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.unwrap().unwrap().unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if let Message::Text(t) = m {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "ack" {
@@ -71,7 +77,11 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
             "title": t, "summary": t, "tags": [t],
             "payload": {"text": t, "nested": {"deeper": [t, {"value": t}]}, "env": format!("DEBUG=1\n{t}"), "i": i}}))
         .collect();
-    post_ok("/api/v1/events", "application/json", json!(events).to_string());
+    post_ok(
+        "/api/v1/events",
+        "application/json",
+        json!(events).to_string(),
+    );
 
     // Over the WebSocket.
     let ws_events: Vec<Value> = texts
@@ -87,31 +97,52 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         .map(|(i, t)| json!({"id": format!("tel-{i}"), "type": "tool_call", "agentId": "a", "sessionId": "docker",
             "toolName": "Bash", "data": {"command": t, "output": t}}))
         .collect();
-    post_ok("/telemetry", "application/json", json!(telemetry).to_string());
+    post_ok(
+        "/telemetry",
+        "application/json",
+        json!(telemetry).to_string(),
+    );
 
     // Claude Code hooks (one payload per request, as Claude Code posts them).
     for (i, t) in texts.iter().enumerate() {
         let payload = json!({"session_id": "hooks", "hook_event_name": "PreToolUse", "tool_name": "Bash",
             "tool_use_id": format!("toolu_{i}"), "tool_input": {"command": t, "description": t}, "cwd": "/tmp/p"});
-        post_ok("/api/v1/hooks/claude", "application/json", payload.to_string());
+        post_ok(
+            "/api/v1/hooks/claude",
+            "application/json",
+            payload.to_string(),
+        );
     }
     let prompts: Vec<String> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"id": format!("p{i}"), "ts": 1_763_700_000_000u64 + i as u64,
-            "payload": {"session_id": "hooks", "hook_event_name": "UserPromptSubmit", "prompt": t}}).to_string())
+        .map(|(i, t)| {
+            json!({"id": format!("p{i}"), "ts": 1_763_700_000_000u64 + i as u64,
+            "payload": {"session_id": "hooks", "hook_event_name": "UserPromptSubmit", "prompt": t}})
+            .to_string()
+        })
         .collect();
-    post_ok("/api/v1/hooks/claude", "application/x-ndjson", prompts.join("\n"));
+    post_ok(
+        "/api/v1/hooks/claude",
+        "application/x-ndjson",
+        prompts.join("\n"),
+    );
 
     // The OpenCode plugin.
     let opencode: Vec<Value> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"type": "message.part.updated", "properties": {"part": {"id": format!("prt_{i}"),
+        .map(|(i, t)| {
+            json!({"type": "message.part.updated", "properties": {"part": {"id": format!("prt_{i}"),
             "sessionID": "ses_oc", "messageID": format!("msg_{i}"), "type": "text", "text": t,
-            "time": {"start": 1_763_700_000_000u64, "end": 1_763_700_000_500u64}}}}))
+            "time": {"start": 1_763_700_000_000u64, "end": 1_763_700_000_500u64}}}})
+        })
         .collect();
-    post_ok("/api/v1/hooks/opencode", "application/json", json!(opencode).to_string());
+    post_ok(
+        "/api/v1/hooks/opencode",
+        "application/json",
+        json!(opencode).to_string(),
+    );
 
     // OTLP logs and spans (JSON encoding): attribute values and bodies.
     let records: Vec<Value> = texts
@@ -145,7 +176,11 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         .iter()
         .map(|t| json!({"type": "log", "data": {"message": t, "level": "info"}}))
         .collect();
-    post_ok("/api/v1/workflows/wf-secrets/updates", "application/json", json!(updates).to_string());
+    post_ok(
+        "/api/v1/workflows/wf-secrets/updates",
+        "application/json",
+        json!(updates).to_string(),
+    );
 
     // A Claude Code transcript, read by the background source.
     let config = hub.config();
@@ -158,8 +193,16 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
             "timestamp": "2026-11-21T10:00:00.000Z", "message": {"role": "user", "content": t},
             "sessionId": "transcript-secrets", "cwd": "/tmp/secret"}).to_string())
         .collect();
-    std::fs::write(dir.join("transcript-secrets.jsonl"), lines.join("\n") + "\n").unwrap();
-    hub.start_adapters(sightline_sources::REGISTRY, &config, &[sightline_sources::claude::transcript::NAME]);
+    std::fs::write(
+        dir.join("transcript-secrets.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+    hub.start_adapters(
+        sightline_sources::REGISTRY,
+        &config,
+        &[sightline_sources::claude::transcript::NAME],
+    );
     let n = texts.len();
     let started = std::time::Instant::now();
     loop {
@@ -169,7 +212,10 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         if got >= n {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the transcript gave {got} of {n} events");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the transcript gave {got} of {n} events"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     hub.stop_adapters();

@@ -113,7 +113,12 @@ struct ReadPool {
 
 impl ReadPool {
     fn take(&self) -> Result<Connection, StoreError> {
-        if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
+        if let Some(conn) = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+        {
             return Ok(conn);
         }
         let conn = Connection::open_with_flags(
@@ -138,7 +143,7 @@ impl ReadPool {
     }
 
     fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < 8 {
             idle.push(conn);
         }
@@ -167,6 +172,10 @@ pub struct Store {
 /// on, every allocation SQLite makes takes one global mutex, which the writer, the indexer and
 /// the readers then contend for. Nothing here reads those statistics. Too late (a connection
 /// was opened first) is harmless: SQLite refuses and keeps them.
+#[allow(
+    unsafe_code,
+    reason = "one FFI call into SQLite's process-wide configuration; rusqlite has no safe wrapper for it"
+)]
 fn tune_sqlite_once() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -441,7 +450,7 @@ impl Store {
     pub async fn delete_before(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         {
-            let guard = self.inner.tx.lock().expect("sender lock");
+            let guard = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = guard.as_ref().ok_or(StoreError::Closed)?;
             tx.send(Message::Retain(cutoff, reply))
                 .map_err(|_| StoreError::Closed)?;
@@ -514,8 +523,18 @@ impl Store {
     /// Stops taking events, lets the writer commit everything queued, and waits for it.
     pub fn close(&self) {
         self.inner.stop_checkpoints.store(true, Ordering::Relaxed);
-        self.inner.tx.lock().expect("sender lock").take();
-        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+        self.inner
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let _ = handle.join();
         }
     }

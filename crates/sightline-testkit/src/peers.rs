@@ -2,7 +2,7 @@
 //! (`$SIGHTLINE_TEST_CACHE`, default `~/.cache/sightline-tests`). Shared by this crate's tests
 //! and the CLI's, so OpenCode is found and
 //! installed one way. A peer that cannot be installed fails the test saying so.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of it")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

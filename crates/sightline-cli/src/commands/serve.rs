@@ -85,9 +85,15 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     if let Some(plugins) = &file.plugins
         && std::env::var_os("SIGHTLINE_PLUGINS").is_none()
     {
+        #[allow(
+            unsafe_code,
+            reason = "set_var is unsafe once threads exist; none does yet at this point"
+        )]
         // SAFETY: no other thread exists yet (the runtime starts below); the plugin registry
         // reads this variable once, at first use.
-        unsafe { std::env::set_var("SIGHTLINE_PLUGINS", serde_json::to_string(plugins)?) };
+        unsafe {
+            std::env::set_var("SIGHTLINE_PLUGINS", serde_json::to_string(plugins)?)
+        };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -189,6 +195,10 @@ async fn wait_for_signal() {
     // Give a second signal a way out if draining ever hangs.
     tokio::spawn(async {
         let _ = tokio::signal::ctrl_c().await;
+        #[allow(
+            clippy::exit,
+            reason = "a second Ctrl-C while draining hangs is the user's way out: 130, as shells expect"
+        )]
         std::process::exit(130);
     });
     tokio::time::sleep(Duration::ZERO).await;

@@ -1,13 +1,11 @@
 //! What the CLI's integration tests share beyond the workspace's test kit: a `sightline serve`
 //! child process (started on port 0, its URL read from the "sightline listening on" line).
 //! In-process hubs, the HTTP agent and free ports come from `sightline_testkit`.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of it")]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sightline");
 
@@ -55,5 +53,5 @@ impl Drop for Served {
     }
 }
 
-#[allow(unused_imports)]
+#[allow(unused_imports, reason = "each test binary uses a part of the kit")]
 pub use sightline_testkit::{TestHub, agent, free_port};

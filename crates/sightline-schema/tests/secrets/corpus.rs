@@ -5,7 +5,10 @@
 //! hold a real credential.
 
 // Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary that includes this module uses a different part of it"
+)]
 
 /// One secret as it is written somewhere (`text`) and the parts that must not survive.
 pub struct Secret {

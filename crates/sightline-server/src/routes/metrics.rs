@@ -98,7 +98,7 @@ impl Snapshot {
 
 /// One metric without labels.
 fn single(
-    enc: &mut DescriptorEncoder,
+    enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
@@ -110,7 +110,7 @@ fn single(
 
 /// One metric family: a series per label set.
 fn family<'a, M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
+    enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     kind: MetricType,
@@ -126,7 +126,7 @@ fn family<'a, M: EncodeMetric>(
 /// A histogram from the writer's integer buckets, its bounds and sum divided by `scale` (1 for
 /// events, 1e6 for microseconds → seconds).
 fn histogram(
-    enc: &mut DescriptorEncoder,
+    enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
@@ -150,7 +150,7 @@ fn histogram(
 }
 
 impl Collector for Snapshot {
-    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
         let e = &mut enc;
         let per_source = |f: fn(&SourceHealth) -> u64| {
             self.sources

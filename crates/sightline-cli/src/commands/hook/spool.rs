@@ -480,7 +480,7 @@ impl Spool {
         &self,
         path: &Path,
         seg: &mut Segment,
-        budget: &mut Budget,
+        budget: &mut Budget<'_>,
     ) -> std::io::Result<Next> {
         let mut reader = BufReader::with_capacity(64 * 1024, File::open(path)?);
         loop {
