@@ -22,7 +22,7 @@ from typing import Any
 from . import _asyncio, _native
 from ._config import Config
 from ._filters import Filter
-from ._snapshot import Limits, describe, exception_stack
+from ._snapshot import REDACTED, Limits, describe, exception_stack, is_secret_name, is_secret_value
 
 _BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 _lock = threading.RLock()
@@ -120,11 +120,11 @@ class Agent:
             self.event(
                 "process_start",
                 "process",
-                "python " + " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300],
+                "python " + " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(_redact_argv(sys.argv)))[:300],
                 status="running",
                 summary=f"Python {sys.version.split()[0]} pid {self.pid}",
                 payload={
-                    "argv": list(sys.argv),
+                    "argv": _redact_argv(sys.argv),
                     "executable": sys.executable,
                     "python_version": sys.version,
                     "cwd": os.getcwd(),
@@ -172,7 +172,7 @@ class Agent:
                 f"python fork of {parent_session.split(':')[0]}",
                 status="running",
                 summary=f"forked child pid {self.pid}",
-                payload={"argv": list(sys.argv), "ppid": os.getppid(), "forked": True, "tracing": self.tracing},
+                payload={"argv": _redact_argv(sys.argv), "ppid": os.getppid(), "forked": True, "tracing": self.tracing},
             )
         )
         _native.start_heartbeat(self.cfg.heartbeat_s)
@@ -464,6 +464,27 @@ class Agent:
             )
         )
         return version
+
+
+def _redact_argv(argv: list) -> list:
+    """The command line without its secrets (`--password X`, `--api-key=X`, a token-shaped
+    value): it travels in `process_start` and may wait in the spool."""
+    out: list = []
+    hide_next = False
+    for a in map(str, argv):
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif a.startswith("-") and "=" in a and is_secret_name(a.split("=", 1)[0]):
+            out.append(a.split("=", 1)[0] + "=" + REDACTED)
+        elif a.startswith("-") and is_secret_name(a):
+            out.append(a)
+            hide_next = True
+        elif is_secret_value(a):
+            out.append(REDACTED)
+        else:
+            out.append(a)
+    return out
 
 
 def _spool_dir() -> str:

@@ -230,7 +230,8 @@ def test_spool_files_are_private_and_hold_redacted_events(tmp_path):
     env = agent_env(None, run_id, SIGHTLINE_URL=dead, SIGHTLINE_SPOOL_DIR=str(spool),
                     SIGHTLINE_FLUSH_TIMEOUT_S="0.3", SIGHTLINE_CONTROL="0")
     # umask 0: without explicit modes the files would be 0666 and the directories 0777.
-    p = subprocess.run([sys.executable, "-m", "sightline", str(script)], env=env, cwd=tmp_path,
+    argv = [str(script), "--password", "pw-on-the-command-line", "--api-key=argv-key-0123", "plain"]
+    p = subprocess.run([sys.executable, "-m", "sightline", *argv], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
     assert p.returncode == 0, p.stderr
     files = list(spool.glob("python-*.ndjson"))
@@ -241,3 +242,7 @@ def test_spool_files_are_private_and_hold_redacted_events(tmp_path):
     text = files[0].read_text()
     assert '"source_event":"exception"' in text.replace(" ", "")
     assert "hunter2" not in text and "AKIAABCDEFGHIJKLMNOP" not in text
+    # The command line travels in process_start: its secrets are redacted too.
+    start = next(json.loads(line) for line in text.splitlines() if '"process_start"' in line)
+    assert start["payload"]["argv"][1:] == ["--password", "[REDACTED]", "--api-key=[REDACTED]", "plain"]
+    assert "pw-on-the-command-line" not in text and "argv-key-0123" not in text
