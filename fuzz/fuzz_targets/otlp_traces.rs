@@ -1,0 +1,14 @@
+//! Fuzz target: `POST /v1/traces` through `sightline_sources::otlp::Otlp::decode`, protobuf and
+//! JSON bodies (see otlp_common.rs for how an input picks one). It must never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use sightline_sources::otlp::Signal;
+
+#[path = "otlp_common.rs"]
+mod otlp_common;
+
+fuzz_target!(|data: &[u8]| {
+    otlp_common::run::<ExportTraceServiceRequest>(Signal::Traces, data);
+});
