@@ -145,7 +145,8 @@ fn http() -> ureq::Agent {
 
 #[test]
 fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
-    let bin = opencode_binary();
+    // Installs it on first use (or says why it cannot).
+    let _ = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let mut hub = TestHub::serve(&h.join("db.sqlite"), 0);
@@ -180,30 +181,10 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     let port = common::free_port();
     let oc_url = format!("http://127.0.0.1:{port}");
     let _oc = Killed(
-        Command::new(bin)
-            .args([
-                "serve",
-                "--port",
-                &port.to_string(),
-                "--hostname",
-                "127.0.0.1",
-            ])
-            .current_dir(h)
-            .env("HOME", h)
-            .env("XDG_CONFIG_HOME", h.join(".config"))
-            .env("XDG_DATA_HOME", h.join(".local/share"))
-            .env("XDG_CACHE_HOME", h.join(".cache"))
-            .env("XDG_STATE_HOME", h.join(".local/state"))
-            .env("NPM_CONFIG_USERCONFIG", h.join(".npmrc"))
-            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-            .env("OPENCODE_DISABLE_SHARE", "1")
-            .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+        peers::opencode_serve(h, port)
             .env("SIGHTLINE_OPENCODE_SPOOL", &spool)
             .env_remove("SIGHTLINE_URL")
             .env_remove("OPENCODE_SERVER_PASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

@@ -9,11 +9,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use sightline_core::Backpressure;
 use sightline_schema::{Filter, Timestamp, parse_event};
-use tokio_tungstenite::tungstenite::Message;
 
 /// One scrape: `name{labels}` (labels as written) → value, and the raw text.
 struct Scrape {
@@ -118,26 +116,14 @@ fn the_values_move_with_what_the_hub_does() {
 
     // An SSE stream and a WebSocket subscription are counted while they live.
     let stream = open_stream(&format!("{}/api/v1/events/stream", hub.url), None);
-    let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
     let mut ws = hub.runtime.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-        ws.send(Message::text(
-            json!({"type": "subscribe", "id": "s1", "filter": {}}).to_string(),
-        ))
-        .await
-        .unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = m
-                && t.contains("\"subscribed\"")
-            {
-                break;
-            }
-        }
+        let mut ws = hub.ws().await;
+        ws_send(
+            &mut ws,
+            json!({"type": "subscribe", "id": "s1", "filter": {}}),
+        )
+        .await;
+        ws_until(&mut ws, &["subscribed"]).await;
         ws
     });
     let live = eventually(&hub, "one subscriber of each transport", |s| {
@@ -216,25 +202,10 @@ fn the_values_move_with_what_the_hub_does() {
     // Closing the stream and unsubscribing uncount them.
     drop(stream);
     hub.runtime.block_on(async {
-        ws.send(Message::text(
-            json!({"type": "unsubscribe", "id": "s1"}).to_string(),
-        ))
-        .await
-        .unwrap();
+        ws_send(&mut ws, json!({"type": "unsubscribe", "id": "s1"})).await;
         // The answer says the subscription was there.
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = m
-                && t.contains("\"unsubscribed\"")
-            {
-                assert!(t.contains("\"found\":true"), "{t}");
-                break;
-            }
-        }
+        let answer = ws_until(&mut ws, &["unsubscribed"]).await;
+        assert_eq!(answer["found"], true, "{answer}");
     });
     eventually(&hub, "no subscribers left", |s| {
         s.value(SSE) == 0.0 && s.value(WS) == 0.0

@@ -8,12 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sightline_core::{Access, Method, Role};
 use sightline_schema::{Timestamp, parse_event};
 use sightline_server::routes::table::{self, Shape};
-use tokio_tungstenite::tungstenite::Message;
 
 const READ_TOKEN: &str = "read-token-0123";
 const INGEST_TOKEN: &str = "ingest-token-0123";
@@ -298,28 +296,15 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
     assert_eq!(health_of(&hub, "http")["refused_full"], 1);
 
     // WebSocket publish.
-    let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
     let answer: Value = hub.runtime.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+        let mut ws = hub.ws().await;
         let batch: Vec<Value> = (61..=80).map(|i| event("q", i)).collect();
-        ws.send(Message::text(
-            json!({"type": "publish", "id": 1, "events": batch}).to_string(),
-        ))
-        .await
-        .unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "ack" || v["type"] == "error" {
-                    break v;
-                }
-            }
-        }
+        ws_send(
+            &mut ws,
+            json!({"type": "publish", "id": 1, "events": batch}),
+        )
+        .await;
+        ws_until(&mut ws, &["ack", "error"]).await
     });
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["code"], "queue_full");

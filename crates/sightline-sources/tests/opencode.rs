@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::peers::opencode_binary;
@@ -32,46 +32,21 @@ fn start_opencode(config: Option<&str>) -> OpenCode {
 }
 
 fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode {
-    let bin = opencode_binary();
+    // Installs it on first use (or says why it cannot).
+    let _ = opencode_binary();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     // Its background plugin install must fail fast offline: point npm at a dead port.
     std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(bin);
+    let port = common::free_port();
+    let mut cmd = common::peers::opencode_serve(h, port);
     if let Some(c) = config {
         cmd.env("OPENCODE_CONFIG_CONTENT", c);
     }
     if let Some(pw) = password {
         cmd.env("OPENCODE_SERVER_PASSWORD", pw);
     }
-    let child = cmd
-        .args([
-            "serve",
-            "--port",
-            &port.to_string(),
-            "--hostname",
-            "127.0.0.1",
-        ])
-        .current_dir(h)
-        .env("HOME", h)
-        .env("XDG_CONFIG_HOME", h.join(".config"))
-        .env("XDG_DATA_HOME", h.join(".local/share"))
-        .env("XDG_CACHE_HOME", h.join(".cache"))
-        .env("XDG_STATE_HOME", h.join(".local/state"))
-        .env("NPM_CONFIG_USERCONFIG", h.join(".npmrc"))
-        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-        .env("OPENCODE_DISABLE_SHARE", "1")
-        .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start opencode serve");
+    let child = cmd.spawn().expect("start opencode serve");
     let url = format!("http://127.0.0.1:{port}");
     let oc = OpenCode {
         child,

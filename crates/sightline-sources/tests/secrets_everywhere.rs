@@ -1,6 +1,6 @@
 //! The secret corpus through every ingest path of a real hub — canonical events over HTTP and
 //! WebSocket, Docker telemetry, Claude Code hooks, the OpenCode plugin, OTLP, workflow updates,
-//! and a Claude Code transcript read by the background source — then looked for everywhere it
+//! a Claude Code transcript and OpenCode's server event stream read by the background sources — then looked for everywhere it
 //! could have landed: every stored event as the API exports it, search, and the bytes of the
 //! database, its WAL and its full-text file. Not one value may survive.
 
@@ -9,10 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::SinkExt;
 use serde_json::{Value, json};
 use sightline_testkit::secrets::{SCRIPTS, Secret, corpus};
-use tokio_tungstenite::tungstenite::Message;
 
 /// Each secret in its surroundings, in one of the scripts (cycling), with a space before it so
 /// command-line secrets stand at a word boundary.
@@ -28,35 +26,18 @@ fn texts(secrets: &[Secret]) -> Vec<String> {
 }
 
 fn ws_publish(hub: &TestHub, events: Vec<Value>) {
-    let ws_url = format!("{}/ws", hub.url.replace("http://", "ws://"));
-    hub.runtime.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-        ws.send(Message::text(
-            json!({"type": "publish", "id": 1, "events": events}).to_string(),
-        ))
-        .await
-        .unwrap();
-        use futures_util::StreamExt;
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "ack" {
-                    assert_eq!(v["seqs"].as_array().unwrap().len(), events_len(&v));
-                    break;
-                }
-                assert_ne!(v["type"], "error", "{v}");
-            }
-        }
+    let n = events.len();
+    let ack = hub.runtime.block_on(async {
+        let mut ws = hub.ws().await;
+        ws_send(
+            &mut ws,
+            json!({"type": "publish", "id": 1, "events": events}),
+        )
+        .await;
+        ws_until(&mut ws, &["ack", "error"]).await
     });
-}
-
-fn events_len(ack: &Value) -> usize {
-    ack["seqs"].as_array().map_or(0, |a| a.len())
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["seqs"].as_array().map_or(0, |a| a.len()), n);
 }
 
 #[test]
@@ -182,6 +163,42 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         json!(updates).to_string(),
     );
 
+    // OpenCode's server event stream (`GET /event`, Server-Sent Events), read by the
+    // background source from a small stand-in server that speaks its format.
+    let sse_body: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ev = json!({"type": "message.part.updated", "properties": {"part": {"id": format!("prt_sse_{i}"),
+                "sessionID": "ses_sse", "messageID": format!("msg_sse_{i}"), "type": "text", "text": t,
+                "time": {"start": 1_763_700_000_000u64, "end": 1_763_700_000_500u64}}}});
+            format!("data: {ev}\n\n")
+        })
+        .collect();
+    let opencode_url = hub.runtime.block_on(async move {
+        let app = axum::Router::new()
+            .route(
+                "/session",
+                axum::routing::get(|| async { axum::Json(json!([])) }),
+            )
+            .route(
+                "/event",
+                axum::routing::get(move || {
+                    let body = sse_body.clone();
+                    async move {
+                        axum::response::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(axum::body::Body::from(body))
+                            .unwrap()
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    });
+
     // A Claude Code transcript, read by the background source.
     let config = hub.config();
     let dir = config.claude_dir.join("projects").join("-tmp-secret");
@@ -198,10 +215,15 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         lines.join("\n") + "\n",
     )
     .unwrap();
+    let mut config = config;
+    config.opencode_url = opencode_url;
     hub.start_adapters(
         sightline_sources::REGISTRY,
         &config,
-        &[sightline_sources::claude::transcript::NAME],
+        &[
+            sightline_sources::claude::transcript::NAME,
+            sightline_sources::opencode::NAME,
+        ],
     );
     let n = texts.len();
     let started = std::time::Instant::now();
@@ -218,13 +240,26 @@ fn no_secret_of_the_corpus_is_stored_by_any_path() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    loop {
+        let got = hub.get("/api/v1/search?sessions=ses_sse&limit=1000")["events"]
+            .as_array()
+            .map_or(0, |a| a.len());
+        if got >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the OpenCode stream gave {got} of {n} events"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     hub.stop_adapters();
 
     // Everything stored, as export writes it (payloads decompressed), and as search finds it.
     let (status, export) = get_text(&format!("{}/api/v1/export?format=ndjson", hub.url));
     assert_eq!(status, 200);
     let stored = export.lines().count();
-    assert!(stored >= 9 * n, "every path stored its events: {stored}");
+    assert!(stored >= 10 * n, "every path stored its events: {stored}");
     let mut leaks = Vec::new();
     for s in &secrets {
         for needle in &s.needles {

@@ -287,6 +287,47 @@ impl Drop for TestHub {
     }
 }
 
+/// A WebSocket connection to a hub's `/ws`.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestHub {
+    /// Opens `/ws` (call inside `self.runtime.block_on`).
+    pub async fn ws(&self) -> Ws {
+        let url = format!("{}/ws", self.url.replace("http://", "ws://"));
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+}
+
+/// Sends one JSON message.
+pub async fn ws_send(ws: &mut Ws, message: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        message.to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// Reads frames until one whose `type` is one of `types` (10 s at most, else the test fails)
+/// and returns it; other frames are skipped.
+pub async fn ws_until(ws: &mut Ws, types: &[&str]) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {types:?} frame within 10 s"))
+            .expect("the socket closed")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if types.iter().any(|k| v["type"] == *k) {
+                return v;
+            }
+        }
+    }
+}
+
 /// Whether `needle` occurs in `hay` (bytes of a file, say).
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())

@@ -72,3 +72,31 @@ fn install_opencode() -> PathBuf {
         )
     })
 }
+
+/// `opencode serve` on 127.0.0.1:`port`, isolated in `home` (its own config, data, cache and
+/// npm registry settings; no model list, update, share or LSP downloads), output discarded.
+/// Add environment and spawn it.
+pub fn opencode_serve(home: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(opencode_binary());
+    cmd.args([
+        "serve",
+        "--port",
+        &port.to_string(),
+        "--hostname",
+        "127.0.0.1",
+    ])
+    .current_dir(home)
+    .env("HOME", home)
+    .env("XDG_CONFIG_HOME", home.join(".config"))
+    .env("XDG_DATA_HOME", home.join(".local/share"))
+    .env("XDG_CACHE_HOME", home.join(".cache"))
+    .env("XDG_STATE_HOME", home.join(".local/state"))
+    .env("NPM_CONFIG_USERCONFIG", home.join(".npmrc"))
+    .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+    .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+    .env("OPENCODE_DISABLE_SHARE", "1")
+    .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    cmd
+}
