@@ -274,3 +274,98 @@ fn a_panicking_source_answers_500_and_the_hub_goes_on() {
     );
     runtime.block_on(running.stop()).unwrap();
 }
+
+/// Messages a WebSocket client could send: arbitrary text, arbitrary JSON, and the protocol's
+/// own message types with arbitrary fields.
+fn ws_messages() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,40}".prop_map(Value::from),
+    ];
+    let json = leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map(".{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let kinds = prop_oneof![
+        Just("subscribe"),
+        Just("unsubscribe"),
+        Just("publish"),
+        Just("auth"),
+        Just("ping"),
+        Just("ack"),
+        Just("workflow_update"),
+        Just("nonsense"),
+    ];
+    prop_oneof![
+        ".{0,200}",
+        json.clone().prop_map(|v| v.to_string()),
+        (kinds, json.clone(), json).prop_map(|(k, a, b)| {
+            json!({"type": k, "id": a, "filter": b.clone(), "events": b.clone(), "since": a,
+                "token": b.clone(), "workflow_id": "wf", "updates": b})
+            .to_string()
+        }),
+    ]
+}
+
+#[test]
+fn generated_websocket_messages_get_answers_and_never_stop_the_hub() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let hub = TestHub::start();
+    let mut runner = TestRunner::deterministic();
+    let messages: Vec<String> = (0..300)
+        .map(|_| ws_messages().new_tree(&mut runner).unwrap().current())
+        .collect();
+    let (answered, closed) = hub.runtime.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        let (mut answered, mut closed) = (0, 0);
+        let mut ws = hub.ws().await;
+        ws_until(&mut ws, &["welcome"]).await;
+        for m in &messages {
+            // Each message, then a ping: the pong proves the message was handled and the
+            // connection goes on; a close is the hub refusing garbage (1003), also an answer.
+            let sent = ws.send(Message::text(m.clone())).await.is_ok()
+                && ws.send(Message::text(r#"{"type":"ping"}"#)).await.is_ok();
+            let mut ponged = false;
+            while sent {
+                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.contains("\"pong\"") => {
+                        ponged = true;
+                        break;
+                    }
+                    Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(_))) => continue,
+                    Err(_) => panic!("no answer within 10 s to {m:?}"),
+                }
+            }
+            if ponged {
+                answered += 1;
+            } else {
+                closed += 1;
+                ws = hub.ws().await;
+                ws_until(&mut ws, &["welcome"]).await;
+            }
+        }
+        (answered, closed)
+    });
+    eprintln!("generated WebSocket messages: {answered} answered, {closed} closed the socket");
+    assert_eq!(answered + closed, messages.len());
+    assert!(
+        answered > messages.len() / 2,
+        "answered {answered}, closed {closed}"
+    );
+    let (status, _) = post(
+        &format!("{}/api/v1/events", hub.url),
+        "application/json",
+        event("after", 1).to_string(),
+    );
+    assert_eq!(status, 202, "the hub still takes events");
+}
