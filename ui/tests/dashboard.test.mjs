@@ -325,6 +325,14 @@ describe('dashboard', () => {
       fs.writeFileSync(path.join(prog.child.spawnargs.at(-1), '..', 'stop'), '');
       await page.waitForSelector('[data-testid="control"][data-state="ended"]', { timeout: 20000 });
       assert.ok(await page.isDisabled('[data-testid="toggle-tracing"]'));
+      // The page learns of the exit from the process's last event; the interpreter may still
+      // be finishing (the agent hands its last batch over at exit): let it end by itself.
+      if (prog.child.exitCode == null) {
+        await Promise.race([
+          new Promise((r) => prog.child.once('exit', r)),
+          new Promise((r) => setTimeout(r, 20000)),
+        ]);
+      }
     } finally {
       await prog.stop();
     }
