@@ -152,13 +152,17 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
         let per_tick = (opts.rate / 10).max(1);
         tokio::spawn(async move {
             let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-            let base_ms = sightline_schema::Timestamp::now().millis() - 3_600_000;
             let mut i = 0usize;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let mut body = String::with_capacity(per_tick * 700);
+                // `event` spreads a million events over a day after its base; a soak sends
+                // more than that, so each event's base puts its own timestamp at now (a
+                // timestamp over a day ahead is refused, rightly).
+                let now_ms = sightline_schema::Timestamp::now().millis();
                 for _ in 0..per_tick {
+                    let base_ms = now_ms - (i as i64 * 86_400_000 / 1_000_000);
                     body.push_str(&event(i, 1000, base_ms));
                     body.push('\n');
                     i += 1;
@@ -212,7 +216,9 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
         }
     }
     producing.store(true, Ordering::Relaxed);
-    producer.await??;
+    if let Err(e) = producer.await? {
+        println!("the producer stopped early: {e}");
+    }
     // Let the last events reach everyone (subscribers keep reconnecting meanwhile), then count.
     let acc = accepted.load(Ordering::Relaxed);
     let count_complete = || async {

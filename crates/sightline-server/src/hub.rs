@@ -52,8 +52,9 @@ struct Inner {
     security: Security,
     endpoints: Vec<Arc<dyn HttpSource>>,
     plugins: Arc<dyn Analyzers>,
-    /// (method, route path) → who may call it; filled from the route table.
-    access: HashMap<(Method, String), Access>,
+    /// route path → who may call it, per method; filled from the route table. Keyed by the
+    /// path alone so that the per-request lookup borrows the matched path, allocating nothing.
+    access: HashMap<&'static str, Vec<(Method, Access)>>,
 }
 
 #[derive(Clone)]
@@ -143,9 +144,9 @@ impl Hub {
         };
         self.inner
             .access
-            .get(&(method, path.to_string()))
-            .copied()
-            .unwrap_or(Access::Public)
+            .get(path)
+            .and_then(|by_method| by_method.iter().find(|(m, _)| *m == method))
+            .map_or(Access::Public, |(_, a)| *a)
     }
 
     /// Asks the hub to stop.

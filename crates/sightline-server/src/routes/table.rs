@@ -342,12 +342,15 @@ pub fn all(endpoints: &[Arc<dyn HttpSource>]) -> Vec<Route> {
     routes
 }
 
-/// (method, path) → access, for the auth layer.
-pub fn access_map(endpoints: &[Arc<dyn HttpSource>]) -> HashMap<(Method, String), Access> {
-    all(endpoints)
-        .into_iter()
-        .map(|r| ((r.method, r.path.to_string()), r.access))
-        .collect()
+/// path → (method, access) pairs, for the auth layer.
+pub fn access_map(
+    endpoints: &[Arc<dyn HttpSource>],
+) -> HashMap<&'static str, Vec<(Method, Access)>> {
+    let mut map: HashMap<&'static str, Vec<(Method, Access)>> = HashMap::new();
+    for r in all(endpoints) {
+        map.entry(r.path).or_default().push((r.method, r.access));
+    }
+    map
 }
 
 /// The route's path parameters (`{run_id}` → `run_id`).
