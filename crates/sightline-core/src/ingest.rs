@@ -137,9 +137,7 @@ impl Core {
             match self.store().try_submit(events) {
                 Ok(rx) => Some(rx),
                 Err(refused) => {
-                    if matches!(refused.error, StoreError::QueueFull { .. }) {
-                        self.count_full(path);
-                    }
+                    self.note_refused(path, &refused);
                     return Err(refused.error.into());
                 }
             }
@@ -174,10 +172,7 @@ impl Core {
                 Ok(rx) => break rx,
                 Err(refused) => refused,
             };
-            let full = matches!(refused.error, StoreError::QueueFull { .. });
-            if full {
-                self.count_full(path);
-            }
+            let full = self.note_refused(path, &refused);
             match &backpressure {
                 Backpressure::Wait(stop) if full && !*stop.borrow() && !self.is_closing() => {
                     events = refused.events;
@@ -212,6 +207,16 @@ impl Core {
                 events: Vec::new(),
             }),
         }
+    }
+
+    /// Counts a batch the store refused (only a full queue is the producer's to hear about);
+    /// true when the queue was full.
+    fn note_refused(&self, path: &str, refused: &Refused) -> bool {
+        let full = matches!(refused.error, StoreError::QueueFull { .. });
+        if full {
+            self.count_full(path);
+        }
+        full
     }
 
     fn count_full(&self, path: &str) {

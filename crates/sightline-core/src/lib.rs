@@ -164,3 +164,13 @@ impl Core {
         self.inner.closing.subscribe()
     }
 }
+
+/// The message of a caught panic, when it has one: what every place that contains panics (the
+/// server's middleware, a source's supervisor) logs and reports.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}

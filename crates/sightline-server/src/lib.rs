@@ -84,16 +84,13 @@ async fn log_request(req: Request, next: Next) -> Response {
 /// A panic inside a handler becomes a 500 with a message and a log line, never a dropped
 /// connection; the hub keeps serving.
 async fn contain_panics(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // A `Uri` clone shares its bytes: no allocation on the path every request takes.
+    let uri = req.uri().clone();
     match AssertUnwindSafe(next.run(req)).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(%path, "a request handler panicked: {message}");
+            let message = sightline_core::panic_message(&*panic);
+            tracing::error!(path = uri.path(), "a request handler panicked: {message}");
             ApiError::Internal(
                 "the hub failed on this request (a bug, logged); nothing of it was stored, and the hub goes on"
                     .into(),

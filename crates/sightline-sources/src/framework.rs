@@ -373,11 +373,5 @@ async fn supervise(adapter: Arc<dyn Adapter>, ctx: AdapterContext) {
     }
 }
 
-/// The message of a caught panic, when it has one.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
-}
+/// The message of a caught panic (the core's, re-exported for the sources).
+pub use sightline_core::panic_message;
