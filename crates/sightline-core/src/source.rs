@@ -132,6 +132,9 @@ pub struct EndpointSpec {
     /// The success status and the reply's schema.
     pub reply_status: u16,
     pub reply: SchemaFn,
+    /// The WebSocket message type that carries the same body (`workflow_update`), if any: the
+    /// server decodes such messages with this source, so both ways in map alike.
+    pub ws_message: Option<&'static str>,
 }
 
 /// A request to an endpoint source, with its body already read, bounded and decompressed.

@@ -218,6 +218,7 @@ fn a_panicking_source_answers_500_and_the_hub_goes_on() {
                 request: &[],
                 reply_status: 202,
                 reply: || json!({}),
+                ws_message: None,
             },
         });
         let hub = sightline_server::Hub::new(

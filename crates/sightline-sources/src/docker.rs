@@ -197,6 +197,7 @@ impl Default for DockerTelemetry {
                 request: &[("application/json", crate::schemas::telemetry_request)],
                 reply_status: 202,
                 reply: crate::schemas::accepted,
+                ws_message: None,
             },
         }
     }

@@ -395,6 +395,7 @@ impl Default for OpenCodePlugin {
                 ],
                 reply_status: 202,
                 reply: crate::schemas::accepted,
+                ws_message: None,
             },
             state: Mutex::new(OcState::default()),
         }

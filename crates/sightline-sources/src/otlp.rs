@@ -679,6 +679,7 @@ impl Otlp {
                 ],
                 reply_status: 200,
                 reply: crate::schemas::otlp_reply,
+                ws_message: None,
             },
         }
     }

@@ -237,6 +237,7 @@ impl Default for WorkflowUpdates {
                 request: &[("application/json", crate::schemas::workflow_updates)],
                 reply_status: 202,
                 reply: crate::schemas::accepted,
+                ws_message: Some(WS_MESSAGE),
             },
         }
     }

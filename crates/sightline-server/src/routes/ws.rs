@@ -506,14 +506,15 @@ impl Connection {
         }
     }
 
-    /// Updates of a `workflow_update` message, decoded by the endpoint source that serves
-    /// `POST /api/v1/workflows/{id}/updates` (the same mapping, whichever way they come).
+    /// Updates of a `workflow_update` message, decoded by the endpoint source whose spec names
+    /// that message (the one serving `POST /api/v1/workflows/{id}/updates`: one mapping,
+    /// whichever way the updates come).
     fn workflow_events(&self, workflow_id: String, updates: &Value) -> Result<Vec<Event>, String> {
         let source = self
             .hub
             .endpoints()
             .iter()
-            .find(|e| e.spec().path == "/api/v1/workflows/{id}/updates")
+            .find(|e| e.spec().ws_message == Some("workflow_update"))
             .ok_or("this hub takes no workflow updates")?;
         let request = HttpRequest {
             headers: vec![("content-type".into(), "application/json".into())],

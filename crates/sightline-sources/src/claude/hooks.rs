@@ -335,6 +335,7 @@ impl Default for ClaudeHooks {
                 ],
                 reply_status: 202,
                 reply: crate::schemas::hook_reply,
+                ws_message: None,
             },
         }
     }
