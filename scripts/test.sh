@@ -26,6 +26,17 @@ suite() {
         failures+=("$name")
         echo "=== $name: FAILED ($((SECONDS - start)) s)"
     fi
+    # Disk is the resource a clean CI machine ran out of: say what is left after every suite.
+    echo "disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
+}
+
+# SIGHTLINE_CI_LEAN=1 (set by .ci/run): build trees a later suite never reads again are removed
+# once their suite has run, so a small CI disk holds the whole run. Never set it on a developer's
+# checkout: it throws away incremental builds.
+lean() {
+    [ "${SIGHTLINE_CI_LEAN:-0}" = 1 ] || return 0
+    echo "lean: removing $*"
+    rm -rf "$@"
 }
 
 need_chromium() {
@@ -71,10 +82,15 @@ need_tmux
 need_prometheus
 suite "rust: fmt and clippy" rust_lint
 suite "python extension: fmt and clippy" bash python/lint.sh
+lean python/target/lint-3.11 python/target/lint-3.12
 suite "cargo deny (licenses, duplicate versions, sources)" bash scripts/deny.sh
 suite "rust: tests" rust_tests
 # A short smoke of every fuzz target on its committed corpus (long runs: see fuzz/README.md).
 suite "fuzz: every target 20 s on its corpus" bash scripts/fuzz-smoke.sh
+lean fuzz/target
+# Every later suite drives only the hub binary; target/debug/sightline is a hard link, so it
+# outlives the build tree it came from.
+lean target/debug/deps target/debug/build target/debug/.fingerprint target/debug/incremental
 # The suites below drive the hub binary built above (target/debug/sightline).
 export SIGHTLINE_BIN="$PWD/target/debug/sightline"
 suite "api: schemathesis from /openapi.json, no 5xx" bash scripts/schemathesis.sh 25
