@@ -52,13 +52,14 @@ fi
 status=0
 summary=()
 
-# The Rust unit tests of the extension (clock, JSON, HTTP client, summaries), linked against
-# libpython 3.12 (hence --no-default-features: no extension-module).
+# The Rust unit tests of the extension (clock, JSON, HTTP and TLS clients, summaries), linked
+# against libpython 3.12: a plain cargo build links it (only maturin sets
+# PYO3_BUILD_EXTENSION_MODULE, which leaves it out of the wheel's extension).
 py312="$(find_python 3.12)" && {
     echo "=== cargo test (python/) ==="
     libdir="$("$py312" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
     if (cd "$HERE" && PYO3_PYTHON="$py312" LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-            cargo test --release --no-default-features -q 2>&1 | tail -5); then
+            cargo test --release -q 2>&1 | tail -5); then
         summary+=("rust unit tests: ok")
     else
         status=1; summary+=("rust unit tests: failed")
@@ -71,8 +72,9 @@ for v in $VERSIONS; do
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
         make_venv "$py" "$venv" || { status=1; summary+=("$v: venv failed"); continue; }
     fi
-    # Test and benchmark dependencies (quiet; pip skips what is already there).
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest pyyaml pyperformance \
+    # Test and benchmark dependencies (quiet; pip skips what is already there). maturin 1.9.4+
+    # sets PYO3_BUILD_EXTENSION_MODULE, which replaced pyo3's `extension-module` feature.
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" pytest pyyaml pyperformance \
         || { status=1; summary+=("$v: pip install failed"); continue; }
     echo "=== building the agent for Python $v ==="
     (cd "$HERE" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release -q) \

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--url", help="hub URL (default $SIGHTLINE_URL or http://127.0.0.1:4517)")
     p.add_argument("--token", help="hub token (default $SIGHTLINE_TOKEN)")
+    p.add_argument(
+        "--ca-file", help="PEM CA certificate for an https:// hub with a private CA (default $SIGHTLINE_CA_FILE)"
+    )
     p.add_argument("--output", help="offline mode: write NDJSON events to this file")
     p.add_argument("--include", action="append", help="module glob to trace (repeatable)")
     p.add_argument("--exclude", action="append", help="module glob not to trace (repeatable)")
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     agent = sightline.start(
         url=ns.url,
         token=ns.token,
+        ca_file=ns.ca_file,
         output=ns.output,
         include=ns.include,
         exclude=ns.exclude,

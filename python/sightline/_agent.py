@@ -114,7 +114,9 @@ class Agent:
         else:
             # The sender thread also delivers spool files left by earlier processes (and
             # adopts those whose process died), batch by batch, without the program waiting.
-            _native.transport_configure(url=cfg.url, token=cfg.token, via=cfg.transport, spool_dir=_spool_dir())
+            _native.transport_configure(
+                url=cfg.url, token=cfg.token, via=cfg.transport, spool_dir=_spool_dir(), ca_file=cfg.ca_file
+            )
         self._prepare_children()
         self.send(
             self.event(
@@ -144,7 +146,7 @@ class Agent:
             self.set_tracing(True)
         _native.start_heartbeat(cfg.heartbeat_s)
         if cfg.control and not cfg.output:
-            _native.start_control(cfg.url, cfg.token, self.run_id, self._apply_control)
+            _native.start_control(cfg.url, cfg.token, self.run_id, self._apply_control, ca_file=cfg.ca_file)
         atexit.register(self.stop)
         _register_fork_hooks()
 
@@ -177,7 +179,9 @@ class Agent:
         )
         _native.start_heartbeat(self.cfg.heartbeat_s)
         if self.cfg.control and not self.cfg.output:
-            _native.start_control(self.cfg.url, self.cfg.token, self.run_id, self._apply_control)
+            _native.start_control(
+                self.cfg.url, self.cfg.token, self.run_id, self._apply_control, ca_file=self.cfg.ca_file
+            )
 
     def _configure_native(self, refilter: bool) -> None:
         c = self.cfg
@@ -191,7 +195,8 @@ class Agent:
         if not self.cfg.follow_children:
             env["SIGHTLINE_DISABLE"] = "1"
             return
-        for k, v in (("SIGHTLINE_URL", self.cfg.url), ("SIGHTLINE_OUTPUT", self.cfg.output)):
+        ca_file = os.path.abspath(self.cfg.ca_file) if self.cfg.ca_file else None
+        for k, v in (("SIGHTLINE_URL", self.cfg.url), ("SIGHTLINE_OUTPUT", self.cfg.output), ("SIGHTLINE_CA_FILE", ca_file)):
             if v and k not in env:
                 env[k] = v
         parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -538,7 +543,7 @@ def _claim_tool_id() -> int:
 def start(**options: Any) -> Agent:
     """Starts the agent in this process (idempotent: a second call returns the running one).
 
-    Options are the fields of ``Config`` (``url``, ``token``, ``output``, ``include``,
+    Options are the fields of ``Config`` (``url``, ``token``, ``ca_file``, ``output``, ``include``,
     ``exclude``, ``min_duration_ms``, ``max_detail_per_s``, ``trace``, ...); unset ones come
     from ``SIGHTLINE_*`` environment variables."""
     global _agent

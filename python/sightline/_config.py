@@ -32,6 +32,9 @@ class Config:
 
     url: str = "http://127.0.0.1:4517"
     token: str | None = None
+    #: For an ``https://`` hub whose certificate a private CA signed: that CA's certificate (a
+    #: PEM file), trusted on top of the system's CAs.
+    ca_file: str | None = None
     #: How events reach the hub: ``auto`` (the WebSocket ``publish``, falling back to HTTP when
     #: the hub refuses the upgrade), ``ws`` or ``http`` (``POST /api/v1/events``).
     transport: str = "auto"
@@ -64,6 +67,7 @@ class Config:
         c = cls(
             url=e.get("SIGHTLINE_URL") or cls.url,
             token=e.get("SIGHTLINE_TOKEN") or None,
+            ca_file=e.get("SIGHTLINE_CA_FILE") or None,
             transport=(e.get("SIGHTLINE_TRANSPORT") or "auto").strip().lower(),
             output=e.get("SIGHTLINE_OUTPUT") or None,
             run_id=e.get("SIGHTLINE_RUN_ID") or None,

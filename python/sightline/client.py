@@ -102,6 +102,7 @@ class Client:
         *,
         timeout: float = 30.0,
         ssl_context: Optional[ssl.SSLContext] = None,
+        ca_file: Optional[str] = None,
         max_backoff: float = 10.0,
     ):
         self.url = (url or os.environ.get("SIGHTLINE_URL") or DEFAULT_URL).rstrip("/")
@@ -114,6 +115,18 @@ class Client:
         self._port = parsed.port or (443 if self._https else 80)
         self._prefix = parsed.path.rstrip("/")
         self.timeout = timeout
+        # A private CA (``ca_file=`` or SIGHTLINE_CA_FILE) is trusted on top of the system's
+        # CAs, as the tracing agent does; an explicit ``ssl_context`` wins over both.
+        ca_file = ca_file or os.environ.get("SIGHTLINE_CA_FILE") or None
+        if ssl_context is None and self._https and ca_file:
+            ssl_context = ssl.create_default_context()
+            try:
+                ssl_context.load_verify_locations(cafile=ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(
+                    f"CA file {ca_file}: {e}: give ca_file= (or SIGHTLINE_CA_FILE) the PEM file of "
+                    "the CA that signed the hub's certificate"
+                ) from None
         self.ssl_context = ssl_context
         self.max_backoff = max_backoff
         #: The epoch of the hub's database, learnt from the stream's hello.

@@ -1,18 +1,29 @@
-//! A minimal HTTP/1.1 client over `std::net::TcpStream` for talking to a loopback or LAN hub:
-//! one keep-alive connection, `Content-Length` and chunked bodies, timeouts.
+//! A minimal HTTP/1.1 client for talking to a loopback or LAN hub: one keep-alive connection,
+//! `Content-Length` and chunked bodies, timeouts; plain TCP for `http://` URLs, TLS
+//! (`tls.rs`) for `https://`.
 //!
 //! It must never be called with the GIL held (it blocks on the network) and never panic on
 //! a malformed response: every failure is an `HttpError`.
 
+use crate::tls::{self, Conn};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The largest response body accepted: the hub's answers are small, and a length header
+/// from something else must not make the agent allocate without bound.
+const MAX_BODY: usize = 64 << 20;
 
 #[derive(Debug)]
 pub enum HttpError {
-    /// The URL is not `http://host[:port][/prefix]`.
+    /// The URL is not `http(s)://host[:port][/prefix]`.
     BadUrl(String),
+    /// TLS could not be set up (no usable CA) or its handshake failed; the message says why
+    /// and what to do.
+    Tls(String),
     Io(std::io::Error),
     /// The server answered something that is not HTTP/1.x.
     Protocol(String),
@@ -23,8 +34,9 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::BadUrl(u) => write!(
                 f,
-                "unsupported hub URL {u:?}: the Python agent speaks plain http://host:port"
+                "unsupported hub URL {u:?}: give http://host:port or https://host:port (optionally with a path prefix)"
             ),
+            HttpError::Tls(m) => f.write_str(m),
             HttpError::Io(e) => write!(f, "hub connection failed: {e}"),
             HttpError::Protocol(m) => write!(f, "hub answered malformed HTTP: {m}"),
         }
@@ -45,13 +57,30 @@ pub struct Endpoint {
     pub port: u16,
     pub prefix: String,
     pub token: Option<String>,
+    /// Set for `https://` (and `wss://`) URLs: how to check the hub's certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Endpoint {
-    pub fn parse(url: &str, token: Option<String>) -> Result<Endpoint, HttpError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
+    /// Parses a hub URL: `http://` or `ws://` for plain TCP, `https://` or `wss://` for TLS,
+    /// checked against the system's CAs plus the PEM CA file `ca_file` (for a private CA).
+    /// A `ca_file` given with a plain URL is read all the same, so a wrong path shows now.
+    pub fn parse(
+        url: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Endpoint, HttpError> {
+        let (secure, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("ws://") {
+            (false, r)
+        } else {
+            return Err(HttpError::BadUrl(url.to_string()));
+        };
         let (hostport, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/').to_string()),
             None => (rest, String::new()),
@@ -62,16 +91,25 @@ impl Endpoint {
                 p.parse::<u16>()
                     .map_err(|_| HttpError::BadUrl(url.to_string()))?,
             ),
-            _ => (hostport.to_string(), 80),
+            _ => (hostport.to_string(), if secure { 443 } else { 80 }),
         };
-        if host.is_empty() {
+        if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
             return Err(HttpError::BadUrl(url.to_string()));
         }
+        let tls = if secure {
+            Some(tls::client_config(ca_file).map_err(|e| HttpError::Tls(e.to_string()))?)
+        } else {
+            if let Some(p) = ca_file {
+                tls::read_ca_file(p).map_err(|e| HttpError::Tls(e.to_string()))?;
+            }
+            None
+        };
         Ok(Endpoint {
             host,
             port,
             prefix,
             token: token.filter(|t| !t.is_empty()),
+            tls,
         })
     }
 }
@@ -85,7 +123,7 @@ pub struct Response {
 /// One keep-alive connection, re-opened on demand.
 pub struct Client {
     ep: Endpoint,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<Conn>>,
     read_timeout: Duration,
 }
 
@@ -98,7 +136,7 @@ impl Client {
         }
     }
 
-    fn connect(&mut self) -> Result<&mut BufReader<TcpStream>, HttpError> {
+    fn connect(&mut self) -> Result<&mut BufReader<Conn>, HttpError> {
         if self.conn.is_none() {
             self.conn = Some(BufReader::new(dial(&self.ep, self.read_timeout)?));
         }
@@ -168,9 +206,19 @@ impl Client {
     }
 }
 
-/// Opens a TCP connection to the hub (every resolved address in turn), with `TCP_NODELAY`
-/// and the given read timeout.
-pub fn dial(ep: &Endpoint, read_timeout: Duration) -> Result<TcpStream, HttpError> {
+/// Opens a connection to the hub (every resolved address in turn), with `TCP_NODELAY` and the
+/// given read timeout; for a TLS endpoint the handshake is done before this returns.
+pub fn dial(ep: &Endpoint, read_timeout: Duration) -> Result<Conn, HttpError> {
+    let s = dial_tcp(ep, read_timeout)?;
+    match &ep.tls {
+        None => Ok(Conn::Plain(s)),
+        Some(cfg) => {
+            tls::handshake(cfg, &ep.host, ep.port, s, read_timeout).map_err(HttpError::Tls)
+        }
+    }
+}
+
+fn dial_tcp(ep: &Endpoint, read_timeout: Duration) -> Result<TcpStream, HttpError> {
     let mut last = None;
     for a in (ep.host.as_str(), ep.port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
@@ -205,7 +253,7 @@ impl Head {
 }
 
 /// Reads a response's status line and headers, leaving the body in `r`.
-pub fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, HttpError> {
+pub fn read_head(r: &mut impl BufRead) -> Result<Head, HttpError> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Err(HttpError::Io(std::io::Error::new(
@@ -243,7 +291,7 @@ pub fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, HttpError> {
     })
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpError> {
+fn read_response(r: &mut impl BufRead) -> Result<(Response, bool), HttpError> {
     let head = read_head(r)?;
     let status = head.status;
     let content_length: Option<usize> = head.header("content-length").and_then(|v| v.parse().ok());
@@ -274,16 +322,22 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<(Response, bool), HttpE
                 break;
             }
             let start = body.len();
+            if start + size > MAX_BODY {
+                return Err(HttpError::Protocol(format!("a body over {MAX_BODY} bytes")));
+            }
             body.resize(start + size, 0);
             r.read_exact(&mut body[start..])?;
             line.clear();
             r.read_line(&mut line)?;
         }
     } else if let Some(n) = content_length {
+        if n > MAX_BODY {
+            return Err(HttpError::Protocol(format!("a {n}-byte body")));
+        }
         body.resize(n, 0);
         r.read_exact(&mut body)?;
     } else {
-        r.read_to_end(&mut body)?;
+        r.take(MAX_BODY as u64).read_to_end(&mut body)?;
         close = true;
     }
     Ok((
@@ -302,17 +356,28 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        let e = Endpoint::parse("http://127.0.0.1:4517", None).unwrap();
+        let e = Endpoint::parse("http://127.0.0.1:4517", None, None).unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.prefix.as_str()),
             ("127.0.0.1", 4517, "")
         );
-        let e = Endpoint::parse("http://hub.local/x/", Some("t".into())).unwrap();
+        let e = Endpoint::parse("http://hub.local/x/", Some("t".into()), None).unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.prefix.as_str()),
             ("hub.local", 80, "/x")
         );
-        assert!(Endpoint::parse("https://x", None).is_err());
+        let e = Endpoint::parse("https://hub.example", None, None).unwrap();
+        assert_eq!((e.port, e.tls.is_some()), (443, true));
+        let e = Endpoint::parse("wss://[::1]:9/p", None, None).unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.tls.is_some()), ("::1", 9, true));
+        assert!(Endpoint::parse("ws://h:1", None, None)
+            .unwrap()
+            .tls
+            .is_none());
+        assert!(Endpoint::parse("ftp://x", None, None).is_err());
+        assert!(Endpoint::parse("http://user@x", None, None).is_err());
+        let e = Endpoint::parse("http://x", None, Some(Path::new("/nonexistent/ca.pem")));
+        assert!(matches!(e, Err(HttpError::Tls(m)) if m.contains("SIGHTLINE_CA_FILE")));
     }
 
     #[test]
@@ -343,7 +408,7 @@ mod tests {
             }
         });
         let mut c = Client::new(
-            Endpoint::parse(&format!("http://127.0.0.1:{port}"), None).unwrap(),
+            Endpoint::parse(&format!("http://127.0.0.1:{port}"), None, None).unwrap(),
             Duration::from_secs(5),
         );
         for _ in 0..2 {
@@ -354,5 +419,42 @@ mod tests {
             assert_eq!(r.body, b"ok");
         }
         t.join().unwrap();
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a peer sends, reading a response ends in a value or an error.
+            #[test]
+            fn any_bytes_read_as_a_response_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = read_response(&mut bytes.as_slice());
+            }
+
+            /// Well-formed heads keep their status and headers, whatever the values.
+            #[test]
+            fn heads_round_trip(status in 100u16..600, name in "X-[A-Za-z]{1,20}", value in "[ -~]{0,40}") {
+                let text = format!("HTTP/1.1 {status} X\r\n{name}: {value}\r\nContent-Length: 0\r\n\r\n");
+                let (resp, _) = read_response(&mut text.as_bytes()).unwrap();
+                prop_assert_eq!(resp.status, status);
+                let head = read_head(&mut text.as_bytes()).unwrap();
+                prop_assert_eq!(head.header(&name.to_ascii_lowercase()), Some(value.trim()));
+            }
+
+            /// Any text given as a URL parses or is refused, never panics.
+            #[test]
+            fn any_url_parses_or_is_refused(url in "(http|ws)://[ -~]{0,40}") {
+                let _ = Endpoint::parse(&url, None, None);
+            }
+
+            /// A URL built from parts gives those parts back.
+            #[test]
+            fn urls_round_trip(host in "[a-z][a-z0-9.-]{0,30}", port in 1u16.., prefix in "(/[a-z0-9]{1,8}){0,3}") {
+                let e = Endpoint::parse(&format!("http://{host}:{port}{prefix}/"), Some("t".into()), None).unwrap();
+                prop_assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), (host.as_str(), port, prefix.as_str()));
+                prop_assert!(e.tls.is_none());
+            }
+        }
     }
 }

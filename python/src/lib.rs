@@ -12,6 +12,7 @@ mod http;
 mod json;
 mod spool;
 mod summary;
+mod tls;
 mod tracer;
 mod transport;
 mod ws;
@@ -236,7 +237,7 @@ fn is_active() -> bool {
 // --- transport ------------------------------------------------------------------------------
 
 #[pyfunction]
-#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto", spool_dir=None))]
+#[pyo3(signature = (url=None, token=None, file=None, cap_detail=50_000, cap_critical=100_000, via="auto", spool_dir=None, ca_file=None))]
 #[allow(
     clippy::too_many_arguments,
     reason = "the keyword arguments of a Python function, each with its default"
@@ -250,16 +251,14 @@ fn transport_configure(
     cap_critical: usize,
     via: &str,
     spool_dir: Option<String>,
+    ca_file: Option<String>,
 ) -> PyResult<()> {
     let via = transport::Via::parse(via).ok_or_else(|| {
         PyValueError::new_err(format!("transport {via:?} is not one of auto, ws, http"))
     })?;
     let sink = match (file, url) {
         (Some(f), _) => transport::Sink::File(f.into()),
-        (None, Some(u)) => transport::Sink::Hub(
-            http::Endpoint::parse(&u, token).map_err(|e| PyValueError::new_err(e.to_string()))?,
-            via,
-        ),
+        (None, Some(u)) => transport::Sink::Hub(endpoint(py, &u, token, ca_file)?, via),
         (None, None) => return Err(PyValueError::new_err("either url or file is required")),
     };
     // Lists the spool directory (no reading): without the GIL all the same.
@@ -267,6 +266,21 @@ fn transport_configure(
         transport::global().configure(sink, cap_detail, cap_critical, spool_dir.map(Into::into))
     });
     Ok(())
+}
+
+/// Parses a hub URL; for `https://` it reads the system's CAs (once per process) and the CA
+/// file, without the GIL. A bad URL or CA file is a `ValueError` saying what to change.
+fn endpoint(
+    py: Python<'_>,
+    url: &str,
+    token: Option<String>,
+    ca_file: Option<String>,
+) -> PyResult<http::Endpoint> {
+    let ca_file = ca_file
+        .filter(|c| !c.is_empty())
+        .map(std::path::PathBuf::from);
+    py.detach(|| http::Endpoint::parse(url, token, ca_file.as_deref()))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// Queues one serialized event (one JSON object, no newline).
@@ -330,15 +344,16 @@ fn start_heartbeat(interval_s: f64) {
 }
 
 #[pyfunction]
-#[pyo3(signature = (url, token, run_id, apply))]
+#[pyo3(signature = (url, token, run_id, apply, ca_file=None))]
 fn start_control(
+    py: Python<'_>,
     url: String,
     token: Option<String>,
     run_id: String,
     apply: Py<PyAny>,
+    ca_file: Option<String>,
 ) -> PyResult<()> {
-    let ep =
-        http::Endpoint::parse(&url, token).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let ep = endpoint(py, &url, token, ca_file)?;
     background::start_control(ep, run_id, apply);
     Ok(())
 }

@@ -1,15 +1,16 @@
 //! A minimal WebSocket client (RFC 6455) for the hub's `/ws` protocol, used by the sender
 //! thread to `publish` batches and wait for their `ack` (sent by the hub after commit).
 //!
-//! Plain `ws://` over `std::net::TcpStream`, one connection, client frames masked, pings
+//! `ws://` over plain TCP or `wss://` over TLS (whichever `http::dial` opens for the hub URL),
+//! one connection, client frames masked, pings
 //! answered, fragmented messages reassembled. Like `http.rs` it must never be called with the
 //! GIL held and never panic on what the peer sends: every failure is a `WsError`.
 
 use crate::http::{dial, read_head, Endpoint, HttpError};
+use crate::tls::Conn;
 use serde_json::Value;
 use std::fmt;
 use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// The largest message accepted from the hub (its answers are small; this only bounds memory
@@ -70,12 +71,12 @@ pub enum Answer {
 }
 
 pub struct WsClient {
-    conn: BufReader<TcpStream>,
+    conn: BufReader<Conn>,
     next_id: u64,
 }
 
 impl WsClient {
-    /// Opens `ws://host:port{prefix}/ws`, authenticating with the bearer token in the upgrade.
+    /// Opens `ws(s)://host:port{prefix}/ws`, authenticating with the bearer token in the upgrade.
     pub fn connect(ep: &Endpoint, read_timeout: Duration) -> Result<WsClient, WsError> {
         let stream = dial(ep, read_timeout)?;
         let key = base64(&random_bytes::<16>());
@@ -148,6 +149,7 @@ impl WsClient {
     /// Sends a close frame (best effort) so the hub ends the connection cleanly.
     pub fn close(mut self) {
         let _ = self.send(0x8, &1000u16.to_be_bytes());
+        self.conn.get_mut().close_notify();
     }
 
     fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), WsError> {
