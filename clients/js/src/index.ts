@@ -12,6 +12,16 @@
  * - `workflow(id)`: reports a workflow execution's status, steps, progress, logs, errors and
  *   completion (`POST /api/v1/workflows/{id}/updates`, or `workflow_update` over the WebSocket).
  *
+ * WebSocket: the runtime's own (`globalThis.WebSocket`: browsers, Node 22+) where there is one;
+ * the `ws` package, loaded lazily by a dynamic import, only where there is not (Node 20), or in
+ * Node when a private CA is configured (the global WebSocket cannot be given one).
+ *
+ * TLS: `https://` URLs mean `wss://` for the WebSocket. Trust is the runtime's: the browser's
+ * store, Node's bundled roots plus `NODE_EXTRA_CA_CERTS`. For a hub whose certificate a private
+ * CA signed, Node also takes the CA itself (`ca`, or the PEM file `SIGHTLINE_CA_FILE`), added to
+ * Node's roots for REST and the WebSocket. An untrusted certificate is final, like a refused
+ * token: a `HubError` with `code: 'tls'` that says what to set, no endless retries.
+ *
  * Tokens: Node sends `Authorization: Bearer` (REST and the WebSocket upgrade); with the global
  * WebSocket (browsers, Node 22+) the token goes in an `auth` message, never in the URL. A refused
  * token (close 4001) is final: every subscription's `onError` and every pending publish get a
@@ -79,8 +89,16 @@ export interface ClientOptions {
   token?: string;
   /** How to open a WebSocket; default: the global one, else the `ws` package. */
   webSocket?: WebSocketFactory;
-  /** Defaults to the global fetch. */
+  /** Defaults to the global fetch (in Node with a `ca`: `node:https` carrying that CA). */
   fetch?: typeof fetch;
+  /**
+   * Node only: the PEM text of CA certificate(s) to trust for an `https://` hub besides Node's
+   * bundled roots, such as the private CA that signed the hub's certificate. Default: the
+   * contents of the file `SIGHTLINE_CA_FILE` names, if set. (`NODE_EXTRA_CA_CERTS=ca.pem` does
+   * the same for the whole process and also reaches the global WebSocket.) Browsers ignore it:
+   * they trust what the browser's store trusts.
+   */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   /**
@@ -146,11 +164,124 @@ const randomId = (): string => {
   return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}-${Math.random().toString(16).slice(2)}`;
 };
 
-async function defaultWebSocket(url: string, headers: Record<string, string>): Promise<WebSocketLike> {
+type Pem = string | Uint8Array;
+
+/**
+ * The runtime's WebSocket where there is one; `ws` (imported only now) where there is not, or
+ * when extra CAs must be trusted (Node), since the global WebSocket takes no TLS options.
+ */
+async function defaultWebSocket(url: string, headers: Record<string, string>, ca?: Pem[]): Promise<WebSocketLike> {
   const G = (globalThis as unknown as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
-  if (G) return new G(url); // browsers (and Node 22+): the token goes in an `auth` message
+  if (G && !ca) return new G(url); // browsers (and Node 22+): the token goes in an `auth` message
   const mod = (await import('ws')) as unknown as { default: new (url: string, opts: unknown) => WebSocketLike };
-  return new mod.default(url, { headers });
+  return new mod.default(url, ca ? { headers, ca: await withNodeRoots(ca) } : { headers });
+}
+
+/** Imports a Node built-in by a computed name: browser bundlers leave it alone. */
+const nodeModule = (name: string): Promise<unknown> => import(/* @vite-ignore */ name);
+
+/** Node's bundled roots plus `ca`: Node's `ca` option replaces the roots, and a hub reached by
+ * a public name must keep working. */
+async function withNodeRoots(ca: Pem[]): Promise<Pem[]> {
+  const tls = (await nodeModule('node:tls')) as { rootCertificates: readonly string[] };
+  return [...tls.rootCertificates, ...ca];
+}
+
+/** What `request` reads of a response (a subset of fetch's `Response`). */
+interface MiniResponse {
+  status: number;
+  ok: boolean;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}
+
+type MiniFetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<MiniResponse>;
+
+/** A fetch over `node:https` that trusts `ca` too (Node's global fetch cannot be given a CA). */
+async function httpsFetchWithCa(ca: Pem[]): Promise<MiniFetch> {
+  const https = (await nodeModule('node:https')) as {
+    request(url: string, opts: unknown, cb: (res: NodeResponse) => void): NodeRequest;
+  };
+  const allCa = await withNodeRoots(ca);
+  return (url, init) =>
+    new Promise((resolve, reject) => {
+      const req = https.request(url, { method: init.method, headers: init.headers, ca: allCa }, (res) => {
+        const chunks: Uint8Array[] = [];
+        res.on('data', (c: Uint8Array) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const body = new TextDecoder().decode(concat(chunks));
+          const status = res.statusCode ?? 0;
+          resolve({
+            status,
+            ok: status >= 200 && status < 300,
+            headers: {
+              get: (n: string) => {
+                const v = res.headers[n.toLowerCase()];
+                return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+              },
+            },
+            text: async () => body,
+          });
+        });
+      });
+      req.on('error', reject);
+      req.end(init.body);
+    });
+}
+
+interface NodeResponse {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+  on(ev: string, cb: (arg: never) => void): void;
+}
+
+interface NodeRequest {
+  on(ev: string, cb: (e: Error) => void): void;
+  end(body?: string): void;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** OpenSSL's codes for a certificate Node does not trust (or that names another host). */
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * The advice for a TLS failure retrying cannot fix (found in an error, its `cause` or its
+ * `error`, as fetch and `ws` wrap them), or `undefined` for any other failure.
+ */
+export function tlsTrustProblem(e: unknown): string | undefined {
+  for (let x = e, depth = 0; x && typeof x === 'object' && depth < 4; depth++) {
+    const o = x as { code?: unknown; message?: unknown; cause?: unknown; error?: unknown };
+    if (typeof o.code === 'string' && TLS_TRUST_CODES.has(o.code)) {
+      const what = o.code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? 'does not name this host: use the name or IP address in its subjectAltName'
+        : o.code === 'CERT_HAS_EXPIRED' || o.code === 'CERT_NOT_YET_VALID'
+          ? 'is outside its validity dates: renew it'
+          : "is not signed by a CA this client trusts: for a private CA pass its PEM as the `ca` option or set SIGHTLINE_CA_FILE (Node), or start Node with NODE_EXTRA_CA_CERTS=ca.pem";
+      return `the hub's TLS certificate ${what} (${o.code}: ${String(o.message ?? '')})`;
+    }
+    x = o.cause ?? o.error;
+  }
+  return undefined;
 }
 
 interface SubState {
@@ -190,7 +321,17 @@ export class SightlineClient {
   /** The hub database's epoch, from `welcome`. */
   epoch: string | undefined;
   private readonly fetchImpl: typeof fetch;
+  /** Set when `options.fetch` was given: REST goes through it whatever the CA. */
+  private readonly customFetch: boolean;
   private readonly openSocket: WebSocketFactory;
+  private readonly caOption: Pem[] | undefined;
+  /** `SIGHTLINE_CA_FILE` when the client was made (read when first needed). */
+  private readonly caFile: string | undefined;
+  /** The extra CAs for this hub (Node, https only), loaded once. */
+  private caLoaded: Promise<Pem[] | undefined> | undefined;
+  private restFetch: Promise<MiniFetch> | undefined;
+  /** Why the last connection failed in TLS, until the close that follows. */
+  private tlsRefused: string | undefined;
   private readonly minBackoff: number;
   private readonly maxBackoff: number;
   private socket: WebSocketLike | undefined;
@@ -215,10 +356,55 @@ export class SightlineClient {
     const f = options.fetch ?? (globalThis as { fetch?: typeof fetch }).fetch;
     if (!f) throw new Error('no fetch available; pass options.fetch');
     this.fetchImpl = f.bind(globalThis);
-    this.openSocket = options.webSocket ?? defaultWebSocket;
+    this.customFetch = options.fetch !== undefined;
+    this.caOption = options.ca === undefined ? undefined : Array.isArray(options.ca) ? options.ca : [options.ca];
+    this.caFile = env('SIGHTLINE_CA_FILE');
+    this.openSocket = options.webSocket ?? (async (url, headers) => defaultWebSocket(url, headers, await this.extraCa()));
     this.minBackoff = options.minBackoffMs ?? 200;
     this.maxBackoff = options.maxBackoffMs ?? 10_000;
     this.publishVia = options.publishVia ?? (isNode() ? 'http' : 'ws');
+  }
+
+  // ---- TLS ----------------------------------------------------------------------------------
+
+  /**
+   * The CAs to trust besides the runtime's (Node, `https://` only): `ca`, else the file
+   * `SIGHTLINE_CA_FILE` names. A file that cannot be read or holds no certificate is a
+   * `HubError` (`code: 'tls'`) that says so.
+   */
+  private extraCa(): Promise<Pem[] | undefined> {
+    this.caLoaded ??= (async () => {
+      if (!isNode() || !/^https:/i.test(this.url)) return undefined;
+      if (this.caOption) return this.caOption;
+      const file = this.caFile;
+      if (!file) return undefined;
+      const fs = (await nodeModule('node:fs/promises')) as { readFile(p: string, enc: string): Promise<string> };
+      let pem: string;
+      try {
+        pem = await fs.readFile(file, 'utf8');
+      } catch (e) {
+        throw new HubError(`SIGHTLINE_CA_FILE ${file}: ${(e as Error).message}: give it the PEM file of the CA that signed the hub's certificate`, undefined, undefined, 'tls');
+      }
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+        throw new HubError(`SIGHTLINE_CA_FILE ${file}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it`, undefined, undefined, 'tls');
+      }
+      return [pem];
+    })();
+    return this.caLoaded;
+  }
+
+  /** fetch, or (Node with extra CAs and no `options.fetch`) `node:https` carrying them. */
+  private fetcher(): Promise<MiniFetch> {
+    this.restFetch ??= (async () => {
+      const ca = this.customFetch ? undefined : await this.extraCa();
+      return ca ? httpsFetchWithCa(ca) : (this.fetchImpl as unknown as MiniFetch);
+    })();
+    // A CA file that failed to load is tried again on the next call (it may be fixed by then).
+    this.restFetch.catch(() => {
+      this.restFetch = undefined;
+      this.caLoaded = undefined;
+    });
+    return this.restFetch;
   }
 
   // ---- REST ---------------------------------------------------------------------------------
@@ -226,12 +412,13 @@ export class SightlineClient {
   /** One API call with retries on 429/503 and network errors; resolves to the parsed JSON. */
   async request<T = unknown>(method: string, path: string, body?: unknown, maxAttempts = 6): Promise<T> {
     let lastError: unknown;
+    const doFetch = await this.fetcher();
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       try {
         const headers: Record<string, string> = { Accept: 'application/json' };
         if (body !== undefined) headers['Content-Type'] = 'application/json';
         if (this.token) headers.Authorization = `Bearer ${this.token}`;
-        const res = await this.fetchImpl(this.url + path, {
+        const res = await doFetch(this.url + path, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
@@ -255,6 +442,8 @@ export class SightlineClient {
         return parsed as T;
       } catch (e) {
         if (e instanceof HubError) throw e;
+        const tls = tlsTrustProblem(e);
+        if (tls) throw new HubError(`${method} ${path}: ${tls}`, undefined, e, 'tls');
         lastError = e;
         if (attempt + 1 < maxAttempts) await sleep(backoff(attempt, this.minBackoff, this.maxBackoff));
       }
@@ -425,9 +614,14 @@ export class SightlineClient {
         const e = ev as { message?: unknown; error?: { message?: unknown } } | undefined;
         const m = /Unexpected server response: (\d{3})/.exec(String(e?.message ?? e?.error?.message ?? ''));
         if (m) this.refusedWith = Number(m[1]);
+        this.tlsRefused = tlsTrustProblem(ev);
       };
     } catch (e) {
       this.connecting = false;
+      if (e instanceof HubError && e.code === 'tls') {
+        this.fail(e);
+        return;
+      }
       this.connectionLost();
       this.scheduleReconnect();
       return;
@@ -440,7 +634,14 @@ export class SightlineClient {
     this.ready = false;
     const refused = this.refusedWith;
     this.refusedWith = undefined;
+    const tls = this.tlsRefused;
+    this.tlsRefused = undefined;
     if (this.closed) return;
+    if (tls) {
+      // Retrying cannot help until someone configures the CA.
+      this.fail(new HubError(tls, undefined, undefined, 'tls'));
+      return;
+    }
     if (code === CLOSE_UNAUTHORIZED || refused === 401) {
       this.fail(new HubError(`unauthorized: ${reason || 'the hub refused the token'}`, 401, undefined, 'unauthorized'));
       return;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -68,4 +68,23 @@ export async function startHub({ db, port = 0, args = [], token } = {}) {
         proc.kill(signal);
       }),
   };
+}
+
+/**
+ * A private CA and a certificate for 127.0.0.1 / localhost signed by it, made with the openssl
+ * CLI in `dir`: { ca, cert, key } paths. The CA is distinct from the leaf because TLS clients
+ * refuse a CA certificate used as the server's own.
+ */
+export function makeTestCa(dir) {
+  const p = (n) => join(dir, n);
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=sightline test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout', p('ca.key'), '-out', p('ca.pem'));
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', p('key.pem'), '-out', p('leaf.csr'));
+  writeFileSync(p('leaf.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n'
+    + 'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  ssl('x509', '-req', '-in', p('leaf.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial',
+    '-days', '2', '-extfile', p('leaf.ext'), '-out', p('cert.pem'));
+  return { ca: p('ca.pem'), cert: p('cert.pem'), key: p('key.pem') };
 }
