@@ -58,6 +58,14 @@ FILTER_FIELDS = (
 )
 
 
+def _untrusted(url: str, e: ssl.SSLCertVerificationError) -> "HubError":
+    """A certificate problem is not retried: it stays until someone configures the CA."""
+    return HubError(
+        f"the TLS certificate of the hub at {url} was refused ({e.verify_message or e}): if a "
+        "private CA signed it, pass ca_file= (or set SIGHTLINE_CA_FILE) to that CA's PEM file"
+    )
+
+
 class HubError(Exception):
     """The hub refused a request (4xx other than 429) or could not be reached in time."""
 
@@ -197,6 +205,8 @@ class Client:
                         f"{method} {path}: HTTP {resp.status}: {message}", resp.status, parsed
                     )
                 return parsed
+            except ssl.SSLCertVerificationError as e:
+                raise _untrusted(self.url, e) from None
             except (OSError, http.client.HTTPException) as e:
                 last_error = e
                 if attempt < max_attempts:
@@ -297,6 +307,8 @@ class Client:
                 raise OSError("the stream ended")
             except HubError:
                 raise
+            except ssl.SSLCertVerificationError as e:
+                raise _untrusted(self.url, e) from None
             except (OSError, http.client.HTTPException, ValueError) as e:
                 if not reconnect:
                     raise HubError(f"stream interrupted: {e}") from e

@@ -164,3 +164,21 @@ def test_https_to_a_plain_hub_says_to_use_http(hub, tmp_path):
     r = report(p)
     assert r["sent"] == 0, r
     assert "plain http://" in (r["last_error"] or ""), r
+
+
+def test_the_python_client_with_and_without_the_ca(tls_hub, monkeypatch):
+    from sightline.client import Client, HubError
+
+    monkeypatch.delenv("SIGHTLINE_CA_FILE", raising=False)
+    run_id = new_run_id("tls-client")
+    ev = {"source": "custom", "source_event": "x", "entity_type": "log", "title": "over https", "run_id": run_id}
+    seqs = Client(tls_hub.url, ca_file=str(tls_hub.ca)).publish([ev, dict(ev)])
+    assert len(seqs) == 2
+    assert [e["seq"] for e in tls_hub.events(run_id)] == seqs, "committed"
+    monkeypatch.setenv("SIGHTLINE_CA_FILE", str(tls_hub.ca))
+    assert Client(tls_hub.url).health()["status"] == "ok"
+    monkeypatch.delenv("SIGHTLINE_CA_FILE")
+    with pytest.raises(HubError, match="was refused .*SIGHTLINE_CA_FILE"):
+        Client(tls_hub.url).publish(ev, max_attempts=5)
+    with pytest.raises(ValueError, match="nowhere.pem"):
+        Client(tls_hub.url, ca_file="/nowhere.pem")
