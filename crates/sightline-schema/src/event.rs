@@ -70,6 +70,8 @@ vocabulary!(
         Process = 7 => "process",
         Otlp = 8 => "otlp",
         Custom = 9 => "custom",
+        Codex = 10 => "codex",
+        Gemini = 11 => "gemini",
     }
 );
 

@@ -241,7 +241,7 @@ fn maps_the_schema_constructs_it_meets() {
 fn event_interface_reads_like_the_wire() {
     let ts = typescript();
     for line in [
-        "export type Source = 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom';",
+        "export type Source = 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom' | 'codex' | 'gemini';",
         "  seq: number;",
         "  run_id: string | null;",
         "  status: Status | null;",

@@ -8,7 +8,7 @@ export type EntityType = 'run' | 'session' | 'task' | 'tool' | 'permission' | 'm
 export type Severity = 'debug' | 'info' | 'warn' | 'error';
 
 /** Where an event came from. */
-export type Source = 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom';
+export type Source = 'claude' | 'opencode' | 'docker' | 'workflow' | 'tmux' | 'python' | 'process' | 'otlp' | 'custom' | 'codex' | 'gemini';
 
 /** The lifecycle state the event reports for its entity. */
 export type Status = 'queued' | 'running' | 'idle' | 'retry' | 'success' | 'failed' | 'blocked' | 'cancelled';
