@@ -133,6 +133,10 @@ impl Read for Conn {
 }
 
 impl Write for Conn {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a delegating `Write::write`: callers use write_all on `Conn`"
+    )]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Conn::Plain(s) => s.write(buf),
