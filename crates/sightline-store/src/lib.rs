@@ -9,6 +9,8 @@
 pub mod aggregate;
 pub mod codec;
 pub mod fulltext;
+pub mod fingerprint;
+pub mod insight;
 pub mod migrations;
 pub mod query;
 pub mod retention;
@@ -301,6 +303,12 @@ fn start_indexer(
 }
 
 impl Store {
+/// A retention as the writer reads it: milliseconds, 0 for forever (a zero duration, too, keeps
+/// everything rather than deleting every event at once).
+fn retention_ms(keep: Option<Duration>) -> u64 {
+    keep.map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
     /// Opens (creating and migrating if needed) and starts the writer thread.
     pub fn open(config: StoreConfig, on_commit: OnCommit) -> Result<Store, StoreError> {
         let mut conn = open_writer_connection(&config.path, config.synchronous_full)?;
@@ -327,6 +335,9 @@ impl Store {
         stats.head_seq.store(head, Ordering::Release);
         stats.stored.store(stored as u64, Ordering::Relaxed);
         // The channel bounds jobs; `depth` bounds events (what memory actually holds).
+        stats
+            .retention_ms
+            .store(retention_ms(config.retention), Ordering::Relaxed);
         let codec = Arc::new(load_dictionaries(&conn)?);
         let (tx, rx) = sync_channel(4096);
         let (index_tx, indexer) = start_indexer(&config, &conn, &epoch, stats.clone())?;
@@ -338,7 +349,6 @@ impl Store {
             config: WriterConfig {
                 max_batch: config.max_batch.max(1),
                 linger: config.linger,
-                retention: config.retention,
                 retention_every: config.retention_every,
             },
             next_seq: head + 1,
@@ -487,6 +497,22 @@ impl Store {
     }
 
     pub fn stats(&self) -> &WriterStats {
+    /// Changes how long events are kept (`None`: forever); the writer's next sweep uses it.
+    pub fn set_retention(&self, keep: Option<Duration>) {
+        self.inner
+            .stats
+            .retention_ms
+            .store(retention_ms(keep), Ordering::Relaxed);
+    }
+
+    /// How long events are kept now (`None`: forever).
+    pub fn retention(&self) -> Option<Duration> {
+        match self.inner.stats.retention_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
         &self.inner.stats
     }
 

@@ -221,7 +221,7 @@ fn in_list(
     format!("{column} IN ({})", marks.join(", "))
 }
 
-fn bind(value: SqlValue, args: &mut Vec<SqlValue>) -> String {
+pub(crate) fn bind(value: SqlValue, args: &mut Vec<SqlValue>) -> String {
     args.push(value);
     format!("?{}", args.len())
 }
@@ -499,7 +499,7 @@ pub fn fts_query(filter: &Filter) -> Option<String> {
 
 /// The WHERE clause for a filter; `text` is its `q` as built by [`TextQuery`] (`None` leaves
 /// full text out). Words the index cannot answer for are checked in memory by the caller.
-fn filter_clauses(
+pub(crate) fn filter_clauses(
     filter: &Filter,
     text: Option<&TextQuery>,
     args: &mut Vec<SqlValue>,

@@ -134,7 +134,7 @@ fn bad(column: usize, what: &str) -> rusqlite::Error {
     )
 }
 
-fn json_column<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn json_column<T: serde::de::DeserializeOwned + Default>(
     row: &Row<'_>,
     idx: usize,
 ) -> rusqlite::Result<T> {

@@ -117,6 +117,9 @@ pub struct WriterStats {
     pub batched_events: AtomicU64,
     /// Events removed by retention.
     pub retained_away: AtomicU64,
+    /// How long events are kept, in milliseconds (0: forever). Read at every sweep, so a change
+    /// (`Store::set_retention`, the settings API) takes effect at the next one.
+    pub retention_ms: AtomicU64,
     /// Events per committed batch.
     pub commit_batch_events: AtomicHistogram,
     /// Per committed batch, from its first job reaching the writer to its transaction's
@@ -135,6 +138,7 @@ impl Default for WriterStats {
             batches: AtomicU64::new(0),
             batched_events: AtomicU64::new(0),
             retained_away: AtomicU64::new(0),
+            retention_ms: AtomicU64::new(0),
             commit_batch_events: AtomicHistogram::new(BATCH_EVENTS_BOUNDS),
             commit_latency_us: AtomicHistogram::new(COMMIT_LATENCY_US_BOUNDS),
             indexed_through: AtomicU64::new(0),
@@ -145,7 +149,6 @@ impl Default for WriterStats {
 pub(crate) struct WriterConfig {
     pub max_batch: usize,
     pub linger: Duration,
-    pub retention: Option<Duration>,
     pub retention_every: Duration,
 }
 
@@ -275,10 +278,15 @@ impl Writer {
 
     /// One chunk of retention; true when more is left to delete.
     fn retention_step(&mut self) -> bool {
-        let Some(keep) = self.config.retention else {
+        let keep_ms = self.stats.retention_ms.load(Ordering::Relaxed);
+        if keep_ms == 0 {
             return false;
-        };
-        let cutoff = Timestamp(Timestamp::now().millis() - keep.as_millis() as i64);
+        }
+        let cutoff = Timestamp(
+            Timestamp::now()
+                .millis()
+                .saturating_sub(keep_ms.min(i64::MAX as u64) as i64),
+        );
         match retention::delete_before_upto(&mut self.conn, cutoff, retention::CHUNK) {
             Ok((n, below)) => {
                 if n > 0 {
