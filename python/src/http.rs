@@ -58,13 +58,14 @@ pub struct Endpoint {
     pub prefix: String,
     pub token: Option<String>,
     /// Set for `https://` (and `wss://`) URLs: how to check the hub's certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Option<Arc<tls::Trust>>,
 }
 
 impl Endpoint {
     /// Parses a hub URL: `http://` or `ws://` for plain TCP, `https://` or `wss://` for TLS,
     /// checked against the system's CAs plus the PEM CA file `ca_file` (for a private CA).
-    /// A `ca_file` given with a plain URL is read all the same, so a wrong path shows now.
+    /// The CA file is read now (with a plain URL too, so a wrong path shows at once); the
+    /// system's CAs only on the first TLS connection.
     pub fn parse(
         url: &str,
         token: Option<String>,
@@ -96,14 +97,8 @@ impl Endpoint {
         if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
             return Err(HttpError::BadUrl(url.to_string()));
         }
-        let tls = if secure {
-            Some(tls::client_config(ca_file).map_err(|e| HttpError::Tls(e.to_string()))?)
-        } else {
-            if let Some(p) = ca_file {
-                tls::read_ca_file(p).map_err(|e| HttpError::Tls(e.to_string()))?;
-            }
-            None
-        };
+        let trust = tls::Trust::new(ca_file).map_err(|e| HttpError::Tls(e.to_string()))?;
+        let tls = secure.then(|| Arc::new(trust));
         Ok(Endpoint {
             host,
             port,
@@ -212,8 +207,8 @@ pub fn dial(ep: &Endpoint, read_timeout: Duration) -> Result<Conn, HttpError> {
     let s = dial_tcp(ep, read_timeout)?;
     match &ep.tls {
         None => Ok(Conn::Plain(s)),
-        Some(cfg) => {
-            tls::handshake(cfg, &ep.host, ep.port, s, read_timeout).map_err(HttpError::Tls)
+        Some(trust) => {
+            tls::handshake(trust, &ep.host, ep.port, s, read_timeout).map_err(HttpError::Tls)
         }
     }
 }

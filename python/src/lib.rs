@@ -268,8 +268,9 @@ fn transport_configure(
     Ok(())
 }
 
-/// Parses a hub URL; for `https://` it reads the system's CAs (once per process) and the CA
-/// file, without the GIL. A bad URL or CA file is a `ValueError` saying what to change.
+/// Parses a hub URL and reads the CA file, if any, without the GIL (the system's CAs are read
+/// later, by the first TLS connection). A bad URL or CA file is a `ValueError` saying what to
+/// change.
 fn endpoint(
     py: Python<'_>,
     url: &str,

@@ -4,9 +4,11 @@
 //! Trust comes from the operating system's certificate store (rustls-native-certs: the same
 //! bundle curl and Python's `ssl` use, so a CA an administrator installed, or removed, counts
 //! here too; `SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured), plus a private CA from
-//! `SIGHTLINE_CA_FILE` / `ca_file=` for a hub whose certificate no public CA signed. The store
-//! is read once per process and only when a TLS URL is configured, never on the traced
-//! program's hot path: handshakes happen on the sender and control threads.
+//! `SIGHTLINE_CA_FILE` / `ca_file=` for a hub whose certificate no public CA signed. The CA
+//! file is read when the URL is configured (so a wrong path is an error at `start()`); the
+//! system store (tens of milliseconds) is read once per process, on the first connection, by
+//! the sender or control thread: neither `start()` nor the traced program's hot path waits for
+//! it, and handshakes happen on those threads too.
 //!
 //! It must never turn off verification, never panic on what the peer sends, and every error
 //! it gives says what the user can do about it.
@@ -17,7 +19,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -85,16 +87,54 @@ fn parse_pem_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
     Ok(certs)
 }
 
-/// The client configuration for a hub URL: the system's CAs plus the private CA of `ca_file`
+/// How to check a TLS hub's certificate: the private CA read from the CA file when the URL
+/// was configured, and the full client configuration, built on first use.
+#[derive(Debug)]
+pub struct Trust {
+    /// The CA file's path and certificates, if one was given.
+    extra: Option<(PathBuf, Vec<CertificateDer<'static>>)>,
+    config: OnceLock<Result<Arc<ClientConfig>, String>>,
+}
+
+impl Trust {
+    /// Reads the CA file now, so a wrong one is reported where it was configured.
+    pub fn new(ca_file: Option<&Path>) -> Result<Trust, TlsConfigError> {
+        let extra = match ca_file {
+            Some(p) => Some((p.to_path_buf(), read_ca_file(p)?)),
+            None => None,
+        };
+        Ok(Trust {
+            extra,
+            config: OnceLock::new(),
+        })
+    }
+
+    /// The client configuration (built once: this reads the system store).
+    pub fn config(&self) -> Result<Arc<ClientConfig>, String> {
+        self.config
+            .get_or_init(|| {
+                let extra = self
+                    .extra
+                    .as_ref()
+                    .map(|(p, c)| (p.as_path(), c.as_slice()));
+                client_config(extra).map_err(|e| e.0)
+            })
+            .clone()
+    }
+}
+
+/// The client configuration for a hub URL: the system's CAs plus the private CA of the CA file
 /// (added, not instead: a hub reached through a public name keeps working).
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfigError> {
+fn client_config(
+    extra: Option<(&Path, &[CertificateDer<'static>])>,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     let (system, why_none) = system_roots();
     // A system certificate rustls cannot use (an odd legacy root) is skipped, as curl does.
     let _ = roots.add_parsable_certificates(system.iter().cloned());
-    if let Some(path) = ca_file {
-        for c in read_ca_file(path)? {
-            roots.add(c).map_err(|e| {
+    if let Some((path, certs)) = extra {
+        for c in certs {
+            roots.add(c.clone()).map_err(|e| {
                 TlsConfigError(format!(
                     "CA file {}: a certificate in it is not usable as a CA ({e})",
                     path.display()
@@ -165,7 +205,7 @@ impl Conn {
 /// Runs the TLS handshake with `host` over `sock`, so that a certificate the agent does not
 /// trust is reported here, with advice, rather than as a failed read later.
 pub fn handshake(
-    config: &Arc<ClientConfig>,
+    trust: &Trust,
     host: &str,
     port: u16,
     mut sock: TcpStream,
@@ -174,8 +214,8 @@ pub fn handshake(
     let name = ServerName::try_from(host.to_string()).map_err(|_| {
         format!("hub host {host:?} is neither a DNS name nor an IP address usable with TLS")
     })?;
-    let mut conn =
-        ClientConnection::new(Arc::clone(config), name).map_err(|e| explain(&e, host, port))?;
+    let config = trust.config()?;
+    let mut conn = ClientConnection::new(config, name).map_err(|e| explain(&e, host, port))?;
     sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT.min(read_timeout)))
         .map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
