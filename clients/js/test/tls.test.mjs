@@ -99,6 +99,14 @@ test("NODE_EXTRA_CA_CERTS with the runtime's own WebSocket, and ws never importe
   assert.match(probe.stderr, /ws package was imported/);
 });
 
+test('a CA given to the client makes it take ws even where a global WebSocket exists (which takes no CA)', async () => {
+  const r = await child(['--experimental-websocket'], { SIGHTLINE_CA_FILE: pki.ca }, 'ws');
+  assert.equal(r.error, undefined, JSON.stringify(r));
+  assert.equal(r.globalWebSocket, true);
+  assert.equal(r.nativeSockets, 0, 'the global WebSocket was not used');
+  assert.deepEqual(r.got, r.seqs);
+});
+
 test('without the CA: a HubError with code tls that says what to set, at once', async () => {
   const client = new SightlineClient({ url: hub.url, maxBackoffMs: 50 });
   try {
