@@ -6,10 +6,19 @@
 //! cost, `tool_result`, `user_prompt`, `api_error`, `tool_decision`, ...) become `claude` events
 //! in the session named by `session.id`; `api_request` uses the same event id as the transcript's
 //! usage event for the same request (`claude-usage:<request_id>`), so a call seen by both counts
-//! once, and `tool_result` correlates with hook events on `tool_use_id`. GenAI semantic-convention
-//! spans (`invoke_agent`, `execute_tool`, `chat`, `gen_ai.usage.*`) become session, tool and
-//! message events; any other span, log record or metric point is kept as a generic `otlp` event
-//! with its attributes in the payload. Event ids are derived from the record (span ids, or a hash
+//! once, and `tool_result` correlates with hook events on `tool_use_id`; Claude Code's bookkeeping
+//! logs (`hook_registered`, `hook_execution_*`) are kept at `debug`, and its `claude_code.*` spans
+//! are mapped by [`crate::claude::spans`]. GenAI semantic-convention spans (`invoke_agent`,
+//! `execute_tool`, `chat`, `gen_ai.usage.*`) become session, tool and message events; any other
+//! span, log record or metric point is kept as a generic `otlp` event with its attributes in the
+//! payload.
+//!
+//! A trace is one run and is never split (docs/CONTRACT.md §3.6): exporters send spans as they
+//! end, children first and often in separate requests, so every span of a request is learnt
+//! before any is mapped, the first request that brings a trace fixes its run (a conversation id
+//! one of its spans carries, else the trace id), and a bounded memory of spans
+//! (`MAX_SPANS`, `MAX_TRACES`, cleared whole when full) places later spans: a GenAI span in
+//! the session of its nearest agent ancestor, a Claude Code span in its subagent's session. Event ids are derived from the record (span ids, or a hash
 //! of the encoded record), so an exporter's retry is not stored twice.
 //!
 //! Status codes follow the OTLP spec: 400 for an undecodable body (not retried), 413 over the
@@ -105,7 +114,7 @@ fn f(m: &Map<String, Value>, key: &str) -> Option<f64> {
     }
 }
 
-fn nanos_to_ts(n: u64) -> Option<Timestamp> {
+pub(crate) fn nanos_to_ts(n: u64) -> Option<Timestamp> {
     (n > 0).then_some(Timestamp((n / 1_000_000) as i64))
 }
 
@@ -294,11 +303,72 @@ fn map_log(
                 if let Some(r) = s(&a, "request_id") {
                     id = event_id("claude-usage", &[&r]);
                 }
+                // The request's `llm_request` span and transcript usage share it.
+                correlation = s(&a, "request_id");
                 format!(
                     "{} · API request",
                     s(&a, "model").unwrap_or_else(|| "model".into())
                 )
             }
+            "user_prompt" if s(&a, "prompt.id").is_some() => {
+                entity = EntityType::Prompt;
+                entity_id = s(&a, "prompt.id");
+                correlation = entity_id.clone();
+                match s(&a, "prompt").filter(|p| p != "<REDACTED>") {
+                    Some(p) => format!("Prompt: {}", short(&p, 120)),
+                    None => format!(
+                        "Prompt ({} characters)",
+                        s(&a, "prompt_length").unwrap_or_else(|| "?".into())
+                    ),
+                }
+            }
+            // Bookkeeping: hooks being registered and run. Kept, out of the way.
+            "hook_registered" => {
+                severity = Severity::Debug;
+                format!(
+                    "Hook registered: {} ({})",
+                    s(&a, "hook_event").unwrap_or_else(|| "?".into()),
+                    s(&a, "hook_type").unwrap_or_else(|| "?".into())
+                )
+            }
+            "hook_execution_start" | "hook_execution_complete" => {
+                severity = Severity::Debug;
+                let hook = s(&a, "hook_name")
+                    .or_else(|| s(&a, "hook_event"))
+                    .unwrap_or_else(|| "hook".into());
+                if short_name == "hook_execution_start" {
+                    format!("Hook {hook} started")
+                } else {
+                    duration = f(&a, "total_duration_ms");
+                    format!("Hook {hook} done")
+                }
+            }
+            "assistant_response" => {
+                entity = EntityType::Message;
+                correlation = s(&a, "request_id");
+                format!(
+                    "{} · response ({} characters)",
+                    s(&a, "model").unwrap_or_else(|| "model".into()),
+                    s(&a, "response_length").unwrap_or_else(|| "?".into())
+                )
+            }
+            "compaction" => {
+                entity = EntityType::Task;
+                status = Some(Status::Success);
+                entity_id = Some("compaction".into());
+                "Context compacted".into()
+            }
+            "subagent_completed" => format!(
+                "Subagent {} finished",
+                s(&a, "agent_type").unwrap_or_else(|| "subagent".into())
+            ),
+            "permission_mode_changed" => format!(
+                "Permission mode: {}",
+                s(&a, "to_mode")
+                    .or_else(|| s(&a, "mode"))
+                    .or_else(|| s(&a, "permission_mode"))
+                    .unwrap_or_else(|| "changed".into())
+            ),
             "tool_result" => {
                 entity = EntityType::Tool;
                 let ok = s(&a, "success").is_none_or(|v| v == "true");
@@ -329,8 +399,14 @@ fn map_log(
                 )
             }
             "tool_decision" => {
+                // A decision ends any wait for it: the session runs on (a rejection warns).
                 entity = EntityType::Permission;
                 correlation = s(&a, "tool_use_id");
+                entity_id = correlation.clone();
+                status = Some(Status::Running);
+                if s(&a, "decision").is_some_and(|d| d != "accept") {
+                    severity = Severity::Warn;
+                }
                 format!(
                     "{} {}",
                     s(&a, "tool_name").unwrap_or_else(|| "tool".into()),
@@ -369,10 +445,29 @@ fn map_log(
     } else {
         name.clone()
     };
-    let agent = if claude {
-        Some("main".to_string())
-    } else {
-        resource.service_name.clone()
+    // Claude Code's logs name no subagent, but a tool call's hooks did (claude::link).
+    let subagent = claude
+        .then(|| {
+            correlation
+                .as_deref()
+                .and_then(crate::claude::link::tool_agent)
+        })
+        .flatten()
+        .filter(|_| matches!(entity, EntityType::Tool | EntityType::Permission));
+    if claude
+        && let (Some(sess), Some(prompt)) = (&session, s(&a, "prompt.id"))
+        && let Some(ts) = ts
+    {
+        crate::claude::link::note_prompt(sess, &prompt, ts.millis());
+    }
+    let (session, parent, agent) = match subagent {
+        Some(agent_id) => (
+            Some(agent_id.clone()),
+            session,
+            crate::claude::link::agent_type(&agent_id).or_else(|| Some("subagent".into())),
+        ),
+        None if claude => (session, None, Some("main".to_string())),
+        None => (session, None, resource.service_name.clone()),
     };
     Event::builder(
         if claude { Source::Claude } else { Source::Otlp },
@@ -384,6 +479,7 @@ fn map_log(
     .ts(ts)
     .run_id(run)
     .session_id(session.or(trace))
+    .parent_session_id(parent)
     .agent(agent)
     .entity_id(entity_id)
     .status(status)
@@ -396,6 +492,165 @@ fn map_log(
     .map_err(|e| e.0)
 }
 
+/// What the mapping remembers of a span it has seen, to place the spans around it: OTLP
+/// exporters send a span when it ends, so children come before their parents, often in an
+/// earlier request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SpanInfo {
+    pub parent: Option<String>,
+    /// `invoke_agent` / `create_agent`: a GenAI span that is a session.
+    pub agent: bool,
+    /// Claude Code: the subagent the span ran in, when the span says so.
+    pub agent_id: Option<String>,
+    /// Claude Code: the tool call a `claude_code.tool` span times.
+    pub tool_use_id: Option<String>,
+    pub tool_name: Option<String>,
+}
+
+/// Spans remembered before the map is cleared whole: far more than the spans of the traces a
+/// machine runs at once (each entry is ~200 bytes).
+const MAX_SPANS: usize = 20_000;
+/// Traces whose run is fixed, before that map is cleared whole.
+const MAX_TRACES: usize = 20_000;
+
+struct SpanMemory {
+    /// span id (hex) → what it says about its place.
+    spans: std::collections::HashMap<String, SpanInfo>,
+    /// trace id (hex) → the run its first span was put in. A trace is one run, never split:
+    /// every later span of it follows, whatever it says.
+    trace_run: std::collections::HashMap<String, String>,
+}
+
+static SPANS: std::sync::LazyLock<std::sync::Mutex<SpanMemory>> = std::sync::LazyLock::new(|| {
+    std::sync::Mutex::new(SpanMemory {
+        spans: std::collections::HashMap::new(),
+        trace_run: std::collections::HashMap::new(),
+    })
+});
+
+fn span_memory() -> std::sync::MutexGuard<'static, SpanMemory> {
+    SPANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What is known of span `id` (this request's spans are known before any is mapped).
+pub(crate) fn span_info(id: &str) -> Option<SpanInfo> {
+    span_memory().spans.get(id).cloned()
+}
+
+fn is_agent_op(op: &str) -> bool {
+    matches!(op, "invoke_agent" | "create_agent")
+}
+
+/// Learns every span of a request before mapping any, so a child finds a parent sent in the
+/// same request, and fixes the run of each trace seen for the first time: the
+/// `gen_ai.conversation.id` (or `session.id`) any of its spans in this request carries, else
+/// the trace id.
+fn learn_spans(req: &ExportTraceServiceRequest) {
+    let mut conversations: std::collections::HashMap<String, String> =
+        std::collections::HashMap::new();
+    let mut memory = span_memory();
+    for rs in &req.resource_spans {
+        let resource_session = rs
+            .resource
+            .as_ref()
+            .and_then(|r| s(&attrs(&r.attributes), "session.id"));
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                let a = attrs(&span.attributes);
+                let trace = nonzero_hex(&span.trace_id).unwrap_or_default();
+                if let Some(c) = s(&a, "gen_ai.conversation.id")
+                    .or_else(|| s(&a, "session.id"))
+                    .or_else(|| resource_session.clone())
+                {
+                    conversations.entry(trace).or_insert(c);
+                }
+                let info = SpanInfo {
+                    parent: nonzero_hex(&span.parent_span_id),
+                    agent: is_agent_op(&s(&a, "gen_ai.operation.name").unwrap_or_default()),
+                    agent_id: s(&a, "agent_id"),
+                    tool_use_id: s(&a, "tool_use_id").or_else(|| s(&a, "gen_ai.tool.call.id")),
+                    tool_name: s(&a, "tool_name").or_else(|| s(&a, "gen_ai.tool.name")),
+                };
+                if memory.spans.len() >= MAX_SPANS {
+                    memory.spans.clear();
+                }
+                memory.spans.insert(hex(&span.span_id), info);
+            }
+        }
+    }
+    for rs in &req.resource_spans {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                let trace = nonzero_hex(&span.trace_id).unwrap_or_default();
+                if trace.is_empty() || memory.trace_run.contains_key(&trace) {
+                    continue;
+                }
+                if memory.trace_run.len() >= MAX_TRACES {
+                    memory.trace_run.clear();
+                }
+                let run = conversations
+                    .get(&trace)
+                    .cloned()
+                    .unwrap_or_else(|| trace.clone());
+                memory.trace_run.insert(trace, run);
+            }
+        }
+    }
+}
+
+/// The run a span of `trace` belongs to (fixed by [`learn_spans`]; `fallback` if forgotten).
+fn trace_run(trace: &str, fallback: Option<String>) -> Option<String> {
+    if trace.is_empty() {
+        return fallback;
+    }
+    let mut memory = span_memory();
+    if let Some(run) = memory.trace_run.get(trace) {
+        return Some(run.clone());
+    }
+    let run = fallback.unwrap_or_else(|| trace.to_string());
+    memory.trace_run.insert(trace.to_string(), run.clone());
+    Some(run)
+}
+
+/// The GenAI session that contains the span whose parent is `parent`: the nearest ancestor
+/// that is an agent span (the root agent's session is the run itself), else the run. An
+/// ancestor not seen yet ends the walk at the run: the usual unknown parent is the root agent,
+/// which ends last.
+fn genai_session_of(parent: Option<String>, run: &str) -> String {
+    let mut current = parent;
+    // A bound on the walk, against a cycle in hostile parent ids.
+    for _ in 0..64 {
+        let Some(id) = current else {
+            return run.to_string();
+        };
+        let Some(info) = span_info(&id) else {
+            return run.to_string();
+        };
+        if info.agent {
+            return if info.parent.is_none() {
+                run.to_string()
+            } else {
+                id
+            };
+        }
+        current = info.parent;
+    }
+    run.to_string()
+}
+
+/// The parts of a span every mapping uses.
+pub(crate) struct SpanParts<'a> {
+    pub span: &'a opentelemetry_proto::tonic::trace::v1::Span,
+    pub attributes: &'a Map<String, Value>,
+    pub trace: String,
+    pub span_id: String,
+    pub parent: Option<String>,
+    pub failed: bool,
+    pub duration: Option<f64>,
+}
+
 fn map_span(
     resource: &ResourceView,
     scope: &str,
@@ -405,12 +660,42 @@ fn map_span(
     let a = attrs(&span.attributes);
     let trace = nonzero_hex(&span.trace_id).unwrap_or_default();
     let span_id = hex(&span.span_id);
+    let parent_span = nonzero_hex(&span.parent_span_id);
     let op = s(&a, "gen_ai.operation.name").unwrap_or_default();
     let conversation = s(&a, "gen_ai.conversation.id").or_else(|| s(&a, "session.id"));
-    let run = conversation.clone().unwrap_or_else(|| trace.clone());
     let failed = span.status.as_ref().is_some_and(|st| st.code == 2);
     let duration = (span.end_time_unix_nano > span.start_time_unix_nano)
         .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
+    let mut payload = json!({
+        "name": span.name,
+        "kind": span.kind,
+        "trace_id": trace,
+        "span_id": span_id,
+        "parent_span_id": parent_span,
+        "attributes": a,
+        "scope": scope,
+        "events": span.events.iter().map(|e| json!({"name": e.name, "time": nanos_to_ts(e.time_unix_nano).map(Timestamp::to_rfc3339), "attributes": attrs(&e.attributes)})).collect::<Vec<_>>(),
+    });
+    if let Value::Object(map) = &mut payload {
+        resource.add_to_payload(map);
+    }
+    let id = event_id("otlp-span", &[&trace, &span_id]);
+    let parts = SpanParts {
+        span,
+        attributes: &a,
+        trace: trace.clone(),
+        span_id: span_id.clone(),
+        parent: parent_span.clone(),
+        failed,
+        duration,
+    };
+    if span.name.starts_with("claude_code.") {
+        let session = conversation.or_else(|| resource.session_id.clone());
+        return crate::claude::spans::map(&parts, session, payload, id, now);
+    }
+    // A trace is one run: the run its first span was put in (its conversation, else itself).
+    let run = trace_run(&trace, conversation.clone());
+    let run_key = run.clone().unwrap_or_default();
     let mut metrics = Metrics::default();
     metrics.put("input_tokens", f(&a, "gen_ai.usage.input_tokens"));
     metrics.put("output_tokens", f(&a, "gen_ai.usage.output_tokens"));
@@ -428,16 +713,28 @@ fn map_span(
     );
     let agent = s(&a, "gen_ai.agent.name").or_else(|| resource.service_name.clone());
     let mut entity_id = None;
+    // GenAI spans nest as sessions: an agent span is a session (the trace's root agent is the
+    // run's root session), and every other GenAI span belongs to its nearest agent ancestor.
+    // Other spans stay in the run's session, nested by their span ids in `payload`.
+    let mut session = run.clone();
+    let mut parent_session = None;
     let (entity, title) = match op.as_str() {
-        "invoke_agent" | "create_agent" => (
-            EntityType::Session,
-            format!(
-                "Agent {}",
-                agent.clone().unwrap_or_else(|| span.name.clone())
-            ),
-        ),
+        "invoke_agent" | "create_agent" => {
+            if parent_span.is_some() {
+                session = Some(span_id.clone());
+                parent_session = Some(genai_session_of(parent_span.clone(), &run_key));
+            }
+            (
+                EntityType::Session,
+                format!(
+                    "Agent {}",
+                    agent.clone().unwrap_or_else(|| span.name.clone())
+                ),
+            )
+        }
         "execute_tool" => {
             entity_id = s(&a, "gen_ai.tool.call.id");
+            session = Some(genai_session_of(parent_span.clone(), &run_key));
             (
                 EntityType::Tool,
                 format!(
@@ -446,38 +743,33 @@ fn map_span(
                 ),
             )
         }
-        "chat" | "text_completion" | "generate_content" | "embeddings" => (
-            EntityType::Message,
-            format!(
-                "{} {}",
-                op,
-                s(&a, "gen_ai.request.model")
-                    .or_else(|| s(&a, "gen_ai.response.model"))
-                    .unwrap_or_default()
-            ),
-        ),
-        // A trace's root span is its run: its name titles the run and its end ends it (the
-        // run stays running until then, however many child spans have ended).
-        _ if span.parent_span_id.iter().all(|b| *b == 0) && conversation.is_none() => {
-            (EntityType::Run, span.name.clone())
+        "chat" | "text_completion" | "generate_content" | "embeddings" => {
+            session = Some(genai_session_of(parent_span.clone(), &run_key));
+            (
+                EntityType::Message,
+                format!(
+                    "{} {}",
+                    op,
+                    s(&a, "gen_ai.request.model")
+                        .or_else(|| s(&a, "gen_ai.response.model"))
+                        .unwrap_or_default()
+                ),
+            )
         }
+        // A trace's root span is its run when the run is the trace: its name titles the run
+        // and its end ends it (the run stays running until then, however many child spans
+        // have ended).
+        _ if parent_span.is_none() && run_key == trace => (EntityType::Run, span.name.clone()),
         _ => (EntityType::Task, span.name.clone()),
     };
-    let claude = is_claude(resource, &span.name);
-    let mut payload = json!({
-        "name": span.name,
-        "kind": span.kind,
-        "trace_id": trace,
-        "span_id": span_id,
-        "parent_span_id": nonzero_hex(&span.parent_span_id),
-        "attributes": a,
-        "scope": scope,
-        "events": span.events.iter().map(|e| json!({"name": e.name, "time": nanos_to_ts(e.time_unix_nano).map(Timestamp::to_rfc3339), "attributes": attrs(&e.attributes)})).collect::<Vec<_>>(),
-    });
-    if let Value::Object(map) = &mut payload {
-        resource.add_to_payload(map);
+    if let (Some(c), Value::Object(map)) = (&conversation, &mut payload)
+        && Some(c) != run.as_ref()
+    {
+        // The span names a conversation its trace's run is not (its trace was placed by a
+        // span sent before it): said, never used to split the trace.
+        map.insert("conversation_id".into(), Value::String(c.clone()));
     }
-    let run = (!run.is_empty()).then_some(run);
+    let claude = is_claude(resource, &span.name);
     Event::builder(
         if claude { Source::Claude } else { Source::Otlp },
         if op.is_empty() { span.name.clone() } else { op },
@@ -488,10 +780,11 @@ fn map_span(
             title
         },
     )
-    .event_id(event_id("otlp-span", &[&trace, &span_id]))
+    .event_id(id)
     .ts(nanos_to_ts(span.start_time_unix_nano))
-    .run_id(run.clone())
-    .session_id(run)
+    .run_id(run)
+    .session_id(session)
+    .parent_session_id(parent_session)
     .agent(agent)
     .entity_id(entity_id.clone().or(Some(span_id)))
     .status(if failed {
@@ -817,6 +1110,7 @@ fn decode_logs(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected,
 
 fn decode_traces(bytes: &[u8], enc: Encoding, now: Timestamp) -> Result<Collected, HttpError> {
     let req: ExportTraceServiceRequest = decode(bytes, enc)?;
+    learn_spans(&req);
     let mut out = Collected::new(bytes.len());
     for rs in &req.resource_spans {
         let resource = ResourceView::of(rs.resource.as_ref());

@@ -153,8 +153,8 @@ fn every_hook_event_is_stored_with_its_meaning() {
     check("SubagentStop", "session", Some("success"), "info");
     check("Stop", "session", Some("idle"), "info");
     check("StopFailure", "session", Some("idle"), "error");
-    check("PreCompact", "log", None, "info");
-    check("PostCompact", "log", None, "info");
+    check("PreCompact", "task", Some("running"), "info");
+    check("PostCompact", "task", Some("success"), "info");
     check("SessionEnd", "session", Some("success"), "info");
     check("TaskCompletedInTheFuture", "log", None, "info");
     let pre: Vec<Value> = by("PreToolUse");

@@ -259,3 +259,109 @@ fn json_by_hand_partial_success_and_errors() {
     assert_eq!(m["metrics"]["claude_code.cost.usage"], 0.25);
     assert_eq!(m["session_id"], "s-m");
 }
+
+/// The real SDK's GenAI traces (tests/otel/genai.py): two traces of one conversation, each
+/// exported in one batch, are one run; their spans nest as sessions (the nested agent a child
+/// session with its own chat and tool) by their parent spans. A trace exported span by span,
+/// children first, is still one run, never split, though only its root names the conversation.
+#[test]
+fn genai_traces_are_nested_runs() {
+    let hub = TestHub::start();
+    let tag = format!(
+        "g{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otel/genai.py");
+    let out = Command::new(otel_python("protobuf"))
+        .arg(script)
+        .arg(&hub.url)
+        .arg(&tag)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "genai.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let traces: std::collections::BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            if words.next() != Some("trace") {
+                return None;
+            }
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect();
+    assert_eq!(traces.len(), 3, "{traces:?}");
+    let spans_of = |events: &[Value], trace: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["payload"]["trace_id"] == trace)
+            .cloned()
+            .collect()
+    };
+    let events = hub.wait_for("3 traces of 6 spans", Duration::from_secs(20), |events| {
+        traces.values().all(|t| spans_of(events, t).len() == 6)
+    });
+    let conversation = format!("conv-{tag}");
+
+    // Two traces of one conversation: one run, nested sessions.
+    for name in ["one", "two"] {
+        let spans = spans_of(&events, &traces[name]);
+        let ids: std::collections::HashMap<&str, &Value> = spans
+            .iter()
+            .map(|e| (e["payload"]["span_id"].as_str().unwrap(), e))
+            .collect();
+        for e in &spans {
+            assert_eq!(e["run_id"], conversation.as_str(), "{e:#}");
+        }
+        let researcher = spans
+            .iter()
+            .find(|e| e["agent"] == "researcher" && e["entity_type"] == "session")
+            .expect("the nested agent span");
+        let researcher_session = researcher["session_id"].as_str().unwrap();
+        assert_eq!(researcher_session, researcher["payload"]["span_id"]);
+        assert_eq!(researcher["parent_session_id"], conversation.as_str());
+        for e in &spans {
+            // A span's session is that of its nearest agent ancestor.
+            let parent = e["payload"]["parent_span_id"].as_str();
+            let expected = match parent.and_then(|p| ids.get(p)) {
+                None => conversation.as_str(),
+                Some(p) if p["agent"] == "researcher" && p["entity_type"] == "session" => {
+                    researcher_session
+                }
+                Some(_) if e["entity_type"] == "session" => researcher_session,
+                Some(_) => conversation.as_str(),
+            };
+            assert_eq!(e["session_id"], expected, "{e:#}");
+        }
+        let fetch = spans
+            .iter()
+            .find(|e| e["correlation_id"] == format!("call-fetch-{name}-{tag}"))
+            .expect("the nested agent's tool");
+        assert_eq!(fetch["entity_type"], "tool");
+        assert_eq!(fetch["session_id"], researcher_session);
+    }
+    let tree = &hub.get(&format!("/api/v1/sessions/{conversation}/tree"))["tree"];
+    let children = tree["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2, "one researcher per trace: {tree:#}");
+    let run = &hub.get(&format!("/api/v1/runs/{conversation}"))["run"];
+    assert_eq!(run["input_tokens"].as_f64(), Some(214.0), "{run:#}");
+
+    // Exported span by span, children first: still one run (the trace), never split.
+    let simple = &traces["simple"];
+    let spans = spans_of(&events, simple);
+    for e in &spans {
+        assert_eq!(e["run_id"], simple.as_str(), "{e:#}");
+    }
+    let root = spans
+        .iter()
+        .find(|e| e["payload"]["parent_span_id"].is_null())
+        .unwrap();
+    assert_eq!(root["payload"]["conversation_id"], conversation.as_str());
+}

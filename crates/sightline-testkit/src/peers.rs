@@ -100,3 +100,89 @@ pub fn opencode_serve(home: &Path, port: u16) -> Command {
     .stderr(std::process::Stdio::null());
     cmd
 }
+
+/// The Claude Code version the real-binary tests pin: the hooks, OTel events and spans they
+/// check are this version's (issue 13 saw 2.1.197 resolved on Node 20).
+pub const CLAUDE_CODE_VERSION: &str = "2.1.197";
+
+/// The native `claude` binary of the npm package `@anthropic-ai/claude-code` at
+/// [`CLAUDE_CODE_VERSION`], installed once into the cache (the platform package ships it; the
+/// wrapper's postinstall may be skipped, so the platform binary is used directly).
+pub fn claude_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(install_claude).clone()
+}
+
+fn installed_claude(dir: &Path) -> Option<PathBuf> {
+    let nm = dir.join("node_modules/@anthropic-ai");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x64"
+    };
+    let os = if cfg!(target_os = "macos") {
+        "darwin"
+    } else {
+        "linux"
+    };
+    [
+        nm.join(format!("claude-code-{os}-{arch}/claude")),
+        nm.join(format!("claude-code-{os}-{arch}-musl/claude")),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+fn install_claude() -> PathBuf {
+    let dir = cache_dir().join(format!("claude-{CLAUDE_CODE_VERSION}"));
+    if let Some(p) = installed_claude(&dir) {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"sightline-claude-test","private":true}"#,
+    )
+    .unwrap();
+    let package = format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}");
+    let out = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", &package])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("CLAUDE CODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
+        });
+    assert!(
+        out.status.success(),
+        "CLAUDE CODE TEST CANNOT RUN: `npm install {package}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    installed_claude(&dir).unwrap_or_else(|| {
+        panic!(
+            "CLAUDE CODE TEST CANNOT RUN: {package} installed but no claude binary in {}",
+            dir.display()
+        )
+    })
+}
+
+/// `claude` isolated in `home` (its own HOME and config dir `claude_dir`, no update, no
+/// traffic but to `api_url`, the Anthropic Messages API mock), run from `cwd`. As root,
+/// `--dangerously-skip-permissions` needs `IS_SANDBOX=1`, which is set. Add arguments and run.
+pub fn claude_command(home: &Path, claude_dir: &Path, cwd: &Path, api_url: &str) -> Command {
+    let mut cmd = Command::new(claude_binary());
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("CLAUDE_CONFIG_DIR", claude_dir)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("ANTHROPIC_BASE_URL", api_url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("IS_SANDBOX", "1")
+        .env("SHELL", "/bin/bash")
+        .env("TERM", "dumb");
+    cmd
+}

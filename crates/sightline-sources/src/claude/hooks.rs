@@ -5,8 +5,13 @@
 //! (`{"id", "ts", "payload"}` per line) from `sightline hook`'s spool. Mapping (docs/CONTRACT.md §3.2):
 //! the run is the root session; a subagent (`agent_id`) is a child session of it; a tool's
 //! Pre/Post pair shares `correlation_id = entity_id = tool_use_id` and the Post carries the
-//! duration; PermissionRequest and Notification(permission_prompt) block the session until work
-//! resumes; unknown hook names are kept as generic `log` events.
+//! duration; PermissionRequest, Elicitation and the Notification types that wait for the user
+//! block the session until work resumes or a PermissionDenied / ElicitationResult ends the
+//! wait; agent-teams tasks and idle teammates go to the teammate's lane; compaction is a task;
+//! bookkeeping (PostToolBatch, MessageDisplay, Setup, InstructionsLoaded, FileChanged) is kept at
+//! `debug`; unknown hook names are kept as generic `log` events. Each payload also tells
+//! [`super::link`] which subagent made a tool call and which prompt a session got, for the OTel
+//! routes.
 //!
 //! The answer to a single payload is a 2xx with `{}`: Claude Code reads an http hook's answer as
 //! hook output, and an empty object asks it for nothing. This module must never answer in a way
@@ -23,6 +28,7 @@ use sightline_core::{
 use sightline_schema::validate::describe_json_error;
 use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
+use super::link;
 use crate::util::{BuilderExt, Metrics, event_id, short, stable_hash, text};
 
 /// The adapter name in health.
@@ -74,6 +80,16 @@ fn placement(p: &Value) -> (Option<String>, Option<String>, Option<String>, Stri
     }
 }
 
+/// The lane of the teammate an agent-teams payload is about: (session id, agent name). A
+/// teammate running in-process has no session of its own in the payload, so its lane is
+/// `<session>:teammate:<team>/<name>` under the lead's session.
+fn teammate_lane(p: &Value) -> Option<(String, String)> {
+    let name = text(p, "teammate_name")?;
+    let session = text(p, "session_id")?;
+    let team = text(p, "team_name").unwrap_or_else(|| "team".into());
+    Some((format!("{session}:teammate:{team}/{name}"), name))
+}
+
 /// Maps one hook payload. `id` and `ts` come from `sightline hook` when it forwarded it.
 pub fn map_hook(
     payload: Value,
@@ -99,6 +115,7 @@ pub fn map_hook(
     let mut duration: Option<f64> = payload.get("duration_ms").and_then(Value::as_f64);
     let mut metrics = Metrics::default();
     let mut natural_key: Option<String> = tool_use_id.clone();
+    let mut correlation: Option<String> = tool_use_id.clone();
     let tool_name = tool.clone().unwrap_or_else(|| "tool".into());
     let title = match name.as_str() {
         "SessionStart" => {
@@ -120,6 +137,7 @@ pub fn map_hook(
             entity_type = EntityType::Prompt;
             status = Some(Status::Running);
             entity_id = text(&payload, "prompt_id");
+            correlation = entity_id.clone();
             format!(
                 "Prompt: {}",
                 short(&text(&payload, "prompt").unwrap_or_default(), 120)
@@ -182,10 +200,18 @@ pub fn map_hook(
                     status = Some(Status::Blocked);
                     severity = Severity::Warn;
                 }
+                // Claude Code waits for the user: to answer an MCP server's form, or a
+                // teammate's question.
+                "elicitation_dialog" | "agent_needs_input" => {
+                    entity_type = EntityType::Permission;
+                    status = Some(Status::Blocked);
+                    severity = Severity::Warn;
+                }
                 "idle_prompt" => {
                     entity_type = EntityType::Session;
                     status = Some(Status::Idle);
                 }
+                "auth_success" => severity = Severity::Debug,
                 _ => {}
             }
             short(&message, 200)
@@ -224,13 +250,168 @@ pub fn map_hook(
             format!("Turn failed: {error}")
         }
         "PreCompact" => {
+            // Compaction is work the agent does on its own context: a task from Pre to Post.
+            entity_type = EntityType::Task;
+            status = Some(Status::Running);
+            entity_id = Some("compaction".into());
             let trigger = text(&payload, "trigger").unwrap_or_else(|| "manual".into());
             format!("Compacting context ({trigger})")
         }
         "PostCompact" => {
+            entity_type = EntityType::Task;
+            status = Some(Status::Success);
+            entity_id = Some("compaction".into());
             summary = text(&payload, "compact_summary").map(|s| short(&s, 400));
             let trigger = text(&payload, "trigger").unwrap_or_else(|| "manual".into());
             format!("Context compacted ({trigger})")
+        }
+        "PermissionDenied" => {
+            // The user (or a rule) said no: the wait is over and the agent goes on without the
+            // tool, so the session runs again; the denial shows as a warning.
+            entity_type = EntityType::Permission;
+            status = Some(Status::Running);
+            severity = Severity::Warn;
+            entity_id = tool_use_id.clone().or_else(|| tool.clone());
+            summary = text(&payload, "reason").map(|r| short(&r, 400));
+            format!("Permission denied: {}", tool_title(&tool_name, input))
+        }
+        "Elicitation" => {
+            // An MCP server asks the user for input: the agent waits for them.
+            entity_type = EntityType::Permission;
+            status = Some(Status::Blocked);
+            severity = Severity::Warn;
+            entity_id = text(&payload, "mcp_server_name");
+            summary = text(&payload, "message").map(|m| short(&m, 400));
+            format!(
+                "Input requested by {}",
+                text(&payload, "mcp_server_name").unwrap_or_else(|| "an MCP server".into())
+            )
+        }
+        "ElicitationResult" => {
+            entity_type = EntityType::Permission;
+            status = Some(Status::Running);
+            entity_id = text(&payload, "mcp_server_name");
+            let action = text(&payload, "action").unwrap_or_else(|| "answered".into());
+            if action != "accept" {
+                severity = Severity::Warn;
+            }
+            format!(
+                "Input for {}: {action}",
+                text(&payload, "mcp_server_name").unwrap_or_else(|| "an MCP server".into())
+            )
+        }
+        "TaskCreated" | "TaskCompleted" => {
+            // Agent teams: a task on the team's list, in the lane of the teammate it is for.
+            entity_type = EntityType::Task;
+            entity_id = text(&payload, "task_id");
+            natural_key = entity_id.clone();
+            summary = text(&payload, "task_description").map(|d| short(&d, 400));
+            if let Some((lane, name)) = teammate_lane(&payload) {
+                session_id = Some(lane);
+                parent = run_id.clone();
+                agent = name;
+            }
+            let subject = text(&payload, "task_subject")
+                .or_else(|| entity_id.clone())
+                .unwrap_or_else(|| "task".into());
+            if name == "TaskCreated" {
+                status = Some(Status::Queued);
+                format!("Task created: {}", short(&subject, 160))
+            } else {
+                status = Some(Status::Success);
+                format!("Task completed: {}", short(&subject, 160))
+            }
+        }
+        "TeammateIdle" => {
+            // A teammate finished its turn and waits: its lane is idle.
+            entity_type = EntityType::Session;
+            status = Some(Status::Idle);
+            if let Some((lane, name)) = teammate_lane(&payload) {
+                session_id = Some(lane);
+                parent = run_id.clone();
+                agent = name;
+            }
+            format!("Teammate {agent} idle")
+        }
+        "UserPromptExpansion" => {
+            entity_type = EntityType::Prompt;
+            entity_id = text(&payload, "prompt_id");
+            correlation = entity_id.clone();
+            let command = text(&payload, "command_name").unwrap_or_else(|| "command".into());
+            let args = text(&payload, "command_args").unwrap_or_default();
+            short(&format!("Command /{command} {args}"), 160)
+                .trim_end()
+                .to_string()
+        }
+        "MessageDisplay" => {
+            // Streaming display of assistant text: the transcript and OTel carry the message
+            // itself, so this copy is kept out of the way.
+            entity_type = EntityType::Message;
+            severity = Severity::Debug;
+            entity_id = text(&payload, "message_id");
+            format!(
+                "Displayed: {}",
+                short(&text(&payload, "delta").unwrap_or_default(), 120)
+            )
+        }
+        "PostToolBatch" => {
+            severity = Severity::Debug;
+            let calls = payload
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            format!("Tool batch finished ({calls} calls)")
+        }
+        "Setup" => {
+            severity = Severity::Debug;
+            let trigger = text(&payload, "trigger").unwrap_or_else(|| "init".into());
+            format!("Setup ({trigger})")
+        }
+        "InstructionsLoaded" => {
+            severity = Severity::Debug;
+            let file = text(&payload, "file_path").unwrap_or_else(|| "instructions".into());
+            format!("Instructions loaded: {}", short(&file, 160))
+        }
+        "FileChanged" => {
+            severity = Severity::Debug;
+            let file = text(&payload, "file_path").unwrap_or_else(|| "a file".into());
+            let how = text(&payload, "event").unwrap_or_else(|| "changed".into());
+            format!("File {how}: {}", short(&file, 160))
+        }
+        "CwdChanged" => format!(
+            "Working directory: {}",
+            short(&text(&payload, "new_cwd").unwrap_or_default(), 160)
+        ),
+        "DirectoryAdded" => format!(
+            "Directory added: {}",
+            short(&text(&payload, "directory").unwrap_or_default(), 160)
+        ),
+        "ConfigChange" => format!(
+            "Settings changed: {}",
+            short(
+                &text(&payload, "file_path")
+                    .or_else(|| text(&payload, "source"))
+                    .unwrap_or_default(),
+                160
+            )
+        ),
+        "WorktreeCreate" => format!(
+            "Worktree created: {}",
+            short(&text(&payload, "name").unwrap_or_default(), 160)
+        ),
+        "WorktreeRemove" => format!(
+            "Worktree removed: {}",
+            short(&text(&payload, "worktree_path").unwrap_or_default(), 160)
+        ),
+        "PreModelSwitch" | "PostModelSwitch" => {
+            let from = text(&payload, "from_model").unwrap_or_else(|| "?".into());
+            let to = text(&payload, "to_model").unwrap_or_else(|| "?".into());
+            if name == "PreModelSwitch" {
+                severity = Severity::Debug;
+                format!("Switching model: {from} → {to}")
+            } else {
+                format!("Model switched: {from} → {to}")
+            }
         }
         other => format!("Claude Code {other}"),
     };
@@ -256,13 +437,29 @@ pub fn map_hook(
         }
     }
 
+    // What the OTel routes need to place their events of the same calls (claude::link).
+    if let Some(agent_id) = text(&payload, "agent_id") {
+        if let Some(tid) = &tool_use_id {
+            link::note_tool_agent(tid, &agent_id);
+        }
+        if let Some(kind) = text(&payload, "agent_type") {
+            link::note_agent_type(&agent_id, &kind);
+        }
+    }
+    if let (Some(session), Some(prompt_id)) =
+        (text(&payload, "session_id"), text(&payload, "prompt_id"))
+    {
+        link::note_prompt(&session, &prompt_id, ts.millis());
+    }
+
     let event_id = match id {
         Some(id) => id,
         None => match (&natural_key, name.as_str()) {
             (
                 Some(key),
                 "PreToolUse" | "PostToolUse" | "PostToolUseFailure" | "PermissionRequest"
-                | "SubagentStart" | "SubagentStop",
+                | "PermissionDenied" | "SubagentStart" | "SubagentStop" | "TaskCreated"
+                | "TaskCompleted",
             ) => event_id(
                 "claude-hook",
                 &[session_id.as_deref().unwrap_or("-"), &name, key],
@@ -290,7 +487,7 @@ pub fn map_hook(
         .summary(summary)
         .duration_opt(duration)
         .metrics(metrics)
-        .correlation_id(tool_use_id)
+        .correlation_id(correlation)
         .tags(tool.map(|t| format!("tool:{t}")))
         .payload_value(payload)
         .build(now)
@@ -439,5 +636,118 @@ mod tests {
         assert_ne!(a.event_id, b.event_id);
         assert_eq!(b.duration_ms_f64(), Some(250.0));
         assert_eq!(a.title, "Bash: ls");
+    }
+
+    fn hook(body: Value) -> Event {
+        map_hook(body, None, Some(Timestamp(1_000)), now()).unwrap()
+    }
+
+    #[test]
+    fn waits_for_the_user_block_and_their_answers_end_the_block() {
+        for kind in [
+            "permission_prompt",
+            "elicitation_dialog",
+            "agent_needs_input",
+        ] {
+            let e = hook(json!({"session_id": "s", "hook_event_name": "Notification",
+                "notification_type": kind, "message": "Claude needs you"}));
+            assert_eq!(e.entity_type, EntityType::Permission, "{kind}");
+            assert_eq!(e.status, Some(Status::Blocked), "{kind}");
+        }
+        let denied = hook(
+            json!({"session_id": "s", "hook_event_name": "PermissionDenied",
+            "tool_name": "Bash", "tool_input": {"command": "rm -rf /"}, "tool_use_id": "toolu_d",
+            "reason": "user said no"}),
+        );
+        assert_eq!(denied.entity_type, EntityType::Permission);
+        assert_eq!(denied.status, Some(Status::Running));
+        assert_eq!(denied.severity, Severity::Warn);
+        assert_eq!(denied.correlation_id.as_deref(), Some("toolu_d"));
+        let answered = hook(
+            json!({"session_id": "s", "hook_event_name": "ElicitationResult",
+            "mcp_server_name": "jira", "action": "accept"}),
+        );
+        assert_eq!(answered.status, Some(Status::Running));
+        assert_eq!(answered.severity, Severity::Info);
+    }
+
+    #[test]
+    fn team_tasks_and_idle_teammates_are_in_the_teammates_lane() {
+        let created = hook(
+            json!({"session_id": "lead", "hook_event_name": "TaskCreated",
+            "task_id": "t1", "task_subject": "write tests", "teammate_name": "ana",
+            "team_name": "core"}),
+        );
+        assert_eq!(created.entity_type, EntityType::Task);
+        assert_eq!(created.status, Some(Status::Queued));
+        assert_eq!(
+            created.session_id.as_deref(),
+            Some("lead:teammate:core/ana")
+        );
+        assert_eq!(created.parent_session_id.as_deref(), Some("lead"));
+        assert_eq!(created.run_id.as_deref(), Some("lead"));
+        assert_eq!(created.agent.as_deref(), Some("ana"));
+        let done = hook(
+            json!({"session_id": "lead", "hook_event_name": "TaskCompleted",
+            "task_id": "t1", "task_subject": "write tests", "teammate_name": "ana",
+            "team_name": "core"}),
+        );
+        assert_eq!(done.status, Some(Status::Success));
+        assert_eq!(done.entity_id, created.entity_id);
+        assert_ne!(done.event_id, created.event_id);
+        let idle = hook(
+            json!({"session_id": "lead", "hook_event_name": "TeammateIdle",
+            "teammate_name": "ana", "team_name": "core"}),
+        );
+        assert_eq!(idle.entity_type, EntityType::Session);
+        assert_eq!(idle.status, Some(Status::Idle));
+        assert_eq!(idle.session_id, created.session_id);
+    }
+
+    #[test]
+    fn bookkeeping_is_debug_and_compaction_is_a_task() {
+        for name in [
+            "PostToolBatch",
+            "MessageDisplay",
+            "Setup",
+            "InstructionsLoaded",
+            "FileChanged",
+        ] {
+            let e = hook(json!({"session_id": "s", "hook_event_name": name}));
+            assert_eq!(e.severity, Severity::Debug, "{name}");
+        }
+        for name in [
+            "CwdChanged",
+            "ConfigChange",
+            "WorktreeCreate",
+            "WorktreeRemove",
+            "PostModelSwitch",
+        ] {
+            let e = hook(json!({"session_id": "s", "hook_event_name": name}));
+            assert_eq!(e.severity, Severity::Info, "{name}");
+            assert!(!e.title.starts_with("Claude Code"), "{name}: {}", e.title);
+        }
+        let pre =
+            hook(json!({"session_id": "s", "hook_event_name": "PreCompact", "trigger": "auto"}));
+        let post =
+            hook(json!({"session_id": "s", "hook_event_name": "PostCompact", "trigger": "auto"}));
+        assert_eq!(
+            (pre.entity_type, pre.status),
+            (EntityType::Task, Some(Status::Running))
+        );
+        assert_eq!(
+            (post.entity_type, post.status),
+            (EntityType::Task, Some(Status::Success))
+        );
+    }
+
+    #[test]
+    fn a_prompt_is_correlated_by_its_id() {
+        let e = hook(
+            json!({"session_id": "s", "hook_event_name": "UserPromptSubmit",
+            "prompt_id": "p-1", "prompt": "hello"}),
+        );
+        assert_eq!(e.entity_id.as_deref(), Some("p-1"));
+        assert_eq!(e.correlation_id.as_deref(), Some("p-1"));
     }
 }

@@ -2,5 +2,7 @@
 //! table used for transcript costs. Nothing here may block or steer the agent.
 
 pub mod hooks;
+pub mod link;
 pub mod pricing;
+pub mod spans;
 pub mod transcript;

@@ -243,6 +243,8 @@ pub fn map_line_results(
                         ),
                     )
                     .entity_id(&msg_id)
+                    // The OTel `api_request` log and `llm_request` span of the call share it.
+                    .correlation_id(request_id.clone())
                     .metrics(metrics)
                     .payload_value(
                         json!({"model": model, "message_id": msg_id, "request_id": request_id, "usage": u}),
@@ -259,6 +261,9 @@ pub fn map_line_results(
                     EntityType::Prompt,
                     format!("Prompt: {}", short(prompt, 120)),
                 )
+                // The hooks' `prompt_id` and OTel's `prompt.id` name the same prompt.
+                .entity_id(text(line, "promptId"))
+                .correlation_id(text(line, "promptId"))
                 .payload_value(json!({"prompt": prompt}));
                 out.push(e);
             }

@@ -1,0 +1,146 @@
+//! What one Claude Code route learns that another needs to place its events: which subagent a
+//! tool call ran in, what type a subagent is, and which prompt a turn answered.
+//!
+//! Claude Code reports one session through three routes that each see part of it: hooks carry
+//! `agent_id` and `prompt_id` on every payload, OpenTelemetry logs carry `prompt.id` but no
+//! `agent_id`, and trace spans carry `agent_id` on some spans and neither on the
+//! `claude_code.interaction` span of a turn. The routes share these small maps so that a tool
+//! call's OTel log and execution span land in the subagent session its hooks named, and a
+//! turn's span names the prompt it answered. A lookup that misses only means the event stays in
+//! the root session (or keeps its span id): placement is never wrong, only less precise.
+//!
+//! Every map is bounded ([`MAX_ENTRIES`]) and cleared whole when full, so a long-running hub's
+//! memory does not grow with the sessions it has seen. This module must never hold a lock while
+//! doing anything but a map operation.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+/// Entries per map before it is cleared: far more than the tool calls and subagents of the
+/// sessions a machine runs at once, small enough (a few MB) to never matter.
+pub const MAX_ENTRIES: usize = 20_000;
+/// Prompts remembered per session (a turn's span arrives within seconds of its prompt).
+const PROMPTS_PER_SESSION: usize = 16;
+
+struct Maps {
+    /// tool_use_id → the subagent (agent_id) that made the call.
+    tool_agent: HashMap<String, String>,
+    /// agent_id → agent type (`Explore`, `general-purpose`, ...).
+    agent_type: HashMap<String, String>,
+    /// session id → its recent prompts, (epoch ms, prompt id), oldest first.
+    prompts: HashMap<String, Vec<(i64, String)>>,
+}
+
+static MAPS: LazyLock<Mutex<Maps>> = LazyLock::new(|| {
+    Mutex::new(Maps {
+        tool_agent: HashMap::new(),
+        agent_type: HashMap::new(),
+        prompts: HashMap::new(),
+    })
+});
+
+fn with<T>(f: impl FnOnce(&mut Maps) -> T) -> T {
+    f(&mut MAPS.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn bounded_insert<V>(map: &mut HashMap<String, V>, key: String, value: V) {
+    if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+/// Records that `tool_use_id` was called by subagent `agent_id`.
+pub fn note_tool_agent(tool_use_id: &str, agent_id: &str) {
+    with(|m| {
+        bounded_insert(
+            &mut m.tool_agent,
+            tool_use_id.to_string(),
+            agent_id.to_string(),
+        )
+    });
+}
+
+/// The subagent that made a tool call, when a route has said so.
+pub fn tool_agent(tool_use_id: &str) -> Option<String> {
+    with(|m| m.tool_agent.get(tool_use_id).cloned())
+}
+
+/// Records a subagent's type.
+pub fn note_agent_type(agent_id: &str, agent_type: &str) {
+    with(|m| {
+        bounded_insert(
+            &mut m.agent_type,
+            agent_id.to_string(),
+            agent_type.to_string(),
+        )
+    });
+}
+
+/// A subagent's type, when a hook has said it.
+pub fn agent_type(agent_id: &str) -> Option<String> {
+    with(|m| m.agent_type.get(agent_id).cloned())
+}
+
+/// Records that `session` got prompt `prompt_id` at `at_ms` (a prompt seen twice, by a hook
+/// and by an OTel log, is kept once, at its earliest time).
+pub fn note_prompt(session: &str, prompt_id: &str, at_ms: i64) {
+    with(|m| {
+        if m.prompts.len() >= MAX_ENTRIES && !m.prompts.contains_key(session) {
+            m.prompts.clear();
+        }
+        let list = m.prompts.entry(session.to_string()).or_default();
+        match list.iter_mut().find(|(_, id)| id == prompt_id) {
+            Some(entry) => entry.0 = entry.0.min(at_ms),
+            None => {
+                list.push((at_ms, prompt_id.to_string()));
+                list.sort_by_key(|(at, _)| *at);
+                if list.len() > PROMPTS_PER_SESSION {
+                    list.remove(0);
+                }
+            }
+        }
+    });
+}
+
+/// The prompt a turn of `session` that ran until `until_ms` answered: the latest one given
+/// at or before then. Clocks of the routes differ by a few ms, so a prompt noted up to
+/// [`PROMPT_SLACK_MS`] after the turn's end still counts.
+pub fn prompt_before(session: &str, until_ms: i64) -> Option<String> {
+    with(|m| {
+        m.prompts.get(session).and_then(|list| {
+            list.iter()
+                .rev()
+                .find(|(at, _)| *at <= until_ms + PROMPT_SLACK_MS)
+                .map(|(_, id)| id.clone())
+        })
+    })
+}
+
+/// How far after a turn's end a prompt may be noted and still be the turn's (route clocks).
+pub const PROMPT_SLACK_MS: i64 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_prompt_before_a_turn_is_its_prompt() {
+        note_prompt("link-s1", "p1", 1_000);
+        note_prompt("link-s1", "p2", 5_000);
+        note_prompt("link-s1", "p1", 2_000);
+        assert_eq!(prompt_before("link-s1", 4_000).as_deref(), Some("p1"));
+        assert_eq!(prompt_before("link-s1", 9_000).as_deref(), Some("p2"));
+        assert_eq!(prompt_before("link-s1", 500), None);
+        assert_eq!(prompt_before("link-none", 9_000), None);
+    }
+
+    #[test]
+    fn tool_calls_remember_their_subagent() {
+        note_tool_agent("link-toolu", "agent-1");
+        note_agent_type("agent-1", "Explore");
+        assert_eq!(tool_agent("link-toolu").as_deref(), Some("agent-1"));
+        assert_eq!(agent_type("agent-1").as_deref(), Some("Explore"));
+        assert_eq!(tool_agent("link-other"), None);
+    }
+}

@@ -1,0 +1,678 @@
+//! The real Claude Code against a hub: the `claude` binary from npm (pinned in the test kit,
+//! installed into the test cache on first use) runs two turns of one session offline against a
+//! mock of the Anthropic Messages API in this file, with every hook event posted to the hub,
+//! and OpenTelemetry logs, metrics and trace spans exported to it; then the transcript source
+//! backfills the session's transcripts. The first turn runs a Bash command and an `Agent`
+//! subagent that runs one of its own; the second reads a file.
+//!
+//! What it checks is what issue 13 asks to see of one real session: the run's tree (the
+//! subagent under the root session), each tool call one lifecycle joined across hook, OTel log,
+//! span and transcript (one `correlation_id`, one session), the spans nested by parent, each
+//! turn joined to its prompt, the cost counted once and equal to what Claude Code itself
+//! reports, and no bookkeeping row above `debug`.
+//!
+//! It fails, saying why, when npm cannot install Claude Code or `curl` (the `SessionStart`
+//! hook, which must be a command) is missing; it never passes without running.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestHub;
+use common::peers::{claude_binary, claude_command};
+use serde_json::{Value, json};
+
+/// What the mock answered: (request id, input tokens, output tokens) per model request.
+type Answered = Arc<Mutex<Vec<(String, u64, u64)>>>;
+
+/// A tiny Anthropic Messages API: `POST /v1/messages` answered as a stream of Messages SSE
+/// events, scripted by what the conversation holds so far (see [`decide`]).
+struct MockApi {
+    url: String,
+    answered: Answered,
+}
+
+impl MockApi {
+    fn start(tag: &str) -> MockApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answered: Answered = Arc::default();
+        let (tag, answers) = (tag.to_string(), answered.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (tag, answers) = (tag.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    // A broken connection is the client's business; the test checks results.
+                    let _ = serve(stream, &tag, &answers);
+                });
+            }
+        });
+        MockApi { url, answered }
+    }
+}
+
+/// Reads one HTTP/1.1 request (Content-Length or chunked body): (request line, body).
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, Vec<u8>)> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut length = 0usize;
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+            break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    Ok((line, body))
+}
+
+fn serve(stream: TcpStream, tag: &str, answered: &Answered) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let (line, body) = read_request(&mut reader)?;
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, content_type, request_id, reply) = if !line.starts_with("POST /v1/messages") {
+        (404, "application/json", String::new(), b"{}".to_vec())
+    } else if line.contains("count_tokens") {
+        (
+            200,
+            "application/json",
+            String::new(),
+            br#"{"input_tokens": 10}"#.to_vec(),
+        )
+    } else {
+        let (blocks, stop) = decide(&request, tag);
+        let mut answers = answered.lock().unwrap();
+        let n = answers.len() as u64 + 1;
+        let request_id = format!("req_{tag}_{n}");
+        let (input, output) = (100 + n, 20 + n);
+        answers.push((request_id.clone(), input, output));
+        (
+            200,
+            "text/event-stream",
+            request_id,
+            sse(&request, n, input, output, &blocks, stop),
+        )
+    };
+    let head = format!(
+        "HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\nrequest-id: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        reply.len()
+    );
+    out.write_all(head.as_bytes())?;
+    out.write_all(&reply)?;
+    out.flush()
+}
+
+/// A content block of a scripted answer.
+enum Block {
+    Text(&'static str),
+    Tool(String, &'static str, Value),
+}
+
+fn text_of(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .map(|b| match b["text"].as_str() {
+                Some(t) => t.to_string(),
+                None => b.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The script. A subagent's conversation starts with its task (`SUBAGENT-JOB`): it runs one
+/// Bash command, then answers. The main conversation: turn 1 (`MAIN-TASK`) runs Bash, then
+/// the `Agent` tool, then answers; turn 2 (`SECOND-TURN`) reads README.md, then answers.
+/// Anything else (a side request) gets a short text.
+fn decide(request: &Value, tag: &str) -> (Vec<Block>, &'static str) {
+    let empty = vec![];
+    let messages = request["messages"].as_array().unwrap_or(&empty);
+    let first = messages.first().map(text_of).unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or(Value::Null);
+    let results: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .filter_map(|b| b["tool_use_id"].as_str().map(str::to_string))
+        .collect();
+    let has = |id: &str| results.iter().any(|r| r == &format!("{id}_{tag}"));
+    let id = |id: &str| format!("{id}_{tag}");
+    let all: String = messages.iter().map(text_of).collect::<Vec<_>>().join(" ");
+    if first.contains("SUBAGENT-JOB") {
+        return if has("toolu_sub_bash") {
+            (vec![Block::Text("subagent done")], "end_turn")
+        } else {
+            (
+                vec![Block::Tool(
+                    id("toolu_sub_bash"),
+                    "Bash",
+                    json!({"command": "echo from-subagent", "description": "sub echo"}),
+                )],
+                "tool_use",
+            )
+        };
+    }
+    let last_is_prompt = last["role"] == "user"
+        && !text_of(&last).contains("tool_result")
+        && text_of(&last).contains("SECOND-TURN");
+    if last_is_prompt {
+        return (
+            vec![Block::Tool(
+                id("toolu_read"),
+                "Read",
+                json!({"file_path": "README.md"}),
+            )],
+            "tool_use",
+        );
+    }
+    if results.last() == Some(&id("toolu_read")) {
+        return (vec![Block::Text("second turn done")], "end_turn");
+    }
+    if !all.contains("MAIN-TASK") {
+        return (vec![Block::Text("ok")], "end_turn");
+    }
+    if has("toolu_agent") {
+        return (vec![Block::Text("all done")], "end_turn");
+    }
+    if has("toolu_bash") {
+        return (
+            vec![Block::Tool(
+                id("toolu_agent"),
+                "Agent",
+                json!({"description": "sub job", "prompt": "SUBAGENT-JOB: run echo", "subagent_type": "general-purpose"}),
+            )],
+            "tool_use",
+        );
+    }
+    (
+        vec![
+            Block::Text("let me run it"),
+            Block::Tool(
+                id("toolu_bash"),
+                "Bash",
+                json!({"command": "echo hello-main", "description": "say hello"}),
+            ),
+        ],
+        "tool_use",
+    )
+}
+
+/// The Messages API's stream for one answer.
+fn sse(request: &Value, n: u64, input: u64, output: u64, blocks: &[Block], stop: &str) -> Vec<u8> {
+    let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": format!("msg_{n}"), "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1,
+            "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}}),
+    )];
+    for (i, block) in blocks.iter().enumerate() {
+        match block {
+            Block::Text(t) => {
+                events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})));
+                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}})));
+            }
+            Block::Tool(id, name, input) => {
+                events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}})));
+            }
+        }
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        ));
+    }
+    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}})));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    events
+        .into_iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Every hook event of this Claude Code version, each posted to the hub (`http`), but
+/// `SessionStart` and `Setup`, which take only `command` hooks: curl posts those.
+const HOOK_EVENTS: &[&str] = &[
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "Notification",
+    "UserPromptSubmit",
+    "UserPromptExpansion",
+    "SessionEnd",
+    "Stop",
+    "StopFailure",
+    "SubagentStart",
+    "SubagentStop",
+    "PreCompact",
+    "PostCompact",
+    "PermissionRequest",
+    "PermissionDenied",
+    "TeammateIdle",
+    "TaskCreated",
+    "TaskCompleted",
+    "Elicitation",
+    "ElicitationResult",
+    "ConfigChange",
+    "WorktreeCreate",
+    "WorktreeRemove",
+    "InstructionsLoaded",
+    "CwdChanged",
+    "FileChanged",
+    "MessageDisplay",
+];
+
+fn settings(hub: &str) -> Value {
+    let url = format!("{hub}/api/v1/hooks/claude");
+    let mut hooks = serde_json::Map::new();
+    for event in HOOK_EVENTS {
+        hooks.insert(
+            event.to_string(),
+            json!([{"hooks": [{"type": "http", "url": url}]}]),
+        );
+    }
+    for event in ["SessionStart", "Setup"] {
+        hooks.insert(
+            event.to_string(),
+            json!([{"hooks": [{"type": "command", "command": format!(
+                "curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}"
+            )}]}]),
+        );
+    }
+    json!({"hooks": hooks})
+}
+
+/// Runs one `claude -p` turn; returns its JSON result.
+fn turn(
+    hub: &TestHub,
+    api: &MockApi,
+    dirs: (&Path, &Path, &Path, &Path),
+    prompt: &str,
+    session: (&str, &str),
+) -> Value {
+    let (home, claude_dir, repo, settings) = dirs;
+    let out = claude_command(home, claude_dir, repo, &api.url)
+        .env("CLAUDE_CODE_ENABLE_TELEMETRY", "1")
+        .env("CLAUDE_CODE_ENHANCED_TELEMETRY_BETA", "1")
+        .env("OTEL_LOGS_EXPORTER", "otlp")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_TRACES_EXPORTER", "otlp")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &hub.url)
+        .env("OTEL_LOGS_EXPORT_INTERVAL", "500")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+        .args(["-p", prompt, "--output-format", "json"])
+        .args([session.0, session.1])
+        .arg("--settings")
+        .arg(settings)
+        .arg("--dangerously-skip-permissions")
+        .output()
+        .expect("claude runs");
+    assert!(
+        out.status.success(),
+        "claude -p failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("claude's JSON result ({e}): {stdout}"))
+}
+
+fn with_corr<'a>(events: &'a [Value], id: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["correlation_id"] == id)
+        .collect()
+}
+
+fn kinds(events: &[&Value]) -> BTreeSet<String> {
+    events
+        .iter()
+        .map(|e| e["source_event"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_real_claude_code_session_is_one_joined_run() {
+    let binary = claude_binary();
+    assert!(
+        std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "CLAUDE CODE TEST CANNOT RUN: curl is missing (the SessionStart hook must be a command)"
+    );
+    let started = Instant::now();
+    let mut hub = TestHub::start();
+    let config = hub.config();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tag = format!("{:x}", nanos & 0xffff_ffff_ffff);
+    let session = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (nanos >> 32) as u32,
+        (nanos >> 16) as u16,
+        (nanos & 0xfff) as u16,
+        std::process::id() & 0xfff,
+        nanos & 0xffff_ffff_ffff
+    );
+    let api = MockApi::start(&tag);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "# readme\n").unwrap();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "git {args:?} failed in {}", repo.display());
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "init"]);
+    let settings_file = tmp.path().join("settings.json");
+    std::fs::write(&settings_file, settings(&hub.url).to_string()).unwrap();
+    let dirs = (
+        home.as_path(),
+        config.claude_dir.as_path(),
+        repo.as_path(),
+        settings_file.as_path(),
+    );
+
+    let first = turn(
+        &hub,
+        &api,
+        dirs,
+        "MAIN-TASK: run echo, then a subagent",
+        ("--session-id", &session),
+    );
+    assert_eq!(first["result"], "all done", "{first}");
+    let second = turn(
+        &hub,
+        &api,
+        dirs,
+        "SECOND-TURN: read the readme",
+        ("--resume", &session),
+    );
+    assert_eq!(second["result"], "second turn done", "{second}");
+    let claude_cost =
+        first["total_cost_usd"].as_f64().unwrap() + second["total_cost_usd"].as_f64().unwrap();
+    let answered = api.answered.lock().unwrap().clone();
+    eprintln!(
+        "claude {} ran 2 turns, {} model requests, in {:?}",
+        binary.display(),
+        answered.len(),
+        started.elapsed()
+    );
+
+    // Hooks arrive as they fire; OTel is flushed when claude exits. Wait for both turns' spans
+    // and every request's usage, then let the transcripts add what only they know: their
+    // usage events are the same events (`claude-usage:<request id>`) and are not stored twice.
+    let mine = |e: &&Value| e["run_id"] == session.as_str();
+    hub.wait_for(
+        "both turns' spans and every request's usage",
+        Duration::from_secs(30),
+        |events| {
+            let run: Vec<&Value> = events.iter().filter(mine).collect();
+            run.iter()
+                .filter(|e| e["source_event"] == "claude_code.interaction")
+                .count()
+                == 2
+                && run
+                    .iter()
+                    .filter(|e| e["source_event"] == "claude_code.api_request")
+                    .count()
+                    == answered.len()
+                && run
+                    .iter()
+                    .filter(|e| e["source_event"] == "SessionEnd")
+                    .count()
+                    == 2
+        },
+    );
+    hub.start_adapters(
+        sightline_sources::REGISTRY,
+        &config,
+        &["claude-transcripts"],
+    );
+    let events = hub.wait_for("the transcripts", Duration::from_secs(30), |events| {
+        events
+            .iter()
+            .filter(mine)
+            .filter(|e| e["source_event"] == "transcript.tool_result")
+            .count()
+            >= 4
+    });
+    let run: Vec<Value> = events.iter().filter(mine).cloned().collect();
+
+    // The tree: the subagent is a child session of the root, and its work is in it.
+    let subagent = run
+        .iter()
+        .find(|e| e["source_event"] == "SubagentStart")
+        .expect("SubagentStart")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tree = &hub.get(&format!("/api/v1/sessions/{session}/tree"))["tree"];
+    let children: Vec<&str> = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["session_id"].as_str())
+        .collect();
+    assert_eq!(children, vec![subagent.as_str()], "{tree:#}");
+
+    // Each tool call is one lifecycle across hook, OTel log, span and transcript: one
+    // correlation, one session.
+    for (tool, session_of_call) in [
+        ("toolu_bash", session.as_str()),
+        ("toolu_agent", session.as_str()),
+        ("toolu_sub_bash", subagent.as_str()),
+        ("toolu_read", session.as_str()),
+    ] {
+        let id = format!("{tool}_{tag}");
+        let call = with_corr(&run, &id);
+        let seen = kinds(&call);
+        for needed in [
+            "PreToolUse",
+            "PostToolUse",
+            "claude_code.tool_decision",
+            "claude_code.tool_result",
+            "claude_code.tool",
+            "claude_code.tool.execution",
+            "transcript.tool_use",
+            "transcript.tool_result",
+        ] {
+            assert!(seen.contains(needed), "{id}: no {needed} in {seen:?}");
+        }
+        for e in &call {
+            assert_eq!(
+                e["session_id"], session_of_call,
+                "{id} outside its session: {e:#}"
+            );
+            assert_eq!(e["entity_id"], id.as_str(), "{e:#}");
+        }
+        let ends: Vec<&&Value> = call
+            .iter()
+            .filter(|e| e["entity_type"] == "tool" && e["status"] == "success")
+            .collect();
+        assert!(ends.len() >= 4, "{id}: {ends:#?}");
+    }
+
+    // The spans nest by parent: each tool span under its turn, its execution under it, the
+    // subagent's requests under the Agent tool's execution.
+    let span = |pred: &dyn Fn(&Value) -> bool| -> Value {
+        run.iter()
+            .find(|e| e["payload"]["span_id"].is_string() && pred(e))
+            .cloned()
+            .unwrap_or_else(|| panic!("no such span in {run:#?}"))
+    };
+    let agent_tool = span(&|e| {
+        e["source_event"] == "claude_code.tool"
+            && e["correlation_id"] == format!("toolu_agent_{tag}")
+    });
+    let agent_exec = span(&|e| {
+        e["source_event"] == "claude_code.tool.execution"
+            && e["correlation_id"] == format!("toolu_agent_{tag}")
+    });
+    let turn_one = span(&|e| {
+        e["source_event"] == "claude_code.interaction"
+            && e["payload"]["span_id"] == agent_tool["payload"]["parent_span_id"]
+    });
+    assert_eq!(
+        agent_exec["payload"]["parent_span_id"],
+        agent_tool["payload"]["span_id"]
+    );
+    let sub_requests: Vec<&Value> = run
+        .iter()
+        .filter(|e| {
+            e["source_event"] == "claude_code.llm_request" && e["session_id"] == subagent.as_str()
+        })
+        .collect();
+    assert_eq!(sub_requests.len(), 2, "{sub_requests:#?}");
+    for r in &sub_requests {
+        assert_eq!(
+            r["payload"]["parent_span_id"], agent_exec["payload"]["span_id"],
+            "{r:#}"
+        );
+        assert_eq!(r["parent_session_id"], session.as_str());
+    }
+
+    // Each turn is joined to its prompt: hook, OTel log, transcript and span share its id.
+    let prompts: BTreeSet<String> = run
+        .iter()
+        .filter(|e| e["source_event"] == "UserPromptSubmit")
+        .map(|e| e["entity_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    for prompt in &prompts {
+        let seen = kinds(&with_corr(&run, prompt));
+        for needed in [
+            "UserPromptSubmit",
+            "claude_code.user_prompt",
+            "transcript.user",
+            "claude_code.interaction",
+        ] {
+            assert!(
+                seen.contains(needed),
+                "prompt {prompt}: no {needed} in {seen:?}"
+            );
+        }
+    }
+    assert_eq!(turn_one["status"], "success");
+    assert_eq!(turn_one["entity_type"], "prompt");
+
+    // Cost once: one usage event per model request, and the run's sums are the mock's tokens
+    // and Claude Code's own cost.
+    let mut usage: BTreeMap<String, usize> = BTreeMap::new();
+    for e in run.iter().filter(|e| {
+        e["metrics"]["input_tokens"].is_number() || e["metrics"]["cost_usd"].is_number()
+    }) {
+        *usage
+            .entry(e["correlation_id"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let requests: BTreeMap<String, usize> =
+        answered.iter().map(|(r, _, _)| (r.clone(), 1)).collect();
+    assert_eq!(usage, requests, "usage events per request");
+    let summary = &hub.get(&format!("/api/v1/runs/{session}"))["run"];
+    let (input, output) = answered
+        .iter()
+        .fold((0, 0), |(i, o), (_, a, b)| (i + a, o + b));
+    assert_eq!(
+        summary["input_tokens"].as_f64(),
+        Some(input as f64),
+        "{summary:#}"
+    );
+    assert_eq!(
+        summary["output_tokens"].as_f64(),
+        Some(output as f64),
+        "{summary:#}"
+    );
+    let cost = summary["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - claude_cost).abs() < 1e-9,
+        "run cost {cost} != Claude Code's {claude_cost}"
+    );
+
+    // Bookkeeping is kept, at debug, and nothing of it above.
+    let bookkeeping = |e: &&Value| {
+        let name = e["source_event"].as_str().unwrap_or("");
+        name.contains("hook_registered")
+            || name.contains("hook_execution")
+            || name == "PostToolBatch"
+            || name == "MessageDisplay"
+    };
+    let kept: Vec<&Value> = run.iter().filter(bookkeeping).collect();
+    assert!(kept.len() >= 30, "bookkeeping rows kept: {}", kept.len());
+    for e in &kept {
+        assert_eq!(e["severity"], "debug", "{e:#}");
+    }
+    // Nothing of the session is left to the generic "Claude Code <name>" row at info.
+    let generic: Vec<&str> = run
+        .iter()
+        .filter(|e| e["severity"] == "info")
+        .filter(|e| {
+            let name = e["source_event"].as_str().unwrap_or("");
+            let name = name.strip_prefix("claude_code.").unwrap_or(name);
+            e["title"] == format!("Claude Code {name}")
+        })
+        .filter_map(|e| e["title"].as_str())
+        .collect();
+    assert!(generic.is_empty(), "unmapped info rows: {generic:?}");
+    eprintln!(
+        "{} events in the run, {} of them debug bookkeeping; {:?} in all",
+        run.len(),
+        kept.len(),
+        started.elapsed()
+    );
+    hub.stop();
+}
