@@ -95,6 +95,10 @@ lean target/debug/deps target/debug/build target/debug/.fingerprint target/debug
 export SIGHTLINE_BIN="$PWD/target/debug/sightline"
 suite "api: schemathesis from /openapi.json, no 5xx" bash scripts/schemathesis.sh 25
 suite "python agent (3.11, 3.12, 3.13, 3.14)" bash python/run-tests.sh
+# The release archive from the debug binary and one agent wheel (CPython 3.12; the full matrix is
+# scripts/dist.sh's): run from an empty directory with an empty HOME serving the dashboard, the
+# agent installed into a clean venv by `sightline agent install`, a traced program's calls stored.
+suite "dist: archive in a clean directory, agent wheel in a clean venv" bash scripts/dist-test.sh
 # The JavaScript client's tests and the dashboard's both drive the system's headless Chromium.
 need_chromium
 if [ -f clients/js/package.json ]; then

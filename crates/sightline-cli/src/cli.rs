@@ -48,6 +48,29 @@ pub enum Command {
     Hook(HookArgs),
     /// Install (or --uninstall) the hooks or plugin that send events to the hub: claude, opencode.
     Install(InstallArgs),
+    /// The Python tracing agent: `sightline agent install [--python PY]` installs it into an
+    /// interpreter from the wheels shipped beside this binary.
+    Agent(crate::commands::agent::AgentArgs),
+    /// Print the shell completion script for bash, zsh or fish (used by scripts/dist.sh).
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Write the man pages (sightline.1 and one per subcommand) into a directory (used by
+    /// scripts/dist.sh).
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! One file per subcommand; this module only dispatches.
 
+pub mod agent;
 pub mod attach;
+mod completions;
 mod export;
 mod hook;
 mod import;
@@ -29,5 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Install(args) => install::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Attach(args) => attach::run(&args),
+        Command::Agent(args) => agent::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }

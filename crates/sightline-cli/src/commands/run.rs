@@ -65,7 +65,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         match python_agent_dir(program) {
             Ok(dir) => return run_python(args, &run_id, &dir),
             Err(why) => eprintln!(
-                "sightline: not tracing Python functions: {why}; watching the process from outside"
+                "sightline: not tracing Python functions: {why}\nsightline: watching the process from outside instead"
             ),
         }
     }
@@ -194,8 +194,9 @@ fn interpreter(program: &str) -> String {
     }
 }
 
-/// Asks the program's interpreter where the agent's bootstrap directory is.
-fn python_agent_dir(program: &str) -> Result<PathBuf, String> {
+/// Asks the program's interpreter where the agent's bootstrap directory is; when the agent is
+/// missing, the error carries the exact command that installs it (`commands/agent.rs`).
+pub(crate) fn python_agent_dir(program: &str) -> Result<PathBuf, String> {
     let py = interpreter(program);
     let out = Command::new(&py)
         .args([
@@ -208,7 +209,8 @@ fn python_agent_dir(program: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("could not run {py}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "the sightline agent is not installed for {py} (install the `sightline` package from python/ into that interpreter)"
+            "the sightline agent is not installed for {py}; install it with:\n  {}",
+            crate::commands::agent::install_hint(&py)
         ));
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
