@@ -302,13 +302,13 @@ fn start_indexer(
     Ok((tx, handle))
 }
 
-impl Store {
 /// A retention as the writer reads it: milliseconds, 0 for forever (a zero duration, too, keeps
 /// everything rather than deleting every event at once).
 fn retention_ms(keep: Option<Duration>) -> u64 {
     keep.map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
+impl Store {
     /// Opens (creating and migrating if needed) and starts the writer thread.
     pub fn open(config: StoreConfig, on_commit: OnCommit) -> Result<Store, StoreError> {
         let mut conn = open_writer_connection(&config.path, config.synchronous_full)?;
@@ -334,10 +334,10 @@ fn retention_ms(keep: Option<Duration>) -> u64 {
         let stats = Arc::new(WriterStats::default());
         stats.head_seq.store(head, Ordering::Release);
         stats.stored.store(stored as u64, Ordering::Relaxed);
-        // The channel bounds jobs; `depth` bounds events (what memory actually holds).
         stats
             .retention_ms
             .store(retention_ms(config.retention), Ordering::Relaxed);
+        // The channel bounds jobs; `depth` bounds events (what memory actually holds).
         let codec = Arc::new(load_dictionaries(&conn)?);
         let (tx, rx) = sync_channel(4096);
         let (index_tx, indexer) = start_indexer(&config, &conn, &epoch, stats.clone())?;
@@ -496,7 +496,6 @@ fn retention_ms(keep: Option<Duration>) -> u64 {
         &self.inner.path
     }
 
-    pub fn stats(&self) -> &WriterStats {
     /// Changes how long events are kept (`None`: forever); the writer's next sweep uses it.
     pub fn set_retention(&self, keep: Option<Duration>) {
         self.inner
@@ -513,6 +512,7 @@ fn retention_ms(keep: Option<Duration>) -> u64 {
         }
     }
 
+    pub fn stats(&self) -> &WriterStats {
         &self.inner.stats
     }
 
