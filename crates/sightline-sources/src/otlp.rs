@@ -1259,3 +1259,150 @@ fn number(v: Option<number_data_point::Value>) -> f64 {
         None => 0.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use proptest::prelude::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..KeyValue::default()
+        }
+    }
+
+    /// One generated span: its index, its parent's index (any index: a cycle, itself, or a
+    /// span never sent are all allowed), its GenAI operation, whether it names a conversation.
+    type SpanPlan = (usize, Option<usize>, u8, bool);
+
+    fn span(trace: [u8; 16], plan: &SpanPlan, conversation: &str) -> Span {
+        let (i, parent, op, names) = *plan;
+        let id = |n: usize| ((n as u64) + 1).to_be_bytes().to_vec();
+        let mut attributes = Vec::new();
+        match op % 4 {
+            0 => attributes.push(kv("gen_ai.operation.name", "invoke_agent")),
+            1 => attributes.push(kv("gen_ai.operation.name", "execute_tool")),
+            2 => attributes.push(kv("gen_ai.operation.name", "chat")),
+            _ => {}
+        }
+        if names {
+            attributes.push(kv("gen_ai.conversation.id", conversation));
+        }
+        Span {
+            trace_id: trace.to_vec(),
+            span_id: id(i),
+            parent_span_id: parent.map(id).unwrap_or_default(),
+            name: format!("span {i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            end_time_unix_nano: 1_700_000_000_000_000_100 + i as u64,
+            attributes,
+            ..Span::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn plans() -> impl Strategy<Value = Vec<SpanPlan>> {
+        prop::collection::vec(
+            (
+                prop::option::weighted(0.8, 0usize..12),
+                any::<u8>(),
+                any::<bool>(),
+            ),
+            1..12,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (p, op, names))| (i, p, op, names))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever the shape of a trace (parents sent later, in other requests, missing or
+        /// cyclic; conversation ids on any spans), however its spans are split into requests
+        /// and in whatever order they come, every span of it lands in one run, and every span
+        /// has a session.
+        #[test]
+        fn a_trace_is_one_run_however_it_arrives(
+            plans in plans(),
+            cuts in prop::collection::vec(any::<bool>(), 12),
+            reverse in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut trace = [0u8; 16];
+            trace[..8].copy_from_slice(&seed.to_be_bytes());
+            trace[8..].copy_from_slice(&(plans.len() as u64 + 1).to_be_bytes());
+            let conversation = format!("conv-{seed}");
+            let mut spans: Vec<Span> = plans.iter().map(|p| span(trace, p, &conversation)).collect();
+            if reverse {
+                spans.reverse();
+            }
+            let mut runs = std::collections::BTreeSet::new();
+            let mut batch = Vec::new();
+            for (i, s) in spans.into_iter().enumerate() {
+                batch.push(s);
+                if cuts[i % cuts.len()] {
+                    let collected = decode_traces(&request(std::mem::take(&mut batch)), Encoding::Protobuf, Timestamp::now()).unwrap();
+                    prop_assert!(collected.errors.is_empty());
+                    for e in collected.events {
+                        prop_assert!(e.session_id.is_some());
+                        runs.insert(e.run_id.clone());
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let collected = decode_traces(&request(batch), Encoding::Protobuf, Timestamp::now()).unwrap();
+                for e in collected.events {
+                    prop_assert!(e.session_id.is_some());
+                    runs.insert(e.run_id.clone());
+                }
+            }
+            prop_assert_eq!(runs.len(), 1, "{:?}", runs);
+        }
+    }
+
+    #[test]
+    fn a_conversation_in_the_first_export_of_each_trace_links_them() {
+        let conversation = "conv-link-test";
+        for seed in [1u8, 2] {
+            let trace = [seed; 16];
+            let plans = [
+                (0, None, 0, true),
+                (1, Some(0), 1, false),
+                (2, Some(0), 0, false),
+                (3, Some(2), 2, false),
+            ];
+            let spans = plans.iter().map(|p| span(trace, p, conversation)).collect();
+            let events = decode_traces(&request(spans), Encoding::Protobuf, Timestamp::now())
+                .unwrap()
+                .events;
+            for e in &events {
+                assert_eq!(e.run_id.as_deref(), Some(conversation));
+            }
+            // The nested agent (span 2) is a session under the root's; its chat is in it.
+            let nested = &events[2];
+            assert_eq!(nested.session_id.as_deref(), Some("0000000000000003"));
+            assert_eq!(nested.parent_session_id.as_deref(), Some(conversation));
+            assert_eq!(events[3].session_id.as_deref(), Some("0000000000000003"));
+            assert_eq!(events[1].session_id.as_deref(), Some(conversation));
+        }
+    }
+}

@@ -750,4 +750,149 @@ mod tests {
         assert_eq!(e.entity_id.as_deref(), Some("p-1"));
         assert_eq!(e.correlation_id.as_deref(), Some("p-1"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Every hook event name Claude Code 2.1.197 sends, and two it may send later.
+        const NAMES: &[&str] = &[
+            "PreToolUse",
+            "PostToolUse",
+            "PostToolUseFailure",
+            "PostToolBatch",
+            "Notification",
+            "UserPromptSubmit",
+            "UserPromptExpansion",
+            "SessionStart",
+            "SessionEnd",
+            "Stop",
+            "StopFailure",
+            "SubagentStart",
+            "SubagentStop",
+            "PreCompact",
+            "PostCompact",
+            "PermissionRequest",
+            "PermissionDenied",
+            "Setup",
+            "TeammateIdle",
+            "TaskCreated",
+            "TaskCompleted",
+            "Elicitation",
+            "ElicitationResult",
+            "ConfigChange",
+            "WorktreeCreate",
+            "WorktreeRemove",
+            "InstructionsLoaded",
+            "CwdChanged",
+            "FileChanged",
+            "MessageDisplay",
+            "PreModelSwitch",
+            "PostModelSwitch",
+        ];
+        /// The fields the mapping reads, so generated payloads exercise every branch.
+        const FIELDS: &[&str] = &[
+            "agent_id",
+            "agent_type",
+            "tool_name",
+            "tool_input",
+            "tool_use_id",
+            "tool_response",
+            "prompt",
+            "prompt_id",
+            "notification_type",
+            "message",
+            "title",
+            "teammate_name",
+            "team_name",
+            "task_id",
+            "task_subject",
+            "task_description",
+            "mcp_server_name",
+            "action",
+            "reason",
+            "error",
+            "error_details",
+            "is_interrupt",
+            "duration_ms",
+            "tool_calls",
+            "delta",
+            "message_id",
+            "trigger",
+            "file_path",
+            "new_cwd",
+            "from_model",
+            "to_model",
+            "source",
+            "model",
+            "last_assistant_message",
+            "compact_summary",
+        ];
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<f64>().prop_map(|n| json!(n)),
+                // Keys with NUL are refused by validation (docs/CONTRACT.md §2.3), by design.
+                "[^\\x00]{0,40}".prop_map(Value::String),
+                prop::sample::select(vec![
+                    "permission_prompt",
+                    "idle_prompt",
+                    "agent_needs_input",
+                    "elicitation_dialog",
+                    "auth_success",
+                    "accept",
+                    "decline"
+                ])
+                .prop_map(|s| Value::String(s.into())),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Any payload of any hook name, with any values in the fields the mapping reads,
+            /// maps without panicking into a valid event of the hook's run; a payload without
+            /// a session still maps, and only a missing hook name is refused.
+            #[test]
+            fn any_hook_payload_maps_into_its_run(
+                name in prop::sample::select(NAMES.to_vec()),
+                fields in prop::collection::btree_map(prop::sample::select(FIELDS.to_vec()), json_value(), 0..10),
+                session in prop::option::of("[a-z0-9-]{1,40}"),
+            ) {
+                let mut payload = serde_json::Map::new();
+                for (k, v) in fields {
+                    payload.insert(k.to_string(), v);
+                }
+                payload.insert("hook_event_name".into(), json!(name));
+                if let Some(s) = &session {
+                    payload.insert("session_id".into(), json!(s));
+                }
+                let e = map_hook(Value::Object(payload), None, Some(Timestamp(1_000)), now());
+                let e = e.map_err(TestCaseError::fail)?;
+                prop_assert_eq!(e.run_id.as_deref(), session.as_deref());
+                prop_assert_eq!(e.source_event.as_str(), name);
+                if matches!(name, "PostToolBatch" | "MessageDisplay" | "Setup" | "InstructionsLoaded" | "FileChanged" | "PreModelSwitch") {
+                    prop_assert_eq!(e.severity, Severity::Debug);
+                }
+            }
+
+            /// Anything that is not an object, or an object without a hook name, is refused
+            /// with a message, never a panic.
+            #[test]
+            fn a_non_hook_is_refused(v in json_value()) {
+                let is_hook = v.get("hook_event_name").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                let result = map_hook(v, None, None, now());
+                if !is_hook {
+                    prop_assert!(result.is_err());
+                }
+            }
+        }
+    }
 }
