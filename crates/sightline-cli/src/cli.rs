@@ -204,8 +204,9 @@ pub struct HookArgs {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// What to install into: claude or opencode.
-    #[arg(value_parser = ["claude", "opencode"])]
+    /// What to install into: claude, opencode, codex (its `config.toml` `[otel]` section) or
+    /// gemini (its `settings.json` `telemetry`).
+    #[arg(value_parser = ["claude", "opencode", "codex", "gemini"])]
     pub target: String,
     /// The project's settings (.claude/settings.json or .opencode/plugins/) in the current directory.
     #[arg(long, conflicts_with = "user")]

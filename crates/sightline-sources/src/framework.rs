@@ -54,6 +54,11 @@ pub struct AdapterConfig {
     pub checkpoint_path: PathBuf,
     /// Claude Code's config dir (`CLAUDE_CONFIG_DIR` or `~/.claude`); transcripts are under `projects/`.
     pub claude_dir: PathBuf,
+    /// Codex CLI's home (`CODEX_HOME` or `~/.codex`); rollouts are under `sessions/`.
+    pub codex_dir: PathBuf,
+    /// Gemini CLI's home (`GEMINI_CLI_HOME`'s `.gemini` or `~/.gemini`); session logs are under
+    /// `tmp/<project>/chats/`.
+    pub gemini_dir: PathBuf,
     /// The OpenCode server to subscribe to (`SIGHTLINE_OPENCODE_URL`, default `http://127.0.0.1:4096`).
     pub opencode_url: String,
     /// `OPENCODE_SERVER_PASSWORD`, for Basic auth.
@@ -90,6 +95,12 @@ impl AdapterConfig {
             claude_dir: env("CLAUDE_CONFIG_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| home.join(".claude")),
+            codex_dir: env("CODEX_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".codex")),
+            gemini_dir: env("GEMINI_CLI_HOME")
+                .map(|h| PathBuf::from(h).join(".gemini"))
+                .unwrap_or_else(|| home.join(".gemini")),
             opencode_url: env("SIGHTLINE_OPENCODE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:4096".into()),
             opencode_password: env("OPENCODE_SERVER_PASSWORD"),

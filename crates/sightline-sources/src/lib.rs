@@ -7,16 +7,18 @@
 //!   them; this crate never sees HTTP. Claude Code hooks, the OpenCode plugin, OTLP, Docker
 //!   telemetry, workflow updates.
 //! - **background sources** ([`REGISTRY`]): an implementation of [`framework::Adapter`] run by
-//!   [`framework::Adapters`], selected by `serve --source`. Transcript tailer, OpenCode stream,
-//!   JSONL replay, log parser, tmux.
+//!   [`framework::Adapters`], selected by `serve --source`. Transcript tailer, Codex rollouts,
+//!   Gemini session logs, OpenCode stream, JSONL replay, log parser, tmux.
 //!
 //! To add one: a file here, and one line in [`endpoints`] or [`REGISTRY`]. Sources must never
 //! write to the store directly, never depend on the server, and never let one source's failure
 //! stop another; their health is reported through the core's health registry.
 
 pub mod claude;
+pub mod codex;
 pub mod docker;
 pub mod framework;
+pub mod gemini;
 pub mod logparse;
 pub mod opencode;
 pub mod otlp;
@@ -38,6 +40,16 @@ pub const REGISTRY: &[Registration] = &[
         name: claude::transcript::NAME,
         default_on: true,
         build: claude::transcript::TranscriptAdapter::build,
+    },
+    Registration {
+        name: codex::NAME,
+        default_on: true,
+        build: codex::CodexAdapter::build,
+    },
+    Registration {
+        name: gemini::NAME,
+        default_on: true,
+        build: gemini::GeminiAdapter::build,
     },
     Registration {
         name: opencode::NAME,

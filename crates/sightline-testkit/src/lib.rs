@@ -167,6 +167,8 @@ impl TestHub {
     pub fn config(&self) -> AdapterConfig {
         let mut c = AdapterConfig::from_env(&self.dir.path().join("data"), &self.db);
         c.claude_dir = self.dir.path().join("claude");
+        c.codex_dir = self.dir.path().join("codex");
+        c.gemini_dir = self.dir.path().join("gemini");
         c.opencode_spool = self.dir.path().join("jsonl");
         c.jsonl_paths = vec![c.opencode_spool.clone()];
         c.log_files = vec![];

@@ -186,3 +186,124 @@ pub fn claude_command(home: &Path, claude_dir: &Path, cwd: &Path, api_url: &str)
         .env("TERM", "dumb");
     cmd
 }
+
+/// The Codex CLI version the real-binary tests pin: the rollout lines and telemetry they check
+/// are this version's.
+pub const CODEX_VERSION: &str = "0.171.0";
+/// The Gemini CLI version the real-binary tests pin.
+pub const GEMINI_CLI_VERSION: &str = "0.61.0";
+
+/// Installs `package` with npm into `<cache>/<dir>` unless `find` already finds what is needed
+/// there; `what` names the peer in the failure ("CODEX TEST CANNOT RUN: ...").
+fn npm_peer(what: &str, dir: &str, package: &str, find: fn(&Path) -> Option<PathBuf>) -> PathBuf {
+    let dir = cache_dir().join(dir);
+    if let Some(p) = find(&dir) {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"sightline-peer-test","private":true}"#,
+    )
+    .unwrap();
+    let out = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", package])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{what} TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
+        });
+    assert!(
+        out.status.success(),
+        "{what} TEST CANNOT RUN: `npm install {package}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    find(&dir).unwrap_or_else(|| {
+        panic!(
+            "{what} TEST CANNOT RUN: {package} installed but nothing to run in {}",
+            dir.display()
+        )
+    })
+}
+
+/// The native `codex` binary of `@openai/codex` at [`CODEX_VERSION`], installed once into the
+/// cache (the platform package ships it under `vendor/<target>/bin`; the JS wrapper only
+/// finds and starts it).
+pub fn codex_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            npm_peer(
+                "CODEX",
+                &format!("codex-{CODEX_VERSION}"),
+                &format!("@openai/codex@{CODEX_VERSION}"),
+                installed_codex,
+            )
+        })
+        .clone()
+}
+
+fn installed_codex(dir: &Path) -> Option<PathBuf> {
+    let (package, target) = match (cfg!(target_os = "macos"), cfg!(target_arch = "aarch64")) {
+        (false, false) => ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+        (false, true) => ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+        (true, false) => ("codex-darwin-x64", "x86_64-apple-darwin"),
+        (true, true) => ("codex-darwin-arm64", "aarch64-apple-darwin"),
+    };
+    let p = dir.join(format!(
+        "node_modules/@openai/{package}/vendor/{target}/bin/codex"
+    ));
+    p.exists().then_some(p)
+}
+
+/// Gemini CLI's entry script (`bundle/gemini.js` of `@google/gemini-cli` at
+/// [`GEMINI_CLI_VERSION`]), installed once into the cache; run it with `node`.
+pub fn gemini_script() -> PathBuf {
+    static SCRIPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            npm_peer(
+                "GEMINI CLI",
+                &format!("gemini-{GEMINI_CLI_VERSION}"),
+                &format!("@google/gemini-cli@{GEMINI_CLI_VERSION}"),
+                |dir| {
+                    let p = dir.join("node_modules/@google/gemini-cli/bundle/gemini.js");
+                    p.exists().then_some(p)
+                },
+            )
+        })
+        .clone()
+}
+
+/// `codex` isolated in `codex_home` (`CODEX_HOME` and `HOME`), run from `cwd`, with the key the
+/// mock provider's `env_key = "SIGHTLINE_MOCK_KEY"` names. Add arguments and run.
+pub fn codex_command(codex_home: &Path, cwd: &Path) -> Command {
+    let mut cmd = Command::new(codex_binary());
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", codex_home)
+        .env("CODEX_HOME", codex_home)
+        .env("SIGHTLINE_MOCK_KEY", "mock")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// `node gemini.js` isolated in `home` (its `~/.gemini` is `home/.gemini`), talking only to
+/// `api_url` (a Gemini API mock, through `GOOGLE_GEMINI_BASE_URL`), the workspace `cwd`
+/// trusted. Add arguments and run.
+pub fn gemini_command(home: &Path, cwd: &Path, api_url: &str) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(gemini_script())
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("GEMINI_API_KEY", "mock")
+        .env("GOOGLE_GEMINI_BASE_URL", api_url)
+        .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::null());
+    cmd
+}

@@ -1,5 +1,13 @@
-//! `sightline install claude|opencode`: writes the hook entries (Claude Code `settings.json`) or
-//! the forwarding plugin (OpenCode) that send events to the hub.
+//! `sightline install claude|opencode|codex|gemini`: writes the hook entries (Claude Code
+//! `settings.json`), the forwarding plugin (OpenCode), or the OpenTelemetry settings (Codex CLI's
+//! `config.toml` `[otel]` section, Gemini CLI's `settings.json` `telemetry` block) that send
+//! events to the hub.
+//!
+//! Codex's `config.toml` is edited as text, never re-serialised, so the user's comments and
+//! layout stay: our `[otel]` table sits between two marker comments at the end of the file and
+//! is replaced or removed as a whole; a file that already has an `[otel]` table of its own is
+//! refused (TOML forbids two, and it is the user's). Gemini's `telemetry` block is ours when its
+//! `otlpEndpoint` is the hub's URL; a different one is replaced only after a backup, and said so.
 //!
 //! Idempotent: running it twice changes nothing the second time. It keeps every hook the user
 //! wrote, replaces only entries that are ours (a command running `sightline … hook`, or an http
@@ -53,8 +61,10 @@ pub fn run(args: &InstallArgs) -> anyhow::Result<i32> {
     match args.target.as_str() {
         "claude" => install_claude(args),
         "opencode" => install_opencode(args),
+        "codex" => install_codex(args),
+        "gemini" => install_gemini(args),
         other => Err(Exit::config(format!(
-            "unknown target `{other}`; use claude or opencode"
+            "unknown target `{other}`; use claude, opencode, codex or gemini"
         ))),
     }
 }
@@ -242,6 +252,14 @@ fn resolve_links(path: &Path) -> anyhow::Result<PathBuf> {
 /// Replaces the file `path` (or its symlink's target) with `value`, atomically: a temporary
 /// file in the same directory, given the old file's mode and owner, renamed over it.
 fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_bytes(path, text.as_bytes())
+}
+
+/// Replaces the file `path` (or its symlink's target) with `bytes`, atomically (see
+/// [`write_json`]).
+fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let target = resolve_links(path)?;
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -254,8 +272,6 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
         .as_ref()
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
     let cannot = |e: std::io::Error| {
         anyhow::anyhow!(
             "cannot write {} ({e}); check that its directory {} is writable",
@@ -269,7 +285,7 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(cannot)?;
-    tmp.write_all(text.as_bytes()).map_err(cannot)?;
+    tmp.write_all(bytes).map_err(cannot)?;
     tmp.as_file().sync_all().map_err(cannot)?;
     if let Some(m) = &old {
         // Root installing into another user's settings leaves them the user's (best effort:
@@ -461,6 +477,224 @@ fn install_opencode(args: &InstallArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Opens and closes our block in Codex's `config.toml`.
+const CODEX_BEGIN: &str = "# >>> sightline: written by `sightline install codex`; remove with `sightline install codex --uninstall`";
+const CODEX_END: &str = "# <<< sightline";
+
+fn codex_config_path(args: &InstallArgs) -> PathBuf {
+    if let Some(p) = &args.settings {
+        return p.clone();
+    }
+    if args.project {
+        return PathBuf::from(".codex").join("config.toml");
+    }
+    std::env::var_os("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".codex"))
+        .join("config.toml")
+}
+
+/// Our `[otel]` table: Codex's log events, as OTLP/HTTP protobuf, to the hub's `/v1/logs`.
+/// Prompts are logged (the hub is local and redacts); traces are left off (Codex exports
+/// hundreds of internal spans per turn, none of which the hub maps).
+pub fn codex_block(url: &str) -> String {
+    let endpoint = toml_string(&format!("{}/v1/logs", url.trim_end_matches('/')));
+    format!(
+        "{CODEX_BEGIN}\n[otel]\nlog_user_prompt = true\nexporter = {{ otlp-http = {{ endpoint = {endpoint}, protocol = \"binary\" }} }}\n{CODEX_END}\n"
+    )
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    // JSON string escapes are valid TOML basic-string escapes.
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+/// `text` without our block (and the blank line we put before it); `None` when it has none.
+pub fn strip_codex_block(text: &str) -> Option<String> {
+    let start = text.find(CODEX_BEGIN)?;
+    let end = text[start..]
+        .find(CODEX_END)
+        .map(|i| start + i + CODEX_END.len())?;
+    let end = if text[end..].starts_with('\n') {
+        end + 1
+    } else {
+        end
+    };
+    let head = text[..start].strip_suffix('\n').unwrap_or(&text[..start]);
+    let head = head
+        .strip_suffix('\n')
+        .map(|h| format!("{h}\n"))
+        .unwrap_or(head.to_string());
+    Some(format!("{head}{}", &text[end..]))
+}
+
+/// The config with our block in place of any earlier one (at the end), or without it.
+pub fn merge_codex(text: &str, url: &str, uninstall: bool) -> Result<String, String> {
+    let base = strip_codex_block(text).unwrap_or_else(|| text.to_string());
+    let parsed: toml::Table = base
+        .parse()
+        .map_err(|e| format!("is not valid TOML ({e}); fix it first"))?;
+    if uninstall {
+        return Ok(base);
+    }
+    if parsed.contains_key("otel") {
+        return Err(
+            "already has an [otel] section of its own; point its exporter at the hub's /v1/logs \
+             yourself, or remove it and run this again"
+                .into(),
+        );
+    }
+    let mut out = base;
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&codex_block(url));
+    // What Codex will read must still be valid TOML.
+    out.parse::<toml::Table>()
+        .map_err(|e| format!("would not be valid TOML after the change ({e}); please report it"))?;
+    Ok(out)
+}
+
+fn install_codex(args: &InstallArgs) -> anyhow::Result<i32> {
+    let path = codex_config_path(args);
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
+    };
+    let before = existing.clone().unwrap_or_default();
+    let after = merge_codex(&before, &args.url, args.uninstall)
+        .map_err(|e| Exit::config(format!("{} {e}", path.display())))?;
+    let message = match (args.uninstall, after == before) {
+        (true, true) => "nothing of sightline's was installed".to_string(),
+        (true, false) => "removed sightline's [otel] section".to_string(),
+        (false, true) => "already installed; nothing changed".to_string(),
+        (false, false) => format!(
+            "Codex sends its OpenTelemetry logs to {}/v1/logs",
+            args.url.trim_end_matches('/')
+        ),
+    };
+    if after != before {
+        if args.dry_run {
+            println!("{}: would change ({message}):\n{after}", path.display());
+            return Ok(0);
+        }
+        if let Some(b) = backup(&path)? {
+            println!("backup: {}", b.display());
+        }
+        write_text(&path, &after)?;
+    }
+    println!("{}: {message}", path.display());
+    Ok(0)
+}
+
+fn gemini_settings_path(args: &InstallArgs) -> PathBuf {
+    if let Some(p) = &args.settings {
+        return p.clone();
+    }
+    if args.project {
+        return PathBuf::from(".gemini").join("settings.json");
+    }
+    std::env::var_os("GEMINI_CLI_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(home)
+        .join(".gemini")
+        .join("settings.json")
+}
+
+/// Our `telemetry` block: OTLP/HTTP to the hub (Gemini CLI appends `/v1/logs`, `/v1/traces`,
+/// `/v1/metrics`), prompts included.
+pub fn gemini_telemetry(url: &str) -> Value {
+    json!({"enabled": true, "target": "local", "otlpEndpoint": url.trim_end_matches('/'),
+        "otlpProtocol": "http", "logPrompts": true})
+}
+
+/// Sets or removes our `telemetry` block; returns what happened, or `None` for no change.
+pub fn merge_gemini(
+    settings: &mut Map<String, Value>,
+    url: &str,
+    uninstall: bool,
+) -> Option<String> {
+    let ours = gemini_telemetry(url);
+    let current = settings.get("telemetry").cloned();
+    let is_ours = current
+        .as_ref()
+        .and_then(|t| t.get("otlpEndpoint"))
+        .and_then(Value::as_str)
+        .is_some_and(|e| e.trim_end_matches('/') == url.trim_end_matches('/'));
+    if uninstall {
+        if !is_ours {
+            return None;
+        }
+        settings.remove("telemetry");
+        return Some("removed sightline's telemetry settings".into());
+    }
+    match current {
+        Some(c) if c == ours => None,
+        Some(c) if !is_ours => {
+            settings.insert("telemetry".into(), ours);
+            Some(format!(
+                "replaced the telemetry settings {c} (kept in the backup)"
+            ))
+        }
+        _ => {
+            settings.insert("telemetry".into(), ours);
+            Some(format!(
+                "Gemini CLI sends its OpenTelemetry to {}",
+                url.trim_end_matches('/')
+            ))
+        }
+    }
+}
+
+fn install_gemini(args: &InstallArgs) -> anyhow::Result<i32> {
+    let path = gemini_settings_path(args);
+    let mut settings: Map<String, Value> = match std::fs::read(&path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Exit::config(format!(
+                "{} is not plain JSON ({e}); remove its comments or fix it first",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+        Err(e) => return Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
+    };
+    let Some(message) = merge_gemini(&mut settings, &args.url, args.uninstall) else {
+        let what = if args.uninstall {
+            "nothing of sightline's was installed"
+        } else {
+            "already installed; nothing changed"
+        };
+        println!("{}: {what}", path.display());
+        return Ok(0);
+    };
+    let after = Value::Object(settings);
+    if args.dry_run {
+        println!("{}: would change ({message})", path.display());
+        println!("{}", serde_json::to_string_pretty(&after)?);
+        return Ok(0);
+    }
+    if let Some(b) = backup(&path)? {
+        println!("backup: {}", b.display());
+    }
+    write_json(&path, &after)?;
+    println!("{}: {message}", path.display());
+    Ok(0)
+}
+
+/// Writes `text` to `path` the way [`write_json`] does (atomic, mode and owner kept, through
+/// symlinks).
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    write_bytes(path, text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +754,57 @@ mod tests {
         assert_eq!(shell_word("/usr/bin/sightline"), "/usr/bin/sightline");
         assert_eq!(shell_word("/a b"), "'/a b'");
         assert_eq!(shell_word("/it's"), "'/it'\\''s'");
+    }
+
+    #[test]
+    fn codex_block_is_idempotent_keeps_the_rest_and_uninstalls() {
+        let user =
+            "# my settings\nmodel = \"o4\"\n\n[model_providers.x]\nbase_url = \"http://x\"\n";
+        let once = merge_codex(user, "http://127.0.0.1:4517", false).unwrap();
+        assert!(once.starts_with(user), "{once}");
+        assert!(
+            once.contains("endpoint = \"http://127.0.0.1:4517/v1/logs\""),
+            "{once}"
+        );
+        let table: toml::Table = once.parse().unwrap();
+        assert_eq!(
+            table["otel"]["exporter"]["otlp-http"]["protocol"].as_str(),
+            Some("binary")
+        );
+        assert_eq!(
+            merge_codex(&once, "http://127.0.0.1:4517", false).unwrap(),
+            once
+        );
+        // A new URL replaces the block, not adds a second one.
+        let moved = merge_codex(&once, "http://127.0.0.1:9999/", false).unwrap();
+        assert_eq!(moved.matches("[otel]").count(), 1, "{moved}");
+        assert!(moved.contains("http://127.0.0.1:9999/v1/logs"));
+        assert_eq!(merge_codex(&moved, "x", true).unwrap(), user);
+        assert_eq!(merge_codex(user, "x", true).unwrap(), user);
+        // The user's own [otel] is theirs: refused, not doubled.
+        let theirs = "[otel]\nexporter = \"none\"\n";
+        assert!(
+            merge_codex(theirs, "x", false)
+                .unwrap_err()
+                .contains("[otel]")
+        );
+        assert!(merge_codex("not = = toml", "x", false).is_err());
+        // An empty file gets just the block.
+        assert!(
+            merge_codex("", "http://h", false)
+                .unwrap()
+                .starts_with(CODEX_BEGIN)
+        );
+    }
+
+    #[test]
+    fn gemini_telemetry_is_idempotent_and_uninstalls_only_ours() {
+        let mut s: Map<String, Value> = serde_json::from_value(json!({"theme": "dark"})).unwrap();
+        assert!(merge_gemini(&mut s, "http://h:1", false).is_some());
+        assert_eq!(s["telemetry"]["otlpEndpoint"], "http://h:1");
+        assert_eq!(merge_gemini(&mut s, "http://h:1/", false), None);
+        assert_eq!(merge_gemini(&mut s, "http://other", true), None);
+        assert!(merge_gemini(&mut s, "http://h:1", true).is_some());
+        assert_eq!(Value::Object(s), json!({"theme": "dark"}));
     }
 }

@@ -1,0 +1,1170 @@
+//! Codex CLI: its session rollouts (`$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl`),
+//! backfilled from the start and then tailed live, and its OpenTelemetry log events
+//! (`codex.*`, mapped here for [`crate::otlp`]).
+//!
+//! A rollout is one Codex session (a thread): `session_meta` starts it, each turn runs from
+//! `task_started` to `task_complete` (or `turn_aborted`), tool calls are `function_call` items
+//! answered by `function_call_output` (and, for shell commands, an `item_completed` of type
+//! `CommandExecution` with the command, its output and exit code), and every model request
+//! leaves a `token_usage_record` (older versions: `token_count`). The run is the root
+//! session's id (a spawned sub-agent's rollout names its parent thread); the session id is the
+//! one in the file name, so a file read from the middle after a restart still lands in its
+//! session. Tool events share `entity_id = correlation_id = call_id` with the OpenTelemetry
+//! `codex.tool_result` of the same call, so the two routes are one lifecycle.
+//!
+//! Tokens are counted from the rollout only, once per request: the usage event's id is the
+//! session plus the thread's cumulative token total after that request, which a
+//! `token_usage_record` and the `token_count` that follows it both carry, so the two (and a
+//! re-read after a restart) store one event. The telemetry's `codex.sse_event` token counts are
+//! kept in its payload, never as metrics (they carry no request id to count them once by).
+//! Codex has no price list here: tokens, no cost.
+//!
+//! The format is internal to Codex and drifts: unknown line and item types are skipped, unknown
+//! fields are kept in payloads, never an error. A line that is not JSON or whose mapping fails
+//! becomes an error event and a health error, and the checkpoint moves past it. This module must
+//! never modify the rollouts.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use sightline_schema::validate::describe_json_error;
+use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
+
+use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
+use crate::util::{
+    BuilderExt, Metrics, contain, event_id, line_error_event, number, redacted, short, text,
+};
+
+pub const NAME: &str = "codex-rollouts";
+/// Most bytes read from one file in one pass (a pass ends at the last whole line).
+const READ_CHUNK: u64 = 16 * 1024 * 1024;
+/// Most bytes of a rollout's first line read to learn its session after a restart
+/// (`session_meta` carries Codex's ~20 KB base instructions).
+const FIRST_LINE_MAX: u64 = 1024 * 1024;
+/// Most characters of a command's output kept in a tool event's payload.
+const OUTPUT_KEPT: usize = 4000;
+/// Open tool calls remembered per file (for titles and durations), past which they are dropped.
+const MAX_OPEN_CALLS: usize = 10_000;
+
+/// What is known of one rollout while reading it.
+#[derive(Debug, Default, Clone)]
+pub struct Rollout {
+    /// This session (thread) id.
+    pub session: Option<String>,
+    /// The thread that spawned it, for a sub-agent.
+    pub parent: Option<String>,
+    /// The model of the current turn (`turn_context`).
+    pub model: Option<String>,
+    /// Open calls: call id → (tool name, title, start in ms).
+    calls: HashMap<String, (String, String, i64)>,
+}
+
+impl Rollout {
+    /// What a file's name and first line say: its session id (the UUID that ends the name) and,
+    /// from `session_meta`, its parent thread. Used when reading starts in the middle of a file.
+    pub fn of(path: &Path) -> Rollout {
+        let mut r = Rollout {
+            session: session_from_file_name(path),
+            ..Rollout::default()
+        };
+        if let Some(Value::Object(line)) = first_json_line(path)
+            && line.get("type").and_then(Value::as_str) == Some("session_meta")
+        {
+            let payload = line.get("payload").cloned().unwrap_or(Value::Null);
+            r.session = text(&payload, "id").or(r.session);
+            r.parent = parent_thread(&payload);
+        }
+        r
+    }
+
+    fn run(&self) -> Option<String> {
+        self.parent.clone().or_else(|| self.session.clone())
+    }
+}
+
+/// The session id at the end of `rollout-2026-11-30T10-54-33-<uuid>.jsonl`.
+pub fn session_from_file_name(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    let tail = stem.get(stem.len().checked_sub(36)?..)?;
+    (tail.len() == 36 && tail.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .then(|| tail.to_string())
+}
+
+/// The first line of a file as JSON (at most [`FIRST_LINE_MAX`] bytes), if it is JSON.
+pub fn first_json_line(path: &Path) -> Option<Value> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = std::io::BufReader::new(file.take(FIRST_LINE_MAX));
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).ok()?;
+    serde_json::from_slice(line.trim_ascii()).ok()
+}
+
+/// A spawned sub-agent's parent thread: Codex writes it inside `session_meta.source`
+/// (`{"subagent": {"thread_spawn": {"parent_thread_id": ...}}}` in recent versions); any
+/// `parent_thread_id` found there is taken.
+fn parent_thread(meta: &Value) -> Option<String> {
+    fn find(v: &Value, depth: usize) -> Option<String> {
+        if depth > 6 {
+            return None;
+        }
+        match v {
+            Value::Object(m) => {
+                if let Some(id) = text(v, "parent_thread_id") {
+                    return Some(id);
+                }
+                m.values().find_map(|c| find(c, depth + 1))
+            }
+            _ => None,
+        }
+    }
+    meta.get("source").and_then(|s| find(s, 0))
+}
+
+/// The text of a Responses API message's content (`input_text` / `output_text` parts, or a string).
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| text(p, "text"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The command a tool call runs, from its JSON arguments (`cmd` of `exec_command`, `command`
+/// of `shell` as a string or an argv), for its title.
+fn call_title(name: &str, arguments: Option<&Value>) -> String {
+    let args = match arguments {
+        Some(Value::String(s)) => {
+            serde_json::from_str::<Value>(s).unwrap_or(Value::String(s.clone()))
+        }
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    let command = match args.get("cmd").or_else(|| args.get("command")) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(argv)) => {
+            let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+            // `["bash", "-lc", "the script"]`: the script is what the user wants to read.
+            match words.as_slice() {
+                [_, flag, script] if flag.starts_with('-') && flag.ends_with('c') => {
+                    Some(script.to_string())
+                }
+                _ => Some(words.join(" ")),
+            }
+        }
+        _ => None,
+    };
+    match command {
+        Some(c) => format!("{name}: {}", short(&c, 160)),
+        None => match &args {
+            Value::String(s) if !s.is_empty() => format!("{name}: {}", short(s, 160)),
+            _ => name.to_string(),
+        },
+    }
+}
+
+/// The exit code a tool's output reports: `Process exited with code N` (unified exec) or the
+/// JSON `{"metadata": {"exit_code": N}}` older versions wrote.
+fn exit_code_of(output: &str) -> Option<i64> {
+    if let Some(rest) = output.split("Process exited with code ").nth(1) {
+        let digits: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .collect();
+        if let Ok(n) = digits.parse() {
+            return Some(n);
+        }
+    }
+    serde_json::from_str::<Value>(output)
+        .ok()
+        .and_then(|v| v.get("metadata")?.get("exit_code")?.as_i64())
+}
+
+/// Tokens of one request as metrics. OpenAI counts cached tokens inside `input_tokens`; the
+/// hub's `input_tokens` is the uncached part (as Claude's), so the cached part is moved to
+/// `cache_read_tokens` and the two add up to the prompt.
+fn usage_metrics(u: &Value) -> Metrics {
+    let input = number(u, "input_tokens").unwrap_or(0.0);
+    let cached = number(u, "cached_input_tokens").unwrap_or(0.0);
+    let mut m = Metrics::default();
+    m.put("input_tokens", Some((input - cached).max(0.0)));
+    m.put("output_tokens", number(u, "output_tokens"));
+    m.put("cache_read_tokens", Some(cached));
+    m.put("cache_write_tokens", number(u, "cache_write_input_tokens"));
+    m.put("reasoning_tokens", number(u, "reasoning_output_tokens"));
+    m
+}
+
+/// Turns one rollout line into events; `at` is its byte offset (an id for lines that carry
+/// none). An event that does not validate is an `Err` beside the others.
+pub fn map_line(
+    line: &Value,
+    at: u64,
+    file: &mut Rollout,
+    now: Timestamp,
+) -> Vec<Result<Event, String>> {
+    let kind = text(line, "type").unwrap_or_default();
+    let payload = line.get("payload").cloned().unwrap_or(Value::Null);
+    let ts_ms = text(line, "timestamp")
+        .and_then(|t| Timestamp::parse(&t).ok())
+        .map(|t| t.millis())
+        .unwrap_or(now.millis());
+    if kind == "session_meta" {
+        file.session = text(&payload, "id").or(file.session.take());
+        file.parent = parent_thread(&payload).or(file.parent.take());
+    }
+    let Some(session) = file.session.clone() else {
+        return vec![];
+    };
+    let run = file.run();
+    let parent = file.parent.clone();
+    let agent = if parent.is_some() {
+        "subagent"
+    } else {
+        "codex"
+    };
+    let base = |source_event: &str, id: String, entity: EntityType, title: String| {
+        Event::builder(Source::Codex, source_event, entity, title)
+            .event_id(id)
+            .ts(Timestamp(ts_ms))
+            .run_id(run.clone())
+            .session_id(session.clone())
+            .parent_session_id(parent.clone())
+            .agent(agent)
+    };
+    let line_id = text(line, "ordinal").unwrap_or_else(|| format!("at{at}"));
+    let mut out: Vec<EventBuilder> = Vec::new();
+    let sub = text(&payload, "type").unwrap_or_default();
+    match (kind.as_str(), sub.as_str()) {
+        ("session_meta", _) => {
+            let cwd = text(&payload, "cwd").unwrap_or_default();
+            let mut meta = Map::new();
+            for key in [
+                "cwd",
+                "originator",
+                "cli_version",
+                "source",
+                "model_provider",
+                "thread_source",
+                "forked_from_id",
+            ] {
+                if let Some(v) = payload.get(key) {
+                    meta.insert(key.into(), v.clone());
+                }
+            }
+            out.push(
+                base(
+                    "session_meta",
+                    event_id("codex", &[&session, "meta"]),
+                    EntityType::Session,
+                    format!(
+                        "Codex session in {}",
+                        if cwd.is_empty() { "?" } else { &cwd }
+                    ),
+                )
+                .entity_id(&session)
+                .status(Status::Running)
+                .payload(meta),
+            );
+        }
+        ("turn_context", _) => {
+            file.model = text(&payload, "model").or(file.model.take());
+        }
+        ("event_msg", "task_started") => {
+            let turn = text(&payload, "turn_id").unwrap_or_else(|| line_id.clone());
+            out.push(
+                base(
+                    "task_started",
+                    event_id("codex", &[&session, &turn, "start"]),
+                    EntityType::Task,
+                    "Turn".into(),
+                )
+                .entity_id(&turn)
+                .status(Status::Running)
+                .payload_value(payload.clone()),
+            );
+        }
+        ("event_msg", "task_complete") | ("event_msg", "turn_aborted") => {
+            let done = sub == "task_complete";
+            let turn = text(&payload, "turn_id").unwrap_or_else(|| line_id.clone());
+            let last = text(&payload, "last_agent_message");
+            let mut task = base(
+                &sub,
+                event_id("codex", &[&session, &turn, "end"]),
+                EntityType::Task,
+                if done {
+                    "Turn done".into()
+                } else {
+                    format!(
+                        "Turn aborted: {}",
+                        text(&payload, "reason").unwrap_or_else(|| "interrupted".into())
+                    )
+                },
+            )
+            .entity_id(&turn)
+            .status(if done {
+                Status::Success
+            } else {
+                Status::Cancelled
+            })
+            .severity(if done { Severity::Info } else { Severity::Warn })
+            .duration_opt(number(&payload, "duration_ms"));
+            if let Some(last) = &last {
+                task = task.summary(short(last, 400));
+            }
+            out.push(task.payload_value(payload.clone()));
+            // The turn ended: the session waits for the next prompt (or its process exits).
+            // A millisecond after the turn's end, so that the turn's own event (work, which
+            // would put the session back to running) is not later than it.
+            out.push(
+                base(
+                    &sub,
+                    event_id("codex", &[&session, &turn, "idle"]),
+                    EntityType::Session,
+                    "Waiting for input".into(),
+                )
+                .ts(Timestamp(ts_ms + 1))
+                .entity_id(&session)
+                .status(Status::Idle),
+            );
+        }
+        ("event_msg", "item_completed") => {
+            let item = payload.get("item").cloned().unwrap_or(Value::Null);
+            if text(&item, "type").as_deref() == Some("CommandExecution") {
+                let Some(id) = text(&item, "id") else {
+                    return vec![];
+                };
+                let exit = item.get("exit_code").and_then(Value::as_i64);
+                let failed = exit.is_some_and(|c| c != 0)
+                    || text(&item, "status").is_some_and(|s| s == "failed" || s == "declined");
+                let (name, title, started) = file
+                    .calls
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| ("exec_command".into(), String::new(), ts_ms));
+                let title = if title.is_empty() {
+                    call_title(
+                        &name,
+                        item.get("command").map(|c| json!({"command": c})).as_ref(),
+                    )
+                } else {
+                    title
+                };
+                let secs = item.pointer("/duration/secs").and_then(Value::as_f64);
+                let nanos = item.pointer("/duration/nanos").and_then(Value::as_f64);
+                let duration = match (secs, nanos) {
+                    (Some(s), n) => Some(s * 1000.0 + n.unwrap_or(0.0) / 1e6),
+                    _ => Some((ts_ms - started).max(0) as f64),
+                };
+                let output = text(&item, "aggregated_output").unwrap_or_default();
+                let mut metrics = Metrics::default();
+                metrics.put("exit_code", exit.map(|c| c as f64));
+                let mut e = base(
+                    "CommandExecution",
+                    event_id("codex", &[&session, &id, "exec"]),
+                    EntityType::Tool,
+                    title,
+                )
+                .entity_id(&id)
+                .correlation_id(&id)
+                .status(if failed {
+                    Status::Failed
+                } else {
+                    Status::Success
+                })
+                .severity(if failed {
+                    Severity::Error
+                } else {
+                    Severity::Info
+                })
+                .duration_opt(duration.map(|d| d.round()))
+                .metrics(metrics)
+                .tag(format!("tool:{name}"))
+                .payload_value(json!({
+                    "command": item.get("command"),
+                    "cwd": item.get("cwd"),
+                    "exit_code": exit,
+                    "output": output.chars().take(OUTPUT_KEPT).collect::<String>(),
+                    "output_truncated": output.chars().count() > OUTPUT_KEPT,
+                }));
+                if failed {
+                    e = e.summary(short(&output, 400));
+                }
+                out.push(e);
+            }
+        }
+        ("token_usage_record", _) => {
+            let u = payload.get("usage").cloned().unwrap_or(Value::Null);
+            let total = payload
+                .pointer("/thread_token_usage/total_tokens")
+                .and_then(Value::as_f64);
+            let key = match total {
+                Some(t) => format!("t{t}"),
+                None => text(&payload, "response_id").unwrap_or_else(|| line_id.clone()),
+            };
+            out.push(usage_event(
+                &base,
+                &session,
+                &key,
+                &u,
+                file.model.as_deref(),
+                &payload,
+            ));
+        }
+        ("event_msg", "token_count") => {
+            // Older versions write only this; newer ones write it after a
+            // `token_usage_record` with the same thread total, which the id folds into one.
+            let info = payload.get("info").cloned().unwrap_or(Value::Null);
+            let (Some(last), Some(total)) = (
+                info.get("last_token_usage"),
+                info.pointer("/total_token_usage/total_tokens")
+                    .and_then(Value::as_f64),
+            ) else {
+                return vec![];
+            };
+            let key = format!("t{total}");
+            out.push(usage_event(
+                &base,
+                &session,
+                &key,
+                last,
+                file.model.as_deref(),
+                &info,
+            ));
+        }
+        ("event_msg", "error") | ("event_msg", "stream_error") => {
+            let message = text(&payload, "message").unwrap_or_else(|| sub.clone());
+            out.push(
+                base(
+                    &sub,
+                    event_id("codex", &[&session, &line_id]),
+                    EntityType::Log,
+                    format!("Codex error: {}", short(&message, 160)),
+                )
+                .severity(if sub == "error" {
+                    Severity::Error
+                } else {
+                    Severity::Warn
+                })
+                .payload_value(payload.clone()),
+            );
+        }
+        ("response_item", "message") => {
+            let role = text(&payload, "role").unwrap_or_default();
+            let body = content_text(payload.get("content"));
+            let id = text(&payload, "id").unwrap_or_else(|| line_id.clone());
+            match role.as_str() {
+                // Codex sends its context (`<environment_context>`, `<user_instructions>`,
+                // AGENTS.md) as user messages too; those open with a tag and are not prompts.
+                "user" if !body.trim().is_empty() && !body.trim_start().starts_with('<') => {
+                    out.push(
+                        base(
+                            "message",
+                            event_id("codex", &[&session, &id]),
+                            EntityType::Prompt,
+                            format!("Prompt: {}", short(&body, 120)),
+                        )
+                        .payload_value(json!({"prompt": body})),
+                    );
+                }
+                "assistant" if !body.trim().is_empty() => {
+                    out.push(
+                        base(
+                            "message",
+                            event_id("codex", &[&session, &id]),
+                            EntityType::Message,
+                            format!("Assistant: {}", short(&body, 120)),
+                        )
+                        .payload_value(json!({"text": body, "model": file.model})),
+                    );
+                }
+                _ => {}
+            }
+        }
+        ("response_item", "function_call")
+        | ("response_item", "custom_tool_call")
+        | ("response_item", "local_shell_call") => {
+            let Some(call) = text(&payload, "call_id").or_else(|| text(&payload, "id")) else {
+                return vec![];
+            };
+            let name = text(&payload, "name").unwrap_or_else(|| "shell".into());
+            let args = payload.get("arguments").or_else(|| payload.get("input"));
+            let title = if sub == "local_shell_call" {
+                call_title(&name, payload.get("action"))
+            } else {
+                call_title(&name, args)
+            };
+            if file.calls.len() >= MAX_OPEN_CALLS {
+                file.calls.clear();
+            }
+            file.calls
+                .insert(call.clone(), (name.clone(), title.clone(), ts_ms));
+            out.push(
+                base(
+                    &sub,
+                    event_id("codex", &[&session, &call, "call"]),
+                    EntityType::Tool,
+                    title,
+                )
+                .entity_id(&call)
+                .correlation_id(&call)
+                .status(Status::Running)
+                .tag(format!("tool:{name}"))
+                .payload_value(payload.clone()),
+            );
+        }
+        ("response_item", "function_call_output")
+        | ("response_item", "custom_tool_call_output") => {
+            let Some(call) = text(&payload, "call_id") else {
+                return vec![];
+            };
+            let output = match payload.get("output") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let exit = exit_code_of(&output);
+            let failed = exit.is_some_and(|c| c != 0);
+            let (name, title, started) = file
+                .calls
+                .remove(&call)
+                .unwrap_or_else(|| ("tool".into(), "tool".into(), ts_ms));
+            let mut metrics = Metrics::default();
+            metrics.put("exit_code", exit.map(|c| c as f64));
+            let mut e = base(
+                &sub,
+                event_id("codex", &[&session, &call, "output"]),
+                EntityType::Tool,
+                title,
+            )
+            .entity_id(&call)
+            .correlation_id(&call)
+            .status(if failed {
+                Status::Failed
+            } else {
+                Status::Success
+            })
+            .severity(if failed {
+                Severity::Error
+            } else {
+                Severity::Info
+            })
+            .duration_ms((ts_ms - started).max(0))
+            .metrics(metrics)
+            .tag(format!("tool:{name}"))
+            .payload_value(json!({
+                "call_id": call,
+                "output": output.chars().take(OUTPUT_KEPT).collect::<String>(),
+                "output_truncated": output.chars().count() > OUTPUT_KEPT,
+            }));
+            if failed {
+                e = e.summary(short(&output, 400));
+            }
+            out.push(e);
+        }
+        ("compacted", _) => {
+            out.push(
+                base(
+                    "compacted",
+                    event_id("codex", &[&session, &line_id]),
+                    EntityType::Log,
+                    "Context compacted".into(),
+                )
+                .severity(Severity::Debug),
+            );
+        }
+        _ => {}
+    }
+    out.into_iter()
+        .map(|b| b.build(now).map_err(|e| e.0))
+        .collect()
+}
+
+fn usage_event(
+    base: &impl Fn(&str, String, EntityType, String) -> EventBuilder,
+    session: &str,
+    key: &str,
+    usage: &Value,
+    model: Option<&str>,
+    evidence: &Value,
+) -> EventBuilder {
+    let model = model.unwrap_or("model");
+    let input = number(usage, "input_tokens").unwrap_or(0.0);
+    let output = number(usage, "output_tokens").unwrap_or(0.0);
+    base(
+        "token_usage",
+        event_id("codex-usage", &[session, key]),
+        EntityType::Message,
+        format!("{model} · {input} in / {output} out"),
+    )
+    .metrics(usage_metrics(usage))
+    .payload_value(json!({"model": model, "usage": usage, "record": evidence}))
+}
+
+/// What one read of a JSONL file gave.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The events of the lines read, and an error event for each line that could not be mapped.
+    pub events: Vec<Event>,
+    /// The offset after the last whole line read (the next checkpoint).
+    pub next: u64,
+    /// Why each line that could not be mapped was not (already redacted), for health.
+    pub errors: Vec<String>,
+}
+
+/// Reads whole JSON lines of `path` from `offset` and maps each with `map` (given the value and
+/// its byte offset). A line that is not JSON, whose mapping fails or panics, becomes an error
+/// event of `source` and a message, and reading goes on after it. Shared by the Codex and
+/// Gemini tailers.
+pub fn read_jsonl(
+    path: &Path,
+    offset: u64,
+    source: Source,
+    id_prefix: &str,
+    now: Timestamp,
+    mut map: impl FnMut(&Value, u64) -> Vec<Result<Event, String>>,
+) -> std::io::Result<Chunk> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    // A file that shrank was rewritten: start again (event ids make the re-read harmless).
+    let offset = if len < offset { 0 } else { offset };
+    let mut chunk = Chunk {
+        next: offset,
+        ..Chunk::default()
+    };
+    if len == offset {
+        return Ok(chunk);
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.take(READ_CHUNK).read_to_end(&mut buf)?;
+    let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
+        if buf.len() as u64 >= READ_CHUNK {
+            // One line longer than the chunk: skip it rather than stall the file forever.
+            let message = format!(
+                "{}: the line at byte {offset} is longer than {READ_CHUNK} bytes; skipped",
+                path.display()
+            );
+            chunk.events.extend(line_error_event(
+                source, id_prefix, path, offset, "", &message, now,
+            ));
+            chunk.errors.push(message);
+            chunk.next = offset + buf.len() as u64;
+        }
+        return Ok(chunk);
+    };
+    let mut at = offset;
+    for raw in buf[..last_nl].split(|b| *b == b'\n') {
+        let line_start = at;
+        at += raw.len() as u64 + 1;
+        let line = raw.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let mapped = contain(|| {
+            let value = serde_json::from_slice::<Value>(line)
+                .map_err(|e| format!("not JSON: {}", describe_json_error(&e)))?;
+            Ok(map(&value, line_start))
+        });
+        let failures: Vec<String> = match mapped {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(e) => {
+                        chunk.events.push(e);
+                        None
+                    }
+                    Err(m) => Some(m),
+                })
+                .collect(),
+            Err(m) => vec![m],
+        };
+        for failure in failures {
+            let text = String::from_utf8_lossy(line);
+            chunk.events.extend(line_error_event(
+                source, id_prefix, path, line_start, &text, &failure, now,
+            ));
+            chunk.errors.push(redacted(&format!(
+                "{}: the line at byte {line_start}: {failure}",
+                path.display()
+            )));
+        }
+    }
+    chunk.next = offset + last_nl as u64 + 1;
+    Ok(chunk)
+}
+
+/// Every `*.jsonl` under `dir` (any depth), oldest name first.
+pub fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "jsonl") => {
+                    out.push(path)
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One pass of a JSONL tailer over `files`: each read from its checkpoint, its events committed,
+/// then its checkpoint moved. `state_of` gives the per-file state (made when first needed).
+pub(crate) async fn tail_pass<S>(
+    ctx: &AdapterContext,
+    files: Vec<PathBuf>,
+    states: &mut HashMap<PathBuf, S>,
+    new_state: impl Fn(&Path) -> S,
+    read: impl Fn(&Path, u64, &mut S) -> std::io::Result<Chunk>,
+) -> Result<usize, AdapterError> {
+    let mut total = 0;
+    for path in files {
+        let key = path.to_string_lossy().to_string();
+        let mut offset = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
+        // Most files did not change since the last pass: a stat, not an open.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == offset) {
+            continue;
+        }
+        let state = states
+            .entry(path.clone())
+            .or_insert_with(|| new_state(&path));
+        loop {
+            let Chunk {
+                events,
+                next,
+                errors,
+            } = match read(&path, offset, state) {
+                Ok(r) => r,
+                Err(e) => {
+                    ctx.error(format!("{}: {e}", path.display()));
+                    break;
+                }
+            };
+            for message in errors {
+                ctx.error(message);
+            }
+            if next == offset {
+                break;
+            }
+            total += events.len();
+            for chunk in events.chunks(1000) {
+                ctx.emit(chunk.to_vec()).await?;
+            }
+            offset = next;
+            ctx.set_checkpoint(&key, json!(offset));
+            if ctx.stopping() {
+                return Ok(total);
+            }
+        }
+    }
+    // Files that went away need no state.
+    states.retain(|p, _| p.exists());
+    Ok(total)
+}
+
+/// The rollout tailer.
+pub struct CodexAdapter {
+    pub sessions: PathBuf,
+    pub poll: std::time::Duration,
+}
+
+impl CodexAdapter {
+    pub fn build(config: &AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError> {
+        Ok(Arc::new(CodexAdapter {
+            sessions: config.codex_dir.join("sessions"),
+            poll: config.poll,
+        }))
+    }
+}
+
+impl Adapter for CodexAdapter {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
+        Box::pin(async move {
+            let mut states: HashMap<PathBuf, Rollout> = HashMap::new();
+            loop {
+                if !self.sessions.exists() {
+                    ctx.set_state("waiting");
+                } else {
+                    tail_pass(
+                        &ctx,
+                        jsonl_files(&self.sessions),
+                        &mut states,
+                        |p| {
+                            let mut r = Rollout::of(p);
+                            // Read from the start, `session_meta` sets everything again.
+                            r.calls.clear();
+                            r
+                        },
+                        |path, offset, state| {
+                            read_jsonl(
+                                path,
+                                offset,
+                                Source::Codex,
+                                "codex",
+                                Timestamp::now(),
+                                |v, at| map_line(v, at, state, Timestamp::now()),
+                            )
+                        },
+                    )
+                    .await?;
+                    ctx.set_state("running");
+                }
+                if ctx.sleep(self.poll).await {
+                    return Ok(());
+                }
+            }
+        })
+    }
+}
+
+/// Whether an OpenTelemetry log record comes from Codex (its `service.name` is `codex_exec`,
+/// `codex-tui`, `codex_cli_rs`, ...; its events are named `codex.*`).
+pub fn is_codex(service_name: Option<&str>, event_name: &str) -> bool {
+    event_name.starts_with("codex.") || service_name.is_some_and(|s| s.starts_with("codex"))
+}
+
+/// Maps one Codex OpenTelemetry log record (its attributes, as JSON) into the session named by
+/// `conversation.id` (the rollout's session id). `id` identifies the record (the receiver's
+/// hash), `payload` carries the receiver's evidence (resource, scope).
+pub fn map_otel_log(
+    a: &Map<String, Value>,
+    name: &str,
+    ts: Option<Timestamp>,
+    id: String,
+    mut payload: Map<String, Value>,
+    now: Timestamp,
+) -> Result<Event, String> {
+    let attr = |k: &str| -> Option<String> {
+        match a.get(k)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let num = |k: &str| attr(k).and_then(|v| v.parse::<f64>().ok());
+    let session = attr("conversation.id");
+    let ts = ts.or_else(|| attr("event.timestamp").and_then(|t| Timestamp::parse(&t).ok()));
+    // Records without an `event.name` are Codex's own diagnostics ("flushing OTEL metrics"),
+    // named by a source location: kept as debug `codex.log` rows titled by their body.
+    let name = if name.starts_with("codex.") {
+        name
+    } else {
+        "codex.log"
+    };
+    let body = match payload.get("body") {
+        Some(Value::String(b)) if !b.is_empty() => Some(b.clone()),
+        _ => None,
+    };
+    let short_name = name.strip_prefix("codex.").unwrap_or(name);
+    let mut entity = EntityType::Log;
+    let mut status = None;
+    let mut severity = Severity::Debug;
+    let mut call = None;
+    let mut duration = None;
+    let title = match short_name {
+        "conversation_starts" => {
+            entity = EntityType::Session;
+            status = Some(Status::Running);
+            severity = Severity::Info;
+            format!(
+                "Codex session started ({} via {})",
+                attr("model").unwrap_or_else(|| "model".into()),
+                attr("provider_name").unwrap_or_else(|| "provider".into())
+            )
+        }
+        "user_prompt" => {
+            entity = EntityType::Prompt;
+            severity = Severity::Info;
+            match attr("prompt") {
+                Some(p) => format!("Prompt: {}", short(&p, 120)),
+                None => format!(
+                    "Prompt ({} characters)",
+                    attr("prompt_length").unwrap_or_else(|| "?".into())
+                ),
+            }
+        }
+        "tool_decision" => {
+            entity = EntityType::Permission;
+            call = attr("call_id");
+            let decision = attr("decision").unwrap_or_else(|| "decided".into());
+            // An approval lets the session go on; a denial is worth a look but does not end it.
+            if decision.starts_with("approved") {
+                status = Some(Status::Running);
+            } else {
+                severity = Severity::Warn;
+            }
+            format!(
+                "{} {decision}",
+                attr("tool_name").unwrap_or_else(|| "tool".into())
+            )
+        }
+        "tool_result" => {
+            entity = EntityType::Tool;
+            call = attr("call_id");
+            let ok = attr("success").is_none_or(|v| v == "true");
+            status = Some(if ok { Status::Success } else { Status::Failed });
+            severity = if ok { Severity::Info } else { Severity::Error };
+            duration = num("duration_ms");
+            let tool = attr("tool_name").unwrap_or_else(|| "tool".into());
+            call_title(&tool, a.get("arguments"))
+        }
+        "api_request" => {
+            entity = EntityType::Message;
+            duration = num("duration_ms");
+            let code = num("http.response.status_code");
+            if code.is_some_and(|c| c >= 400.0) || attr("error.message").is_some() {
+                severity = Severity::Error;
+            }
+            format!(
+                "{} · API request{}",
+                attr("model").unwrap_or_else(|| "model".into()),
+                code.map(|c| format!(" ({c})")).unwrap_or_default()
+            )
+        }
+        "sse_event" => format!(
+            "Response stream: {}",
+            attr("event.kind").unwrap_or_else(|| "event".into())
+        ),
+        "log" => short(&body.unwrap_or_else(|| "Codex log".into()), 160),
+        other => format!("Codex {other}"),
+    };
+    if attr("error.message").is_some() && severity < Severity::Warn {
+        severity = Severity::Warn;
+    }
+    payload.insert("attributes".into(), Value::Object(a.clone()));
+    Event::builder(Source::Codex, name, entity, title)
+        .event_id(id)
+        .ts(ts)
+        .run_id(session.clone())
+        .session_id(session.clone())
+        .entity_id(match entity {
+            EntityType::Session => session.clone(),
+            _ => call.clone(),
+        })
+        .correlation_id(call)
+        .agent("codex")
+        .status(status)
+        .severity(severity)
+        .duration_opt(duration.filter(|d| *d >= 0.0))
+        .payload(payload)
+        .build(now)
+        .map_err(|e| e.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(e: &Event) -> Value {
+        serde_json::to_value(e).unwrap()
+    }
+
+    #[test]
+    fn the_session_comes_from_the_file_name() {
+        let p = Path::new(
+            "/x/sessions/2026/11/30/rollout-2026-11-30T10-54-33-01a22c17-97cc-7413-9794-71f1adb48371.jsonl",
+        );
+        assert_eq!(
+            session_from_file_name(p).as_deref(),
+            Some("01a22c17-97cc-7413-9794-71f1adb48371")
+        );
+        assert_eq!(session_from_file_name(Path::new("a.jsonl")), None);
+    }
+
+    #[test]
+    fn titles_show_the_command() {
+        assert_eq!(
+            call_title("exec_command", Some(&json!("{\"cmd\": \"ls -la\"}"))),
+            "exec_command: ls -la"
+        );
+        assert_eq!(
+            call_title(
+                "shell",
+                Some(&json!({"command": ["bash", "-lc", "make test"]}))
+            ),
+            "shell: make test"
+        );
+        assert_eq!(call_title("view_image", Some(&json!("{}"))), "view_image");
+    }
+
+    #[test]
+    fn exit_codes_are_read_from_both_output_shapes() {
+        assert_eq!(
+            exit_code_of("Chunk ID: 1\nProcess exited with code 2\nOutput:\n"),
+            Some(2)
+        );
+        assert_eq!(
+            exit_code_of(r#"{"output":"x","metadata":{"exit_code":0,"duration_seconds":0.1}}"#),
+            Some(0)
+        );
+        assert_eq!(exit_code_of("plain"), None);
+    }
+
+    #[test]
+    fn a_request_is_counted_once_from_record_and_count() {
+        let mut file = Rollout {
+            session: Some("s1".into()),
+            ..Rollout::default()
+        };
+        let now = Timestamp::now();
+        let usage = json!({"input_tokens": 100, "cached_input_tokens": 10, "output_tokens": 20,
+            "reasoning_output_tokens": 5, "total_tokens": 120});
+        let record = json!({"timestamp": "2026-11-30T10:54:33.645Z", "type": "token_usage_record",
+            "payload": {"response_id": "resp_0", "usage": usage,
+                "thread_token_usage": {"total_tokens": 120}}});
+        let count = json!({"timestamp": "2026-11-30T10:54:33.797Z", "type": "event_msg",
+            "payload": {"type": "token_count", "info": {"last_token_usage": usage,
+                "total_token_usage": {"total_tokens": 120}}}});
+        let a: Vec<Event> = map_line(&record, 0, &mut file, now)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let b: Vec<Event> = map_line(&count, 100, &mut file, now)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].event_id, b[0].event_id);
+        let m = ev(&a[0])["metrics"].clone();
+        assert_eq!(m["input_tokens"], 90);
+        assert_eq!(m["cache_read_tokens"], 10);
+        assert_eq!(m["output_tokens"], 20);
+    }
+
+    #[test]
+    fn context_messages_are_not_prompts() {
+        let mut file = Rollout {
+            session: Some("s1".into()),
+            ..Rollout::default()
+        };
+        let ctx = json!({"type": "response_item", "payload": {"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "<environment_context>\n</environment_context>"}]}});
+        assert!(map_line(&ctx, 0, &mut file, Timestamp::now()).is_empty());
+        let prompt = json!({"type": "response_item", "payload": {"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "fix the tests"}]}});
+        let out = map_line(&prompt, 1, &mut file, Timestamp::now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].as_ref().unwrap().title, "Prompt: fix the tests");
+    }
+
+    #[test]
+    fn a_sub_agent_runs_under_its_parent() {
+        let mut file = Rollout::default();
+        let meta = json!({"type": "session_meta", "payload": {"id": "child",
+            "source": {"subagent": {"thread_spawn": {"parent_thread_id": "root", "depth": 1}}}}});
+        let out = map_line(&meta, 0, &mut file, Timestamp::now());
+        let e = ev(out[0].as_ref().unwrap());
+        assert_eq!(e["run_id"], "root");
+        assert_eq!(e["session_id"], "child");
+        assert_eq!(e["parent_session_id"], "root");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                ".{0,20}".prop_map(Value::String),
+                prop_oneof![
+                    Just("session_meta"),
+                    Just("event_msg"),
+                    Just("response_item"),
+                    Just("token_usage_record"),
+                    Just("task_complete"),
+                    Just("function_call"),
+                    Just("function_call_output"),
+                    Just("item_completed"),
+                    Just("message"),
+                    Just("CommandExecution"),
+                    Just("token_count"),
+                    Just("call_id"),
+                    Just("id")
+                ]
+                .prop_map(|s| Value::String(s.into())),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("type".to_string()),
+                            Just("payload".to_string()),
+                            Just("id".to_string()),
+                            Just("call_id".to_string()),
+                            Just("item".to_string()),
+                            Just("output".to_string()),
+                            Just("usage".to_string()),
+                            Just("info".to_string()),
+                            Just("content".to_string()),
+                            Just("role".to_string()),
+                            Just("arguments".to_string()),
+                            Just("timestamp".to_string()),
+                            ".{0,8}"
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Any JSON line maps without panicking, and every event it gives is a valid Codex
+            /// event in the file's session.
+            #[test]
+            fn any_line_maps_or_is_skipped(line in json_value()) {
+                let mut file = Rollout { session: Some("s".into()), ..Rollout::default() };
+                for e in map_line(&line, 0, &mut file, Timestamp::now()).into_iter().flatten() {
+                    prop_assert_eq!(e.source, Source::Codex);
+                    prop_assert!(e.session_id.is_some());
+                }
+            }
+
+            /// Any attributes map to one event or an error, never a panic.
+            #[test]
+            fn any_otel_record_maps(attrs in json_value(), name in "codex\\.[a-z_]{0,12}") {
+                let a = match attrs { Value::Object(m) => m, _ => Map::new() };
+                let _ = map_otel_log(&a, &name, None, "id".into(), Map::new(), Timestamp::now());
+            }
+
+            /// Arbitrary bytes in a rollout never stop the reader: every line is read, mapped
+            /// or recorded as an error, and the offset lands after the last whole line.
+            #[test]
+            fn any_bytes_are_read_through(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("rollout-x.jsonl");
+                std::fs::write(&path, &bytes).unwrap();
+                let mut file = Rollout { session: Some("s".into()), ..Rollout::default() };
+                let chunk = read_jsonl(&path, 0, Source::Codex, "codex", Timestamp::now(),
+                    |v, at| map_line(v, at, &mut file, Timestamp::now())).unwrap();
+                let expected = bytes.iter().rposition(|b| *b == b'\n').map(|i| i as u64 + 1).unwrap_or(0);
+                prop_assert_eq!(chunk.next, expected);
+            }
+        }
+    }
+}
