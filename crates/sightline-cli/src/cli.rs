@@ -19,6 +19,10 @@ pub struct Cli {
     /// RUST_LOG, default info).
     #[arg(long, global = true, env = "SIGHTLINE_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,
+    /// A private CA's certificate (PEM) to trust besides the system's roots, for an `https://`
+    /// hub, collector or plugin whose certificate it signed.
+    #[arg(long, global = true, env = "SIGHTLINE_CA_FILE", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,7 +110,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct HubArgs {
-    /// The hub's URL.
+    /// The hub's URL (`https://` for a hub serving TLS; see --cacert for a private CA).
     #[arg(long, env = "SIGHTLINE_URL", default_value = "http://127.0.0.1:4517")]
     pub url: String,
     /// Bearer token for a hub that requires one.

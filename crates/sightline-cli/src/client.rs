@@ -1,34 +1,45 @@
 //! A small blocking HTTP client for the commands that talk to a running hub.
 //!
-//! It turns the hub's JSON errors into one readable line and a dead hub into a message that
-//! says how to start one. It must never retry a request that may have been committed.
+//! It turns the hub's JSON errors into one readable line, a dead hub into a message that says
+//! how to start one, and a TLS failure into one that says what to change (`--cacert`,
+//! `https://`). Its agent comes from the shared client stack (`sightline_forward::http`), so
+//! `https://` hubs are verified against the system's roots and `--cacert` / `SIGHTLINE_CA_FILE`.
+//! It must never retry a request that may have been committed, and never call a TLS problem
+//! "no hub".
 
 use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use serde_json::Value;
+use sightline_forward::http::{self, FailureKind};
 
 use crate::cli::HubArgs;
 
 pub struct HubClient {
     pub base: String,
     token: Option<String>,
-    agent: ureq::Agent,
+    /// The agent, or why none could be made (an unusable CA file): reported by the first
+    /// request, so that building a client never fails on its own.
+    agent: Result<ureq::Agent, String>,
 }
 
 impl HubClient {
     pub fn new(args: &HubArgs) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(3)))
-            .build()
-            .new_agent();
+        let base = args.url.trim_end_matches('/').to_string();
+        let timeouts = http::Timeouts {
+            connect: Some(Duration::from_secs(3)),
+            global: None,
+        };
         HubClient {
-            base: args.url.trim_end_matches('/').to_string(),
+            agent: http::agent(&base, &timeouts).map_err(|e| e.to_string()),
+            base,
             token: args.token.clone().filter(|t| !t.is_empty()),
-            agent,
         }
+    }
+
+    fn agent(&self) -> anyhow::Result<&ureq::Agent> {
+        self.agent.as_ref().map_err(|e| anyhow!("{e}"))
     }
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -38,11 +49,15 @@ impl HubClient {
         }
     }
 
+    /// A request that got no answer, in words that say what to do.
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
-        anyhow!(
-            "no hub answers at {} ({e}); start one with `sightline serve` or set SIGHTLINE_URL",
-            self.base
-        )
+        match http::explain(&e, &self.base, "the hub") {
+            (FailureKind::Unreachable, _) => anyhow!(
+                "no hub answers at {} ({e}); start one with `sightline serve` or set SIGHTLINE_URL",
+                self.base
+            ),
+            (_, what) => anyhow!("{what}"),
+        }
     }
 
     /// A non-2xx answer as an error with the hub's own message.
@@ -59,7 +74,7 @@ impl HubClient {
 
     pub fn get(&self, path: &str) -> anyhow::Result<String> {
         let mut res = self
-            .auth(self.agent.get(format!("{}{path}", self.base)))
+            .auth(self.agent()?.get(format!("{}{path}", self.base)))
             .call()
             .map_err(|e| self.unreachable(e))?;
         let status = res.status().as_u16();
@@ -74,7 +89,7 @@ impl HubClient {
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
         let mut res = self
-            .auth(self.agent.post(format!("{}{path}", self.base)))
+            .auth(self.agent()?.post(format!("{}{path}", self.base)))
             .header("Content-Type", content_type)
             .send(body)
             .map_err(|e| self.unreachable(e))?;
@@ -95,7 +110,7 @@ impl HubClient {
         last_event_id: Option<u64>,
     ) -> anyhow::Result<impl Read + use<>> {
         let mut req = self
-            .auth(self.agent.get(format!("{}{path}", self.base)))
+            .auth(self.agent()?.get(format!("{}{path}", self.base)))
             .header("Accept", "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", &id.to_string());

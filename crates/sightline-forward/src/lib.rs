@@ -1,9 +1,11 @@
 //! sightline's way out: committed events forwarded to an OpenTelemetry collector
-//! ([`otlp_export`]), and analyzer plugins run on request ([`plugins`]).
+//! ([`otlp_export`]), analyzer plugins run on request ([`plugins`]), and the one HTTP client
+//! stack (with TLS) that these and the CLI's commands share ([`http`]).
 //!
 //! Built on the core only: it subscribes like any client and reports its health like any
 //! source. It must never slow ingest: a slow collector or plugin costs only itself.
 
+pub mod http;
 pub mod otlp_export;
 pub mod plugins;
 

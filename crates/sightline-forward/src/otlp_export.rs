@@ -10,7 +10,9 @@
 //! queue: when the collector is slower than the hub the queue fills and events are dropped *and
 //! counted* (health shows `otlp-export` with the drop count). Batches are retried with
 //! exponential backoff and jitter on 429/502/503/504 and connection errors, honouring
-//! `Retry-After`. This module must never block the bus or the writer.
+//! `Retry-After`. An `https://` collector is verified against the system's roots and the
+//! private CA (`--cacert` / `SIGHTLINE_CA_FILE`), through the shared client stack
+//! ([`crate::http`]). This module must never block the bus or the writer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -164,11 +166,22 @@ async fn worker(
     stop: watch::Receiver<bool>,
 ) {
     let mut mapper = Mapper::default();
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(settings.request_timeout))
-        .build()
-        .new_agent();
+    let timeouts = crate::http::Timeouts {
+        connect: None,
+        global: Some(settings.request_timeout),
+    };
+    let agent = match crate::http::agent(&base, &timeouts) {
+        Ok(agent) => agent,
+        Err(e) => {
+            // `serve` checks the CA file before it starts us; should it go bad since, the
+            // system's roots may still be enough, and health says what is wrong either way.
+            tracing::warn!("otlp export: {e}");
+            report(&hub, None, Some(e.to_string()));
+            crate::http::Trust::system()
+                .agent(&timeouts)
+                .unwrap_or_else(|_| crate::http::plain_agent(&timeouts))
+        }
+    };
     loop {
         let mut batch = Vec::with_capacity(settings.batch_max);
         let deadline = tokio::time::sleep(settings.flush_every);
@@ -256,7 +269,7 @@ async fn send(
                         .and_then(|v| v.trim().parse::<u64>().ok());
                     (r.status().as_u16(), retry_after)
                 })
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::http::explain(&e, &url2, "the collector").1)
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));

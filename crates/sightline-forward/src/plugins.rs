@@ -11,7 +11,8 @@
 //! `{"jsonrpc":"2.0","id":N,"method":"analyze","params":{"events":[Event],"context":{..}}}` and
 //! expects one response. A command plugin is started per invocation, gets the request as one
 //! line on stdin (then EOF) and answers with one line on stdout; an HTTP plugin gets it as the
-//! body of a POST (plain `http://` only).
+//! body of a POST to its `http://` or `https://` URL, sent by the shared client stack
+//! ([`crate::http`]: the system's roots plus `--cacert` / `SIGHTLINE_CA_FILE`).
 //!
 //! The server lists them (`GET /api/v1/plugins`, without command lines or URLs) and invokes them
 //! (`POST /api/v1/plugins/{name}/invoke`) through the core's `Analyzers` port, which
@@ -24,7 +25,6 @@
 //! output capped; at most `MAX_CONCURRENT` invocations run at once.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
@@ -36,6 +36,8 @@ use sightline_core::plugins::{
     Analyzers, PluginAnswer, PluginFailure, PluginFuture, PluginInfo, PluginList,
 };
 use tokio::sync::Semaphore;
+
+use crate::http;
 
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 const MAX_TIMEOUT_MS: u64 = 120_000;
@@ -102,10 +104,10 @@ fn parse_specs(text: &str) -> Result<Vec<PluginSpec>, String> {
         }
         match (&s.command, &s.url) {
             (Some(c), None) if !c.is_empty() => {}
-            (None, Some(u)) if u.starts_with("http://") => {}
+            (None, Some(u)) if u.starts_with("http://") || http::is_https(u) => {}
             (None, Some(u)) => {
                 return Err(format!(
-                    "plugin `{}`: url `{u}` must start with http://",
+                    "plugin `{}`: url `{u}` must start with http:// or https://",
                     s.name
                 ));
             }
@@ -381,117 +383,42 @@ fn call_command(argv: &[String], request: &[u8], timeout: Duration) -> Result<Ve
     }
 }
 
-/// A minimal HTTP/1.1 POST over std (plain http only): plugins run beside the hub, and a
-/// client crate is not worth its weight for one request.
+/// One JSON-RPC POST through the shared client stack ([`crate::http`]): `https://` with the
+/// system's roots and the private CA, chunked answers, and the same bounds as a command plugin
+/// (the whole exchange within `timeout`, at most `MAX_OUTPUT` bytes read).
 fn call_http(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, Failure> {
-    let deadline = Instant::now() + timeout;
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| Failure::Failed("only http:// URLs are supported".into()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let timeouts = http::Timeouts {
+        connect: Some(timeout),
+        global: Some(timeout),
     };
-    let addr_str = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let agent = http::agent(url, &timeouts).map_err(|e| Failure::Failed(e.to_string()))?;
+    let failed = |e: ureq::Error| match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::BodyExceedsLimit(_) => {
+            Failure::Failed(format!("answer is over {MAX_OUTPUT} bytes"))
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+        e => Failure::Failed(http::explain(&e, url, "the plugin").1),
     };
-    let addr = addr_str
-        .to_socket_addrs()
-        .map_err(|e| Failure::Failed(format!("cannot resolve {authority}: {e}")))?
-        .next()
-        .ok_or_else(|| Failure::Failed(format!("cannot resolve {authority}")))?;
-    let remaining = |d: Instant| {
-        d.saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    let mut stream = TcpStream::connect_timeout(&addr, remaining(deadline)).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            Failure::Timeout
-        } else {
-            Failure::Failed(format!("cannot connect to {authority}: {e}"))
-        }
-    })?;
-    let io_err = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-        ) {
-            Failure::Timeout
-        } else {
-            Failure::Failed(format!("talking to {authority}: {e}"))
-        }
-    };
-    stream
-        .set_write_timeout(Some(remaining(deadline)))
-        .map_err(io_err)?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: sightline-hub\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).map_err(io_err)?;
-    stream.write_all(body).map_err(io_err)?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if Instant::now() >= deadline {
-            return Err(Failure::Timeout);
-        }
-        stream
-            .set_read_timeout(Some(remaining(deadline)))
-            .map_err(io_err)?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&chunk[..n]);
-                if raw.len() > MAX_OUTPUT {
-                    return Err(Failure::Failed(format!(
-                        "answer is over {MAX_OUTPUT} bytes"
-                    )));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
-        }
-    }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| Failure::Failed("malformed HTTP answer".into()))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    }) {
-        body = dechunk(&body).ok_or_else(|| Failure::Failed("malformed chunked answer".into()))?;
-    }
+    let mut answer = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("User-Agent", "sightline-hub")
+        .send(body)
+        .map_err(failed)?;
+    let status = answer.status().as_u16();
+    let body = answer
+        .body_mut()
+        .with_config()
+        .limit(MAX_OUTPUT as u64)
+        .read_to_vec()
+        .map_err(failed)?;
     if !(200..300).contains(&status) {
         let preview = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         return Err(Failure::Failed(format!("HTTP {status}: {preview}")));
     }
     Ok(body)
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_str = std::str::from_utf8(&data[..eol]).ok()?;
-        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
 }
 
 #[cfg(test)]
@@ -509,7 +436,8 @@ mod tests {
                 .is_ok()
         );
         assert!(parse_specs(r#"[{"name":"a","command":["x"],"url":"http://h/"}]"#).is_err());
-        assert!(parse_specs(r#"[{"name":"a","url":"https://h/"}]"#).is_err());
+        assert!(parse_specs(r#"[{"name":"a","url":"https://h/"}]"#).is_ok());
+        assert!(parse_specs(r#"[{"name":"a","url":"ftp://h/"}]"#).is_err());
         assert!(parse_specs(r#"[{"name":"a b","command":["x"]}]"#).is_err());
         assert!(
             parse_specs(r#"[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]"#).is_err()
@@ -581,6 +509,30 @@ mod tests {
         assert!(matches!(err, Failure::Failed(_)));
     }
 
+    /// Reads a whole request (head, then `Content-Length` bytes), so that the answer never
+    /// races the client's body: closing a socket with unread bytes resets it.
+    fn read_request(s: &mut std::net::TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
     #[test]
     fn http_plugins_answer_and_fail_cleanly() {
         use std::net::TcpListener;
@@ -589,8 +541,7 @@ mod tests {
         std::thread::spawn(move || {
             for (i, stream) in listener.incoming().enumerate() {
                 let mut s = stream.unwrap();
-                let mut buf = [0u8; 65536];
-                let _ = s.read(&mut buf);
+                read_request(&mut s);
                 if i == 0 {
                     let body = r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#;
                     let _ = write!(
@@ -603,6 +554,20 @@ mod tests {
                         s,
                         "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"
                     );
+                } else if i == 2 {
+                    // A chunked answer, split mid-value.
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n15\r\n{{\"jsonrpc\":\"2.0\",\"id\"\r\ne\r\n:1,\"result\":7}}\r\n0\r\n\r\n"
+                    );
+                } else if i == 3 {
+                    // An answer over the cap, announced honestly.
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        MAX_OUTPUT + 10
+                    );
+                    let _ = s.write_all(&vec![b' '; MAX_OUTPUT + 10]);
                 } else {
                     std::thread::sleep(Duration::from_secs(5)); // hang
                 }
@@ -614,13 +579,25 @@ mod tests {
         assert!(
             matches!(call_http(&url, b"{}", Duration::from_secs(5)), Err(Failure::Failed(m)) if m.contains("500"))
         );
+        let raw = call_http(&url, b"{}", Duration::from_secs(5)).unwrap();
+        assert_eq!(parse_response(&raw).unwrap(), json!(7));
+        let over = call_http(&url, b"{}", Duration::from_secs(5));
+        assert!(
+            matches!(&over, Err(Failure::Failed(m)) if m.contains("over")),
+            "{over:?}"
+        );
+        let started = Instant::now();
         assert!(matches!(
             call_http(&url, b"{}", Duration::from_millis(300)),
             Err(Failure::Timeout)
         ));
-        assert_eq!(
-            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
-            b"abcde"
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // Nothing listening: a failure that says so, not a timeout.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}/rpc", closed.local_addr().unwrap());
+        drop(closed);
+        assert!(
+            matches!(call_http(&dead, b"{}", Duration::from_secs(2)), Err(Failure::Failed(m)) if m.contains("nothing answers")),
         );
     }
 }

@@ -7,6 +7,7 @@
 //! after its `TestHub` is dropped.
 
 pub mod peers;
+pub mod tls;
 /// The secret corpus (one entry per published token format, header, URL credential, CLI flag,
 /// connection string, `.env` line), shared with the schema crate's redaction tests.
 #[path = "../../sightline-schema/tests/secrets/corpus.rs"]

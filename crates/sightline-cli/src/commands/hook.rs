@@ -10,6 +10,10 @@
 //! payload the hub refuses for good is set aside in the spool's `rejected/` directory, never
 //! retried and never silently lost.
 //!
+//! An `https://` hub is verified against the system's roots and `--cacert` /
+//! `SIGHTLINE_CA_FILE`; a TLS failure spools the payload like a down hub, but is also said on
+//! stderr, since waiting will not fix it.
+//!
 //! This command must never print to stdout (Claude Code reads a hook's stdout as instructions)
 //! and never exit non-zero (that could block or annotate the agent's turn).
 
@@ -18,6 +22,8 @@ mod spool;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sightline_forward::http::{self, FailureKind};
 
 use crate::cli::HookArgs;
 
@@ -46,12 +52,27 @@ fn spool_max() -> u64 {
         .unwrap_or(DEFAULT_SPOOL_MAX)
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into()
+/// The shared client stack's agent (`https://` verified against the system's roots and
+/// `--cacert` / `SIGHTLINE_CA_FILE`). An unusable CA file is said on stderr and the system's
+/// roots are tried anyway: the payload is still delivered or spooled, never dropped.
+fn agent(url: &str, timeout: Duration) -> ureq::Agent {
+    let timeouts = http::Timeouts {
+        connect: None,
+        global: Some(timeout),
+    };
+    match http::agent(url, &timeouts) {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::warn!("sightline hook: {e}");
+            if http::is_https(url) {
+                http::Trust::system()
+                    .agent(&timeouts)
+                    .unwrap_or_else(|_| http::plain_agent(&timeouts))
+            } else {
+                http::plain_agent(&timeouts)
+            }
+        }
+    }
 }
 
 /// What the hub's answer means for the payload or batch it was given.
@@ -115,7 +136,15 @@ pub(crate) fn post(
             };
             (outcome, text)
         }
-        Err(_) => (Outcome::Retry, String::new()),
+        Err(e) => {
+            // A hub that is down is waited for in silence; a TLS problem will not fix itself,
+            // so it is said (stderr, which Claude Code shows in its verbose mode) every time.
+            let (kind, what) = http::explain(&e, &url, "the hub");
+            if kind == FailureKind::Tls {
+                tracing::warn!("sightline hook: {what}; the event is spooled until this is fixed");
+            }
+            (Outcome::Retry, String::new())
+        }
     }
 }
 
@@ -134,7 +163,7 @@ fn deliver(args: &HookArgs) -> anyhow::Result<()> {
             std::process::id().to_string().as_bytes(),
         ])
     );
-    let agent = agent(Duration::from_millis(args.timeout_ms));
+    let agent = agent(&args.hub.url, Duration::from_millis(args.timeout_ms));
     let spool = spool::Spool::new(spool_dir(), spool_max());
     let line = spool::line(&id, now, &compact);
     match post(&agent, args, &compact, "application/json", Some((&id, now))).0 {

@@ -19,6 +19,8 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command; `Ok(code)` is the exit code for outcomes that are not errors.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    // Every client this process makes (hub commands, hook, OTLP export, plugins) trusts it.
+    sightline_forward::http::set_ca_file(cli.cacert.clone());
     match cli.command {
         Command::Serve(args) => serve::run(args, cli.config.as_deref()),
         Command::Status(args) => status::run(&args),

@@ -234,6 +234,10 @@ fn run_python(args: &RunArgs, run_id: &str, bootstrap: &Path) -> anyhow::Result<
     if let Some(t) = &args.hub.token {
         cmd.env("SIGHTLINE_TOKEN", t);
     }
+    // The agent trusts the same private CA as this command (`--cacert` reaches it this way).
+    if let Some(ca) = sightline_forward::http::ca_file() {
+        cmd.env(sightline_forward::http::CA_FILE_ENV, ca);
+    }
     if !args.include.is_empty() {
         cmd.env("SIGHTLINE_INCLUDE", args.include.join(","));
     }

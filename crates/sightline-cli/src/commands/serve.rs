@@ -26,6 +26,9 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let mut security = super::live::security(&args.live, &file, Path::new("sightline.db"))?;
     let tls = super::live::tls(&args.live, &file)?;
     let otlp_export = super::live::otlp_export(&args.live, &file)?;
+    // The exporter and HTTP plugins trust `--cacert` / SIGHTLINE_CA_FILE: a file they cannot
+    // use is a configuration error now, not a failure found at the first export.
+    sightline_forward::http::Trust::from_process().map_err(|e| Exit::config(e.to_string()))?;
     let port = args.port.or(file.port).unwrap_or(4517);
     let bind = args
         .bind
