@@ -170,5 +170,8 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
 (cd "$OUT" && sha256sum "$NAME.tar.gz" > "$NAME.tar.gz.sha256")
 say "contents:"
 (cd "$STAGE" && find . -type f | sort | sed 's/^\.\//  /') >&2
+if command -v objdump >/dev/null 2>&1; then
+    say "the binary needs $(objdump -T "$STAGE/sightline" | grep -oE 'GLIBC_[0-9.]+' | sort -uV | tail -1) or newer"
+fi
 say "$(du -h "$OUT/$NAME.tar.gz" | cut -f1) archive, binary $(du -h "$STAGE/sightline" | cut -f1), ${#wheels[@]} wheels"
 echo "$OUT/$NAME.tar.gz"

@@ -161,3 +161,36 @@ fn run_names_the_command_that_installs_the_agent() {
         "{err}"
     );
 }
+
+#[test]
+fn asks_on_a_terminal_and_a_no_installs_nothing() {
+    let py = python();
+    let (tag, machine) = tag_and_machine(&py);
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join(format!(
+        "sightline_agent-0.1.0-{tag}-{tag}-manylinux_2_17_{machine}.whl"
+    ));
+    std::fs::write(&wheel, b"not a zip").unwrap();
+    // util-linux `script` gives the command a terminal; the answer comes through it.
+    let command = format!(
+        "{BIN} agent install --python {py} --wheel {}",
+        wheel.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the test needs util-linux `script` (Debian: bsdutils)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"n\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert!(text.contains("Install? [y/N]"), "{text}");
+    assert!(text.contains("nothing installed"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+}
