@@ -476,3 +476,107 @@ fn otlp_export_reaches_an_https_collector_with_the_ca_and_reports_why_not_withou
         text(&out.stderr)
     );
 }
+
+/// A JSON-RPC analyzer plugin served over HTTPS by Python's `http.server` and `ssl`, with the
+/// CA's server certificate; killed when dropped.
+struct HttpsPlugin {
+    child: std::process::Child,
+    url: String,
+}
+
+impl HttpsPlugin {
+    fn start(ca: &TestCa) -> HttpsPlugin {
+        const SERVER: &str = r#"
+import http.server, json, ssl, sys
+class Plugin(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        n = len(req["params"]["events"])
+        body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": {"events": n, "over": "tls"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Plugin)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER])
+            .arg(&ca.cert)
+            .arg(&ca.key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs the test's HTTPS plugin");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line.trim().parse().expect("the plugin prints its port");
+        HttpsPlugin {
+            child,
+            url: format!("https://127.0.0.1:{port}/rpc"),
+        }
+    }
+}
+
+impl Drop for HttpsPlugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_https_plugin_is_called_with_the_private_ca_and_refused_without_it() {
+    let ca = TestCa::new();
+    let plugin = HttpsPlugin::start(&ca);
+    let plugins = json!([{"name": "tls-analyzer", "url": plugin.url}]).to_string();
+    let hub = |ca_file: Option<&Path>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = serve_command(&dir.path().join("db.sqlite"));
+        cmd.args(["--source", "http"])
+            .env("HOME", dir.path())
+            .env("SIGHTLINE_PLUGINS", &plugins)
+            .env_remove("SIGHTLINE_CA_FILE");
+        if let Some(ca_file) = ca_file {
+            cmd.env("SIGHTLINE_CA_FILE", ca_file);
+        }
+        (Served::spawn(cmd), dir)
+    };
+    let invoke = |hub: &str| {
+        sightline_testkit::post(
+            &format!("{hub}/api/v1/plugins/tls-analyzer/invoke"),
+            "application/json",
+            json!({"events": [sightline_testkit::event("run-plugin", 0)]}).to_string(),
+        )
+    };
+
+    let (trusting, _d1) = hub(Some(&ca.ca));
+    let (status, answer) = invoke(&trusting.url);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"],
+        json!({"events": 1, "over": "tls"}),
+        "{answer}"
+    );
+
+    let (untrusting, _d2) = hub(None);
+    let (status, answer) = invoke(&untrusting.url);
+    assert_eq!(status, 502, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("is not trusted") && message.contains("SIGHTLINE_CA_FILE"),
+        "{answer}"
+    );
+}

@@ -276,7 +276,7 @@ def _sightline_attach():
                     pass
 {path}        import sightline
         a = sightline.start(url={url}, token=token, run_id={run_id}, include={include} or None,
-                            exclude={exclude} or None, trace={trace})
+                            exclude={exclude} or None, trace={trace}{ca_file})
         msg = "ok " + a.run_id
     except BaseException as e:
         msg = "error " + type(e).__name__ + ": " + str(e)
@@ -296,7 +296,21 @@ del _sightline_attach
         include = py_list(&args.include),
         exclude = py_list(&args.exclude),
         trace = if args.no_trace { "False" } else { "True" },
+        ca_file = ca_file_option(),
     )
+}
+
+/// `, ca_file='…'` when this command trusts a private CA (`--cacert` / SIGHTLINE_CA_FILE), so
+/// the agent in the target process trusts it too; absolute, since the target has its own
+/// working directory. Nothing otherwise: the agent then reads the target's own environment.
+fn ca_file_option() -> String {
+    match sightline_forward::http::ca_file() {
+        Some(path) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            format!(", ca_file={}", py_str(&path.to_string_lossy()))
+        }
+        None => String::new(),
+    }
 }
 
 fn ptrace_hint(pid: u32) -> String {

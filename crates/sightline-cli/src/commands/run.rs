@@ -235,6 +235,12 @@ fn run_python(args: &RunArgs, run_id: &str, bootstrap: &Path) -> anyhow::Result<
         cmd.env("SIGHTLINE_TOKEN", t);
     }
     // The agent trusts the same private CA as this command (`--cacert` reaches it this way).
+    // Absolute: the program may change its working directory before the agent reads it.
+    if let Some(ca) = sightline_forward::http::ca_file() {
+        let ca = std::path::absolute(&ca).unwrap_or(ca);
+        cmd.env(sightline_forward::http::CA_FILE_ENV, ca);
+    }
+    // The agent trusts the same private CA as this command (`--cacert` reaches it this way).
     if let Some(ca) = sightline_forward::http::ca_file() {
         cmd.env(sightline_forward::http::CA_FILE_ENV, ca);
     }
