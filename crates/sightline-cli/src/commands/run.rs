@@ -240,10 +240,6 @@ fn run_python(args: &RunArgs, run_id: &str, bootstrap: &Path) -> anyhow::Result<
         let ca = std::path::absolute(&ca).unwrap_or(ca);
         cmd.env(sightline_forward::http::CA_FILE_ENV, ca);
     }
-    // The agent trusts the same private CA as this command (`--cacert` reaches it this way).
-    if let Some(ca) = sightline_forward::http::ca_file() {
-        cmd.env(sightline_forward::http::CA_FILE_ENV, ca);
-    }
     if !args.include.is_empty() {
         cmd.env("SIGHTLINE_INCLUDE", args.include.join(","));
     }
