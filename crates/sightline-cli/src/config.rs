@@ -60,6 +60,12 @@ fn default_config_path() -> Option<PathBuf> {
     home().map(|h| h.join(".config/sightline/config.toml"))
 }
 
+/// The config file in use: the explicit one, else the default path (which may not exist yet).
+/// The settings API writes its changes here (`HubSettings::config_file`).
+pub fn path_in_use(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(default_config_path)
+}
+
 /// Reads the config file: the explicit one must exist; the default one may not.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
     let (path, required) = match explicit {

@@ -31,6 +31,9 @@ pub struct HubSettings {
     /// How long a WebSocket frame may wait for a client that stopped reading before the
     /// connection is closed with 4009 (`ws.rs`).
     pub ws_send_stall: std::time::Duration,
+    /// The config file the settings API writes its changes to, so they survive a restart
+    /// (`None`: changes last until the hub stops).
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HubSettings {
@@ -42,6 +45,7 @@ impl Default for HubSettings {
             retention_days: Some(14.0),
             security: SecuritySettings::default(),
             ws_send_stall: crate::routes::ws::SEND_STALL,
+            config_file: None,
         }
     }
 }

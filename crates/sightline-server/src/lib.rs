@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod config_file;
 pub mod error;
 pub mod hub;
 pub mod routes;

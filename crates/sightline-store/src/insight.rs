@@ -293,7 +293,12 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT minute, {column}, SUM(events), SUM(errors), SUM(input_tokens), \
                  SUM(output_tokens), SUM(cost_usd) FROM stats_minute \
-                 WHERE minute >= ?1 AND minute < ?2 GROUP BY minute, {column}"
+                 WHERE minute >= ?1 AND minute < ?2 GROUP BY minute{}",
+                if q.by == SeriesBy::Total {
+                    String::new()
+                } else {
+                    format!(", {column}")
+                }
             ))?;
             let mut rows = stmt.query([start.div_euclid(MINUTE_MS), end.div_euclid(MINUTE_MS)])?;
             while let Some(row) = rows.next()? {
@@ -343,7 +348,7 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
                 _ => ("payload", " AND metrics IS NOT NULL"),
             };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT ts, {column}, severity = 4 OR status = 6, metrics FROM events \
+                "SELECT ts, {column}, severity = 4 OR COALESCE(status = 6, 0), metrics FROM events \
                  WHERE seq >= ?1 AND ts >= ?2 AND ts < ?3{extra} ORDER BY seq LIMIT ?4"
             ))?;
             let mut rows = stmt.query(rusqlite::params![

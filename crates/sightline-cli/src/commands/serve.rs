@@ -82,6 +82,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         max_body: args.max_body.or(file.max_body).unwrap_or(8 * 1024 * 1024),
         retention_days: retention.map(|d| d.as_secs_f64() / 86_400.0),
         security,
+        config_file: config::path_in_use(config_path),
         ..HubSettings::default()
     };
 

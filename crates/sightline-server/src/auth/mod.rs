@@ -111,6 +111,16 @@ pub struct Security {
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Option<IpAddr>, usize>>>,
     pub audit: AuditLog,
     machine_names: Vec<String>,
+    /// Tokens changed while the hub runs (`routes::settings`): created ones, and the names of
+    /// configured ones revoked. Consulted with the configured table on every request.
+    runtime: std::sync::RwLock<RuntimeTokens>,
+}
+
+/// The token changes made through the settings API since the hub started.
+#[derive(Debug, Default)]
+pub struct RuntimeTokens {
+    pub created: TokenTable,
+    pub revoked: std::collections::BTreeSet<String>,
 }
 
 impl Security {
@@ -137,12 +147,28 @@ impl Security {
             machine_names,
             lockouts: std::sync::Mutex::new(std::collections::HashMap::new()),
             unauthenticated: Default::default(),
+            runtime: Default::default(),
         }
+    }
+
+    /// The token changes made at run time (read).
+    pub fn runtime_tokens(&self) -> std::sync::RwLockReadGuard<'_, RuntimeTokens> {
+        self.runtime
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token changes made at run time (write; never held across an await).
+    pub fn runtime_tokens_mut(&self) -> std::sync::RwLockWriteGuard<'_, RuntimeTokens> {
+        self.runtime
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether auth is on at all (no tokens: a loopback hub, open to this machine).
     pub fn auth_required(&self) -> bool {
-        !self.settings.tokens.is_empty()
+        // Revoking every configured token leaves auth on: a hub that was protected stays so.
+        !self.settings.tokens.is_empty() || !self.runtime_tokens().created.is_empty()
     }
 
     /// Is `host` (a Host header's value, with or without port) one of this hub's names?
@@ -286,7 +312,16 @@ impl Security {
         if !self.auth_required() {
             return Ok(None);
         }
-        match presented.and_then(|t| self.settings.tokens.check(t)) {
+        let Some(presented) = presented else {
+            return Err(SecurityError::Unauthorized);
+        };
+        let runtime = self.runtime_tokens();
+        let configured = self
+            .settings
+            .tokens
+            .check(presented)
+            .filter(|g| !runtime.revoked.contains(&g.name));
+        match runtime.created.check(presented).or(configured) {
             Some(g) => Ok(Some(g.clone())),
             None => Err(SecurityError::Unauthorized),
         }

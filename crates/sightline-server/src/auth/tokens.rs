@@ -165,6 +165,18 @@ impl TokenTable {
         Ok(())
     }
 
+    /// The grants, in the order they were added (names and roles only, never a token).
+    pub fn grants(&self) -> impl Iterator<Item = &Grant> {
+        self.entries.iter().map(|(_, g)| g)
+    }
+
+    /// Removes every token named `name`; true when one was there.
+    pub fn remove_named(&mut self, name: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(_, g)| g.name != name);
+        self.entries.len() != before
+    }
+
     /// The grant of a presented token. Compares against every entry in constant time per
     /// entry, so timing does not tell which prefix matched.
     pub fn check(&self, presented: &str) -> Option<&Grant> {
@@ -178,7 +190,7 @@ impl TokenTable {
     }
 }
 
-fn parse_roles(text: &str) -> Result<Vec<Role>, String> {
+pub fn parse_roles(text: &str) -> Result<Vec<Role>, String> {
     text.split(',')
         .filter(|r| !r.trim().is_empty())
         .map(|r| {

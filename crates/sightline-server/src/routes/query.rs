@@ -120,7 +120,7 @@ pub async fn health(State(hub): State<Hub>) -> Json<HealthReport> {
             path: store.path().display().to_string(),
             size_bytes: store.size_bytes(),
             events: stats.stored.load(Ordering::Relaxed),
-            retention_days: hub.settings().retention_days,
+            retention_days: hub.store().retention().map(|d| d.as_secs_f64() / 86_400.0),
             deleted_by_retention: stats.retained_away.load(Ordering::Relaxed),
         },
         queue: QueueHealth {

@@ -57,6 +57,15 @@ pub fn components() -> Map<String, Value> {
         PluginAnswer,
         AuditPage,
         AuditEntry,
+        sightline_store::insight::Count,
+        sightline_store::insight::Series,
+        sightline_store::fingerprint::IncidentGroups,
+        crate::routes::settings::SettingsView,
+        crate::routes::settings::SettingsChange,
+        crate::routes::settings::RetentionBody,
+        crate::routes::settings::NewToken,
+        crate::routes::settings::CreatedToken,
+        crate::routes::settings::RevokedToken,
     );
     let mut out = g.definitions().clone();
     out.insert(
@@ -129,6 +138,33 @@ pub fn plugin_answer() -> Value {
 }
 pub fn audit() -> Value {
     of::<AuditPage>()
+}
+pub fn count() -> Value {
+    of::<sightline_store::insight::Count>()
+}
+pub fn series() -> Value {
+    of::<sightline_store::insight::Series>()
+}
+pub fn incident_groups() -> Value {
+    of::<sightline_store::fingerprint::IncidentGroups>()
+}
+pub fn settings_view() -> Value {
+    of::<crate::routes::settings::SettingsView>()
+}
+pub fn settings_change() -> Value {
+    of::<crate::routes::settings::SettingsChange>()
+}
+pub fn retention_body() -> Value {
+    of::<crate::routes::settings::RetentionBody>()
+}
+pub fn new_token() -> Value {
+    of::<crate::routes::settings::NewToken>()
+}
+pub fn created_token() -> Value {
+    of::<crate::routes::settings::CreatedToken>()
+}
+pub fn revoked_token() -> Value {
+    of::<crate::routes::settings::RevokedToken>()
 }
 pub fn any_object() -> Value {
     json!({"type": "object"})

@@ -223,6 +223,33 @@ const WORKFLOW_QUERY: &[Param] = &[Param {
     kind: "integer",
 }];
 
+const COUNT_QUERY: &[Param] = &[Param {
+    name: "before",
+    description: "count only events below this seq (a page's position)",
+    kind: "integer",
+}];
+const GROUPS_QUERY: &[Param] = &[
+    param("since", "RFC 3339 (default: a day ago)"),
+    Param {
+        name: "limit",
+        description: "groups (≤ 500, default 200)",
+        kind: "integer",
+    },
+];
+const SERIES_QUERY: &[Param] = &[
+    param("since", "RFC 3339, inclusive (default: an hour before until)"),
+    param("until", "RFC 3339, exclusive (default: now)"),
+    Param {
+        name: "bucket_s",
+        description: "bucket width in seconds, rounded up to whole minutes (default 60)",
+        kind: "integer",
+    },
+    param(
+        "by",
+        "total, source, entity_type, severity, agent, run or model",
+    ),
+];
+
 /// The hub's own routes (the endpoint sources come from [`endpoint_routes`]).
 pub fn core_routes() -> Vec<Route> {
     use Method::*;
@@ -267,6 +294,32 @@ pub fn core_routes() -> Vec<Route> {
             .query(&[FILTER])
             .answers(200, Shape::Json(s::incidents))
             .to(get(query::incidents)),
+        route(Get, "/api/v1/count", READ, "How many events a filter matches: exact, or a lower bound marked exact=false past 1,000,000")
+            .query(&[FILTER, COUNT_QUERY])
+            .answers(200, Shape::Json(s::count))
+            .to(get(crate::routes::insight::count)),
+        route(Get, "/api/v1/series", READ, "Events, errors, tokens and cost per time bucket, by source, entity_type, severity, agent, run or model (at most 1,440 buckets, 12 lines)")
+            .query(&[SERIES_QUERY])
+            .answers(200, Shape::Json(s::series))
+            .to(get(crate::routes::insight::series)),
+        route(Get, "/api/v1/incidents/groups", READ, "Failures grouped by fingerprint (exception type, normalised message and location; tool and error class), with count, first and last seen and the runs affected")
+            .query(&[GROUPS_QUERY])
+            .answers(200, Shape::Json(s::incident_groups))
+            .to(get(crate::routes::insight::incident_groups)),
+        route(Get, "/api/v1/settings", ADMIN, "What the hub runs with: retention, the config file changes go to, tokens (names and roles, never values), sources and their health")
+            .answers(200, Shape::Json(s::settings_view))
+            .to(get(crate::routes::settings::get_settings)),
+        route(Put, "/api/v1/settings/retention", ADMIN, "Change how long events are kept (the next sweep uses it); written to the config file")
+            .request(Shape::Json(s::retention_body))
+            .answers(200, Shape::Json(s::settings_change))
+            .to(put(crate::routes::settings::put_retention)),
+        route(Post, "/api/v1/tokens", ADMIN, "Create a token with roles; its value is in this answer only; written to the config file")
+            .request(Shape::Json(s::new_token))
+            .answers(201, Shape::Json(s::created_token))
+            .to(post(crate::routes::settings::create_token)),
+        route(Delete, "/api/v1/tokens/{name}", ADMIN, "Revoke a token by name (at once); removed from the config file")
+            .answers(200, Shape::Json(s::revoked_token))
+            .to(axum::routing::delete(crate::routes::settings::revoke_token)),
         route(Get, "/api/v1/export", READ, "Events of a run or a filter as json, ndjson, csv or yaml")
             .query(&[FILTER, EXPORT_QUERY])
             .answers(200, Shape::Text("application/json, application/x-ndjson, text/csv or application/yaml"))

@@ -1,0 +1,227 @@
+//! Edits to the hub's TOML config file made by the settings API, so that a change made while the
+//! hub runs survives a restart: the top-level `retention` key, and `[[tokens]]` tables added or
+//! removed by name.
+//!
+//! Edits are textual and minimal: every other line (comments, order, other keys) stays as the
+//! user wrote it. The file is replaced atomically (a temp file beside it, then a rename) and is
+//! private (0600 on Unix), since it may hold tokens. This module must never write a value it has
+//! not checked (names, roles and tokens are plain ASCII words, retentions a duration word), so
+//! no edit can inject TOML, and never log a token.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Why a change could not be written to the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read the config file {path}: {message}; check its permissions")]
+    Read { path: String, message: String },
+    #[error(
+        "cannot write the config file {path}: {message}; the change applies until the hub stops"
+    )]
+    Write { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A value safe to put between TOML quotes as is: ASCII letters, digits, `.`, `_`, `-`.
+pub fn is_word(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn read(path: &Path) -> Result<String, ConfigFileError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(ConfigFileError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ConfigFileError> {
+    let fail = |e: std::io::Error| ConfigFileError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".sightline-tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// The index of the first table header (`[x]` or `[[x]]`) line: top-level keys go before it.
+fn first_table(lines: &[&str]) -> usize {
+    lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(lines.len())
+}
+
+fn is_key(line: &str, key: &str) -> bool {
+    let t = line.trim_start();
+    t.strip_prefix(key)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// Sets (or, with `None`, removes) the top-level `retention = "<text>"`.
+pub fn set_retention(path: &Path, text: Option<&str>) -> Result<(), ConfigFileError> {
+    if let Some(t) = text
+        && !is_word(t, 32)
+    {
+        return Err(ConfigFileError::Invalid(format!(
+            "retention `{t}` is not a duration like 14d, 36h or 0"
+        )));
+    }
+    let old = read(path)?;
+    let lines: Vec<&str> = old.lines().collect();
+    let top = first_table(&lines);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len() + 1);
+    let mut done = false;
+    for (i, line) in lines.iter().enumerate() {
+        if i < top && is_key(line, "retention") {
+            if let Some(t) = text
+                && !done
+            {
+                out.push(format!("retention = \"{t}\""));
+                done = true;
+            }
+            continue;
+        }
+        if i == top
+            && !done
+            && let Some(t) = text
+        {
+            out.push(format!("retention = \"{t}\""));
+            done = true;
+        }
+        out.push((*line).to_string());
+    }
+    if !done && let Some(t) = text {
+        out.push(format!("retention = \"{t}\""));
+    }
+    write(path, &(out.join("\n") + "\n"))
+}
+
+/// Appends a `[[tokens]]` table.
+pub fn add_token(
+    path: &Path,
+    name: &str,
+    token: &str,
+    roles: &[&str],
+) -> Result<(), ConfigFileError> {
+    if !is_word(name, 64) || !is_word(token, 256) || !roles.iter().all(|r| is_word(r, 16)) {
+        return Err(ConfigFileError::Invalid(
+            "token names, values and roles are letters, digits, `.`, `_` and `-`".into(),
+        ));
+    }
+    let mut text = read(path)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+    text.push_str(&format!(
+        "\n[[tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nroles = [{}]\n",
+        roles.join(", ")
+    ));
+    write(path, &text)
+}
+
+/// Removes every `[[tokens]]` table whose `name` is `name`; true when one was there.
+pub fn remove_token(path: &Path, name: &str) -> Result<bool, ConfigFileError> {
+    let old = read(path)?;
+    let lines: Vec<&str> = old.lines().collect();
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut removed = false;
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() == "[[tokens]]" {
+            let end = (i + 1..lines.len())
+                .find(|&j| lines[j].trim_start().starts_with('['))
+                .unwrap_or(lines.len());
+            let named = lines[i + 1..end].iter().any(|l| {
+                is_key(l, "name")
+                    && l.split_once('=').is_some_and(|(_, v)| {
+                        v.trim().trim_matches(|c| c == '"' || c == '\'') == name
+                    })
+            });
+            if named {
+                removed = true;
+                // Drop the blank line this table's append put before it, too.
+                while out.last().is_some_and(|l| l.trim().is_empty()) {
+                    out.pop();
+                }
+                i = end;
+                continue;
+            }
+        }
+        out.push(lines[i]);
+        i += 1;
+    }
+    if removed {
+        write(path, &(out.join("\n") + "\n"))?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_set_replaced_and_kept_out_of_tables() {
+        let dir = std::env::temp_dir().join(format!("sl-cfg-{}", std::process::id()));
+        let path = dir.join("config.toml");
+        let _ = std::fs::remove_file(&path);
+        set_retention(&path, Some("7d")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "retention = \"7d\"\n"
+        );
+        std::fs::write(
+            &path,
+            "# mine\nport = 5000\nretention = \"14d\"\n\n[[tokens]]\nname = \"ci\"\ntoken = \"abcdefgh12\"\nroles = [\"read\"]\n",
+        )
+        .unwrap();
+        set_retention(&path, Some("36h")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# mine\nport = 5000\nretention = \"36h\"\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("retention").count(), 1);
+        add_token(&path, "laptop", "0123456789abcdef", &["read", "admin"]).unwrap();
+        assert!(remove_token(&path, "ci").unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("abcdefgh12"), "{text}");
+        assert!(
+            text.contains(
+                "name = \"laptop\"\ntoken = \"0123456789abcdef\"\nroles = [\"read\", \"admin\"]"
+            ),
+            "{text}"
+        );
+        assert!(!remove_token(&path, "ci").unwrap());
+        assert!(set_retention(&path, Some("7d\"\n[x]")).is_err());
+        assert!(add_token(&path, "a\"b", "0123456789abcdef", &["read"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

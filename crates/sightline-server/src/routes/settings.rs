@@ -1,0 +1,384 @@
+//! Settings that control the hub while it runs (role admin, by the route table; the guard audits
+//! every call): `GET /api/v1/settings`, `PUT /api/v1/settings/retention`, `POST /api/v1/tokens`,
+//! `DELETE /api/v1/tokens/{name}`.
+//!
+//! A change applies at once (retention at the writer's next sweep, a token at the next request)
+//! and is written to the config file the hub was started with (`config_file`), so it survives a
+//! restart; when the file cannot be written the change still applies and the answer says it was
+//! not persisted. This module must never return or log a token's value, except the one answer
+//! that creates it.
+
+use std::io::Read;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sightline_core::SourceHealth;
+
+use crate::auth::Role;
+use crate::config_file;
+use crate::error::ApiError;
+use crate::hub::Hub;
+
+/// One token as the settings list shows it: never its value.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// `config` (flags, token file, config file at start) or `api` (created while running).
+    pub origin: &'static str,
+    /// Whether the API can revoke it (the owner's `--token` and token-file lines cannot).
+    pub revocable: bool,
+}
+
+/// `GET /api/v1/settings`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingsView {
+    /// How long events are kept: `14d`, `36h`, ... or `0` for forever.
+    pub retention: String,
+    pub retention_days: Option<f64>,
+    /// The config file changes are written to (`null`: changes last until the hub stops).
+    pub config_file: Option<String>,
+    /// Whether requests need a token at all.
+    pub auth_required: bool,
+    pub tokens: Vec<TokenInfo>,
+    /// Every source's health: state, last event, errors.
+    pub sources: Vec<SourceHealth>,
+}
+
+/// What a change did.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingsChange {
+    pub retention: String,
+    /// True when the change was written to the config file (it survives a restart).
+    pub persisted: bool,
+    /// Why it was not, when it was not.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// `14d`, `36h`, `90m`, `30s`, a bare number of days, or `0` to keep everything.
+    pub retention: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Letters, digits, `.`, `_`, `-`; at most 64.
+    pub name: String,
+    /// Any of `read`, `ingest`, `admin`.
+    pub roles: Vec<String>,
+}
+
+/// `POST /api/v1/tokens`: the only answer that carries a token's value.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreatedToken {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Shown once: store it now.
+    pub token: String,
+    pub persisted: bool,
+    pub note: Option<String>,
+    /// True when this was the first token: every request now needs one.
+    pub auth_now_required: bool,
+}
+
+/// `DELETE /api/v1/tokens/{name}`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RevokedToken {
+    pub revoked: String,
+    pub persisted: bool,
+    pub note: Option<String>,
+}
+
+/// Parses `14d`, `36h`, `90m`, `30s`, or a bare number of days; `0` keeps everything. The same
+/// words `serve --retention` takes.
+pub fn parse_retention(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    let bad = || format!("retention `{text}` is not a duration like 14d, 36h, 90m, 30s or 0");
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let n: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    let secs = match unit {
+        "" | "d" => n * 86_400.0,
+        "h" => n * 3_600.0,
+        "m" => n * 60.0,
+        "s" => n,
+        _ => return Err(bad()),
+    };
+    // Ten years is far past any disk; a bigger number is a typo.
+    if secs > 10.0 * 365.0 * 86_400.0 {
+        return Err(format!(
+            "retention `{text}` is over ten years; use 0 to keep everything"
+        ));
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    // Below a minute the sweep would delete what just arrived.
+    if secs < 60.0 {
+        return Err(format!(
+            "retention `{text}` is under a minute; use at least 1m, or 0 to keep everything"
+        ));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+/// A retention as the API writes it back: whole days, hours, minutes or seconds.
+pub fn retention_text(keep: Option<Duration>) -> String {
+    let Some(d) = keep else {
+        return "0".into();
+    };
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3_600 == 0 {
+        format!("{}h", s / 3_600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Where changes persist, if anywhere.
+fn persist(
+    hub: &Hub,
+    edit: impl FnOnce(&std::path::Path) -> Result<(), config_file::ConfigFileError>,
+) -> (bool, Option<String>) {
+    match &hub.settings().config_file {
+        None => (
+            false,
+            Some("the hub has no config file; the change lasts until it stops (start it with --config to keep changes)".into()),
+        ),
+        Some(path) => match edit(path) {
+            Ok(()) => (true, None),
+            Err(e) => {
+                tracing::warn!("settings: {e}");
+                (false, Some(e.to_string()))
+            }
+        },
+    }
+}
+
+fn role_names(roles: &std::collections::BTreeSet<Role>) -> Vec<String> {
+    roles.iter().map(|r| r.as_str().to_string()).collect()
+}
+
+/// `GET /api/v1/settings`.
+pub async fn get_settings(State(hub): State<Hub>) -> Json<SettingsView> {
+    let keep = hub.store().retention();
+    let security = hub.security();
+    let runtime = security.runtime_tokens();
+    let mut tokens: Vec<TokenInfo> = security
+        .settings
+        .tokens
+        .grants()
+        .filter(|g| !runtime.revoked.contains(&g.name))
+        .map(|g| TokenInfo {
+            name: g.name.clone(),
+            roles: role_names(&g.roles),
+            origin: "config",
+            revocable: g.name != "token" && g.name != "unusable" && !g.name.contains(':'),
+        })
+        .collect();
+    tokens.extend(runtime.created.grants().map(|g| TokenInfo {
+        name: g.name.clone(),
+        roles: role_names(&g.roles),
+        origin: "api",
+        revocable: true,
+    }));
+    drop(runtime);
+    Json(SettingsView {
+        retention: retention_text(keep),
+        retention_days: keep.map(|d| d.as_secs_f64() / 86_400.0),
+        config_file: hub
+            .settings()
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        auth_required: security.auth_required(),
+        tokens,
+        sources: hub.core().health().snapshot(),
+    })
+}
+
+/// `PUT /api/v1/settings/retention`.
+pub async fn put_retention(
+    State(hub): State<Hub>,
+    Json(body): Json<RetentionBody>,
+) -> Result<Json<SettingsChange>, ApiError> {
+    let keep = parse_retention(&body.retention).map_err(ApiError::BadRequest)?;
+    hub.store().set_retention(keep);
+    let text = retention_text(keep);
+    tracing::info!(retention = %text, "retention changed; the next sweep uses it");
+    let (persisted, note) = persist(&hub, |p| config_file::set_retention(p, Some(&text)));
+    Ok(Json(SettingsChange {
+        retention: text,
+        persisted,
+        note,
+    }))
+}
+
+/// 32 random bytes as hex, from the OS.
+fn new_token_value() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            ApiError::Internal(format!(
+                "no randomness for a token ({e}); create tokens in the config file instead"
+            ))
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `POST /api/v1/tokens`.
+pub async fn create_token(
+    State(hub): State<Hub>,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    if !config_file::is_word(&body.name, 64) || body.name == "token" || body.name == "unusable" {
+        return Err(ApiError::BadRequest(
+            "name: 1 to 64 letters, digits, `.`, `_` or `-` (not `token`, the owner's)".into(),
+        ));
+    }
+    let mut roles = Vec::new();
+    for r in &body.roles {
+        roles.push(Role::parse(r).ok_or_else(|| {
+            ApiError::BadRequest(format!("role `{r}` is not one of read, ingest, admin"))
+        })?);
+    }
+    if roles.is_empty() {
+        return Err(ApiError::BadRequest(
+            "roles: give at least one of read, ingest, admin".into(),
+        ));
+    }
+    let security = hub.security();
+    let taken = security
+        .settings
+        .tokens
+        .grants()
+        .any(|g| g.name == body.name)
+        && !security.runtime_tokens().revoked.contains(&body.name)
+        || security
+            .runtime_tokens()
+            .created
+            .grants()
+            .any(|g| g.name == body.name);
+    if taken {
+        return Err(ApiError::BadRequest(format!(
+            "a token named `{}` exists; revoke it first or choose another name",
+            body.name
+        )));
+    }
+    let first = !security.auth_required();
+    if first && !roles.contains(&Role::Admin) {
+        // The first token turns auth on: without admin in it, nobody could change settings.
+        return Err(ApiError::BadRequest(
+            "this is the hub's first token and turns authentication on: give it the admin role, or nobody could change settings afterwards".into(),
+        ));
+    }
+    let token = new_token_value()?;
+    security
+        .runtime_tokens_mut()
+        .created
+        .add_checked(&token, &roles, &body.name)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let names: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (persisted, note) = persist(&hub, |p| {
+        config_file::add_token(p, &body.name, &token, &refs)
+    });
+    tracing::info!(name = %body.name, roles = ?names, persisted, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            name: body.name,
+            roles: names,
+            token,
+            persisted,
+            note,
+            auth_now_required: first,
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/tokens/{name}`.
+pub async fn revoke_token(
+    State(hub): State<Hub>,
+    Path(name): Path<String>,
+) -> Result<Json<RevokedToken>, ApiError> {
+    let security = hub.security();
+    let created = security.runtime_tokens_mut().created.remove_named(&name);
+    let configured = security.settings.tokens.grants().any(|g| g.name == name);
+    if !created && !configured {
+        return Err(ApiError::NotFound(format!(
+            "no token named `{name}`; GET /api/v1/settings lists them"
+        )));
+    }
+    if configured {
+        if name == "token" || name.contains(':') {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` comes from --token or a token file; change it there and restart"
+            )));
+        }
+        security.runtime_tokens_mut().revoked.insert(name.clone());
+    }
+    let mut in_file = true;
+    let (mut persisted, mut note) = persist(&hub, |p| {
+        in_file = config_file::remove_token(p, &name)?;
+        Ok(())
+    });
+    if persisted && !in_file && configured {
+        // Configured elsewhere (a token file, an environment variable): revoked until restart.
+        persisted = false;
+        note = Some(format!(
+            "`{name}` is not a [[tokens]] table of the config file; it is revoked until the hub restarts (remove it where it is configured)"
+        ));
+    }
+    tracing::info!(%name, persisted, "token revoked");
+    Ok(Json(RevokedToken {
+        revoked: name,
+        persisted,
+        note,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_words() {
+        assert_eq!(
+            parse_retention("14d").unwrap(),
+            Some(Duration::from_secs(14 * 86_400))
+        );
+        assert_eq!(
+            parse_retention("36h").unwrap(),
+            Some(Duration::from_secs(36 * 3_600))
+        );
+        assert_eq!(
+            parse_retention("2").unwrap(),
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(parse_retention("0").unwrap(), None);
+        for bad in ["soon", "3w", "-1d", "NaN", "30s", "1e9d", ""] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+        for t in ["14d", "36h", "90m", "0"] {
+            assert_eq!(retention_text(parse_retention(t).unwrap()), t);
+        }
+    }
+}
