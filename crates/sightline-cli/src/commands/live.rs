@@ -54,7 +54,7 @@ pub struct LiveArgs {
     #[arg(long, env = "SIGHTLINE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Forward every event to an OpenTelemetry collector (OTLP/HTTP protobuf base URL, e.g.
-    /// http://127.0.0.1:4318).
+    /// http://127.0.0.1:4318; an https:// one is verified like a hub, see --cacert).
     #[arg(long, env = "SIGHTLINE_OTLP_EXPORT")]
     pub otlp_export: Option<String>,
 }
@@ -146,7 +146,7 @@ pub fn otlp_export(args: &LiveArgs, file: &FileConfig) -> anyhow::Result<Option<
         None => Ok(None),
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
         Some(u) => Err(Exit::config(format!(
-            "--otlp-export `{u}` is not an http:// URL of an OTLP/HTTP receiver"
+            "--otlp-export `{u}` is not the http:// or https:// URL of an OTLP/HTTP receiver"
         ))),
     }
 }
