@@ -226,6 +226,8 @@ async function httpsFetchWithCa(ca: Pem[]): Promise<MiniFetch> {
         });
       });
       req.on('error', reject);
+      // As undici's fetch does: a hub silent for 5 minutes is a network error (then retried).
+      req.setTimeout(300_000, () => req.destroy(new Error('no answer from the hub in 300 s')));
       req.end(init.body);
     });
 }
@@ -238,6 +240,8 @@ interface NodeResponse {
 
 interface NodeRequest {
   on(ev: string, cb: (e: Error) => void): void;
+  setTimeout(ms: number, cb: () => void): void;
+  destroy(e: Error): void;
   end(body?: string): void;
 }
 
@@ -268,7 +272,7 @@ const TLS_TRUST_CODES = new Set([
  * The advice for a TLS failure retrying cannot fix (found in an error, its `cause` or its
  * `error`, as fetch and `ws` wrap them), or `undefined` for any other failure.
  */
-export function tlsTrustProblem(e: unknown): string | undefined {
+function tlsTrustProblem(e: unknown): string | undefined {
   for (let x = e, depth = 0; x && typeof x === 'object' && depth < 4; depth++) {
     const o = x as { code?: unknown; message?: unknown; cause?: unknown; error?: unknown };
     if (typeof o.code === 'string' && TLS_TRUST_CODES.has(o.code)) {
