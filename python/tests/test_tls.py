@@ -182,3 +182,17 @@ def test_the_python_client_with_and_without_the_ca(tls_hub, monkeypatch):
         Client(tls_hub.url).publish(ev, max_attempts=5)
     with pytest.raises(ValueError, match="nowhere.pem"):
         Client(tls_hub.url, ca_file="/nowhere.pem")
+
+
+def test_python_m_sightline_ca_file_option(tls_hub, tmp_path):
+    script = tmp_path / "cli_ca.py"
+    script.write_text(PROGRAM % {"flush": 15})
+    run_id = new_run_id("tls-cli-option")
+    env = agent_env(tls_hub, run_id, SIGHTLINE_SPOOL_DIR=str(tmp_path / "spool"))
+    p = subprocess.run(
+        [sys.executable, "-m", "sightline", "--ca-file", str(tls_hub.ca), str(script)],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    r = report(p)
+    assert r["left"] == 0 and r["last_error"] is None, r
+    assert_all_committed(tls_hub, run_id)
