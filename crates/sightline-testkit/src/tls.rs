@@ -108,10 +108,15 @@ impl TestCa {
     }
 
     /// A blocking HTTP agent (the product's own client stack) that trusts this CA besides the
-    /// system's roots; status codes are answers, not errors.
+    /// system's roots; status codes are answers, not errors. Requests give up after 60 s, like
+    /// the kit's plain agent, so a test that goes wrong fails instead of hanging.
     pub fn agent(&self) -> ureq::Agent {
+        let timeouts = sightline_forward::http::Timeouts {
+            connect: None,
+            global: Some(std::time::Duration::from_secs(60)),
+        };
         sightline_forward::http::Trust::with_ca_file(Some(&self.ca))
-            .and_then(|t| t.agent(&Default::default()))
+            .and_then(|t| t.agent(&timeouts))
             .expect("the test CA is a usable trust anchor")
     }
 }
