@@ -1,6 +1,7 @@
 //! `sightline attach` (the real binary, through gdb or `sys.remote_exec`) with a stand-in agent
-//! package: the target gets the token though no file it runs holds it, the script is staged in
-//! the user's own runtime directory, and nothing is left behind.
+//! package: the target gets the token though no file it runs holds it, and the private CA of
+//! `--cacert`; the script is staged in the user's own runtime directory, and nothing is left
+//! behind.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -82,6 +83,8 @@ def start(**kw):
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A private CA: the agent in the target must be told to trust it.
+    let ca = sightline_testkit::tls::TestCa::new();
     let runtime = tmp.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -95,6 +98,8 @@ def start(**kw):
         .arg("--agent-path")
         .arg(&agent)
         .args(["--token", SECRET, "--timeout", "60"])
+        .arg("--cacert")
+        .arg(&ca.ca)
         .env("XDG_RUNTIME_DIR", &runtime)
         .output()
         .unwrap();
@@ -114,6 +119,11 @@ def start(**kw):
             .unwrap();
     assert_eq!(started["token"], SECRET, "the agent got the token");
     assert_eq!(started["run_id"], "attach-run-1");
+    assert_eq!(
+        started["ca_file"],
+        ca.ca.to_str().unwrap(),
+        "the agent trusts the private CA"
+    );
     let base = runtime.join("sightline");
     assert_eq!(
         std::fs::metadata(&base).unwrap().permissions().mode() & 0o777,

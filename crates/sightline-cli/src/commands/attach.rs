@@ -71,6 +71,9 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<i32> {
             "process {pid} runs Python {major}.{minor}; the agent needs 3.11 or later"
         )));
     }
+    // The agent in the target will trust the private CA (`--cacert`): a file it could not use
+    // is said here, before anything is injected.
+    sightline_forward::http::Trust::from_process().map_err(|e| Exit::config(e.to_string()))?;
     let run_id = args.run_id.clone().unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
