@@ -11,6 +11,7 @@ pub mod codec;
 pub mod fulltext;
 pub mod fingerprint;
 pub mod insight;
+pub mod live;
 pub mod migrations;
 pub mod query;
 pub mod retention;

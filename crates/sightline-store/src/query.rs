@@ -125,11 +125,11 @@ pub enum Order {
     Asc,
 }
 
-const RUN_COLUMNS: &str = "run_id, source, agent, title, status, started_at, ended_at, last_event_at, \
+pub(crate) const RUN_COLUMNS: &str = "run_id, source, agent, title, status, started_at, ended_at, last_event_at, \
     event_count, error_count, session_count, input_tokens, output_tokens, cache_read_tokens, \
     cache_write_tokens, cost_usd";
 
-const SESSION_COLUMNS: &str = "session_id, run_id, parent_session_id, agent, source, title, status, \
+pub(crate) const SESSION_COLUMNS: &str = "session_id, run_id, parent_session_id, agent, source, title, status, \
     started_at, ended_at, last_event_at, event_count, error_count, input_tokens, output_tokens, \
     cache_read_tokens, cache_write_tokens, cost_usd";
 
@@ -145,7 +145,7 @@ fn status_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Status>> {
     Ok(row.get::<_, Option<i64>>(idx)?.and_then(Status::from_code))
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let (started, ended, last): (i64, Option<i64>, i64) = (row.get(5)?, row.get(6)?, row.get(7)?);
     Ok(Run {
         run_id: row.get(0)?,
@@ -168,7 +168,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     let (started, ended, last): (i64, Option<i64>, i64) = (row.get(7)?, row.get(8)?, row.get(9)?);
     let (input, output, cost): (f64, f64, f64) = (row.get(12)?, row.get(13)?, row.get(16)?);
     Ok(Session {
@@ -208,6 +208,9 @@ pub struct RunQuery {
     pub limit: usize,
     /// `"<last_event_at ms>:<run_id>"` from a previous page.
     pub cursor: Option<String>,
+    /// Runs that `q` also matches (found through their events' text by the caller: the
+    /// working directory and prompts live in payloads, not in the runs row).
+    pub q_runs: Vec<String>,
 }
 
 fn in_list(
@@ -256,8 +259,20 @@ pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, Strin
             SqlValue::Text(format!("%{}%", like_escape(text))),
             &mut args,
         );
+        let also = if q.q_runs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " OR {}",
+                in_list(
+                    "run_id",
+                    q.q_runs.iter().map(|r| SqlValue::Text(r.clone())),
+                    &mut args,
+                )
+            )
+        };
         clauses.push(format!(
-            "(title LIKE {pattern} ESCAPE '\\' OR run_id LIKE {pattern} ESCAPE '\\')"
+            "(title LIKE {pattern} ESCAPE '\\' OR run_id LIKE {pattern} ESCAPE '\\' OR agent LIKE {pattern} ESCAPE '\\'{also})"
         ));
     }
     if let Some(since) = q.since {

@@ -1,5 +1,5 @@
 // The only way the UI talks to the hub: the REST + SSE API of docs/API.md.
-import type { Filter, Health, Incident, PluginInfo, ProcessControl, Run, SEvent, Session, SessionNode, Stats } from './types';
+import type { Filter, Health, Incident, LiveState, PluginInfo, ProcessControl, Run, RunRow, SEvent, Session, SessionNode, Stats } from './types';
 
 const BASE = '/api/v1';
 
@@ -45,7 +45,7 @@ export const api = {
   stats: (since?: string) => request<Stats>('/stats' + (since ? `?since=${encodeURIComponent(since)}` : '')),
   health: () => request<Health>('/health'),
   runs: (q: Record<string, string | number | undefined | null> = {}) =>
-    request<{ runs: Run[]; next_cursor: string | null }>('/runs' + filterQuery({}, q)),
+    request<{ runs: RunRow[]; next_cursor: string | null }>('/runs' + filterQuery({}, q)),
   run: (id: string) =>
     request<{ run: Run; sessions: Session[]; by_entity_type: Record<string, number>; by_severity: Record<string, number> }>(
       '/runs/' + encodeURIComponent(id)),
@@ -66,6 +66,12 @@ export const api = {
     request<ProcessControl>(`/processes/${encodeURIComponent(runId)}/control`, {
       method: 'PUT', body: JSON.stringify(update), headers: { 'content-type': 'application/json' },
     }),
+  /** The active and waiting sessions from the hub's derived rows (docs/API.md, Live). */
+  live: (q: { recent_s?: number; run?: string } = {}) => request<LiveState>('/live' + filterQuery({}, q)),
+  /** One agent session's prompts, answers and tool calls in seq order. */
+  conversation: (sessionId: string, after?: number, limit = 1000) =>
+    request<{ events: SEvent[]; next_cursor: number | null }>(
+      `/sessions/${encodeURIComponent(sessionId)}/conversation` + filterQuery({}, { after, limit })),
   invokePlugin: (name: string, body: unknown) =>
     request<any>(`/plugins/${encodeURIComponent(name)}/invoke`, {
       method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' },

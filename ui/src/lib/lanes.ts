@@ -1,7 +1,7 @@
 // The Live page's model, as a pure reducer over events in seq order. Live applies it
 // incrementally as SSE batches arrive; Replay applies it to a prefix of a recorded run. Both
 // use this one function, so replaying a run to its end reaches exactly the live state.
-import type { SEvent, Status } from './types';
+import type { LiveSession, SEvent, Status, Wait } from './types';
 
 export interface Chip {
   seq: number;
@@ -33,11 +33,18 @@ export interface Lane {
   activity: string | null; // what it's doing now (running tool, step, call)
   chips: Chip[];
   rev: number; // bumped on every change: lets the view reuse unchanged snapshots
+  // From the hub's state (GET /api/v1/live); absent in Replay, which has only events.
+  project?: string | null;
+  prompt?: string | null;
+  cwd?: string | null;
+  wait?: Wait | null;
 }
 
 export interface LaneState {
   lanes: Map<string, Lane>;
   snaps: Map<string, Lane>;
+  /** Live's lanes built from the hub's rows (hubTree), reused while unchanged. */
+  hubSnaps?: Map<string, { s: LiveSession; rev: number; lane: Lane }>;
   applied: number;
   lastSeq: number;
 }
@@ -151,4 +158,59 @@ export function digest(state: LaneState, keep: (l: Lane) => boolean = () => true
     rows.push([l.key, l.parent ?? '', l.status ?? '', l.blocked ? 'B' : '', l.count, l.errors, l.tokens, l.cost.toFixed(6), l.lastSeq].join('|'));
   }
   return rows.sort().join(';');
+}
+
+/**
+ * Live's lanes from the hub's state: which lanes exist, their status, why they wait, project and
+ * prompt come from `sessions` (the hub's derived rows, so nothing falls out of a window); chips,
+ * counts and the current activity come from the event stream's lane of the same key when the
+ * page has one. Subagents nest under their parent (the hub lists ancestors of active lanes).
+ */
+export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: LiveSession) => boolean = () => true): LaneNode[] {
+  const nodes = new Map<string, LaneNode>();
+  // A lane keeps its object while neither its hub row nor its stream lane changed, so Svelte
+  // skips it (the hub's rows are replaced only when a refetch brings news).
+  const cache = (state.hubSnaps ??= new Map());
+  for (const s of sessions) {
+    if (!keep(s) && s.active) continue;
+    const ev = state.lanes.get(s.key);
+    const rev = ev?.rev ?? -1;
+    const hit = cache.get(s.key);
+    if (hit && hit.s === s && hit.rev === rev) {
+      nodes.set(s.key, { lane: hit.lane, children: [], latest: hit.lane.lastTs, depth: 0 });
+      continue;
+    }
+    const lane: Lane = {
+      key: s.key, session_id: s.key.startsWith('run:') ? null : s.session_id, run_id: s.run_id,
+      parent: s.parent_session_id, agent: s.agent, source: s.source, title: s.title ?? s.key,
+      status: s.status, blocked: s.wait && !s.ended_at ? s.wait.title : null, ended: !!s.ended_at,
+      firstTs: s.started_at ?? '', lastTs: s.last_event_at ?? '', lastSeq: ev?.lastSeq ?? 0,
+      count: s.event_count, errors: s.error_count, tokens: s.input_tokens + s.output_tokens, cost: s.cost_usd,
+      activity: s.activity ?? ev?.activity ?? null, chips: ev ? ev.chips.slice() : [],
+      rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
+    };
+    if (cache.size > 20000) cache.clear();
+    cache.set(s.key, { s, rev, lane });
+    nodes.set(s.key, { lane, children: [], latest: lane.lastTs, depth: 0 });
+  }
+  // Ancestors listed only for nesting are dropped when nothing of theirs is shown.
+  const roots: LaneNode[] = [];
+  for (const n of nodes.values()) {
+    const p = n.lane.parent ? nodes.get(n.lane.parent) : undefined;
+    if (p && p !== n) p.children.push(n); else roots.push(n);
+  }
+  const inactive = new Set(sessions.filter((s) => !s.active).map((s) => s.key));
+  const fix = (n: LaneNode, depth: number): string => {
+    n.depth = depth;
+    n.children = n.children.filter((c) => !inactive.has(c.lane.key) || c.children.length);
+    for (const c of n.children) { const t = fix(c, depth + 1); if (t > n.latest) n.latest = t; }
+    n.children.sort((a, b) => (a.latest < b.latest ? 1 : -1));
+    return n.latest;
+  };
+  const shown = roots.filter((r) => !inactive.has(r.lane.key) || r.children.length);
+  for (const r of shown) fix(r, 0);
+  // Waiting lanes first (they need the user), then by latest activity in their subtree.
+  const waits = (n: LaneNode): boolean => !!n.lane.wait || n.children.some(waits);
+  shown.sort((a, b) => (Number(waits(b)) - Number(waits(a))) || (a.latest < b.latest ? 1 : -1));
+  return shown;
 }

@@ -128,3 +128,41 @@ export interface ProcessControl {
   min_duration_ms?: number;
   max_detail_per_s?: number;
 }
+
+/** Why a session waits for its user (`GET /api/v1/live`). */
+export type WaitKind = 'permission' | 'question' | 'idle' | 'failed_turn' | 'blocked';
+
+export interface Wait {
+  kind: WaitKind;
+  title: string;
+  summary: string | null;
+  since: string;
+  seq: number;
+}
+
+/** One lane of Live from the hub's derived rows: a session, or `run:<id>` for a run without sessions. */
+export interface LiveSession extends Session {
+  key: string;
+  /** False for an ancestor listed only so its active subagents nest under it. */
+  active: boolean;
+  project: string | null;
+  cwd: string | null;
+  prompt: string | null;
+  activity: string | null;
+  wait: Wait | null;
+}
+
+export interface LiveState {
+  sessions: LiveSession[];
+  waiting: number;
+  truncated: boolean;
+  head_seq: number;
+  epoch: string;
+  as_of: string;
+}
+
+/** A run in `GET /api/v1/runs` with where it ran. */
+export interface RunRow extends Run {
+  cwd?: string | null;
+  project?: string | null;
+}

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod plugins;
 pub mod query;
 pub mod schemas;
+pub mod sessions;
 pub mod settings;
 pub mod sources;
 pub mod stream;

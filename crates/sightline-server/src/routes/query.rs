@@ -20,6 +20,9 @@ use crate::hub::Hub;
 
 type Params = Query<HashMap<String, String>>;
 
+/// Events searched for runs whose prompts or working directory match `q` (newest first).
+const RUN_TEXT_SCAN: usize = 2000;
+
 fn list<T>(
     params: &HashMap<String, String>,
     keys: &[&str],
@@ -140,8 +143,18 @@ pub async fn health(State(hub): State<Hub>) -> Json<HealthReport> {
 /// A page of runs.
 #[derive(Serialize, JsonSchema)]
 pub struct RunsPage {
-    pub runs: Vec<query::Run>,
+    pub runs: Vec<RunRow>,
     pub next_cursor: Option<String>,
+}
+
+/// A run with the working directory its first events name and the project that is in
+/// (`routes::sessions::project_of`).
+#[derive(Serialize, JsonSchema)]
+pub struct RunRow {
+    #[serde(flatten)]
+    pub run: query::Run,
+    pub cwd: Option<String>,
+    pub project: Option<String>,
 }
 
 /// A page of events.
@@ -187,12 +200,48 @@ pub async fn runs(State(hub): State<Hub>, Query(p): Params) -> Result<Json<RunsP
         until: time(&p, "until")?,
         limit: number(&p, "limit", 50usize)?,
         cursor: p.get("cursor").filter(|c| !c.is_empty()).cloned(),
+        q_runs: Vec::new(),
     };
-    let page = hub.store().read(move |c| query::list_runs(c, &q)).await?;
-    Ok(Json(RunsPage {
-        runs: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    let project = p.get("project").filter(|p| !p.is_empty()).cloned();
+    let (runs, next_cursor) = hub
+        .store()
+        .read(move |c| {
+            let mut q = q;
+            // `q` also finds runs by their prompts and working directory, which live in the
+            // payloads of prompt and lifecycle events (full text), not in the runs row.
+            if let Some(text) = &q.q {
+                let filter = Filter {
+                    q: Some(text.clone()),
+                    entity_types: crate::routes::sessions::TEXT_TYPES.to_vec(),
+                    ..Filter::default()
+                };
+                let found = query::search(c, &filter, Order::Desc, None, RUN_TEXT_SCAN)?;
+                let mut ids: Vec<String> =
+                    found.items.into_iter().filter_map(|e| e.run_id).collect();
+                ids.sort();
+                ids.dedup();
+                q.q_runs = ids;
+            }
+            let page = query::list_runs(c, &q)?;
+            let mut rows = Vec::with_capacity(page.items.len());
+            for run in page.items {
+                let cwd = sightline_store::live::run_cwd(c, &run.run_id)?;
+                let project = cwd.as_deref().and_then(crate::routes::sessions::project_of);
+                rows.push(RunRow { run, cwd, project });
+            }
+            Ok((rows, page.next_cursor))
+        })
+        .await?;
+    // A project filter applies to the page (the project is not stored in the runs row): a
+    // page may hold fewer runs than `limit`; follow next_cursor for more.
+    let runs = match project {
+        Some(p) => runs
+            .into_iter()
+            .filter(|r| r.project.as_deref() == Some(p.as_str()))
+            .collect(),
+        None => runs,
+    };
+    Ok(Json(RunsPage { runs, next_cursor }))
 }
 
 pub async fn run(

@@ -19,6 +19,7 @@ use crate::routes::export::Imported;
 use crate::routes::query::{
     EventsPage, HealthReport, Incidents, RunsPage, SessionTree, StatsReport,
 };
+use crate::routes::sessions::LiveState;
 
 /// A `$ref` to the component of `T`.
 pub fn of<T: JsonSchema>() -> Value {
@@ -66,6 +67,7 @@ pub fn components() -> Map<String, Value> {
         crate::routes::settings::NewToken,
         crate::routes::settings::CreatedToken,
         crate::routes::settings::RevokedToken,
+        LiveState,
     );
     let mut out = g.definitions().clone();
     out.insert(
@@ -165,6 +167,9 @@ pub fn created_token() -> Value {
 }
 pub fn revoked_token() -> Value {
     of::<crate::routes::settings::RevokedToken>()
+}
+pub fn live_state() -> Value {
+    of::<LiveState>()
 }
 pub fn any_object() -> Value {
     json!({"type": "object"})

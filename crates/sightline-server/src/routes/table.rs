@@ -16,7 +16,8 @@ use sightline_core::{Access, EndpointSpec, HttpSource, Method, Role, SchemaFn};
 
 use crate::hub::Hub;
 use crate::routes::{
-    admin, control, events, export, metrics, openapi, plugins, query, stream, workflow, ws,
+    admin, control, events, export, metrics, openapi, plugins, query, sessions, stream, workflow,
+    ws,
 };
 
 /// A query parameter a route reads.
@@ -154,7 +155,10 @@ const RUNS_QUERY: &[Param] = &[
     param("status", "comma-separated statuses"),
     param("source", "comma-separated sources"),
     param("agent", "an agent name"),
-    param("q", "text in the run's title, agent or id"),
+    param(
+        "q",
+        "text in the run's title, agent or id, or in its prompts and working directory",
+    ),
     param("since", "RFC 3339: runs active at or after"),
     param("until", "RFC 3339: runs active before"),
     Param {
@@ -163,6 +167,18 @@ const RUNS_QUERY: &[Param] = &[
         kind: "integer",
     },
     param("cursor", "the next_cursor of the previous page"),
+    param(
+        "project",
+        "only runs in this project (applied to the page: it may hold fewer than limit)",
+    ),
+];
+const LIVE_QUERY: &[Param] = &[
+    Param {
+        name: "recent_s",
+        description: "also list sessions active in the last this many seconds, ended or not (default 600, at most a week)",
+        kind: "integer",
+    },
+    param("run", "only this run's sessions, whatever their age"),
 ];
 const PAGE_QUERY: &[Param] = &[
     Param {
@@ -282,6 +298,14 @@ pub fn core_routes() -> Vec<Route> {
         route(Get, "/api/v1/sessions/{session_id}/tree", READ, "A session and its descendants with rolled-up totals")
             .answers(200, Shape::Json(s::session_tree))
             .to(get(query::session_tree)),
+        route(Get, "/api/v1/live", READ, "The active and waiting sessions (and their ancestors) from the hub's derived rows, with why each waits")
+            .query(&[LIVE_QUERY])
+            .answers(200, Shape::Json(s::live_state))
+            .to(get(sessions::live_state)),
+        route(Get, "/api/v1/sessions/{session_id}/conversation", READ, "One agent session's prompts, answers, tool calls and permission prompts in seq order")
+            .query(&[PAGE_QUERY])
+            .answers(200, Shape::Json(s::events_page))
+            .to(get(sessions::conversation)),
         route(Get, "/api/v1/search", READ, "Events matching a filter, newest first")
             .query(&[FILTER, PAGE_QUERY])
             .answers(200, Shape::Json(s::events_page))

@@ -1,0 +1,199 @@
+//! `GET /api/v1/live`, `GET /api/v1/sessions/{id}/conversation` and the runs list's project and
+//! text search, against a real hub fed Claude Code hook payloads as Claude Code posts them.
+//!
+//! The point of `/live`: a session that waits for permission stays listed, with why it waits,
+//! however many other events arrive after it, and a subagent's quiet parent is listed so the
+//! subagent nests under it.
+
+use serde_json::{Value, json};
+use sightline_testkit::*;
+
+fn hook(hub: &TestHub, payload: Value) {
+    let (status, body) = hub.post_json("/api/v1/hooks/claude", &payload);
+    assert!(status < 300, "hook refused: {status} {body}");
+}
+
+fn ts(offset_s: i64) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + offset_s * 1000;
+    sightline_schema::Timestamp(ms).to_string()
+}
+
+#[test]
+fn a_waiting_session_stays_listed_with_its_project_prompt_and_reason() {
+    let hub = TestHub::start();
+    // A git repository on this machine: the project is its directory's name, seen from a
+    // subdirectory too.
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path().join("flaky-hunt");
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("crates/core")).unwrap();
+    let cwd = root.join("crates/core").display().to_string();
+
+    let s = "sess-wait-1";
+    for p in [
+        json!({"hook_event_name": "SessionStart", "session_id": s, "cwd": cwd, "source": "startup"}),
+        json!({"hook_event_name": "UserPromptSubmit", "session_id": s, "cwd": cwd, "prompt": "Find the flaky test in core"}),
+        json!({"hook_event_name": "PreToolUse", "session_id": s, "cwd": cwd, "tool_name": "Bash", "tool_use_id": "tu-1", "tool_input": {"command": "cargo test"}}),
+        json!({"hook_event_name": "PostToolUse", "session_id": s, "cwd": cwd, "tool_name": "Bash", "tool_use_id": "tu-1", "tool_input": {"command": "cargo test"}}),
+        json!({"hook_event_name": "SubagentStart", "session_id": s, "cwd": cwd, "agent_id": "agent-explore-1", "agent_type": "Explore"}),
+        json!({"hook_event_name": "PermissionRequest", "session_id": s, "cwd": cwd, "tool_name": "Bash", "tool_use_id": "tu-2", "tool_input": {"command": "rm -rf target"}}),
+    ] {
+        hook(&hub, p);
+    }
+    // A busy source after it: 3,000 traced calls of another run.
+    let busy: Vec<Value> = (0..3000)
+        .map(|i| {
+            json!({"source": "python", "source_event": "call", "entity_type": "call", "run_id": "py-busy",
+                   "title": format!("fib({i})"), "status": "success", "duration_ms": 0.1})
+        })
+        .collect();
+    let (status, _) = hub.post_json("/api/v1/events", &json!(busy));
+    assert_eq!(status, 202);
+
+    let live = hub.get("/api/v1/live");
+    let sessions = live["sessions"].as_array().unwrap();
+    let main = sessions
+        .iter()
+        .find(|x| x["key"] == s)
+        .unwrap_or_else(|| panic!("the waiting session is listed: {live}"));
+    assert_eq!(main["status"], "blocked");
+    assert_eq!(main["wait"]["kind"], "permission", "{main}");
+    assert!(
+        main["wait"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("rm -rf target")
+    );
+    assert_eq!(main["project"], "flaky-hunt", "{main}");
+    assert_eq!(main["cwd"], cwd);
+    assert_eq!(main["prompt"], "Prompt: Find the flaky test in core");
+    assert_eq!(live["waiting"], 1, "{live}");
+    let sub = sessions
+        .iter()
+        .find(|x| x["key"] == "agent-explore-1")
+        .expect("the subagent is listed");
+    assert_eq!(sub["parent_session_id"], s);
+    let busy_lane = sessions
+        .iter()
+        .find(|x| x["key"] == "run:py-busy")
+        .expect("a run without sessions is a lane");
+    assert_eq!(busy_lane["event_count"], 3000);
+    assert!(busy_lane["wait"].is_null());
+
+    // Work ends the wait: the tool runs after the permission was given.
+    hook(
+        &hub,
+        json!({"hook_event_name": "PreToolUse", "session_id": s, "cwd": cwd, "tool_name": "Bash", "tool_use_id": "tu-2", "tool_input": {"command": "rm -rf target"}}),
+    );
+    let live = hub.get("/api/v1/live");
+    let main = live["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == s)
+        .unwrap()
+        .clone();
+    assert_eq!(main["status"], "running");
+    assert!(main["wait"].is_null(), "{main}");
+    assert_eq!(main["activity"], "Bash: rm -rf target", "{main}");
+    assert_eq!(live["waiting"], 0);
+
+    // The conversation: prompt, tool calls and the permission prompt, in order.
+    let conv = hub.get(&format!("/api/v1/sessions/{s}/conversation"));
+    let kinds: Vec<&str> = conv["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source_event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "SessionStart",
+            "UserPromptSubmit",
+            "PreToolUse",
+            "PostToolUse",
+            "PermissionRequest",
+            "PreToolUse"
+        ]
+    );
+    let (code, _) = get_text(&format!("{}/api/v1/sessions/no-such/conversation", hub.url));
+    assert_eq!(code, 404);
+
+    // Runs: the project is shown, and search finds the run by its prompt and its directory.
+    let runs = hub.get("/api/v1/runs?q=flaky");
+    let ids: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [s]);
+    assert_eq!(runs["runs"][0]["project"], "flaky-hunt");
+    let by_dir = hub.get("/api/v1/runs?q=crates%2Fcore");
+    assert_eq!(by_dir["runs"].as_array().unwrap().len(), 1, "{by_dir}");
+    let none = hub.get("/api/v1/runs?q=flaky&project=elsewhere");
+    assert!(none["runs"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_old_wait_outlives_the_window_and_a_quiet_parent_is_listed_for_nesting() {
+    let hub = TestHub::start();
+    let events = json!([
+        // Blocked two hours ago: past the 10-minute window, still waiting.
+        {"source": "claude", "source_event": "SessionStart", "entity_type": "session", "status": "running",
+         "run_id": "r-old", "session_id": "r-old", "agent": "main", "title": "Claude Code session", "ts": ts(-7300)},
+        {"source": "claude", "source_event": "PermissionRequest", "entity_type": "permission", "status": "blocked",
+         "run_id": "r-old", "session_id": "r-old", "agent": "main", "title": "Permission needed: Bash", "ts": ts(-7200)},
+        // A parent quiet for an hour, its subagent busy now.
+        {"source": "claude", "source_event": "SessionStart", "entity_type": "session", "status": "running",
+         "run_id": "r-par", "session_id": "r-par", "agent": "main", "title": "parent", "ts": ts(-3600)},
+        {"source": "claude", "source_event": "PreToolUse", "entity_type": "tool", "status": "running",
+         "run_id": "r-par", "session_id": "sub-1", "parent_session_id": "r-par", "agent": "Explore", "title": "Grep", "ts": ts(-1)},
+        // Ended an hour ago: gone from the default window, back with recent_s.
+        {"source": "claude", "source_event": "SessionEnd", "entity_type": "session", "status": "success",
+         "run_id": "r-done", "session_id": "r-done", "agent": "main", "title": "Session ended", "ts": ts(-3600)},
+        // A failed turn is a wait of its own kind.
+        {"source": "claude", "source_event": "StopFailure", "entity_type": "session", "status": "idle", "severity": "error",
+         "run_id": "r-fail", "session_id": "r-fail", "agent": "main", "title": "Turn failed: rate_limit", "ts": ts(-5)},
+    ]);
+    let (status, body) = hub.post_json("/api/v1/events", &events);
+    assert_eq!(status, 202, "{body}");
+    let live = hub.get("/api/v1/live");
+    let by_key = |live: &Value, k: &str| {
+        live["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == k)
+            .cloned()
+    };
+    let old = by_key(&live, "r-old").expect("an old wait is listed");
+    assert_eq!(old["wait"]["kind"], "permission");
+    let parent = by_key(&live, "r-par").expect("the quiet parent is listed");
+    assert_eq!(parent["active"], false);
+    assert_eq!(by_key(&live, "sub-1").unwrap()["active"], true);
+    assert!(by_key(&live, "r-done").is_none());
+    assert_eq!(
+        by_key(&live, "r-fail").unwrap()["wait"]["kind"],
+        "failed_turn"
+    );
+    assert_eq!(live["waiting"], 2, "{live}");
+    let wide = hub.get("/api/v1/live?recent_s=86400");
+    assert!(by_key(&wide, "r-done").is_some());
+    let one = hub.get("/api/v1/live?run=r-par");
+    let keys: Vec<&str> = one["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let (code, text) = get_text(&format!("{}/api/v1/live?recent_s=-5", hub.url));
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("recent_s"), "{text}");
+}
