@@ -287,25 +287,6 @@ fn map_log(
         "otlp-log:{}",
         stable_hash(&[&record.encode_to_vec(), scope.as_bytes()])
     );
-    // Codex CLI and Gemini CLI name their events in `event.name` (Codex's record `event_name`
-    // is a source location) and are mapped by their own modules (crate::codex, crate::gemini).
-    let service = resource.service_name.as_deref();
-    let cli_name = s(&a, "event.name").unwrap_or_else(|| name.clone());
-    let codex = crate::codex::is_codex(service, &cli_name);
-    if codex || crate::gemini::is_gemini(service, &cli_name) {
-        let mut evidence = Map::new();
-        evidence.insert("scope".into(), Value::from(scope));
-        evidence.insert("body".into(), body.clone());
-        evidence.insert("trace_id".into(), json!(trace));
-        evidence.insert("span_id".into(), json!(nonzero_hex(&record.span_id)));
-        resource.add_to_payload(&mut evidence);
-        return if codex {
-            crate::codex::map_otel_log(&a, &cli_name, ts, id, evidence, now)
-        } else {
-            let body = body_text.as_deref();
-            crate::gemini::map_otel_log(&a, &cli_name, body, ts, id, evidence, now)
-        };
-    }
     let short_name = name
         .strip_prefix("claude_code.")
         .unwrap_or(&name)
@@ -464,15 +445,23 @@ fn map_log(
     } else {
         name.clone()
     };
-    // Claude Code's logs name no subagent, but a tool call's hooks did (claude::link).
-    let subagent = claude
-        .then(|| {
-            correlation
-                .as_deref()
-                .and_then(crate::claude::link::tool_agent)
-        })
-        .flatten()
-        .filter(|_| matches!(entity, EntityType::Tool | EntityType::Permission));
+    // Claude Code's logs name no subagent, but a tool call's hooks did, and a subagent's model
+    // requests name its type, which the hooks' start and stop times make one subagent when
+    // only one of that type was running (claude::link).
+    let subagent = if !claude {
+        None
+    } else if matches!(entity, EntityType::Tool | EntityType::Permission) {
+        correlation
+            .as_deref()
+            .and_then(crate::claude::link::tool_agent)
+    } else {
+        match (&session, s(&a, "agent.name"), ts) {
+            (Some(sess), Some(kind), Some(at)) if kind != "main" => {
+                crate::claude::link::subagent_at(sess, &kind, at.millis())
+            }
+            _ => None,
+        }
+    };
     if claude
         && let (Some(sess), Some(prompt)) = (&session, s(&a, "prompt.id"))
         && let Some(ts) = ts

@@ -27,8 +27,9 @@ use common::TestHub;
 use common::peers::{claude_binary, claude_command};
 use serde_json::{Value, json};
 
-/// What the mock answered: (request id, input tokens, output tokens) per model request.
-type Answered = Arc<Mutex<Vec<(String, u64, u64)>>>;
+/// What the mock answered: (request id, input tokens, output tokens, for the subagent) per
+/// model request.
+type Answered = Arc<Mutex<Vec<(String, u64, u64, bool)>>>;
 
 /// A tiny Anthropic Messages API: `POST /v1/messages` answered as a stream of Messages SSE
 /// events, scripted by what the conversation holds so far (see [`decide`]).
@@ -116,7 +117,8 @@ fn serve(stream: TcpStream, tag: &str, answered: &Answered) -> std::io::Result<(
         let n = answers.len() as u64 + 1;
         let request_id = format!("req_{tag}_{n}");
         let (input, output) = (100 + n, 20 + n);
-        answers.push((request_id.clone(), input, output));
+        let sub = request["messages"][0].to_string().contains("SUBAGENT-JOB");
+        answers.push((request_id.clone(), input, output, sub));
         (
             200,
             "text/event-stream",
@@ -620,13 +622,12 @@ fn a_real_claude_code_session_is_one_joined_run() {
             .entry(e["correlation_id"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
     }
-    let requests: BTreeMap<String, usize> =
-        answered.iter().map(|(r, _, _)| (r.clone(), 1)).collect();
+    let requests: BTreeMap<String, usize> = answered.iter().map(|(r, ..)| (r.clone(), 1)).collect();
     assert_eq!(usage, requests, "usage events per request");
     let summary = &hub.get(&format!("/api/v1/runs/{session}"))["run"];
     let (input, output) = answered
         .iter()
-        .fold((0, 0), |(i, o), (_, a, b)| (i + a, o + b));
+        .fold((0, 0), |(i, o), (_, a, b, _)| (i + a, o + b));
     assert_eq!(
         summary["input_tokens"].as_f64(),
         Some(input as f64),
@@ -636,6 +637,15 @@ fn a_real_claude_code_session_is_one_joined_run() {
         summary["output_tokens"].as_f64(),
         Some(output as f64),
         "{summary:#}"
+    );
+    // The subagent's own requests are counted in its session (OTel names only its type; the
+    // hooks' start and stop make it one subagent), and roll up into the root's total.
+    let sub_input: u64 = answered.iter().filter(|a| a.3).map(|a| a.1).sum();
+    let child = &tree["children"][0];
+    assert_eq!(
+        child["input_tokens"].as_f64(),
+        Some(sub_input as f64),
+        "{child:#}"
     );
     let cost = summary["cost_usd"].as_f64().unwrap();
     assert!(

@@ -446,6 +446,20 @@ pub fn map_hook(
             link::note_agent_type(&agent_id, &kind);
         }
     }
+    if let (Some(session), Some(agent_id)) =
+        (text(&payload, "session_id"), text(&payload, "agent_id"))
+    {
+        match name.as_str() {
+            "SubagentStart" => link::note_subagent_start(
+                &session,
+                &agent_id,
+                &text(&payload, "agent_type").unwrap_or_else(|| "subagent".into()),
+                ts.millis(),
+            ),
+            "SubagentStop" => link::note_subagent_stop(&session, &agent_id, ts.millis()),
+            _ => {}
+        }
+    }
     if let (Some(session), Some(prompt_id)) =
         (text(&payload, "session_id"), text(&payload, "prompt_id"))
     {

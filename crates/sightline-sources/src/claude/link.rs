@@ -2,8 +2,8 @@
 //! tool call ran in, what type a subagent is, and which prompt a turn answered.
 //!
 //! Claude Code reports one session through three routes that each see part of it: hooks carry
-//! `agent_id` and `prompt_id` on every payload, OpenTelemetry logs carry `prompt.id` but no
-//! `agent_id`, and trace spans carry `agent_id` on some spans and neither on the
+//! `agent_id` and `prompt_id` on every payload, OpenTelemetry logs carry `prompt.id` and at most
+//! a subagent's type (`agent.name`) but no `agent_id`, and trace spans carry `agent_id` on some spans and neither on the
 //! `claude_code.interaction` span of a turn. The routes share these small maps so that a tool
 //! call's OTel log and execution span land in the subagent session its hooks named, and a
 //! turn's span names the prompt it answered. A lookup that misses only means the event stays in
@@ -29,6 +29,17 @@ struct Maps {
     agent_type: HashMap<String, String>,
     /// session id → its recent prompts, (epoch ms, prompt id), oldest first.
     prompts: HashMap<String, Vec<(i64, String)>>,
+    /// session id → its recent subagents: (agent id, agent type, started ms, stopped ms).
+    subagents: HashMap<String, Vec<Subagent>>,
+}
+
+/// A subagent's lifetime, as its hooks told it.
+#[derive(Debug, Clone)]
+struct Subagent {
+    id: String,
+    kind: String,
+    started: i64,
+    stopped: Option<i64>,
 }
 
 static MAPS: LazyLock<Mutex<Maps>> = LazyLock::new(|| {
@@ -36,6 +47,7 @@ static MAPS: LazyLock<Mutex<Maps>> = LazyLock::new(|| {
         tool_agent: HashMap::new(),
         agent_type: HashMap::new(),
         prompts: HashMap::new(),
+        subagents: HashMap::new(),
     })
 });
 
@@ -117,6 +129,60 @@ pub fn prompt_before(session: &str, until_ms: i64) -> Option<String> {
     })
 }
 
+/// Records that subagent `agent_id` of type `kind` started in `session` at `at_ms`.
+pub fn note_subagent_start(session: &str, agent_id: &str, kind: &str, at_ms: i64) {
+    with(|m| {
+        if m.subagents.len() >= MAX_ENTRIES && !m.subagents.contains_key(session) {
+            m.subagents.clear();
+        }
+        let list = m.subagents.entry(session.to_string()).or_default();
+        if list.iter().any(|a| a.id == agent_id) {
+            return;
+        }
+        list.push(Subagent {
+            id: agent_id.to_string(),
+            kind: kind.to_string(),
+            started: at_ms,
+            stopped: None,
+        });
+        if list.len() > SUBAGENTS_PER_SESSION {
+            list.remove(0);
+        }
+    });
+}
+
+/// Records that subagent `agent_id` of `session` stopped at `at_ms`.
+pub fn note_subagent_stop(session: &str, agent_id: &str, at_ms: i64) {
+    with(|m| {
+        if let Some(a) = m
+            .subagents
+            .get_mut(session)
+            .and_then(|list| list.iter_mut().find(|a| a.id == agent_id))
+        {
+            a.stopped = Some(at_ms);
+        }
+    });
+}
+
+/// The one subagent of type `kind` of `session` that was running at `at_ms`, if exactly one
+/// was (OTel logs name a subagent's type, never its id; two of a type at once are ambiguous,
+/// and an ambiguous event stays in the root session).
+pub fn subagent_at(session: &str, kind: &str, at_ms: i64) -> Option<String> {
+    with(|m| {
+        let list = m.subagents.get(session)?;
+        let mut running = list.iter().filter(|a| {
+            a.kind == kind
+                && a.started <= at_ms + PROMPT_SLACK_MS
+                && a.stopped.is_none_or(|end| at_ms <= end + PROMPT_SLACK_MS)
+        });
+        let first = running.next()?;
+        running.next().is_none().then(|| first.id.clone())
+    })
+}
+
+/// Subagents remembered per session.
+const SUBAGENTS_PER_SESSION: usize = 64;
+
 /// How far after a turn's end a prompt may be noted and still be the turn's (route clocks).
 pub const PROMPT_SLACK_MS: i64 = 50;
 
@@ -133,6 +199,22 @@ mod tests {
         assert_eq!(prompt_before("link-s1", 9_000).as_deref(), Some("p2"));
         assert_eq!(prompt_before("link-s1", 500), None);
         assert_eq!(prompt_before("link-none", 9_000), None);
+    }
+
+    #[test]
+    fn a_subagent_is_found_by_its_type_and_time_when_unambiguous() {
+        note_subagent_start("link-s2", "a1", "Explore", 1_000);
+        note_subagent_stop("link-s2", "a1", 2_000);
+        note_subagent_start("link-s2", "a2", "Explore", 3_000);
+        note_subagent_start("link-s2", "a3", "Explore", 3_500);
+        assert_eq!(
+            subagent_at("link-s2", "Explore", 1_500).as_deref(),
+            Some("a1")
+        );
+        assert_eq!(subagent_at("link-s2", "Explore", 2_500), None);
+        // Two of a type at once: ambiguous.
+        assert_eq!(subagent_at("link-s2", "Explore", 4_000), None);
+        assert_eq!(subagent_at("link-s2", "Plan", 1_500), None);
     }
 
     #[test]
