@@ -287,6 +287,25 @@ fn map_log(
         "otlp-log:{}",
         stable_hash(&[&record.encode_to_vec(), scope.as_bytes()])
     );
+    // Codex CLI and Gemini CLI name their events in `event.name` (Codex's record `event_name`
+    // is a source location) and are mapped by their own modules (crate::codex, crate::gemini).
+    let service = resource.service_name.as_deref();
+    let cli_name = s(&a, "event.name").unwrap_or_else(|| name.clone());
+    let codex = crate::codex::is_codex(service, &cli_name);
+    if codex || crate::gemini::is_gemini(service, &cli_name) {
+        let mut evidence = Map::new();
+        evidence.insert("scope".into(), Value::from(scope));
+        evidence.insert("body".into(), body.clone());
+        evidence.insert("trace_id".into(), json!(trace));
+        evidence.insert("span_id".into(), json!(nonzero_hex(&record.span_id)));
+        resource.add_to_payload(&mut evidence);
+        return if codex {
+            crate::codex::map_otel_log(&a, &cli_name, ts, id, evidence, now)
+        } else {
+            let body = body_text.as_deref();
+            crate::gemini::map_otel_log(&a, &cli_name, body, ts, id, evidence, now)
+        };
+    }
     let short_name = name
         .strip_prefix("claude_code.")
         .unwrap_or(&name)
