@@ -52,6 +52,12 @@ pub enum Command {
     Hook(HookArgs),
     /// Install (or --uninstall) the hooks or plugin that send events to the hub: claude, opencode.
     Install(InstallArgs),
+    /// Print the settings `serve` and the clients would use, and where each came from (flag,
+    /// environment variable, config file, default). Takes `serve`'s flags.
+    Config(SettingsArgs),
+    /// Check what is commonly wrong (port, database, Claude hooks, OpenCode, tmux, the Python
+    /// agent, TLS) and say how to fix each; exits 1 when a check fails. Takes `serve`'s flags.
+    Doctor(SettingsArgs),
     /// The Python tracing agent: `sightline agent install [--python PY]` installs it into an
     /// interpreter from the wheels shipped beside this binary.
     Agent(crate::commands::agent::AgentArgs),
@@ -106,6 +112,19 @@ pub struct ServeArgs {
     /// Tokens and roles, Host/Origin, rate limits, audit, TLS, OTLP export.
     #[command(flatten)]
     pub live: crate::commands::live::LiveArgs,
+}
+
+/// `config` and `doctor`: the settings of `serve` and of the hub clients, resolved as they would.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The hub's URL, as the clients (status, tail, hook, run, ...) use it.
+    #[arg(long, env = "SIGHTLINE_URL", default_value = "http://127.0.0.1:4517")]
+    pub url: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -103,6 +103,45 @@ impl HubClient {
         Self::check(status, text)
     }
 
+    /// A POST whose body is read as it is sent, so `import` can show its progress.
+    pub fn post_reader(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &mut dyn Read,
+    ) -> anyhow::Result<String> {
+        let mut res = self
+            .auth(self.agent()?.post(format!("{}{path}", self.base)))
+            .header("Content-Type", content_type)
+            .send(ureq::SendBody::from_reader(body))
+            .map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
+        let text = res
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .context("reading the answer")?;
+        Self::check(status, text)
+    }
+
+    /// A GET whose answer is read as it arrives (un-gzipped), so `export` writes it out as it
+    /// comes instead of holding it whole.
+    pub fn get_reader(&self, path: &str) -> anyhow::Result<impl Read + use<>> {
+        let res = self
+            .auth(self.agent()?.get(format!("{}{path}", self.base)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = res.into_body().read_to_string().unwrap_or_default();
+            return Err(Self::check(status, body)
+                .err()
+                .unwrap_or_else(|| anyhow!("the hub answered {status}")));
+        }
+        Ok(res.into_body().into_with_config().limit(u64::MAX).reader())
+    }
+
     /// Opens a streaming GET (SSE) and returns a reader over its body.
     pub fn stream(
         &self,

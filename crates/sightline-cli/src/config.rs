@@ -10,6 +10,14 @@ use serde::Deserialize;
 
 use crate::exit::Exit;
 
+/// `serve`'s defaults, for settings given neither as a flag, nor in the environment, nor in the
+/// config file (`serve` and `sightline config` read them here).
+pub const DEFAULT_PORT: u16 = 4517;
+pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_RETENTION: &str = "14d";
+/// 8 MiB: a large Claude transcript batch fits; anything bigger is a mistake or an attack.
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
 /// The config file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +61,8 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".sightline"))
 }
 
-fn default_config_path() -> Option<PathBuf> {
+/// `$XDG_CONFIG_HOME/sightline/config.toml` or `~/.config/sightline/config.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
         return Some(PathBuf::from(x).join("sightline/config.toml"));
     }

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod exit;
 mod logging;
+mod progress;
 
 use clap::Parser;
 

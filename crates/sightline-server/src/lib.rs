@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod auth;
+mod compress;
 pub mod config_file;
 pub mod error;
 pub mod hub;
@@ -59,6 +60,7 @@ pub fn router(hub: Hub) -> Router {
         .layer(middleware::from_fn_with_state(hub.clone(), auth::guard))
         .layer(middleware::from_fn(contain_panics))
         .layer(middleware::from_fn(log_request))
+        .layer(compress::layer())
         .with_state(hub)
 }
 

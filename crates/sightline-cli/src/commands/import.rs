@@ -1,5 +1,6 @@
 //! `sightline import FILE`: sends a file written by export (or by the Python agent's offline
-//! mode) to the hub. Importing the same file twice stores nothing new.
+//! mode) to the hub. Importing the same file twice stores nothing new. The file is streamed
+//! up, with a progress line on stderr when that is a terminal.
 
 use anyhow::Context;
 use serde_json::Value;
@@ -7,6 +8,7 @@ use serde_json::Value;
 use crate::cli::ImportArgs;
 use crate::client::HubClient;
 use crate::exit::Exit;
+use crate::progress::{Counting, Progress, Unit};
 
 /// The format named by a file's extension.
 pub fn format_of(path: &std::path::Path) -> Option<&'static str> {
@@ -29,14 +31,24 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<i32> {
             ))
         })?,
     };
-    let body =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).ok();
     let client = HubClient::new(&args.hub);
-    let answer: Value = serde_json::from_str(&client.post(
+    // The bar follows the upload; the hub validates and stores after the last byte (an import
+    // is all or nothing), so the bar stays full until it answers.
+    let mut progress = Progress::new("import", Unit::Bytes, size);
+    let mut body = Counting {
+        inner: std::io::BufReader::new(file),
+        progress: &mut progress,
+    };
+    let answer = client.post_reader(
         &format!("/api/v1/import?format={format}"),
         "application/octet-stream",
-        &body,
-    )?)?;
+        &mut body,
+    );
+    progress.finish();
+    let answer: Value = serde_json::from_str(&answer?)?;
     eprintln!(
         "sightline: imported {} events ({} already there)",
         answer["imported"], answer["duplicates"]

@@ -3,6 +3,8 @@
 pub mod agent;
 pub mod attach;
 mod completions;
+mod config;
+mod doctor;
 mod export;
 mod hook;
 mod import;
@@ -34,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(&args),
         Command::Attach(args) => attach::run(&args),
         Command::Agent(args) => agent::run(&args),
+        Command::Config(args) => config::run(&args, cli.config.as_deref()),
+        Command::Doctor(args) => doctor::run(&args, cli.config.as_deref()),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
     }

@@ -2,7 +2,8 @@
 //! keeping the recording's rhythm (scaled by --speed).
 //!
 //! By default ids get a replay suffix so that the replay is a new run beside the original
-//! rather than a pile of duplicates the hub would ignore.
+//! rather than a pile of duplicates the hub would ignore. A progress line follows it on stderr
+//! when that is a terminal.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use sightline_schema::Timestamp;
 use crate::cli::ReplayArgs;
 use crate::client::HubClient;
 use crate::commands::import::format_of;
+use crate::progress::{Progress, Unit};
 
 /// Reads a recording: NDJSON/JSONL lines, a JSON array, or a YAML sequence.
 fn load(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
@@ -20,7 +22,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let format = format_of(path).unwrap_or("ndjson");
     let values: Vec<Value> = match format {
-        "yaml" => serde_yaml::from_str(&text)
+        "yaml" => yaml_serde::from_str(&text)
             .with_context(|| format!("{} is not a YAML sequence of events", path.display()))?,
         "json" => serde_json::from_str(&text)
             .with_context(|| format!("{} is not a JSON array of events", path.display()))?,
@@ -73,6 +75,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<i32> {
     let client = HubClient::new(&args.hub);
     let start = Instant::now();
     let now = Timestamp::now().millis();
+    let mut progress = Progress::new("replay", Unit::Events, Some(events.len() as u64));
     for (i, event) in events.iter_mut().enumerate() {
         if let Value::Object(map) = event {
             map.remove("seq");
@@ -93,7 +96,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<i32> {
             "application/json",
             event.to_string().as_bytes(),
         )?;
+        progress.add(1);
     }
+    progress.finish();
     eprintln!(
         "sightline: replayed {} events{}",
         events.len(),

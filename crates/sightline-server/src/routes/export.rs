@@ -129,7 +129,7 @@ pub fn page(events: &[Event], format: Format, first: bool) -> Result<String, Str
         Format::Yaml if events.is_empty() => Ok(String::new()),
         Format::Yaml => {
             let values: Vec<Value> = events.iter().map(portable).collect();
-            serde_yaml::to_string(&values).map_err(|e| e.to_string())
+            yaml_serde::to_string(&values).map_err(|e| e.to_string())
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
@@ -227,7 +227,7 @@ pub fn decode(body: &[u8], format: Format) -> Result<Vec<Event>, Vec<LineError>>
             let text = std::str::from_utf8(body)
                 .map_err(|e| one(format!("the YAML is not UTF-8: {e}")))?;
             let v: Value =
-                serde_yaml::from_str(text).map_err(|e| one(format!("invalid YAML: {e}")))?;
+                yaml_serde::from_str(text).map_err(|e| one(format!("invalid YAML: {e}")))?;
             match v {
                 Value::Array(items) => items
                     .into_iter()
@@ -407,9 +407,12 @@ pub async fn export(
             }
         },
     );
+    // Fused: a body may be polled again after its end (the gzip layer does), and `unfold`
+    // panics when that happens.
     let stream =
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(opening)) })
-            .chain(rest);
+            .chain(rest)
+            .fuse();
     let name = params
         .get("run_id")
         .map(|r| {
