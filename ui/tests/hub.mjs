@@ -25,8 +25,9 @@ export const TEST_PLUGINS = (dir) => {
   ]);
 };
 
-export async function startHub({ plugins = true, port = 0 } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sightline-ui-'));
+export async function startHub({ plugins = true, port = 0, dir: keep = null, args: extra = [] } = {}) {
+  // `dir` reuses a directory (a restart over the same database and config); `args` adds flags.
+  const dir = keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sightline-ui-'));
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
   if (plugins) env.SIGHTLINE_PLUGINS = TEST_PLUGINS(dir);
   let cmd, args;
@@ -35,7 +36,7 @@ export async function startHub({ plugins = true, port = 0 } = {}) {
   } else {
     cmd = process.env.SIGHTLINE_BIN ?? path.join(repoRoot, 'target', 'debug', 'sightline');
     if (!fs.existsSync(cmd)) throw new Error(`hub binary not found at ${cmd}: run \`cargo build\` first (or set SIGHTLINE_BIN)`);
-    args = ['serve', '--port', String(port), '--db', path.join(dir, 'db.sqlite')];
+    args = ['serve', '--port', String(port), '--db', path.join(dir, 'db.sqlite'), ...extra];
   }
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot });
   let log = '';
@@ -65,10 +66,10 @@ export async function startHub({ plugins = true, port = 0 } = {}) {
       if (!res.ok) throw new Error(`GET ${p} → ${res.status}`);
       return res.json();
     },
-    async stop() {
+    async stop({ keep = false } = {}) {
       child.kill('SIGTERM');
       await new Promise((r) => { if (child.exitCode != null) r(); else { child.once('exit', r); setTimeout(() => { child.kill('SIGKILL'); r(); }, 3000); } });
-      fs.rmSync(dir, { recursive: true, force: true });
+      if (!keep) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }
