@@ -6,9 +6,9 @@
 //! check fails, else 0.
 //!
 //! It reads the settings exactly as `serve` and the clients resolve them
-//! (`commands::config::resolve`). It must never change anything it checks (no file written,
-//! no database opened, no hook rewritten), never print a secret, and never hang: every
-//! probe of the network or of a program has a timeout.
+//! (`commands::config::resolve`). It must never change anything it checks (no file left
+//! behind: the write probe removes its own; no database opened; no hook rewritten), never
+//! print a secret, and never hang: every probe of the network or of a program has a timeout.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};

@@ -29,11 +29,11 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     // The exporter and HTTP plugins trust `--cacert` / SIGHTLINE_CA_FILE: a file they cannot
     // use is a configuration error now, not a failure found at the first export.
     sightline_forward::http::Trust::from_process().map_err(|e| Exit::config(e.to_string()))?;
-    let port = args.port.or(file.port).unwrap_or(4517);
+    let port = args.port.or(file.port).unwrap_or(config::DEFAULT_PORT);
     let bind = args
         .bind
         .or(file.bind)
-        .unwrap_or_else(|| "127.0.0.1".into());
+        .unwrap_or_else(|| config::DEFAULT_BIND.into());
     let ip: IpAddr = bind
         .parse()
         .map_err(|_| Exit::config(format!("--bind `{bind}` is not an IP address")))?;
@@ -66,7 +66,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         args.retention
             .or(file.retention)
             .as_deref()
-            .unwrap_or("14d"),
+            .unwrap_or(config::DEFAULT_RETENTION),
     )?;
     let db = args
         .db
@@ -79,7 +79,10 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     store.retention = retention;
     let settings = HubSettings {
         token,
-        max_body: args.max_body.or(file.max_body).unwrap_or(8 * 1024 * 1024),
+        max_body: args
+            .max_body
+            .or(file.max_body)
+            .unwrap_or(config::DEFAULT_MAX_BODY),
         retention_days: retention.map(|d| d.as_secs_f64() / 86_400.0),
         security,
         config_file: config::path_in_use(config_path),
