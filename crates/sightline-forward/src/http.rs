@@ -211,13 +211,20 @@ pub fn agent(url: &str, timeouts: &Timeouts) -> Result<ureq::Agent, ClientError>
     }
 }
 
-/// An agent for plain `http://` only (an `https://` request through it fails with an error
-/// [`explain`] reports as a TLS problem).
+/// An agent for plain `http://`, which trusts no certificate at all: an `https://` request
+/// through it fails with an untrusted-certificate error ([`explain`] says what to do), never
+/// with the panic a ureq agent without roots or provider would give.
 pub fn plain_agent(timeouts: &Timeouts) -> ureq::Agent {
+    let no_roots = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(crypto_provider())
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(Vec::new())))
+        .build();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(timeouts.connect)
         .timeout_global(timeouts.global)
+        .tls_config(no_roots)
         .build()
         .new_agent()
 }
@@ -387,6 +394,21 @@ mod tests {
         .unwrap();
         let e = load_ca_file(&garbage).unwrap_err();
         assert!(matches!(e, ClientError::CaInvalid { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_plain_agent_refuses_https_with_an_error_not_a_panic() {
+        // A listener that completes TCP (the kernel's backlog) but never speaks: the client
+        // builds its TLS settings and sends its hello, then times out waiting.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}/", listener.local_addr().unwrap());
+        let timeouts = Timeouts {
+            connect: Some(Duration::from_secs(2)),
+            global: Some(Duration::from_millis(500)),
+        };
+        let error = plain_agent(&timeouts).get(&url).call().unwrap_err();
+        let (kind, _) = explain(&error, &url, "the hub");
+        assert_ne!(kind, FailureKind::Unreachable, "{error}");
     }
 
     /// Standard base64 with padding, enough to put arbitrary bytes inside a PEM block.
