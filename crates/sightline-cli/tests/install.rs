@@ -61,7 +61,7 @@ fn claude_install_is_idempotent_keeps_user_hooks_and_uninstalls_only_ours() {
         "{ours}"
     );
     assert_eq!(after["hooks"]["PreToolUse"][0]["matcher"], "*");
-    assert_eq!(after["hooks"].as_object().unwrap().len(), 14);
+    assert_eq!(after["hooks"].as_object().unwrap().len(), 23);
     let backups = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| {

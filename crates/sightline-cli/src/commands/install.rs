@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::cli::InstallArgs;
 use crate::exit::Exit;
 
-/// The hook events we subscribe to; the first four take a tool matcher.
+/// The hook events we subscribe to; those in `TOOL_EVENTS` take a tool matcher.
 pub const CLAUDE_EVENTS: &[&str] = &[
     "PreToolUse",
     "PostToolUse",
@@ -45,6 +45,20 @@ pub const CLAUDE_EVENTS: &[&str] = &[
     "StopFailure",
     "PreCompact",
     "PostCompact",
+    // Waits that end, agent teams, commands and changes of place (docs/CONTRACT.md §3.2).
+    // Not subscribed: WorktreeCreate / WorktreeRemove (a hook there replaces Claude Code's own
+    // `git worktree` handling), MessageDisplay and PostToolBatch (bookkeeping fired per message
+    // and per batch: a process each), FileChanged (needs a file matcher), InstructionsLoaded
+    // and Setup; the hub maps them when a user adds hooks for them.
+    "PermissionDenied",
+    "Elicitation",
+    "ElicitationResult",
+    "TaskCreated",
+    "TaskCompleted",
+    "TeammateIdle",
+    "UserPromptExpansion",
+    "CwdChanged",
+    "ConfigChange",
 ];
 
 const TOOL_EVENTS: &[&str] = &[
@@ -52,6 +66,7 @@ const TOOL_EVENTS: &[&str] = &[
     "PostToolUse",
     "PostToolUseFailure",
     "PermissionRequest",
+    "PermissionDenied",
 ];
 
 /// Marks our OpenCode plugin file.
@@ -90,7 +105,7 @@ fn claude_settings_path(args: &InstallArgs) -> PathBuf {
 }
 
 /// Is this hook handler one of ours?
-pub(crate) fn is_ours(handler: &Value) -> bool {
+fn is_ours(handler: &Value) -> bool {
     let command = handler.get("command").and_then(Value::as_str).unwrap_or("");
     let url = handler.get("url").and_then(Value::as_str).unwrap_or("");
     (command.contains("sightline") && command.trim_end().ends_with(" hook"))
