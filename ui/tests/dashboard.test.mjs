@@ -386,8 +386,10 @@ describe('dashboard', () => {
       if (scheme === 'dark') assert.notEqual(bg, 'rgb(245, 246, 248)', 'dark theme applied');
     }
     await page.emulateMedia({ colorScheme: 'light' });
-    // Incidents page lists the failures.
+    // Incidents page lists the failures (grouped by fingerprint by default; by time window too).
     await page.goto(`${hub.url}/#/incidents`);
+    await page.waitForSelector('[data-testid="incident-groups"] [data-group]', { timeout: 5000 });
+    await page.selectOption('[data-testid="incident-mode"]', 'window');
     await page.waitForSelector('[data-testid="incidents"] [data-incident]', { timeout: 5000 });
     assert.deepEqual(pageErrors, []);
   });
