@@ -647,6 +647,12 @@ fn a_real_claude_code_session_is_one_joined_run() {
         Some(sub_input as f64),
         "{child:#}"
     );
+    assert_eq!(child["agent"], "general-purpose", "{child:#}");
+    // The run is titled by its first prompt, not by a turn's span or a bookkeeping row.
+    assert_eq!(
+        summary["title"], "Prompt: MAIN-TASK: run echo, then a subagent",
+        "{summary:#}"
+    );
     let cost = summary["cost_usd"].as_f64().unwrap();
     assert!(
         (cost - claude_cost).abs() < 1e-9,
