@@ -3,7 +3,8 @@
 //! mock of the Anthropic Messages API in this file, with every hook event posted to the hub,
 //! and OpenTelemetry logs, metrics and trace spans exported to it; then the transcript source
 //! backfills the session's transcripts. The first turn runs a Bash command and an `Agent`
-//! subagent that runs one of its own; the second reads a file.
+//! subagent that runs one of its own; the second reads a file, then creates a task on the
+//! session's task list and completes it.
 //!
 //! What it checks is what issue 13 asks to see of one real session: the run's tree (the
 //! subagent under the root session), each tool call one lifecycle joined across hook, OTel log,
@@ -202,7 +203,43 @@ fn decide(request: &Value, tag: &str) -> (Vec<Block>, &'static str) {
             "tool_use",
         );
     }
+    // Turn 2 goes on: a task on the session's task list, created then completed.
     if results.last() == Some(&id("toolu_read")) {
+        return (
+            vec![Block::Tool(
+                id("toolu_task_create"),
+                "TaskCreate",
+                json!({"subject": "write tests", "description": "cover the parser"}),
+            )],
+            "tool_use",
+        );
+    }
+    if results.last() == Some(&id("toolu_task_create")) {
+        // "Task #1 created successfully: ...": the id is the number after '#'.
+        let answer = messages
+            .iter()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .find(|b| b["tool_use_id"] == id("toolu_task_create").as_str())
+            .map(|b| b["content"].to_string())
+            .unwrap_or_default();
+        let task: String = answer
+            .split('#')
+            .nth(1)
+            .unwrap_or("1")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        return (
+            vec![Block::Tool(
+                id("toolu_task_update"),
+                "TaskUpdate",
+                json!({"taskId": task, "status": "completed"}),
+            )],
+            "tool_use",
+        );
+    }
+    if results.last() == Some(&id("toolu_task_update")) {
         return (vec![Block::Text("second turn done")], "end_turn");
     }
     if !all.contains("MAIN-TASK") {
@@ -587,6 +624,25 @@ fn a_real_claude_code_session_is_one_joined_run() {
         );
         assert_eq!(r["parent_session_id"], session.as_str());
     }
+
+    // Tasks: created on the session's list, then completed: one task, queued then done.
+    let created = run
+        .iter()
+        .find(|e| e["source_event"] == "TaskCreated")
+        .expect("TaskCreated");
+    let completed = run
+        .iter()
+        .find(|e| e["source_event"] == "TaskCompleted")
+        .expect("TaskCompleted");
+    assert_eq!(
+        (&created["entity_type"], &created["status"]),
+        (&json!("task"), &json!("queued")),
+        "{created:#}"
+    );
+    assert_eq!(completed["status"], "success", "{completed:#}");
+    assert_eq!(created["entity_id"], completed["entity_id"]);
+    assert_eq!(created["title"], "Task created: write tests");
+    assert_eq!(completed["session_id"], session.as_str());
 
     // Each turn is joined to its prompt: hook, OTel log, transcript and span share its id.
     let prompts: BTreeSet<String> = run
