@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// Tokens and roles, Host/Origin, rate limits, audit, TLS, OTLP export.
     #[command(flatten)]
     pub live: crate::commands::live::LiveArgs,
+    /// Desktop and webhook notifications (waiting, failures, cost).
+    #[command(flatten)]
+    pub notify: crate::commands::notify::NotifyArgs,
 }
 
 /// `config` and `doctor`: the settings of `serve` and of the hub clients, resolved as they would.
@@ -174,6 +177,9 @@ pub struct TailArgs {
     /// Exit after this many events.
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Ring the terminal bell when an agent waits for you or something fails.
+    #[arg(long)]
+    pub bell: bool,
 }
 
 #[derive(Debug, Args)]

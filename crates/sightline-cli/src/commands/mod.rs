@@ -10,6 +10,7 @@ mod hook;
 mod import;
 mod install;
 pub mod live;
+pub mod notify;
 mod replay;
 pub mod run;
 mod serve;

@@ -26,6 +26,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let mut security = super::live::security(&args.live, &file, Path::new("sightline.db"))?;
     let tls = super::live::tls(&args.live, &file)?;
     let otlp_export = super::live::otlp_export(&args.live, &file)?;
+    let notify = super::notify::settings(&args.notify, "")?;
     // The exporter and HTTP plugins trust `--cacert` / SIGHTLINE_CA_FILE: a file they cannot
     // use is a configuration error now, not a failure found at the first export.
     sightline_forward::http::Trust::from_process().map_err(|e| Exit::config(e.to_string()))?;
@@ -134,6 +135,19 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         let exporter = otlp_export
             .as_deref()
             .map(|url| sightline_forward::otlp_export::start(core.clone(), url, Default::default()));
+        let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
+        let notifier = match notify.map(|mut n| {
+            n.dashboard_url = Some(url.clone());
+            sightline_forward::notify::start(core.clone(), n)
+        }) {
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
+                running.hub.request_shutdown();
+                let _ = running.wait().await;
+                return Err(Exit::config(e));
+            }
+            None => None,
+        };
         // Background adapters (transcripts, OpenCode stream, JSONL, logs); see
         // docs/SOURCES-SETUP.md for their settings. One that cannot start is exit code 3.
         let adapter_config = sightline_sources::AdapterConfig::from_env(&config::data_dir(), &db);
@@ -171,6 +185,9 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         adapters.stop().await;
         if let Some(exporter) = exporter {
             exporter.stop().await;
+        }
+        if let Some(notifier) = notifier {
+            notifier.stop().await;
         }
         result?;
         tracing::info!("stopped; every queued event is committed");

@@ -1,9 +1,13 @@
 //! `sightline tail`: the live stream in the terminal, with the filter language as flags.
 //!
 //! Reconnects by itself with `Last-Event-ID`, so a hub restart loses nothing on screen.
+//! `--bell` rings the terminal bell (BEL, written to the terminal with the event's line) when
+//! an agent waits for its user or something fails, at most once per session per
+//! [`BELL_EVERY`], so a flood of failures is one ring, not a minute of them.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -32,6 +36,44 @@ fn query(args: &TailArgs) -> String {
     } else {
         format!("?{}", parts.join("&"))
     }
+}
+
+/// One ring per session (or run) at most this often.
+const BELL_EVERY: Duration = Duration::from_secs(10);
+/// Sessions remembered for the bell's rate limit; cleared when full.
+const BELL_KEYS: usize = 4096;
+
+/// Does this event ask for the user: a wait (permission, question, idle prompt) or a failure
+/// of a run, session, workflow, step or process? The same rules as `serve --notify`.
+pub fn wants_bell(e: &Value) -> bool {
+    let status = e["status"].as_str().unwrap_or("");
+    let entity = e["entity_type"].as_str().unwrap_or("");
+    let error = e["severity"].as_str() == Some("error");
+    let lifecycle = matches!(entity, "run" | "session" | "workflow" | "step" | "process");
+    status == "blocked"
+        || (status == "idle" && matches!(entity, "session" | "pane"))
+        || (lifecycle && status == "failed")
+        || (entity == "session" && error)
+}
+
+/// The bell's rate limit: true when this event may ring now.
+fn ring_now(seen: &mut HashMap<String, Instant>, e: &Value, now: Instant) -> bool {
+    let key = e["session_id"]
+        .as_str()
+        .or(e["run_id"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if seen
+        .get(&key)
+        .is_some_and(|t| now.duration_since(*t) < BELL_EVERY)
+    {
+        return false;
+    }
+    if seen.len() >= BELL_KEYS {
+        seen.clear();
+    }
+    seen.insert(key, now);
+    true
 }
 
 /// One line per event: time, source, what, status, title.
@@ -69,6 +111,7 @@ pub fn run(args: &TailArgs) -> anyhow::Result<i32> {
     let mut printed = 0u64;
     let mut backoff = Duration::from_millis(250);
     let mut stdout = std::io::stdout().lock();
+    let mut rung: HashMap<String, Instant> = HashMap::new();
     loop {
         let reader = match client.stream(&path, last_id) {
             Ok(r) => r,
@@ -91,11 +134,17 @@ pub fn run(args: &TailArgs) -> anyhow::Result<i32> {
                 if event == "sightline.event" && !data.is_empty() {
                     let value: Value = serde_json::from_str(&data)?;
                     last_id = value["seq"].as_u64().or(last_id);
-                    let text = if args.json {
+                    let mut text = if args.json {
                         data.clone()
                     } else {
                         render(&value, color)
                     };
+                    if args.bell
+                        && wants_bell(&value)
+                        && ring_now(&mut rung, &value, Instant::now())
+                    {
+                        text.push('\x07');
+                    }
                     if writeln!(stdout, "{text}").is_err() {
                         return Ok(0);
                     }
@@ -121,5 +170,29 @@ pub fn run(args: &TailArgs) -> anyhow::Result<i32> {
         }
         eprintln!("sightline: stream closed; reconnecting");
         std::thread::sleep(backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bell_rings_for_waits_and_failures_once_per_session() {
+        let wait = json!({"status": "blocked", "entity_type": "permission", "session_id": "s"});
+        let tool = json!({"status": "failed", "entity_type": "tool", "session_id": "s"});
+        let turn = json!({"status": "idle", "entity_type": "session", "severity": "error"});
+        assert!(wants_bell(&wait));
+        assert!(
+            !wants_bell(&tool),
+            "a failed tool call is the agent's business"
+        );
+        assert!(wants_bell(&turn));
+        let mut seen = HashMap::new();
+        let t = Instant::now();
+        assert!(ring_now(&mut seen, &wait, t));
+        assert!(!ring_now(&mut seen, &wait, t + Duration::from_secs(1)));
+        assert!(ring_now(&mut seen, &wait, t + BELL_EVERY));
     }
 }
