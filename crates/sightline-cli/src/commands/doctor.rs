@@ -149,13 +149,18 @@ fn config_file(e: &Effective) -> Check {
     }
 }
 
+/// The shared client stack's plain agent (docs/ARCHITECTURE.md, "HTTP clients"), bounded by
+/// the probe's time: both probes go to plain-HTTP addresses.
+fn probe_agent() -> ureq::Agent {
+    sightline_forward::http::plain_agent(&sightline_forward::http::Timeouts {
+        connect: None,
+        global: Some(PROBE),
+    })
+}
+
 /// Is a sightline hub answering at this plain-HTTP address? (Its health route is public.)
 fn hub_answers(url: &str) -> bool {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PROBE))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = probe_agent();
     agent
         .get(format!("{url}/api/v1/health"))
         .call()
@@ -676,11 +681,7 @@ fn opencode(e: &Effective) -> Check {
         .flatten()
         .any(|addr| TcpStream::connect_timeout(&addr, PROBE).is_ok());
     if reachable {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(PROBE))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        let agent = probe_agent();
         let status = agent
             .get(format!("{url}/config"))
             .call()
