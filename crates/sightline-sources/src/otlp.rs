@@ -546,12 +546,16 @@ struct SpanMemory {
     /// trace id (hex) → the run its first span was put in. A trace is one run, never split:
     /// every later span of it follows, whatever it says.
     trace_run: std::collections::HashMap<String, String>,
+    /// Claude Code tool spans (by span id) whose permission wait ended in a rejection: the
+    /// tool never ran, though its span ends without an error status.
+    denied_tools: std::collections::HashSet<String>,
 }
 
 static SPANS: std::sync::LazyLock<std::sync::Mutex<SpanMemory>> = std::sync::LazyLock::new(|| {
     std::sync::Mutex::new(SpanMemory {
         spans: std::collections::HashMap::new(),
         trace_run: std::collections::HashMap::new(),
+        denied_tools: std::collections::HashSet::new(),
     })
 });
 
@@ -564,6 +568,16 @@ fn span_memory() -> std::sync::MutexGuard<'static, SpanMemory> {
 /// What is known of span `id` (this request's spans are known before any is mapped).
 pub(crate) fn span_info(id: &str) -> Option<SpanInfo> {
     span_memory().spans.get(id).cloned()
+}
+
+/// Whether the Claude Code tool span `id` waited for a permission that was refused.
+pub(crate) fn tool_was_denied(id: &str) -> bool {
+    span_memory().denied_tools.contains(id)
+}
+
+/// The permission decisions of `claude_code.tool.blocked_on_user` that refuse the tool.
+pub(crate) fn is_rejection(decision: &str) -> bool {
+    matches!(decision, "reject" | "deny" | "denied" | "rejected")
 }
 
 fn is_agent_op(op: &str) -> bool {
@@ -602,6 +616,15 @@ fn learn_spans(req: &ExportTraceServiceRequest) {
                 };
                 if memory.spans.len() >= MAX_SPANS {
                     memory.spans.clear();
+                }
+                if span.name == "claude_code.tool.blocked_on_user"
+                    && s(&a, "decision").is_some_and(|d| is_rejection(&d))
+                    && let Some(parent) = &info.parent
+                {
+                    if memory.denied_tools.len() >= MAX_SPANS {
+                        memory.denied_tools.clear();
+                    }
+                    memory.denied_tools.insert(parent.clone());
                 }
                 memory.spans.insert(hex(&span.span_id), info);
             }

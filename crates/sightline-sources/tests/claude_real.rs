@@ -4,7 +4,8 @@
 //! and OpenTelemetry logs, metrics and trace spans exported to it; then the transcript source
 //! backfills the session's transcripts. The first turn runs a Bash command and an `Agent`
 //! subagent that runs one of its own; the second reads a file, then creates a task on the
-//! session's task list and completes it.
+//! session's task list and completes it; the third runs without skipping permissions, so
+//! Claude Code refuses the command it asks for.
 //!
 //! What it checks is what issue 13 asks to see of one real session: the run's tree (the
 //! subagent under the root session), each tool call one lifecycle joined across hook, OTel log,
@@ -190,6 +191,24 @@ fn decide(request: &Value, tag: &str) -> (Vec<Block>, &'static str) {
             )
         };
     }
+    // Turn 3 runs without --dangerously-skip-permissions: `claude -p` refuses a command that
+    // writes, as a user saying no would.
+    let third = last["role"] == "user"
+        && !text_of(&last).contains("tool_result")
+        && text_of(&last).contains("THIRD-TURN");
+    if third {
+        return (
+            vec![Block::Tool(
+                id("toolu_denied"),
+                "Bash",
+                json!({"command": "touch denied.txt", "description": "write a file"}),
+            )],
+            "tool_use",
+        );
+    }
+    if results.last() == Some(&id("toolu_denied")) {
+        return (vec![Block::Text("third turn done")], "end_turn");
+    }
     let last_is_prompt = last["role"] == "user"
         && !text_of(&last).contains("tool_result")
         && text_of(&last).contains("SECOND-TURN");
@@ -366,6 +385,7 @@ fn turn(
     dirs: (&Path, &Path, &Path, &Path),
     prompt: &str,
     session: (&str, &str),
+    skip_permissions: bool,
 ) -> Value {
     let (home, claude_dir, repo, settings) = dirs;
     let out = claude_command(home, claude_dir, repo, &api.url)
@@ -383,7 +403,7 @@ fn turn(
         .args([session.0, session.1])
         .arg("--settings")
         .arg(settings)
-        .arg("--dangerously-skip-permissions")
+        .args(skip_permissions.then_some("--dangerously-skip-permissions"))
         .output()
         .expect("claude runs");
     assert!(
@@ -472,6 +492,7 @@ fn a_real_claude_code_session_is_one_joined_run() {
         dirs,
         "MAIN-TASK: run echo, then a subagent",
         ("--session-id", &session),
+        true,
     );
     assert_eq!(first["result"], "all done", "{first}");
     let second = turn(
@@ -480,13 +501,30 @@ fn a_real_claude_code_session_is_one_joined_run() {
         dirs,
         "SECOND-TURN: read the readme",
         ("--resume", &session),
+        true,
     );
     assert_eq!(second["result"], "second turn done", "{second}");
-    let claude_cost =
-        first["total_cost_usd"].as_f64().unwrap() + second["total_cost_usd"].as_f64().unwrap();
+    let third = turn(
+        &hub,
+        &api,
+        dirs,
+        "THIRD-TURN: write a file",
+        ("--resume", &session),
+        false,
+    );
+    assert_eq!(third["result"], "third turn done", "{third}");
+    assert_eq!(
+        third["permission_denials"][0]["tool_use_id"],
+        format!("toolu_denied_{tag}"),
+        "{third}"
+    );
+    let claude_cost = [&first, &second, &third]
+        .iter()
+        .map(|r| r["total_cost_usd"].as_f64().unwrap())
+        .sum::<f64>();
     let answered = api.answered.lock().unwrap().clone();
     eprintln!(
-        "claude {} ran 2 turns, {} model requests, in {:?}",
+        "claude {} ran 3 turns, {} model requests, in {:?}",
         binary.display(),
         answered.len(),
         started.elapsed()
@@ -497,14 +535,14 @@ fn a_real_claude_code_session_is_one_joined_run() {
     // usage events are the same events (`claude-usage:<request id>`) and are not stored twice.
     let mine = |e: &&Value| e["run_id"] == session.as_str();
     hub.wait_for(
-        "both turns' spans and every request's usage",
+        "all three turns' spans and every request's usage",
         Duration::from_secs(30),
         |events| {
             let run: Vec<&Value> = events.iter().filter(mine).collect();
             run.iter()
                 .filter(|e| e["source_event"] == "claude_code.interaction")
                 .count()
-                == 2
+                == 3
                 && run
                     .iter()
                     .filter(|e| e["source_event"] == "claude_code.api_request")
@@ -514,7 +552,7 @@ fn a_real_claude_code_session_is_one_joined_run() {
                     .iter()
                     .filter(|e| e["source_event"] == "SessionEnd")
                     .count()
-                    == 2
+                    == 3
         },
     );
     hub.start_adapters(
@@ -625,6 +663,26 @@ fn a_real_claude_code_session_is_one_joined_run() {
         assert_eq!(r["parent_session_id"], session.as_str());
     }
 
+    // A refused permission ends the call: the tool span says it never ran (no hook does in
+    // `claude -p`), and the wait shows as a permission warning, both on its tool_use_id.
+    let denied = with_corr(&run, &format!("toolu_denied_{tag}"));
+    let tool_end = denied
+        .iter()
+        .find(|e| e["source_event"] == "claude_code.tool")
+        .unwrap_or_else(|| panic!("no tool span for the denied call: {denied:#?}"));
+    assert_eq!(
+        (&tool_end["status"], &tool_end["severity"]),
+        (&json!("cancelled"), &json!("warn")),
+        "{tool_end:#}"
+    );
+    let wait = denied
+        .iter()
+        .find(|e| e["source_event"] == "claude_code.tool.blocked_on_user")
+        .expect("the permission wait");
+    assert_eq!(wait["entity_type"], "permission");
+    assert_eq!(wait["severity"], "warn");
+    assert!(kinds(&denied).contains("PreToolUse"), "{denied:#?}");
+
     // Tasks: created on the session's list, then completed: one task, queued then done.
     let created = run
         .iter()
@@ -650,7 +708,7 @@ fn a_real_claude_code_session_is_one_joined_run() {
         .filter(|e| e["source_event"] == "UserPromptSubmit")
         .map(|e| e["entity_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert_eq!(prompts.len(), 3, "{prompts:?}");
     for prompt in &prompts {
         let seen = kinds(&with_corr(&run, prompt));
         for needed in [

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
 use super::link;
-use crate::otlp::{SpanParts, nanos_to_ts, span_info};
+use crate::otlp::{SpanParts, is_rejection, nanos_to_ts, span_info, tool_was_denied};
 use crate::util::{BuilderExt, short};
 
 fn s(m: &Map<String, Value>, key: &str) -> Option<String> {
@@ -155,6 +155,15 @@ pub(crate) fn map(
                 .unwrap_or_default();
             (EntityType::Message, format!("{model} · model request{why}"))
         }
+        "tool" if tool_was_denied(&parts.span_id) => {
+            // Its permission wait ended in a refusal: the tool never ran. No hook says so in
+            // every mode (`claude -p` sends only the PreToolUse), so this ends the call.
+            entity_id = tool_use_id.clone();
+            correlation = tool_use_id.clone();
+            status = Some(Status::Cancelled);
+            severity = Severity::Warn;
+            (EntityType::Tool, format!("{tool} (permission denied)"))
+        }
         "tool" => {
             entity_id = tool_use_id.clone();
             correlation = tool_use_id.clone();
@@ -177,7 +186,7 @@ pub(crate) fn map(
                     status = None;
                     severity = Severity::Debug;
                 }
-                "reject" | "deny" | "denied" | "rejected" => {
+                d if is_rejection(d) => {
                     status = Some(Status::Running);
                     severity = Severity::Warn;
                 }
