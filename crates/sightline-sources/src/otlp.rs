@@ -373,9 +373,15 @@ fn map_log(
             }
             "compaction" => {
                 entity = EntityType::Task;
-                status = Some(Status::Success);
+                let ok = s(&a, "success").is_none_or(|v| v == "true");
+                status = Some(if ok { Status::Success } else { Status::Failed });
                 entity_id = Some("compaction".into());
-                "Context compacted".into()
+                metrics.put("context_tokens_before", f(&a, "pre_tokens"));
+                metrics.put("context_tokens_after", f(&a, "post_tokens"));
+                format!(
+                    "Context compacted ({})",
+                    s(&a, "trigger").unwrap_or_else(|| "auto".into())
+                )
             }
             "subagent_completed" => format!(
                 "Subagent {} finished",

@@ -5,7 +5,7 @@
 //! backfills the session's transcripts. The first turn runs a Bash command and an `Agent`
 //! subagent that runs one of its own; the second reads a file, then creates a task on the
 //! session's task list and completes it; the third runs without skipping permissions, so
-//! Claude Code refuses the command it asks for.
+//! Claude Code refuses the command it asks for; the fourth is `/compact`.
 //!
 //! What it checks is what issue 13 asks to see of one real session: the run's tree (the
 //! subagent under the root session), each tool call one lifecycle joined across hook, OTel log,
@@ -513,18 +513,20 @@ fn a_real_claude_code_session_is_one_joined_run() {
         false,
     );
     assert_eq!(third["result"], "third turn done", "{third}");
+    let fourth = turn(&hub, &api, dirs, "/compact", ("--resume", &session), true);
+    assert_eq!(fourth["is_error"], false, "{fourth}");
     assert_eq!(
         third["permission_denials"][0]["tool_use_id"],
         format!("toolu_denied_{tag}"),
         "{third}"
     );
-    let claude_cost = [&first, &second, &third]
+    let claude_cost = [&first, &second, &third, &fourth]
         .iter()
         .map(|r| r["total_cost_usd"].as_f64().unwrap())
         .sum::<f64>();
     let answered = api.answered.lock().unwrap().clone();
     eprintln!(
-        "claude {} ran 3 turns, {} model requests, in {:?}",
+        "claude {} ran 4 turns, {} model requests, in {:?}",
         binary.display(),
         answered.len(),
         started.elapsed()
@@ -535,14 +537,14 @@ fn a_real_claude_code_session_is_one_joined_run() {
     // usage events are the same events (`claude-usage:<request id>`) and are not stored twice.
     let mine = |e: &&Value| e["run_id"] == session.as_str();
     hub.wait_for(
-        "all three turns' spans and every request's usage",
+        "all four turns' spans and every request's usage",
         Duration::from_secs(30),
         |events| {
             let run: Vec<&Value> = events.iter().filter(mine).collect();
             run.iter()
                 .filter(|e| e["source_event"] == "claude_code.interaction")
                 .count()
-                == 3
+                == 4
                 && run
                     .iter()
                     .filter(|e| e["source_event"] == "claude_code.api_request")
@@ -550,9 +552,12 @@ fn a_real_claude_code_session_is_one_joined_run() {
                     == answered.len()
                 && run
                     .iter()
+                    .any(|e| e["source_event"] == "claude_code.compaction")
+                && run
+                    .iter()
                     .filter(|e| e["source_event"] == "SessionEnd")
                     .count()
-                    == 3
+                    == 4
         },
     );
     hub.start_adapters(
@@ -579,13 +584,23 @@ fn a_real_claude_code_session_is_one_joined_run() {
         .unwrap()
         .to_string();
     let tree = &hub.get(&format!("/api/v1/sessions/{session}/tree"))["tree"];
-    let children: Vec<&str> = tree["children"]
+    // The subagent, and Claude Code's own agent that wrote the compaction's summary.
+    let children: Vec<(&str, &str)> = tree["children"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|c| c["session_id"].as_str())
+        .filter_map(|c| Some((c["session_id"].as_str()?, c["agent"].as_str()?)))
         .collect();
-    assert_eq!(children, vec![subagent.as_str()], "{tree:#}");
+    assert!(
+        children.contains(&(subagent.as_str(), "general-purpose")),
+        "{tree:#}"
+    );
+    assert!(
+        children
+            .iter()
+            .all(|(id, agent)| *id == subagent || *agent == "internal"),
+        "{tree:#}"
+    );
 
     // Each tool call is one lifecycle across hook, OTel log, span and transcript: one
     // correlation, one session.
@@ -683,6 +698,36 @@ fn a_real_claude_code_session_is_one_joined_run() {
     assert_eq!(wait["severity"], "warn");
     assert!(kinds(&denied).contains("PreToolUse"), "{denied:#?}");
 
+    // Compaction: the hooks' task from Pre to Post, OTel's record of it, a session restarted.
+    let compaction: Vec<&Value> = run
+        .iter()
+        .filter(|e| e["entity_id"] == "compaction")
+        .collect();
+    let states: BTreeSet<(String, String)> = compaction
+        .iter()
+        .map(|e| {
+            (
+                e["source_event"].as_str().unwrap_or("").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for needed in [
+        ("PreCompact", "running"),
+        ("PostCompact", "success"),
+        ("claude_code.compaction", "success"),
+    ] {
+        assert!(
+            states.contains(&(needed.0.to_string(), needed.1.to_string())),
+            "{needed:?} not in {states:?}"
+        );
+    }
+    assert!(
+        compaction
+            .iter()
+            .all(|e| e["entity_type"] == "task" && e["session_id"] == session.as_str())
+    );
+
     // Tasks: created on the session's list, then completed: one task, queued then done.
     let created = run
         .iter()
@@ -755,7 +800,12 @@ fn a_real_claude_code_session_is_one_joined_run() {
     // The subagent's own requests are counted in its session (OTel names only its type; the
     // hooks' start and stop make it one subagent), and roll up into the root's total.
     let sub_input: u64 = answered.iter().filter(|a| a.3).map(|a| a.1).sum();
-    let child = &tree["children"][0];
+    let child = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["session_id"] == subagent.as_str())
+        .unwrap();
     assert_eq!(
         child["input_tokens"].as_f64(),
         Some(sub_input as f64),

@@ -223,7 +223,12 @@ pub fn map_hook(
             // The event is about the child: it is the session, the hook's session its parent.
             session_id = agent_id.or(session_id);
             parent = text(&payload, "session_id");
-            agent = text(&payload, "agent_type").unwrap_or_else(|| "subagent".into());
+            // Claude Code's own agents (the one that writes a compaction's summary) stop with
+            // an empty type: they are its, not the user's.
+            agent = match payload.get("agent_type") {
+                Some(Value::String(t)) if t.is_empty() => "internal".into(),
+                _ => text(&payload, "agent_type").unwrap_or_else(|| "subagent".into()),
+            };
             if name == "SubagentStart" {
                 status = Some(Status::Running);
                 format!("Subagent {agent} started")
