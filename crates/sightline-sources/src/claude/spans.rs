@@ -15,7 +15,8 @@
 //! (`success` when it ended) joined to the prompt's hook and OTel events by their prompt id
 //! (`correlation_id`); a model request is a `message` joined by its request id; a tool call,
 //! its execution and its wait are `tool` and `permission` events with `entity_id =
-//! correlation_id = tool_use_id`, like the hooks' Pre/Post. Spans carry no usage metrics: a
+//! correlation_id = tool_use_id`, like the hooks' Pre/Post; a tool span whose wait was refused
+//! ends its call `cancelled` (in `claude -p` no hook says so). Spans carry no usage metrics: a
 //! request's tokens and cost are counted by its one usage event (`claude-usage:<request id>`,
 //! from the OTel `api_request` log or the transcript), so a span never counts them twice.
 //! `claude_code.hook` spans are bookkeeping, kept at `debug`. The span ids stay in the payload,
