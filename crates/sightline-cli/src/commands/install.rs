@@ -105,7 +105,7 @@ fn claude_settings_path(args: &InstallArgs) -> PathBuf {
 }
 
 /// Is this hook handler one of ours?
-fn is_ours(handler: &Value) -> bool {
+pub(crate) fn is_ours(handler: &Value) -> bool {
     let command = handler.get("command").and_then(Value::as_str).unwrap_or("");
     let url = handler.get("url").and_then(Value::as_str).unwrap_or("");
     (command.contains("sightline") && command.trim_end().ends_with(" hook"))
