@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds sightline's release for this platform in one command:
 #
-#   bash scripts/dist.sh [--bin PATH] [--python "3.11 3.12 3.13 3.14"] [--out DIR]
+#   bash scripts/dist.sh [--bin PATH] [--python "3.11 3.12 3.13 3.14"] [--out DIR] [--hub-wheel]
 #
 # It writes DIR/sightline-VERSION-TRIPLE.tar.gz (and its .sha256), which unpacks to one
 # directory holding what a machine without Rust or the source needs:
@@ -20,19 +20,23 @@
 # that is not manylinux-compatible fails the build. maturin and auditwheel are installed from PyPI
 # into python/target/dist-tools (the extension builds in python/target, or $SIGHTLINE_PY_TARGET).
 # --bin uses an already built binary instead of building one (the CI test uses the debug build).
-# Exits non-zero on any failure; the last line names the archive.
+# --hub-wheel also writes DIR/sightline_hub-VERSION-py3-none-manylinux_….whl, the hub binary as a
+# wheel for pipx/uv (packaging/hub-wheel; maturin `bindings = "bin"`, built from the source, so
+# not with --bin). Exits non-zero on any failure; the last line names the archive.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN=""
 PYTHONS="3.11 3.12 3.13 3.14"
 OUT="$REPO/target/dist"
+HUB_WHEEL=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift 2 ;;
         --python) PYTHONS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --hub-wheel) HUB_WHEEL=1; shift ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "dist.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -85,6 +89,16 @@ if [ ! -x "$TOOLS/bin/auditwheel" ] || [ ! -x "$TOOLS/bin/maturin" ]; then
     rm -rf "$TOOLS"
     "$tools_python" -m venv "$TOOLS"
     "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" "auditwheel>=6"
+fi
+
+if [ "$HUB_WHEEL" = 1 ]; then
+    say "building the hub wheel (packaging/hub-wheel, maturin bindings = bin)"
+    rm -f "$OUT"/sightline_hub-*.whl
+    (cd "$REPO/packaging/hub-wheel" && "$TOOLS/bin/maturin" build --release --locked -q --auditwheel check --out "$OUT")
+    hub_wheel="$(ls "$OUT"/sightline_hub-*.whl)"
+    "$TOOLS/bin/auditwheel" show "$hub_wheel" 2>&1 | tr '\n' ' ' | grep -q 'consistent with the following platform tag: "manylinux' \
+        || { say "$hub_wheel is not manylinux-compatible"; exit 1; }
+    say "hub wheel: $hub_wheel"
 fi
 
 for v in $PYTHONS; do
