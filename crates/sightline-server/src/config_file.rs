@@ -166,8 +166,8 @@ pub fn remove_token(path: &Path, name: &str) -> Result<bool, ConfigFileError> {
             });
             if named {
                 removed = true;
-                // Drop the blank line this table's append put before it, too.
-                while out.last().is_some_and(|l| l.trim().is_empty()) {
+                // Drop the blank line this table's append put before it, too (one only).
+                if out.last().is_some_and(|l| l.trim().is_empty()) {
                     out.pop();
                 }
                 i = end;
@@ -223,5 +223,37 @@ mod tests {
         assert!(set_retention(&path, Some("7d\"\n[x]")).is_err());
         assert!(add_token(&path, "a\"b", "0123456789abcdef", &["read"]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest::proptest! {
+        /// Whatever the file held before, an edit keeps every line that is not its own, leaves
+        /// exactly one top-level retention, and a removed token's table is gone.
+        #[test]
+        fn edits_keep_the_rest_of_any_file(
+            lines in proptest::collection::vec("[ -~]{0,40}", 0..12),
+            name in "[a-z]{1,10}",
+        ) {
+            let dir = std::env::temp_dir().join(format!("sl-cfgp-{}-{name}", std::process::id()));
+            let path = dir.join("config.toml");
+            let _ = std::fs::create_dir_all(&dir);
+            // Lines that look like ours would be edited on purpose: keep the input free of them.
+            let mine = |l: &str| is_key(l, "retention") || l.trim() == "[[tokens]]" || is_key(l, "name");
+            let user: Vec<String> = lines.into_iter().filter(|l| !mine(l) && !l.trim_start().starts_with('[')).collect();
+            std::fs::write(&path, user.join("\n")).unwrap();
+            set_retention(&path, Some("7d")).unwrap();
+            add_token(&path, &name, "0123456789abcdef", &["read"]).unwrap();
+            set_retention(&path, Some("30d")).unwrap();
+            proptest::prop_assert!(remove_token(&path, &name).unwrap());
+            let text = std::fs::read_to_string(&path).unwrap();
+            proptest::prop_assert_eq!(text.lines().filter(|l| is_key(l, "retention")).count(), 1);
+            proptest::prop_assert!(text.contains("retention = \"30d\""));
+            proptest::prop_assert!(!text.contains("0123456789abcdef"));
+            // Blank lines are layout (one before a removed table goes with it); every other
+            // line the user wrote is still there.
+            for l in user.iter().filter(|l| !l.trim().is_empty()) {
+                proptest::prop_assert!(text.lines().any(|t| t == l), "lost line {:?}", l);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -381,4 +381,21 @@ mod tests {
             assert_eq!(retention_text(parse_retention(t).unwrap()), t);
         }
     }
+
+    proptest::proptest! {
+        /// Any text: an answer, never a panic; what is accepted is between a minute and ten
+        /// years (or forever), and writing it back gives a word that parses to the same period.
+        #[test]
+        fn any_retention_text(text in proptest::prelude::any::<String>()) {
+            if let Ok(keep) = parse_retention(&text) {
+                if let Some(d) = keep {
+                    proptest::prop_assert!(d.as_secs() >= 60 && d.as_secs() <= 10 * 365 * 86_400);
+                }
+                let back = retention_text(keep);
+                proptest::prop_assert!(crate::config_file::is_word(&back, 32));
+                let again = parse_retention(&back).unwrap();
+                proptest::prop_assert_eq!(again.map(|d| d.as_secs()), keep.map(|d| d.as_secs()));
+            }
+        }
+    }
 }
