@@ -109,6 +109,11 @@ def agent_env(hub: Hub | None, run_id: str, **extra: str) -> dict:
     env["SIGHTLINE_RUN_ID"] = run_id
     env["SIGHTLINE_MAX_DETAIL_PER_S"] = "0"
     env["SIGHTLINE_HEARTBEAT_S"] = "0.5"
+    # The exit flush's 3 s default is for users; on a loaded test machine (CI, or eight builds at
+    # once) a program's last tens of thousands of events need longer, and what does not leave in
+    # time goes to the spool, which the assertions here do not read. Tests of the timeout itself
+    # pass their own value.
+    env["SIGHTLINE_FLUSH_TIMEOUT_S"] = "30"
     env.update(extra)
     return env
 

@@ -18,6 +18,7 @@ from conftest import hub_binary, new_run_id, short
 def cli_env(hub, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGHTLINE_")}
     env["SIGHTLINE_URL"] = hub.url
+    env["SIGHTLINE_FLUSH_TIMEOUT_S"] = "30"  # as in conftest.agent_env: loaded machines
     env.update(extra)
     return env
 

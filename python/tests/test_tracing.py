@@ -272,8 +272,10 @@ def test_min_duration_filter(hub, tmp_path):
     run_id, p = run_traced(hub, tmp_path, SAMPLED, "mindur", SIGHTLINE_MIN_DURATION_MS="10")
     assert p.returncode == 0, p.stderr
     calls = hub.events(run_id, source_events="call")
-    names = {short(c) for c in calls}
-    assert "slow" in names and "tiny" not in names
+    names = [short(c) for c in calls]
+    # A 0.0x ms call passes the 10 ms filter only when the scheduler stalls it; on a loaded
+    # machine a few of the 5,000 are. Without the filter all 5,000 would be here.
+    assert "slow" in names and names.count("tiny") < 50, names.count("tiny")
 
 
 UNHANDLED = r'''
@@ -345,10 +347,8 @@ if __name__ == "__main__":
 
 
 def test_fork_is_safe_and_children_report(hub, tmp_path):
-    # The busy threads record calls for 1.5 s; on a loaded machine the default 3 s exit flush
-    # can run out before the parent's last function_stats leave (they would go to the spool).
-    # This test is about fork safety, not flush speed, so the flush may take its time.
-    run_id, p = run_traced(hub, tmp_path, FORKING, "fork", timeout=90, SIGHTLINE_FLUSH_TIMEOUT_S="30")
+    # The busy threads record calls for 1.5 s: the exit flush is long (conftest gives 30 s).
+    run_id, p = run_traced(hub, tmp_path, FORKING, "fork", timeout=90)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "328350"
     page = hub.get("/api/v1/search", sources="python", source_events="process_start", limit=500)
@@ -384,7 +384,7 @@ def test_hub_down_spools_then_delivers_later(hub, tmp_path):
     # The next process, with the hub up, delivers them.
     run2, p2 = run_traced(hub, tmp_path, "print('next')\n", "spool-next", SIGHTLINE_SPOOL_DIR=str(spool))
     assert p2.returncode == 0, p2.stderr
-    evs = hub.wait_events(run_id, lambda evs: len(evs) >= len(spooled))
+    evs = hub.wait_events(run_id, lambda evs: len(evs) >= len(spooled), timeout=60)
     assert len(evs) == len(spooled)
     assert not list(spool.iterdir())
 
