@@ -150,3 +150,36 @@ fn series_widens_buckets_and_refuses_bad_parameters() {
         );
     }
 }
+
+#[test]
+fn series_by_project_sums_the_runs_of_one_working_directory() {
+    let hub = TestHub::start();
+    let mut events = Vec::new();
+    for (run, cwd) in [
+        ("run-p1", "/nowhere/alpha"),
+        ("run-p2", "/nowhere/alpha"),
+        ("run-p3", "/nowhere/beta"),
+    ] {
+        events.push(
+            json!({"event_id": format!("{run}-s"), "ts": at(0, 1), "source": "claude",
+            "source_event": "SessionStart", "entity_type": "session", "run_id": run,
+            "session_id": run, "title": "Session started", "payload": {"cwd": cwd}}),
+        );
+        let mut e = event(run, 1);
+        e["event_id"] = json!(format!("{run}-t"));
+        e["ts"] = json!(at(1, 2));
+        events.push(e);
+    }
+    let (status, body) = hub.post_json("/api/v1/events", &Value::Array(events));
+    assert_eq!(status, 202, "{body}");
+    let s = hub.get(&format!(
+        "/api/v1/series?since={}&until={}&by=project",
+        at(0, 0),
+        at(3, 0)
+    ));
+    assert_eq!(s["by"], "project");
+    assert_eq!(s["lines"][0]["key"], "alpha");
+    assert_eq!(s["lines"][0]["events"], json!([2, 2, 0]));
+    assert_eq!(s["lines"][1]["key"], "beta");
+    assert_eq!(s["lines"][1]["total_events"], 2);
+}

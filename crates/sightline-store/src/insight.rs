@@ -207,7 +207,13 @@ pub struct SeriesQuery {
     /// Wanted bucket width; rounded up to whole minutes and widened to fit [`MAX_BUCKETS`].
     pub bucket_ms: i64,
     pub by: SeriesBy,
+    /// Lines kept before the rest are summed into `(other)`: [`MAX_KEYS`] for charts; more
+    /// (at most [`MAX_LINES`]) when the caller regroups them (runs into projects).
+    pub lines: usize,
 }
+
+/// Most lines a series keeps for a caller that regroups them.
+pub const MAX_LINES: usize = 2_000;
 
 #[derive(Default, Clone)]
 struct Acc {
@@ -279,6 +285,7 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
         }
         Some(((ts - start) / bucket) as usize)
     };
+    let keep = q.lines.clamp(1, MAX_LINES);
     let mut by_key: HashMap<String, Acc> = HashMap::new();
     let mut scanned = 0u64;
     let mut partial = false;
@@ -407,13 +414,13 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
                     );
                 // Many distinct keys (runs) would grow memory with the range: fold the
                 // smallest into `(other)` as soon as there are far more than are shown.
-                if by_key.len() > MAX_KEYS * 64 {
-                    fold_small(&mut by_key, MAX_KEYS * 8, buckets);
+                if by_key.len() > keep * 64 {
+                    fold_small(&mut by_key, keep * 8, buckets);
                 }
             }
         }
     }
-    fold_small(&mut by_key, MAX_KEYS, buckets);
+    fold_small(&mut by_key, keep, buckets);
     let mut lines: Vec<SeriesLine> = by_key
         .into_iter()
         .map(|(key, a)| SeriesLine {
@@ -462,4 +469,56 @@ fn fold_small(by_key: &mut HashMap<String, Acc>, keep: usize, buckets: usize) {
         }
     }
     by_key.insert(OTHER.to_string(), other);
+}
+
+/// Sums a series' lines into new keys (`key_of` maps an old key to its new one; `(other)` and
+/// `(none)` stay themselves) and keeps the [`MAX_KEYS`] largest, the rest in `(other)`. The
+/// dashboard's "by project" is runs regrouped by the project of their working directory.
+pub fn regroup(series: Series, by: &str, key_of: impl Fn(&str) -> Option<String>) -> Series {
+    let n = series.buckets;
+    let mut by_key: HashMap<String, Acc> = HashMap::new();
+    for line in &series.lines {
+        let key = if line.key == OTHER || line.key == NONE {
+            line.key.clone()
+        } else {
+            key_of(&line.key).unwrap_or_else(|| NONE.to_string())
+        };
+        let acc = by_key.entry(key).or_insert_with(|| Acc::new(n));
+        for i in 0..n {
+            acc.add_at(
+                i,
+                (
+                    line.events[i],
+                    line.errors[i],
+                    line.input_tokens[i],
+                    line.output_tokens[i],
+                    line.cost_usd[i],
+                ),
+            );
+        }
+    }
+    fold_small(&mut by_key, MAX_KEYS, n);
+    let mut lines: Vec<SeriesLine> = by_key
+        .into_iter()
+        .map(|(key, a)| SeriesLine {
+            total_events: a.events.iter().sum(),
+            key,
+            events: a.events,
+            errors: a.errors,
+            input_tokens: a.input,
+            output_tokens: a.output,
+            cost_usd: a.cost,
+        })
+        .collect();
+    lines.sort_by(|a, b| {
+        (a.key == OTHER)
+            .cmp(&(b.key == OTHER))
+            .then(b.total_events.cmp(&a.total_events))
+            .then(a.key.cmp(&b.key))
+    });
+    Series {
+        by: by.to_string(),
+        lines,
+        ..series
+    }
 }

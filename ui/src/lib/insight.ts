@@ -28,7 +28,7 @@ const json = (method: string, body: unknown): RequestInit =>
 /** How many events a filter matches; `exact: false` means "at least". */
 export interface Count { count: number; exact: boolean }
 
-export type SeriesBy = 'total' | 'source' | 'entity_type' | 'severity' | 'agent' | 'run' | 'model';
+export type SeriesBy = 'total' | 'source' | 'entity_type' | 'severity' | 'agent' | 'run' | 'model' | 'project';
 
 export interface SeriesLine {
   key: string;

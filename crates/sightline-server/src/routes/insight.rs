@@ -80,18 +80,48 @@ pub async fn series(State(hub): State<Hub>, Query(p): Params) -> Result<Json<Ser
         ));
     }
     let by_text = p.get("by").map(String::as_str).unwrap_or("total");
-    let by = SeriesBy::parse(by_text).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "by: `{by_text}` is not one of: {}",
-            SeriesBy::NAMES
-        ))
-    })?;
+    // `project` is runs regrouped by the project of their working directory (the same lookup
+    // the runs list uses); the store keeps up to MAX_LINES runs apart for it.
+    let project = by_text == "project";
+    let by = if project {
+        SeriesBy::Run
+    } else {
+        SeriesBy::parse(by_text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "by: `{by_text}` is not one of: {}, project",
+                SeriesBy::NAMES
+            ))
+        })?
+    };
     let q = SeriesQuery {
         since,
         until,
         bucket_ms: bucket_s * 1000,
         by,
+        lines: if project {
+            insight::MAX_LINES
+        } else {
+            insight::MAX_KEYS
+        },
     };
+    if project {
+        return Ok(Json(
+            hub.store()
+                .read(move |c| {
+                    let s = insight::series(c, &q)?;
+                    let mut projects = std::collections::HashMap::new();
+                    for line in &s.lines {
+                        let cwd = sightline_store::live::run_cwd(c, &line.key)?;
+                        let p = cwd.as_deref().and_then(crate::routes::sessions::project_of);
+                        projects.insert(line.key.clone(), p);
+                    }
+                    Ok(insight::regroup(s, "project", |run| {
+                        projects.get(run).cloned().flatten()
+                    }))
+                })
+                .await?,
+        ));
+    }
     Ok(Json(
         hub.store().read(move |c| insight::series(c, &q)).await?,
     ))

@@ -262,7 +262,7 @@ const SERIES_QUERY: &[Param] = &[
     },
     param(
         "by",
-        "total, source, entity_type, severity, agent, run or model",
+        "total, source, entity_type, severity, agent, run, model or project",
     ),
 ];
 
