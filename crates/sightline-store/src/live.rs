@@ -35,6 +35,9 @@ pub const MAX_LIVE: usize = 1000;
 /// Newest first, so the answer is the latest; a session whose last prompt is further back than
 /// this in a busy run shows no prompt rather than costing an unbounded scan.
 pub const DETAIL_WALK: i64 = 2000;
+/// Events of one session decoded at most per walk: past this the details found so far stand
+/// (a session without a prompt or directory would otherwise decode its whole walk).
+pub const DETAIL_DECODE: usize = 200;
 /// Ancestor hops followed to nest a subagent (cycles in bad data stop here).
 const MAX_DEPTH: usize = 16;
 
@@ -289,30 +292,72 @@ pub fn details(conn: &Connection, row: &LiveRow) -> Result<Details, StoreError> 
     // The inner query walks the (run_id, seq) index backwards without decoding anything; only
     // the session's own rows are decoded.
     const WALK: &str = "SELECT seq FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT ?2";
-    let events = if run_only {
+    // Rows are decoded one at a time and the walk stops as soon as everything is found (the
+    // newest event usually names the directory, the prompt is a few turns back), so a busy
+    // session costs a handful of decodes, not DETAIL_WALK.
+    let mut walk = Walk::new(s.status);
+    if run_only {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({WALK}) \
              AND session_id IS NULL ORDER BY seq DESC"
         ))?;
-        stmt.query_map(params![run_id, DETAIL_WALK], event_from_row)?
-            .collect::<Result<Vec<_>, _>>()?
+        let mut rows = stmt.query(params![run_id, DETAIL_WALK])?;
+        while let Some(row) = rows.next()? {
+            if walk.push(&event_from_row(row)?) {
+                break;
+            }
+        }
     } else {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({WALK}) \
              AND session_id = ?3 ORDER BY seq DESC"
         ))?;
-        stmt.query_map(params![run_id, DETAIL_WALK, s.session_id], event_from_row)?
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    Ok(details_of(s.status, &events))
+        let mut rows = stmt.query(params![run_id, DETAIL_WALK, s.session_id])?;
+        while let Some(row) = rows.next()? {
+            if walk.push(&event_from_row(row)?) {
+                break;
+            }
+        }
+    }
+    Ok(walk.d)
 }
 
 /// Reads the details from a session's events, newest first. Pure, so it is tested without a
 /// database.
 pub fn details_of(status: Option<Status>, newest_first: &[Event]) -> Details {
-    let mut d = Details::default();
-    let mut ended_tools: HashSet<&str> = HashSet::new();
-    for (i, e) in newest_first.iter().enumerate() {
+    let mut walk = Walk::new(status);
+    for e in newest_first {
+        if walk.push(e) {
+            break;
+        }
+    }
+    walk.d
+}
+
+/// The details found so far by a walk over a session's events, newest first.
+struct Walk {
+    d: Details,
+    status: Option<Status>,
+    /// Tools, steps and calls seen ending (newer than what is being read), by correlation.
+    ended: HashSet<String>,
+    seen: usize,
+}
+
+impl Walk {
+    fn new(status: Option<Status>) -> Walk {
+        Walk {
+            d: Details::default(),
+            status,
+            ended: HashSet::new(),
+            seen: 0,
+        }
+    }
+
+    /// Takes the next older event; true when nothing more is to be learned.
+    fn push(&mut self, e: &Event) -> bool {
+        let (d, status) = (&mut self.d, self.status);
+        let first = self.seen == 0;
+        self.seen += 1;
         if d.cwd.is_none() {
             d.cwd = cwd_of(e);
         }
@@ -328,17 +373,17 @@ pub fn details_of(status: Option<Status>, newest_first: &[Event]) -> Details {
             .as_deref()
             .or(e.entity_id.as_deref())
             .unwrap_or("");
-        if is_work && e.status != Some(Status::Running) {
-            ended_tools.insert(work_key);
+        if is_work && e.status != Some(Status::Running) && self.ended.len() < 10_000 {
+            self.ended.insert(work_key.to_string());
         }
         if d.activity.is_none()
             && is_work
             && e.status == Some(Status::Running)
-            && !ended_tools.contains(work_key)
+            && !self.ended.contains(work_key)
         {
             d.activity = Some(e.title.clone());
             // A question the agent put to its user and that is still open is a wait.
-            if i == 0 && asks_user(e) && d.wait.is_none() {
+            if first && asks_user(e) && d.wait.is_none() {
                 d.wait = Some(Wait {
                     kind: WaitKind::Question,
                     title: e.title.clone(),
@@ -378,14 +423,12 @@ pub fn details_of(status: Option<Status>, newest_first: &[Event]) -> Details {
                 seq: e.seq,
             });
         }
-        if d.cwd.is_some()
+        // The activity is the newest running work: whatever is older cannot be the current one.
+        (d.cwd.is_some()
             && d.prompt.is_some()
-            && (d.wait.is_some() || status_needs_no_wait(status))
-        {
-            break;
-        }
+            && (d.wait.is_some() || status_needs_no_wait(status)))
+            || self.seen >= DETAIL_DECODE
     }
-    d
 }
 
 fn status_needs_no_wait(status: Option<Status>) -> bool {

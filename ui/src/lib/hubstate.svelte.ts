@@ -10,7 +10,7 @@ import { api } from './api';
 import { live } from './live.svelte';
 import type { LiveSession, LiveState, SEvent } from './types';
 
-const REFETCH_MS = 400;
+const REFETCH_MS = 1000;
 const POLL_MS = 10_000;
 /** Live lists sessions active in the last 30 minutes (and every waiting one): long enough that a
  * session thinking through a long tool call does not blink out, short enough to stay a glance. */
@@ -89,6 +89,13 @@ class HubState {
   }
 
   private apply(s: LiveState) {
+    // A row that did not change keeps its object, so Live reuses its lane and Svelte skips it:
+    // under a busy source most refetches change a handful of rows, not all of them.
+    const before = new Map(this.sessions.map((x) => [x.key, x]));
+    const same = (a: LiveSession, b: LiveSession) => a.event_count === b.event_count && a.last_event_at === b.last_event_at
+      && a.status === b.status && a.ended_at === b.ended_at && a.active === b.active && a.prompt === b.prompt
+      && a.activity === b.activity && a.project === b.project && (a.wait?.seq ?? 0) === (b.wait?.seq ?? 0) && a.parent_session_id === b.parent_session_id;
+    s.sessions = s.sessions.map((x) => { const o = before.get(x.key); return o && same(o, x) ? o : x; });
     this.sessions = s.sessions;
     this.waiting = waitingOf(s.sessions);
     this.keys = new Set(s.sessions.map((x) => x.key));
