@@ -70,6 +70,8 @@ pub struct Delta {
     /// Work happened after the last explicit status (or with none): a blocked or idle entity
     /// is running again.
     pub activity_after_status: bool,
+    /// The producer's time of the latest such work: what a reopening is dated by.
+    pub activity_at: i64,
     pub started_at: i64,
     pub last_event_at: i64,
     pub last_seq: u64,
@@ -89,6 +91,7 @@ impl Delta {
             title_rank: rank,
             status: None,
             activity_after_status: false,
+            activity_at: i64::MIN,
             started_at: e.ts.millis(),
             last_event_at: e.ts.millis(),
             last_seq: e.seq,
@@ -126,25 +129,33 @@ impl Delta {
             Some(status) if sets_status && since_status => {
                 self.status = Some((status, e.ts.millis()));
                 self.activity_after_status = false;
+                self.activity_at = i64::MIN;
             }
             Some(Status::Running | Status::Success | Status::Failed)
                 if is_activity(e) && since_status =>
             {
                 self.activity_after_status = true;
+                self.activity_at = self.activity_at.max(e.ts.millis());
             }
             _ => {}
         }
     }
 
-    /// The status to store when the stored one is `current`.
-    fn resolve_status(&self) -> (Option<i64>, bool) {
+    /// The batch's own status (code, whether there is one, and the producer's time it holds
+    /// from): its last explicit status, or running from the work that reopened that wait.
+    fn resolve_status(&self) -> (Option<i64>, bool, Option<i64>) {
         match (self.status, self.activity_after_status) {
             (Some((Status::Blocked | Status::Idle | Status::Queued, _)), true) => {
-                (Some(Status::Running.code()), true)
+                (Some(Status::Running.code()), true, Some(self.activity_at))
             }
-            (Some((s, _)), _) => (Some(s.code()), true),
-            (None, _) => (None, false),
+            (Some((s, at)), _) => (Some(s.code()), true, Some(at)),
+            (None, _) => (None, false, None),
         }
+    }
+
+    /// When the work that may reopen a stored wait happened (none: `None`).
+    fn reopened_at(&self) -> Option<i64> {
+        self.activity_after_status.then_some(self.activity_at)
     }
 
     fn ended_at(&self) -> Option<i64> {
@@ -261,7 +272,7 @@ impl BatchAggregates {
         {
             let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
             for (id, d) in &self.sessions {
-                let (status, has_status) = d.resolve_status();
+                let (status, has_status, status_at) = d.resolve_status();
                 let existed: bool = tx
                     .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
                     .exists([id])?;
@@ -287,6 +298,8 @@ impl BatchAggregates {
                     d.usage.cache_read_tokens,
                     d.usage.cache_write_tokens,
                     d.usage.cost_usd,
+                    status_at,
+                    d.reopened_at(),
                 ])?;
                 if !existed && let Some(run) = &d.run_id {
                     *new_sessions_per_run.entry(run.as_str()).or_default() += 1;
@@ -296,7 +309,7 @@ impl BatchAggregates {
         {
             let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
             for (id, d) in &self.runs {
-                let (status, has_status) = d.resolve_status();
+                let (status, has_status, status_at) = d.resolve_status();
                 upsert.execute(params![
                     id,
                     d.source,
@@ -318,6 +331,8 @@ impl BatchAggregates {
                     d.usage.cache_read_tokens,
                     d.usage.cache_write_tokens,
                     d.usage.cost_usd,
+                    status_at,
+                    d.reopened_at(),
                 ])?;
             }
         }
@@ -339,27 +354,36 @@ impl BatchAggregates {
     }
 }
 
-// Status rule shared by runs and sessions: an explicit status in the batch wins (?8 says
-// whether there is one); otherwise work after a wait (?10) turns blocked/idle/queued into
-// running. ended_at follows the status: set by a terminal one, cleared when work resumes.
+// Status rule shared by runs and sessions, by the producer's clock (`status_at`): the batch's
+// status (?8, ?9 says whether there is one, from ?22) replaces the stored one unless the stored
+// one is newer; otherwise work in the batch (?10, at ?23) turns a stored blocked/idle/queued into
+// running unless that wait is newer than the work. A late batch changes neither. ended_at and
+// status_at follow the status: set by a terminal one, ended_at cleared when work resumes.
 const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_session_id, agent, source, title, \
     title_rank, status, started_at, ended_at, last_event_at, last_seq, event_count, error_count, input_tokens, \
-    output_tokens, cache_read_tokens, cache_write_tokens, cost_usd) \
+    output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, status_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
       CASE WHEN ?9 THEN ?8 WHEN ?10 THEN 2 ELSE NULL END, \
-      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
+      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+      CASE WHEN ?9 THEN ?22 WHEN ?10 THEN ?23 ELSE NULL END) \
     ON CONFLICT(session_id) DO UPDATE SET \
       run_id = COALESCE(sessions.run_id, excluded.run_id), \
       parent_session_id = COALESCE(sessions.parent_session_id, excluded.parent_session_id), \
       agent = COALESCE(sessions.agent, excluded.agent), \
       title = CASE WHEN excluded.title_rank > sessions.title_rank THEN excluded.title ELSE sessions.title END, \
       title_rank = MAX(sessions.title_rank, excluded.title_rank), \
-      status = CASE WHEN ?9 THEN ?8 \
-                    WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) THEN 2 \
+      status = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?8 \
+                    WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
+                         AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN 2 \
                     ELSE sessions.status END, \
-      ended_at = CASE WHEN ?9 THEN ?12 \
-                      WHEN ?10 AND sessions.status IN (1, 3, 7) THEN NULL \
+      ended_at = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?12 \
+                      WHEN ?10 AND sessions.status IN (1, 3, 7) \
+                           AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
                       ELSE sessions.ended_at END, \
+      status_at = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?22 \
+                       WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
+                            AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN ?23 \
+                       ELSE sessions.status_at END, \
       started_at = MIN(sessions.started_at, excluded.started_at), \
       last_event_at = MAX(sessions.last_event_at, excluded.last_event_at), \
       last_seq = MAX(sessions.last_seq, excluded.last_seq), \
@@ -373,19 +397,26 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_s
 
 const UPSERT_RUN: &str = "INSERT INTO runs (run_id, source, agent, title, title_rank, status, started_at, ended_at, \
     last_event_at, last_seq, event_count, error_count, session_count, input_tokens, output_tokens, \
-    cache_read_tokens, cache_write_tokens, cost_usd) \
+    cache_read_tokens, cache_write_tokens, cost_usd, status_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?7 THEN ?6 WHEN ?8 THEN 2 ELSE NULL END, \
-      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
+      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+      CASE WHEN ?7 THEN ?21 WHEN ?8 THEN ?22 ELSE NULL END) \
     ON CONFLICT(run_id) DO UPDATE SET \
       agent = COALESCE(runs.agent, excluded.agent), \
       title = CASE WHEN excluded.title_rank > runs.title_rank THEN excluded.title ELSE runs.title END, \
       title_rank = MAX(runs.title_rank, excluded.title_rank), \
-      status = CASE WHEN ?7 THEN ?6 \
-                    WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) THEN 2 \
+      status = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?6 \
+                    WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
+                         AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN 2 \
                     ELSE runs.status END, \
-      ended_at = CASE WHEN ?7 THEN ?10 \
-                      WHEN ?8 AND runs.status IN (1, 3, 7) THEN NULL \
+      ended_at = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?10 \
+                      WHEN ?8 AND runs.status IN (1, 3, 7) \
+                           AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
                       ELSE runs.ended_at END, \
+      status_at = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?21 \
+                       WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
+                            AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN ?22 \
+                       ELSE runs.status_at END, \
       started_at = MIN(runs.started_at, excluded.started_at), \
       last_event_at = MAX(runs.last_event_at, excluded.last_event_at), \
       last_seq = MAX(runs.last_seq, excluded.last_seq), \

@@ -130,6 +130,14 @@ CREATE TABLE dictionaries (
     created_at_seq INTEGER NOT NULL
 );
 "#,
+    // 4: when (by the producer's clock) the stored status was set, so that a batch arriving
+    // late (a queue flushed at exit, spans exported when they end) neither overwrites a newer
+    // status nor reopens a wait with older work. NULL on rows from before: unknown, any newer
+    // batch may set it.
+    r#"
+ALTER TABLE runs ADD COLUMN status_at INTEGER;
+ALTER TABLE sessions ADD COLUMN status_at INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -196,6 +196,78 @@ async fn late_events_from_before_the_end_do_not_reopen_a_run() {
     assert!(r.ended_at.is_some());
 }
 
+/// Across batches too: work that happened before a wait, delivered after it (Codex sends its
+/// telemetry at exit, after its rollout marked the session idle), neither reopens the wait nor
+/// lets an older status replace it; work after the wait does reopen it.
+#[tokio::test]
+async fn a_late_batch_never_reopens_a_newer_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir);
+    let ev = |source_event: &str, entity: &str, status: &str, ts: &str| {
+        event(
+            json!({"source": "claude", "source_event": source_event, "entity_type": entity,
+            "title": source_event, "run_id": "wait", "session_id": "wait", "status": status,
+            "entity_id": source_event, "ts": format!("2026-11-21T10:00:{ts}.000Z")}),
+        )
+    };
+    let status = |store: &Store| {
+        let run = store
+            .read_blocking(|c| query::get_run(c, "wait"))
+            .unwrap()
+            .unwrap()
+            .run
+            .status;
+        let session = store
+            .read_blocking(|c| query::sessions_of_run(c, "wait"))
+            .unwrap()[0]
+            .status;
+        (run, session)
+    };
+    let idle = Some(Status::Idle);
+    store
+        .write(vec![
+            ev("start", "session", "running", "01"),
+            ev("stop", "session", "idle", "10"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(status(&store), (idle, idle));
+    // Late: a tool call and an older "running" from before the stop.
+    store
+        .write(vec![
+            ev("tool", "tool", "success", "05"),
+            ev("prompt", "session", "running", "04"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&store),
+        (idle, idle),
+        "a late batch reopened the wait"
+    );
+    store
+        .write(vec![ev("tool2", "tool", "running", "12")])
+        .await
+        .unwrap();
+    let running = Some(Status::Running);
+    assert_eq!(
+        status(&store),
+        (running, running),
+        "work after the wait reopens it"
+    );
+    // A wait at 15, then a late idle from 14: the newer wait stays.
+    store
+        .write(vec![ev("ask", "permission", "blocked", "15")])
+        .await
+        .unwrap();
+    store
+        .write(vec![ev("stop", "session", "idle", "14")])
+        .await
+        .unwrap();
+    let blocked = Some(Status::Blocked);
+    assert_eq!(status(&store), (blocked, blocked));
+}
+
 #[tokio::test]
 async fn search_pages_and_full_text() {
     let dir = tempfile::tempdir().unwrap();
