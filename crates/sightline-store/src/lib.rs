@@ -8,8 +8,8 @@
 
 pub mod aggregate;
 pub mod codec;
-pub mod fulltext;
 pub mod fingerprint;
+pub mod fulltext;
 pub mod insight;
 pub mod live;
 pub mod migrations;

@@ -7,11 +7,11 @@
 //! after its `TestHub` is dropped.
 
 pub mod peers;
-pub mod tls;
 /// The secret corpus (one entry per published token format, header, URL credential, CLI flag,
 /// connection string, `.env` line), shared with the schema crate's redaction tests.
 #[path = "../../sightline-schema/tests/secrets/corpus.rs"]
 pub mod secrets;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

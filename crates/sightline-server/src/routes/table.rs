@@ -253,7 +253,10 @@ const GROUPS_QUERY: &[Param] = &[
     },
 ];
 const SERIES_QUERY: &[Param] = &[
-    param("since", "RFC 3339, inclusive (default: an hour before until)"),
+    param(
+        "since",
+        "RFC 3339, inclusive (default: an hour before until)",
+    ),
     param("until", "RFC 3339, exclusive (default: now)"),
     Param {
         name: "bucket_s",
