@@ -565,13 +565,18 @@ fn a_real_claude_code_session_is_one_joined_run() {
         &config,
         &["claude-transcripts"],
     );
+    // Every call's transcript lines, the subagent's included: its transcript is a file of its
+    // own (subagents/agent-*.jsonl) that the tailer may find a poll later than the main one.
+    let tool_ids: Vec<String> = ["toolu_bash", "toolu_agent", "toolu_sub_bash", "toolu_read"]
+        .iter()
+        .map(|tool| format!("{tool}_{tag}"))
+        .collect();
     let events = hub.wait_for("the transcripts", Duration::from_secs(30), |events| {
-        events
-            .iter()
-            .filter(mine)
-            .filter(|e| e["source_event"] == "transcript.tool_result")
-            .count()
-            >= 4
+        let run: Vec<Value> = events.iter().filter(mine).cloned().collect();
+        tool_ids.iter().all(|id| {
+            let seen = kinds(&with_corr(&run, id));
+            seen.contains("transcript.tool_use") && seen.contains("transcript.tool_result")
+        })
     });
     let run: Vec<Value> = events.iter().filter(mine).cloned().collect();
 
