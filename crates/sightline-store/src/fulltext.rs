@@ -34,7 +34,7 @@
 //!
 //! So positions cost about 70 bytes per bench event (115 on varied text) and a fifth of the
 //! indexer's own speed; the indexer runs beside the writer, so committed ingest did not move
-//! beyond the noise. Disk per event stays under the 450-byte floor of docs/CONTRACT.md (budgets) and goes past
+//! beyond the noise. Disk per event stays under the 450-byte floor of docs/CONTRACT.md §9 and goes past
 //! its 300-byte target on the bench event: phrases that always answer right were judged worth
 //! it (the alternative, `detail=none` with each piece a separate term and an in-memory check,
 //! needs this crate to predict SQLite's tokenizer exactly, or it errors on other scripts again).
