@@ -121,7 +121,8 @@ impl Metrics {
 
 /// What the typed builder takes as values, offered for the `Option`s a mapping holds.
 pub trait BuilderExt: Sized {
-    /// Sets `duration_ms` when there is one (integers stay integers, as [`json_number`]).
+    /// Sets `duration_ms` when there is a valid one (integers stay integers, as [`json_number`]);
+    /// a negative or non-finite one is left out, never a reason to lose the event.
     fn duration_opt(self, ms: Option<f64>) -> Self;
     /// Sets `duration_ms` to a number as the producer sent it.
     fn duration_number(self, ms: Option<Number>) -> Self;
@@ -136,10 +137,12 @@ impl BuilderExt for EventBuilder {
         self.duration_number(ms.and_then(json_number))
     }
 
+    // A producer's negative duration is its own bug; the event is still worth keeping, so the
+    // field is left out instead of the whole event being refused by validation.
     fn duration_number(self, ms: Option<Number>) -> Self {
         match ms {
-            Some(n) => self.duration_ms(n),
-            None => self,
+            Some(n) if n.as_f64().is_some_and(|f| f >= 0.0) => self.duration_ms(n),
+            _ => self,
         }
     }
 
