@@ -295,7 +295,9 @@ fn emit(line: String, droppable: bool) {
 /// number of events still undelivered.
 #[pyfunction]
 fn flush(py: Python<'_>, timeout_s: f64) -> usize {
-    let t = Duration::from_secs_f64(timeout_s.max(0.0));
+    // Clamped to a year (a deadline past that would overflow the clock): `flush(float('inf'))`
+    // waits as long as it takes and NaN does not wait; neither panics into Python.
+    let t = Duration::try_from_secs_f64(timeout_s.clamp(0.0, 31_536_000.0)).unwrap_or_default();
     py.detach(|| transport::global().flush(t))
 }
 
@@ -341,7 +343,9 @@ fn beat_now(py: Python<'_>) {
 
 #[pyfunction]
 fn start_heartbeat(interval_s: f64) {
-    background::start_heartbeat(Duration::from_secs_f64(interval_s.max(0.05)));
+    background::start_heartbeat(
+        Duration::try_from_secs_f64(interval_s.clamp(0.05, 86_400.0)).unwrap_or(Duration::from_secs(1)),
+    );
 }
 
 #[pyfunction]

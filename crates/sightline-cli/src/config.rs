@@ -99,35 +99,9 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).map_err(|e| Exit::config(format!("config file {}: {e}", path.display())))
 }
 
-/// Parses `14d`, `36h`, `90m`, `30s`, or a bare number of days; `0` means keep forever.
+/// Reads a retention word (`14d`, `36h`, `90m`, `0`) the one way the hub does, as a config error.
 pub fn parse_retention(text: &str) -> anyhow::Result<Option<Duration>> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number.trim().parse().map_err(|_| {
-        Exit::config(format!(
-            "retention `{text}` is not a duration like 14d, 36h or 0"
-        ))
-    })?;
-    let seconds = match unit.trim() {
-        "" | "d" => value * 86_400.0,
-        "h" => value * 3_600.0,
-        "m" => value * 60.0,
-        "s" => value,
-        other => {
-            return Err(Exit::config(format!(
-                "retention unit `{other}` is not one of d, h, m, s"
-            )));
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(Exit::config(format!(
-            "retention `{text}` must be zero or positive"
-        )));
-    }
-    Ok((seconds > 0.0).then(|| Duration::from_secs_f64(seconds)))
+    sightline_store::retention::parse_period(text).map_err(|e| Exit::config(e.to_string()))
 }
 
 #[cfg(test)]
@@ -151,6 +125,7 @@ mod tests {
         assert_eq!(parse_retention("0").unwrap(), None);
         assert!(parse_retention("soon").is_err());
         assert!(parse_retention("3w").is_err());
+        assert!(parse_retention("1e300d").is_err());
     }
 
     #[test]

@@ -96,7 +96,10 @@ impl ControlBoard {
         Self::check(run_id)?;
         let wait = match wait_s {
             None => Duration::ZERO,
-            Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s).min(MAX_WAIT),
+            // Clamped before converting: a huge number would overflow a Duration.
+            Some(s) if s.is_finite() && s >= 0.0 => {
+                Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
+            }
             Some(_) => return Err(ControlError::BadWait),
         };
         let known = known.unwrap_or(u64::MAX);
@@ -189,6 +192,10 @@ mod tests {
                 Err(ControlError::BadWait)
             );
         }
+        // A number too big for a Duration (schemathesis sent 9.76e148) waits the longest
+        // allowed; here nothing waits because the version already differs.
+        assert!(board.poll("r", Some(7), Some(9.76e148)).await.is_ok());
+        assert!(board.poll("r", Some(7), Some(f64::MAX)).await.is_ok());
         let long = "x".repeat(MAX_RUN_ID + 1);
         assert!(matches!(
             board.update(&long, ControlSettings::default()),

@@ -100,7 +100,13 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<i32> {
     } else {
         gdb_inject(pid, &staged.script)
     }
-    .and_then(|_| wait_done(&staged.done, pid, Duration::from_secs_f64(args.timeout)));
+    .and_then(|_| {
+        wait_done(
+            &staged.done,
+            pid,
+            Duration::try_from_secs_f64(args.timeout).unwrap_or(Duration::MAX),
+        )
+    });
     // Removes the script, the token file if the agent never read it, and the directory.
     let _ = staged.dir.close();
     let run_id = outcome?;

@@ -110,7 +110,8 @@ fn interval(text: &str) -> Option<Duration> {
         "h" => value * 3600.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // `try_`: a huge number is refused, not a panic.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! that creates it.
 
 use std::io::Read;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,6 +16,7 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sightline_core::SourceHealth;
+use sightline_store::retention::{parse_period, period_text};
 
 use crate::auth::Role;
 use crate::config_file;
@@ -96,61 +96,6 @@ pub struct RevokedToken {
     pub note: Option<String>,
 }
 
-/// Parses `14d`, `36h`, `90m`, `30s`, or a bare number of days; `0` keeps everything. The same
-/// words `serve --retention` takes.
-pub fn parse_retention(text: &str) -> Result<Option<Duration>, String> {
-    let text = text.trim();
-    let bad = || format!("retention `{text}` is not a duration like 14d, 36h, 90m, 30s or 0");
-    let (number, unit) = text.split_at(
-        text.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len()),
-    );
-    let n: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(bad());
-    }
-    let secs = match unit {
-        "" | "d" => n * 86_400.0,
-        "h" => n * 3_600.0,
-        "m" => n * 60.0,
-        "s" => n,
-        _ => return Err(bad()),
-    };
-    // Ten years is far past any disk; a bigger number is a typo.
-    if secs > 10.0 * 365.0 * 86_400.0 {
-        return Err(format!(
-            "retention `{text}` is over ten years; use 0 to keep everything"
-        ));
-    }
-    if secs == 0.0 {
-        return Ok(None);
-    }
-    // Below a minute the sweep would delete what just arrived.
-    if secs < 60.0 {
-        return Err(format!(
-            "retention `{text}` is under a minute; use at least 1m, or 0 to keep everything"
-        ));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
-}
-
-/// A retention as the API writes it back: whole days, hours, minutes or seconds.
-pub fn retention_text(keep: Option<Duration>) -> String {
-    let Some(d) = keep else {
-        return "0".into();
-    };
-    let s = d.as_secs();
-    if s % 86_400 == 0 {
-        format!("{}d", s / 86_400)
-    } else if s % 3_600 == 0 {
-        format!("{}h", s / 3_600)
-    } else if s % 60 == 0 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// Where changes persist, if anywhere.
 fn persist(
     hub: &Hub,
@@ -200,7 +145,7 @@ pub async fn get_settings(State(hub): State<Hub>) -> Json<SettingsView> {
     }));
     drop(runtime);
     Json(SettingsView {
-        retention: retention_text(keep),
+        retention: period_text(keep),
         retention_days: keep.map(|d| d.as_secs_f64() / 86_400.0),
         config_file: hub
             .settings()
@@ -218,9 +163,9 @@ pub async fn put_retention(
     State(hub): State<Hub>,
     Json(body): Json<RetentionBody>,
 ) -> Result<Json<SettingsChange>, ApiError> {
-    let keep = parse_retention(&body.retention).map_err(ApiError::BadRequest)?;
+    let keep = parse_period(&body.retention).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     hub.store().set_retention(keep);
-    let text = retention_text(keep);
+    let text = period_text(keep);
     tracing::info!(retention = %text, "retention changed; the next sweep uses it");
     let (persisted, note) = persist(&hub, |p| config_file::set_retention(p, Some(&text)));
     Ok(Json(SettingsChange {
@@ -353,49 +298,4 @@ pub async fn revoke_token(
         persisted,
         note,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_words() {
-        assert_eq!(
-            parse_retention("14d").unwrap(),
-            Some(Duration::from_secs(14 * 86_400))
-        );
-        assert_eq!(
-            parse_retention("36h").unwrap(),
-            Some(Duration::from_secs(36 * 3_600))
-        );
-        assert_eq!(
-            parse_retention("2").unwrap(),
-            Some(Duration::from_secs(2 * 86_400))
-        );
-        assert_eq!(parse_retention("0").unwrap(), None);
-        for bad in ["soon", "3w", "-1d", "NaN", "30s", "1e9d", ""] {
-            assert!(parse_retention(bad).is_err(), "{bad}");
-        }
-        for t in ["14d", "36h", "90m", "0"] {
-            assert_eq!(retention_text(parse_retention(t).unwrap()), t);
-        }
-    }
-
-    proptest::proptest! {
-        /// Any text: an answer, never a panic; what is accepted is between a minute and ten
-        /// years (or forever), and writing it back gives a word that parses to the same period.
-        #[test]
-        fn any_retention_text(text in proptest::prelude::any::<String>()) {
-            if let Ok(keep) = parse_retention(&text) {
-                if let Some(d) = keep {
-                    proptest::prop_assert!(d.as_secs() >= 60 && d.as_secs() <= 10 * 365 * 86_400);
-                }
-                let back = retention_text(keep);
-                proptest::prop_assert!(crate::config_file::is_word(&back, 32));
-                let again = parse_retention(&back).unwrap();
-                proptest::prop_assert_eq!(again.map(|d| d.as_secs()), keep.map(|d| d.as_secs()));
-            }
-        }
-    }
 }
