@@ -15,6 +15,7 @@ pub mod plugins;
 pub mod role;
 pub mod source;
 pub mod subscription;
+pub mod supervisor;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,12 +33,15 @@ pub use crate::source::{
     Decoded, EndpointSpec, HttpError, HttpRequest, HttpSource, Method, Reply, SchemaFn, Sink,
 };
 pub use crate::subscription::{ResumeGap, SubscriberGuard, Subscription, Transport};
+pub use crate::supervisor::Controls;
 
 struct Inner {
     store: Store,
     bus: Bus,
     health: Health,
     control: ControlBoard,
+    /// Settings that change what runs: the source supervisor and the notification rules.
+    controls: Controls,
     counters: ingest::Counters,
     /// Live subscribers per transport and their overflows, for `/metrics`.
     subscribers: Arc<subscription::SubscriberCounts>,
@@ -74,6 +78,7 @@ impl Core {
                 bus,
                 health,
                 control: ControlBoard::default(),
+                controls: Controls::default(),
                 counters: ingest::Counters::default(),
                 subscribers: Arc::default(),
                 shutdown: Notify::new(),
@@ -97,6 +102,11 @@ impl Core {
 
     pub fn control(&self) -> &ControlBoard {
         &self.inner.control
+    }
+
+    /// The source supervisor and the notification rules, for the settings API.
+    pub fn controls(&self) -> &Controls {
+        &self.inner.controls
     }
 
     /// How long the hub has run.

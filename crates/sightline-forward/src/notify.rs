@@ -9,6 +9,10 @@
 //! rate-limited twice: one alert per rule and session (or run) per `per_key_interval`, and at
 //! most `per_rule_burst` alerts per rule per minute; what is held back is counted and said in
 //! the next alert that goes out. Health shows `notify` with alerts sent and the last failure.
+//!
+//! The rules are live: the notifier reads them from the core's [`Controls`] (a watch channel
+//! the settings API writes), so a rule changed in Settings applies to the next event; each rule
+//! has its own targets (desktop, webhooks) and its own rate limit.
 //! This module must never block the bus or the writer, never put a payload in an alert (titles
 //! and ids only: payloads are redacted, but a webhook leaves the machine), and never retry a
 //! webhook forever (one retry, then the failure is in health).
@@ -25,6 +29,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use sightline_core::Core;
+use sightline_core::supervisor::{NotifyRules, RuleSettings};
+
+#[allow(unused_imports, reason = "named in the module's documentation")]
+use sightline_core::Controls;
 
 /// The health entry's name.
 pub const NAME: &str = "notify";
@@ -100,6 +108,60 @@ impl Default for NotifySettings {
     }
 }
 
+impl NotifySettings {
+    /// The same choices as live rules: every chosen rule goes to the desktop (when asked) and
+    /// to every webhook, with the one interval and burst (whole seconds). `Cost` is on only
+    /// with a budget.
+    pub fn to_rules(&self) -> NotifyRules {
+        let rule = |r: Rule| RuleSettings {
+            enabled: self.rules.contains(&r) && (r != Rule::Cost || self.cost_budget_usd.is_some()),
+            desktop: self.desktop,
+            webhooks: self.webhooks.clone(),
+            interval_s: self.per_key_interval.as_secs(),
+            per_minute: self.per_rule_burst.max(1),
+            budget_usd: if r == Rule::Cost {
+                self.cost_budget_usd
+            } else {
+                None
+            },
+        };
+        NotifyRules {
+            waiting: rule(Rule::Waiting),
+            failure: rule(Rule::Failure),
+            cost: rule(Rule::Cost),
+        }
+    }
+}
+
+/// The settings of one rule in `rules`.
+pub fn rule_settings(rules: &NotifyRules, rule: Rule) -> &RuleSettings {
+    match rule {
+        Rule::Waiting => &rules.waiting,
+        Rule::Failure => &rules.failure,
+        Rule::Cost => &rules.cost,
+    }
+}
+
+/// Where one alert goes: taken from its rule when it is raised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    pub desktop: bool,
+    pub webhooks: Vec<String>,
+}
+
+impl Targets {
+    fn of(r: &RuleSettings) -> Targets {
+        Targets {
+            desktop: r.desktop,
+            webhooks: r.webhooks.clone(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.desktop && self.webhooks.is_empty()
+    }
+}
+
 /// One notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -169,21 +231,36 @@ fn who(e: &Event) -> String {
 /// The rules' decisions; the cost totals are the only state.
 #[derive(Debug)]
 pub struct Rules {
-    settings: NotifySettings,
+    rules: NotifyRules,
     /// run → (cost so far, alerted).
     costs: HashMap<String, (f64, bool)>,
 }
 
 impl Rules {
     pub fn new(settings: NotifySettings) -> Rules {
+        Rules::live(settings.to_rules())
+    }
+
+    pub fn live(rules: NotifyRules) -> Rules {
         Rules {
-            settings,
+            rules,
             costs: HashMap::new(),
         }
     }
 
+    /// New rules for the next event; the cost totals are kept (a lower budget alerts a run
+    /// already past it at its next cost).
+    pub fn set(&mut self, rules: NotifyRules) {
+        self.rules = rules;
+    }
+
+    /// Where an alert of `rule` goes now.
+    pub fn targets(&self, rule: Rule) -> Targets {
+        Targets::of(rule_settings(&self.rules, rule))
+    }
+
     fn on(&self, rule: Rule) -> bool {
-        self.settings.rules.contains(&rule)
+        rule_settings(&self.rules, rule).enabled
     }
 
     /// Does this event need its run's stored cost before [`classify`](Self::classify)? (The
@@ -191,7 +268,7 @@ impl Rules {
     pub fn needs_run_cost<'e>(&self, e: &'e Event) -> Option<&'e str> {
         let run = e.run_id.as_deref()?;
         (self.on(Rule::Cost)
-            && self.settings.cost_budget_usd.is_some()
+            && self.rules.cost.budget_usd.is_some()
             && cost_of(e) > 0.0
             && !self.costs.contains_key(run))
         .then_some(run)
@@ -270,7 +347,7 @@ impl Rules {
             }
         }
         if self.on(Rule::Cost)
-            && let (Some(budget), Some(run)) = (self.settings.cost_budget_usd, &e.run_id)
+            && let (Some(budget), Some(run)) = (self.rules.cost.budget_usd, &e.run_id)
         {
             let add = cost_of(e);
             if add > 0.0 {
@@ -309,6 +386,8 @@ fn cost_of(e: &Event) -> f64 {
 pub struct Limiter {
     per_key: Duration,
     burst: u32,
+    /// Per-rule limits set from live rules; a rule not here uses the two above.
+    limits: HashMap<Rule, (Duration, u32)>,
     last: HashMap<(Rule, String), Instant>,
     window: HashMap<Rule, (Instant, u32)>,
     held: HashMap<Rule, u64>,
@@ -322,17 +401,28 @@ impl Limiter {
         Limiter {
             per_key,
             burst: burst.max(1),
+            limits: HashMap::new(),
             last: HashMap::new(),
             window: HashMap::new(),
             held: HashMap::new(),
         }
     }
 
+    /// Sets one rule's limits (from its live settings); they apply to its next alert.
+    pub fn set_limits(&mut self, rule: Rule, per_key: Duration, burst: u32) {
+        self.limits.insert(rule, (per_key, burst.max(1)));
+    }
+
     /// Some(alerts held back since the last one of this rule) when the alert may go now.
     pub fn admit(&mut self, alert: &Alert, now: Instant) -> Option<u64> {
+        let (per_key, burst) = self
+            .limits
+            .get(&alert.rule)
+            .copied()
+            .unwrap_or((self.per_key, self.burst));
         let k = (alert.rule, alert.key.clone());
         if let Some(t) = self.last.get(&k)
-            && now.duration_since(*t) < self.per_key
+            && now.duration_since(*t) < per_key
         {
             *self.held.entry(alert.rule).or_default() += 1;
             return None;
@@ -341,14 +431,19 @@ impl Limiter {
         if now.duration_since(w.0) >= Duration::from_secs(60) {
             *w = (now, 0);
         }
-        if w.1 >= self.burst {
+        if w.1 >= burst {
             *self.held.entry(alert.rule).or_default() += 1;
             return None;
         }
         w.1 += 1;
         if self.last.len() >= MAX_KEYS {
-            let per_key = self.per_key;
-            self.last.retain(|_, t| now.duration_since(*t) < per_key);
+            // The longest interval of any rule: an entry younger than it may still hold one.
+            let longest = self
+                .limits
+                .values()
+                .map(|(d, _)| *d)
+                .fold(self.per_key, Duration::max);
+            self.last.retain(|_, t| now.duration_since(*t) < longest);
             if self.last.len() >= MAX_KEYS {
                 self.last.clear();
             }
@@ -409,42 +504,77 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Starts the notifier. Returns an error only when nothing could ever be delivered (no
-/// webhook, and `--notify` without a desktop notifier).
+/// Starts the notifier with the flags' settings (see [`start_live`]). Returns an error only
+/// when nothing could ever be delivered (no webhook, and `--notify` without a desktop
+/// notifier).
 pub fn start(hub: Core, settings: NotifySettings) -> Result<Notifier, String> {
-    hub.health().ensure(NAME);
-    let desktop = if settings.desktop {
-        match desktop_notifier() {
-            Ok(cmd) => Some(cmd),
-            Err(e) if settings.webhooks.is_empty() => return Err(e),
-            Err(e) => {
-                tracing::warn!("{e}; webhooks still get alerts");
-                hub.health().failed(NAME, e);
-                None
-            }
-        }
-    } else {
-        None
-    };
+    if settings.desktop
+        && settings.webhooks.is_empty()
+        && let Err(e) = desktop_notifier()
+    {
+        return Err(e);
+    }
+    start_live(hub, settings.to_rules(), settings.dashboard_url.clone())
+}
+
+/// Starts the notifier with `rules`, which it publishes in the core's controls and then
+/// follows: a change there (the settings API) applies to the next event. A rule that asks for
+/// desktop notifications on a machine without a notifier is reported in health, and the
+/// settings API refuses such a rule with what to install.
+pub fn start_live(
+    hub: Core,
+    rules: NotifyRules,
+    dashboard_url: Option<String>,
+) -> Result<Notifier, String> {
+    let desktop = desktop_notifier();
+    hub.controls()
+        .set_desktop(desktop.as_ref().map(|_| ()).map_err(Clone::clone));
+    if rules.active() {
+        hub.health().ensure(NAME);
+    }
+    if let Err(e) = &desktop
+        && rules.each().iter().any(|(_, r)| r.enabled && r.desktop)
+    {
+        tracing::warn!("{e}; webhooks still get alerts");
+        hub.health().failed(NAME, e.clone());
+    }
+    hub.controls().set_notify_rules(rules.clone());
     let stats = Arc::new(NotifyStats::default());
     let (stop, stop_rx) = watch::channel(false);
-    let (tx, rx) = mpsc::channel::<(Alert, u64)>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
     let feeder = {
         let hub = hub.clone();
         let stats = stats.clone();
-        let settings = settings.clone();
         let mut stop_rx = stop_rx.clone();
+        let mut changes = hub.controls().watch_notify();
         tokio::spawn(async move {
-            let mut rules = Rules::new(settings.clone());
-            let mut limiter = Limiter::new(settings.per_key_interval, settings.per_rule_burst);
+            let mut live = changes.borrow_and_update().clone();
+            let mut rules = Rules::live(live.clone());
+            let mut limiter = Limiter::new(Duration::from_secs(60), 6);
+            apply_limits(&mut limiter, &live);
             let (mut sub, _) = hub.subscribe(Filter::default(), None, None).await;
             loop {
                 let e = tokio::select! {
                     e = sub.next() => e,
+                    changed = changes.changed() => {
+                        if changed.is_ok() {
+                            live = changes.borrow_and_update().clone();
+                            if live.active() {
+                                hub.health().ensure(NAME);
+                            }
+                            rules.set(live.clone());
+                            apply_limits(&mut limiter, &live);
+                            tracing::info!("notification rules changed; the next event uses them");
+                        }
+                        continue;
+                    }
                     _ = stop_rx.wait_for(|s| *s) => None,
                 };
                 let Some(e) = e else { break };
                 let event = e.event.clone();
+                if !live.active() {
+                    continue;
+                }
                 if let Some(run) = rules.needs_run_cost(&event).map(str::to_string) {
                     let id = run.clone();
                     let stored = hub
@@ -458,12 +588,16 @@ pub fn start(hub: Core, settings: NotifySettings) -> Result<Notifier, String> {
                     rules.seed_run_cost(&run, stored, &event);
                 }
                 for alert in rules.classify(&event) {
+                    let targets = rules.targets(alert.rule);
+                    if targets.is_empty() {
+                        continue;
+                    }
                     match limiter.admit(&alert, Instant::now()) {
                         None => {
                             stats.held_back.fetch_add(1, Ordering::Relaxed);
                         }
                         Some(held) => {
-                            if tx.try_send((alert, held)).is_err() {
+                            if tx.try_send((alert, held, targets)).is_err() {
                                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -472,7 +606,13 @@ pub fn start(hub: Core, settings: NotifySettings) -> Result<Notifier, String> {
             }
         })
     };
-    let sender = tokio::spawn(send_loop(hub, settings, desktop, rx, stats.clone()));
+    let sender = tokio::spawn(send_loop(
+        hub,
+        dashboard_url,
+        desktop.ok(),
+        rx,
+        stats.clone(),
+    ));
     Ok(Notifier {
         stop,
         tasks: vec![feeder, sender],
@@ -480,39 +620,66 @@ pub fn start(hub: Core, settings: NotifySettings) -> Result<Notifier, String> {
     })
 }
 
+/// An alert on its way: the alert, how many of its rule were held back, where it goes.
+type Outgoing = (Alert, u64, Targets);
+
+fn apply_limits(limiter: &mut Limiter, rules: &NotifyRules) {
+    for (rule, r) in
+        [Rule::Waiting, Rule::Failure, Rule::Cost].map(|rule| (rule, rule_settings(rules, rule)))
+    {
+        limiter.set_limits(rule, Duration::from_secs(r.interval_s), r.per_minute);
+    }
+}
+
+/// Webhook agents kept for reuse; cleared when full (rules name at most 3 × 8 URLs, so only a
+/// long run of edits fills it).
+const MAX_AGENTS: usize = 64;
+
 async fn send_loop(
     hub: Core,
-    settings: NotifySettings,
+    dashboard_url: Option<String>,
     desktop: Option<&'static str>,
-    mut rx: mpsc::Receiver<(Alert, u64)>,
+    mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<NotifyStats>,
 ) {
     let timeouts = crate::http::Timeouts {
         connect: Some(SEND_TIMEOUT),
         global: Some(SEND_TIMEOUT),
     };
-    let mut agents = Vec::new();
-    for url in &settings.webhooks {
-        match crate::http::agent(url, &timeouts) {
-            Ok(a) => agents.push((url.clone(), a)),
-            Err(e) => {
-                tracing::warn!("notify: webhook {}: {e}", redact_url(url));
-                hub.health().failed(NAME, e.to_string());
+    let mut agents: HashMap<String, ureq::Agent> = HashMap::new();
+    while let Some((alert, held, targets)) = rx.recv().await {
+        let text = alert.text(dashboard_url.as_deref(), held);
+        let mut ok = true;
+        if targets.desktop {
+            let sent = match desktop {
+                Some(cmd) => desktop_send(cmd, &alert, held).await,
+                None => Err(desktop_notifier().err().unwrap_or_default()),
+            };
+            if let Err(e) = sent {
+                ok = false;
+                hub.health().failed(NAME, e);
             }
         }
-    }
-    while let Some((alert, held)) = rx.recv().await {
-        let text = alert.text(settings.dashboard_url.as_deref(), held);
-        let mut ok = true;
-        if let Some(cmd) = desktop
-            && let Err(e) = desktop_send(cmd, &alert, held).await
-        {
-            ok = false;
-            hub.health().failed(NAME, e);
-        }
-        for (url, agent) in &agents {
+        for url in &targets.webhooks {
+            if agents.len() >= MAX_AGENTS && !agents.contains_key(url) {
+                agents.clear();
+            }
+            let agent = match agents.get(url) {
+                Some(a) => a.clone(),
+                None => match crate::http::agent(url, &timeouts) {
+                    Ok(a) => {
+                        agents.insert(url.clone(), a.clone());
+                        a
+                    }
+                    Err(e) => {
+                        ok = false;
+                        tracing::warn!("notify: webhook {}: {e}", redact_url(url));
+                        hub.health().failed(NAME, e.to_string());
+                        continue;
+                    }
+                },
+            };
             let body = json!({ "text": text }).to_string();
-            let agent = agent.clone();
             let target = url.clone();
             // ureq is blocking: off the runtime's threads. One retry, then health says why.
             let result = tokio::task::spawn_blocking(move || {
