@@ -10,6 +10,26 @@ export interface Chip {
   entity_type: string;
   title: string;
   ts: string;
+  /** `ts` as epoch ms, parsed once (the view positions every chip by it). */
+  t: number;
+}
+
+/**
+ * Something with a duration on a lane's time axis: a tool call (or workflow step, or task) from
+ * its start event to its end event, or a wait (a permission prompt, a question, an idle prompt)
+ * until the next sign of life. Times are epoch ms. `end` is null while it is still open; the view
+ * draws open spans up to "now". A span is never mutated once handed out: closing one replaces
+ * its object, so a lane snapshot can share the array's items.
+ */
+export interface Span {
+  id: string;
+  kind: 'call' | 'wait';
+  start: number;
+  end: number | null;
+  title: string;
+  status: string | null;
+  seq: number;
+  wait?: string;
 }
 
 export interface Lane {
@@ -32,6 +52,8 @@ export interface Lane {
   cost: number;
   activity: string | null; // what it's doing now (running tool, step, call)
   chips: Chip[];
+  /** Calls and waits with their durations, newest last, at most SPANS_PER_LANE. */
+  spans: Span[];
   rev: number; // bumped on every change: lets the view reuse unchanged snapshots
   // From the hub's state (GET /api/v1/live); absent in Replay, which has only events.
   project?: string | null;
@@ -50,6 +72,13 @@ export interface LaneState {
 }
 
 export const CHIPS_PER_LANE = 48;
+/** Enough for the last hour of a steady agent (a call every minute or so); a lane as busy as a
+ * traced process shows its newest ones, older spans fall off the front like chips do. */
+export const SPANS_PER_LANE = 64;
+/** Entity types whose start and end events (same correlation or entity id) make one span. */
+const SPANNED: ReadonlySet<string> = new Set(['tool', 'step', 'task']);
+/** How far back an end event looks for its open start (a lane's spans are bounded anyway). */
+const OPEN_LOOKBACK = SPANS_PER_LANE;
 
 export function newState(): LaneState {
   return { lanes: new Map(), snaps: new Map(), applied: 0, lastSeq: 0 };
@@ -71,7 +100,7 @@ export function apply(state: LaneState, e: SEvent): void {
       key, session_id: e.session_id, run_id: e.run_id, parent: e.parent_session_id, agent: e.agent,
       source: e.source, title: e.title, status: null, blocked: null, ended: false,
       firstTs: e.ts, lastTs: e.ts, lastSeq: e.seq, count: 0, errors: 0, tokens: 0, cost: 0,
-      activity: null, chips: [], rev: 0,
+      activity: null, chips: [], spans: [], rev: 0,
     };
     state.lanes.set(key, l);
   }
@@ -113,11 +142,52 @@ export function apply(state: LaneState, e: SEvent): void {
     else if (l.activity === e.title) l.activity = null;
   }
 
-  l.chips.push({ seq: e.seq, severity: e.severity, status: e.status, entity_type: e.entity_type, title: e.title, ts: e.ts });
+  trackSpans(l, e);
+  l.chips.push({ seq: e.seq, severity: e.severity, status: e.status, entity_type: e.entity_type, title: e.title, ts: e.ts, t: Date.parse(e.ts) });
   if (l.chips.length > CHIPS_PER_LANE) l.chips.splice(0, l.chips.length - CHIPS_PER_LANE);
 
   state.applied++;
   if (e.seq > state.lastSeq) state.lastSeq = e.seq;
+}
+
+function pushSpan(l: Lane, s: Span) {
+  l.spans.push(s);
+  if (l.spans.length > SPANS_PER_LANE) l.spans.splice(0, l.spans.length - SPANS_PER_LANE);
+}
+
+function closeWait(l: Lane, t: number) {
+  for (let i = l.spans.length - 1; i >= Math.max(0, l.spans.length - OPEN_LOOKBACK); i--) {
+    const s = l.spans[i];
+    if (s.kind === 'wait' && s.end === null) l.spans[i] = { ...s, end: Math.max(s.start, t) };
+  }
+}
+
+/** The span half of apply(): calls from their start and end events, waits from the lane's status. */
+function trackSpans(l: Lane, e: SEvent) {
+  const t = Date.parse(e.ts);
+  if (!Number.isFinite(t)) return; // the hub validates ts; a bad one is simply not drawn
+  const waiting = l.status === 'blocked' || l.status === 'idle';
+  let open = false;
+  for (let i = l.spans.length - 1; i >= Math.max(0, l.spans.length - OPEN_LOOKBACK) && !open; i--) open = l.spans[i].kind === 'wait' && l.spans[i].end === null;
+  if (waiting && !open) {
+    pushSpan(l, { id: 'wait:' + e.seq, kind: 'wait', start: t, end: null, title: l.blocked ?? e.title, status: l.status, seq: e.seq, wait: l.status === 'idle' ? 'idle' : (e.entity_type === 'permission' ? 'permission' : 'blocked') });
+  } else if (!waiting && open) closeWait(l, t);
+  if (!SPANNED.has(e.entity_type) || !e.status) return;
+  const id = `${e.entity_type}:${e.correlation_id ?? e.entity_id ?? e.seq}`;
+  const d = typeof e.duration_ms === 'number' && e.duration_ms > 0 ? e.duration_ms : 0;
+  let at = -1;
+  for (let i = l.spans.length - 1; i >= Math.max(0, l.spans.length - OPEN_LOOKBACK); i--) {
+    if (l.spans[i].id === id) { at = i; break; }
+  }
+  const ended = e.status !== 'running' && e.status !== 'queued' && e.status !== 'blocked';
+  if (at < 0) {
+    // An end without its start (the start fell out of the window, or the source sends one event
+    // per call): it began `duration_ms` before it ended.
+    pushSpan(l, { id, kind: 'call', start: ended ? t - d : t, end: ended ? t : null, title: e.title, status: e.status, seq: e.seq });
+  } else if (ended) {
+    const s = l.spans[at];
+    l.spans[at] = { ...s, start: Math.min(s.start, t - d), end: Math.max(t, s.start), status: e.status, seq: e.seq };
+  }
 }
 
 export interface LaneNode { lane: Lane; children: LaneNode[]; latest: string; depth: number }
@@ -131,7 +201,7 @@ export function laneTree(state: LaneState, keep: (l: Lane) => boolean = () => tr
   for (const l of state.lanes.values()) {
     if (!keep(l)) continue;
     let snap = state.snaps.get(l.key);
-    if (!snap || snap.rev !== l.rev) { snap = { ...l, chips: l.chips.slice() }; state.snaps.set(l.key, snap); }
+    if (!snap || snap.rev !== l.rev) { snap = { ...l, chips: l.chips.slice(), spans: l.spans.slice() }; state.snaps.set(l.key, snap); }
     nodes.set(l.key, { lane: snap, children: [], latest: l.lastTs, depth: 0 });
   }
   const roots: LaneNode[] = [];
@@ -158,6 +228,22 @@ export function digest(state: LaneState, keep: (l: Lane) => boolean = () => true
     rows.push([l.key, l.parent ?? '', l.status ?? '', l.blocked ? 'B' : '', l.count, l.errors, l.tokens, l.cost.toFixed(6), l.lastSeq].join('|'));
   }
   return rows.sort().join(';');
+}
+
+/** A lane's spans from its stream lane, plus the hub's wait when the stream never saw it begin
+ * (the page opened after the prompt): a wait is drawn from its own `since`, whatever the window. */
+function hubSpans(s: LiveSession, ev: Lane | undefined): Span[] {
+  const spans = ev ? ev.spans.slice() : [];
+  if (s.wait && !s.ended_at) {
+    const since = Date.parse(s.wait.since);
+    const open = spans.some((x) => x.kind === 'wait' && x.end === null);
+    if (!open && Number.isFinite(since)) spans.push({ id: 'wait:' + s.wait.seq, kind: 'wait', start: since, end: null, title: s.wait.title, status: 'blocked', seq: s.wait.seq, wait: s.wait.kind });
+  } else if (spans.length && spans.some((x) => x.kind === 'wait' && x.end === null)) {
+    // The hub says it no longer waits: close the stream's open wait at the lane's last event.
+    const t = Date.parse(s.last_event_at ?? '') || Date.now();
+    return spans.map((x) => (x.kind === 'wait' && x.end === null ? { ...x, end: Math.max(x.start, t) } : x));
+  }
+  return spans;
 }
 
 /**
@@ -187,7 +273,7 @@ export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: Liv
       firstTs: s.started_at ?? '', lastTs: s.last_event_at ?? '', lastSeq: ev?.lastSeq ?? 0,
       count: s.event_count, errors: s.error_count, tokens: s.input_tokens + s.output_tokens, cost: s.cost_usd,
       activity: s.activity ?? ev?.activity ?? null, chips: ev ? ev.chips.slice() : [],
-      rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
+      spans: hubSpans(s, ev), rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
     };
     if (cache.size > 20000) cache.clear();
     cache.set(s.key, { s, rev, lane });
