@@ -11,6 +11,7 @@ pub mod bus;
 pub mod control;
 pub mod health;
 pub mod ingest;
+pub mod liveness;
 pub mod plugins;
 pub mod role;
 pub mod source;

@@ -67,6 +67,8 @@ pub struct Delta {
     pub title_rank: i64,
     /// The last explicit status in the batch, and when it was set.
     pub status: Option<(Status, i64)>,
+    /// When the hub's liveness sweep set that status: its rule and reason (`liveness.rs`).
+    pub note: Option<(String, String)>,
     /// Work happened after the last explicit status (or with none): a blocked or idle entity
     /// is running again.
     pub activity_after_status: bool,
@@ -90,6 +92,7 @@ impl Delta {
             title: e.title.clone(),
             title_rank: rank,
             status: None,
+            note: None,
             activity_after_status: false,
             activity_at: i64::MIN,
             started_at: e.ts.millis(),
@@ -128,6 +131,7 @@ impl Delta {
         match e.status {
             Some(status) if sets_status && since_status => {
                 self.status = Some((status, e.ts.millis()));
+                self.note = crate::liveness::note_of(e);
                 self.activity_after_status = false;
                 self.activity_at = i64::MIN;
             }
@@ -136,6 +140,8 @@ impl Delta {
             {
                 self.activity_after_status = true;
                 self.activity_at = self.activity_at.max(e.ts.millis());
+                // Work after the sweep's note: the producer is back, the note no longer holds.
+                self.note = None;
             }
             _ => {}
         }
@@ -300,6 +306,8 @@ impl BatchAggregates {
                     d.usage.cost_usd,
                     status_at,
                     d.reopened_at(),
+                    d.note.as_ref().map(|n| n.0.as_str()),
+                    d.note.as_ref().map(|n| n.1.as_str()),
                 ])?;
                 if !existed && let Some(run) = &d.run_id {
                     *new_sessions_per_run.entry(run.as_str()).or_default() += 1;
@@ -333,6 +341,8 @@ impl BatchAggregates {
                     d.usage.cost_usd,
                     status_at,
                     d.reopened_at(),
+                    d.note.as_ref().map(|n| n.0.as_str()),
+                    d.note.as_ref().map(|n| n.1.as_str()),
                 ])?;
             }
         }
@@ -358,10 +368,12 @@ impl BatchAggregates {
 // status (?8, ?9 says whether there is one, from ?22) replaces the stored one unless the stored
 // one is newer; otherwise work in the batch (?10, at ?23) turns a stored blocked/idle/queued into
 // running unless that wait is newer than the work. A late batch changes neither. ended_at and
-// status_at follow the status: set by a terminal one, ended_at cleared when work resumes.
+// status_at follow the status: set by a terminal one, ended_at cleared when work resumes. The
+// liveness note (?24, ?25 for sessions; ?23, ?24 for runs) follows the status too: set when the
+// hub's sweep set it, cleared by any status the producer sets and by work that reopens a wait.
 const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_session_id, agent, source, title, \
     title_rank, status, started_at, ended_at, last_event_at, last_seq, event_count, error_count, input_tokens, \
-    output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, status_at) \
+    output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
       CASE WHEN ?9 THEN ?8 WHEN ?10 THEN 2 ELSE NULL END, \
       ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
@@ -384,6 +396,14 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_s
                        WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
                             AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN ?23 \
                        ELSE sessions.status_at END, \
+      liveness_rule = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?24 \
+                           WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
+                                AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
+                           ELSE sessions.liveness_rule END, \
+      liveness_reason = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?25 \
+                             WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
+                                  AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
+                             ELSE sessions.liveness_reason END, \
       started_at = MIN(sessions.started_at, excluded.started_at), \
       last_event_at = MAX(sessions.last_event_at, excluded.last_event_at), \
       last_seq = MAX(sessions.last_seq, excluded.last_seq), \
@@ -397,7 +417,7 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_s
 
 const UPSERT_RUN: &str = "INSERT INTO runs (run_id, source, agent, title, title_rank, status, started_at, ended_at, \
     last_event_at, last_seq, event_count, error_count, session_count, input_tokens, output_tokens, \
-    cache_read_tokens, cache_write_tokens, cost_usd, status_at) \
+    cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?7 THEN ?6 WHEN ?8 THEN 2 ELSE NULL END, \
       ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
       CASE WHEN ?7 THEN ?21 WHEN ?8 THEN ?22 ELSE NULL END) \
@@ -417,6 +437,14 @@ const UPSERT_RUN: &str = "INSERT INTO runs (run_id, source, agent, title, title_
                        WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
                             AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN ?22 \
                        ELSE runs.status_at END, \
+      liveness_rule = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?23 \
+                           WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
+                                AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
+                           ELSE runs.liveness_rule END, \
+      liveness_reason = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?24 \
+                             WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
+                                  AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
+                             ELSE runs.liveness_reason END, \
       started_at = MIN(runs.started_at, excluded.started_at), \
       last_event_at = MAX(runs.last_event_at, excluded.last_event_at), \
       last_seq = MAX(runs.last_seq, excluded.last_seq), \

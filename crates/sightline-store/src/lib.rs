@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod fulltext;
 pub mod insight;
 pub mod live;
+pub mod liveness;
 pub mod migrations;
 pub mod query;
 pub mod retention;

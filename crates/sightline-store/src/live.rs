@@ -278,6 +278,10 @@ fn session_of_run(r: Run) -> Session {
         total_input_tokens: r.input_tokens,
         total_output_tokens: r.output_tokens,
         total_cost_usd: r.cost_usd,
+        alive: r.alive,
+        ended_by: r.ended_by,
+        liveness_rule: r.liveness_rule,
+        liveness_reason: r.liveness_reason,
     }
 }
 

@@ -138,6 +138,20 @@ CREATE TABLE dictionaries (
 ALTER TABLE runs ADD COLUMN status_at INTEGER;
 ALTER TABLE sessions ADD COLUMN status_at INTEGER;
 "#,
+    // 5: the hub's liveness sweep (`liveness.rs`, sightline-core::liveness): which rule set the
+    // stored status (`pid`, `heartbeat`, `idle`, `stream`; NULL when the producer set it) and
+    // why, so the API can say "ended by the hub: process 1234 is gone". The partial indexes
+    // hold only open rows, the ones a sweep reads, so it never scans finished history.
+    r#"
+ALTER TABLE runs ADD COLUMN liveness_rule TEXT;
+ALTER TABLE runs ADD COLUMN liveness_reason TEXT;
+ALTER TABLE sessions ADD COLUMN liveness_rule TEXT;
+ALTER TABLE sessions ADD COLUMN liveness_reason TEXT;
+CREATE INDEX runs_open ON runs(last_event_at) WHERE ended_at IS NULL;
+CREATE INDEX sessions_open ON sessions(last_event_at) WHERE ended_at IS NULL;
+-- Runs the sweep failed for silence: heard from again, they are running again.
+CREATE INDEX runs_silenced ON runs(last_event_at) WHERE liveness_rule = 'heartbeat';
+"#,
 ];
 
 /// The schema version this build writes.

@@ -12,9 +12,9 @@ use serde::Serialize;
 use sightline_schema::filter::searchable_text;
 use sightline_schema::{EntityType, Event, Filter, Severity, Source, Status, Timestamp};
 
-use crate::StoreError;
 use crate::rows::{EVENT_COLUMN_COUNT, EVENT_COLUMNS, event_from_row};
 use crate::search_text::TextQuery;
+use crate::{StoreError, liveness};
 
 /// A run as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
@@ -36,6 +36,15 @@ pub struct Run {
     pub cache_read_tokens: f64,
     pub cache_write_tokens: f64,
     pub cost_usd: f64,
+    /// Whether its producer is known to be alive: false once it ended or the hub's liveness
+    /// sweep made it idle, true while a source with a liveness rule keeps it open, null when
+    /// no rule covers its source (docs/API.md, "Liveness").
+    pub alive: Option<bool>,
+    /// `"liveness"` when the hub's sweep, not the producer, set the status.
+    pub ended_by: Option<String>,
+    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`) and reason, with `ended_by`.
+    pub liveness_rule: Option<String>,
+    pub liveness_reason: Option<String>,
 }
 
 /// A session with its own sums and the sums of its whole subtree (`total_*`).
@@ -62,6 +71,15 @@ pub struct Session {
     pub total_input_tokens: f64,
     pub total_output_tokens: f64,
     pub total_cost_usd: f64,
+    /// Whether its producer is known to be alive: false once it ended or the hub's liveness
+    /// sweep made it idle, true while a source with a liveness rule keeps it open, null when
+    /// no rule covers its source (docs/API.md, "Liveness").
+    pub alive: Option<bool>,
+    /// `"liveness"` when the hub's sweep, not the producer, set the status.
+    pub ended_by: Option<String>,
+    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`) and reason, with `ended_by`.
+    pub liveness_rule: Option<String>,
+    pub liveness_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -127,11 +145,11 @@ pub enum Order {
 
 pub(crate) const RUN_COLUMNS: &str = "run_id, source, agent, title, status, started_at, ended_at, last_event_at, \
     event_count, error_count, session_count, input_tokens, output_tokens, cache_read_tokens, \
-    cache_write_tokens, cost_usd";
+    cache_write_tokens, cost_usd, liveness_rule, liveness_reason";
 
 pub(crate) const SESSION_COLUMNS: &str = "session_id, run_id, parent_session_id, agent, source, title, status, \
     started_at, ended_at, last_event_at, event_count, error_count, input_tokens, output_tokens, \
-    cache_read_tokens, cache_write_tokens, cost_usd";
+    cache_read_tokens, cache_write_tokens, cost_usd, liveness_rule, liveness_reason";
 
 fn duration(started: i64, ended: Option<i64>, last: i64) -> i64 {
     ended.unwrap_or(last).saturating_sub(started).max(0)
@@ -147,12 +165,14 @@ fn status_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Status>> {
 
 pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let (started, ended, last): (i64, Option<i64>, i64) = (row.get(5)?, row.get(6)?, row.get(7)?);
+    let (source, status) = (source_at(row, 1)?, status_at(row, 4)?);
+    let (rule, reason): (Option<String>, Option<String>) = (row.get(16)?, row.get(17)?);
     Ok(Run {
         run_id: row.get(0)?,
-        source: source_at(row, 1)?,
+        source,
         agent: row.get(2)?,
         title: row.get(3)?,
-        status: status_at(row, 4)?,
+        status,
         started_at: Timestamp(started),
         ended_at: ended.map(Timestamp),
         last_event_at: Timestamp(last),
@@ -165,20 +185,26 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         cache_read_tokens: row.get(13)?,
         cache_write_tokens: row.get(14)?,
         cost_usd: row.get(15)?,
+        alive: liveness::alive(source, status, ended.is_some(), rule.as_deref()),
+        ended_by: rule.as_ref().map(|_| liveness::ENDED_BY.to_string()),
+        liveness_rule: rule,
+        liveness_reason: reason,
     })
 }
 
 pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     let (started, ended, last): (i64, Option<i64>, i64) = (row.get(7)?, row.get(8)?, row.get(9)?);
     let (input, output, cost): (f64, f64, f64) = (row.get(12)?, row.get(13)?, row.get(16)?);
+    let (source, status) = (source_at(row, 4)?, status_at(row, 6)?);
+    let (rule, reason): (Option<String>, Option<String>) = (row.get(17)?, row.get(18)?);
     Ok(Session {
         session_id: row.get(0)?,
         run_id: row.get(1)?,
         parent_session_id: row.get(2)?,
         agent: row.get(3)?,
-        source: source_at(row, 4)?,
+        source,
         title: row.get(5)?,
-        status: status_at(row, 6)?,
+        status,
         started_at: Timestamp(started),
         ended_at: ended.map(Timestamp),
         last_event_at: Timestamp(last),
@@ -193,6 +219,10 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         total_input_tokens: input,
         total_output_tokens: output,
         total_cost_usd: cost,
+        alive: liveness::alive(source, status, ended.is_some(), rule.as_deref()),
+        ended_by: rule.as_ref().map(|_| liveness::ENDED_BY.to_string()),
+        liveness_rule: rule,
+        liveness_reason: reason,
     })
 }
 
@@ -766,7 +796,9 @@ pub fn stats(conn: &Connection, since: Timestamp, now: Timestamp) -> Result<Stat
     out.events_per_minute = recent as f64 / 5.0;
     out.active_sessions = conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM sessions WHERE last_event_at >= ?1 AND ended_at IS NULL",
+            // A session the liveness sweep made idle is no longer active.
+            "SELECT COUNT(*) FROM sessions WHERE last_event_at >= ?1 AND ended_at IS NULL \
+             AND liveness_rule IS NULL",
         )?
         .query_row([five_minutes_ago], |r| r.get(0))?;
     Ok(out)

@@ -1,0 +1,626 @@
+//! The liveness sweep: a task inside the hub that, every few seconds, ends what is dead and
+//! quiets what is idle, so that no run or session stays `running` after its producer is gone.
+//!
+//! The rule for each source is written in docs/SOURCES-SETUP.md ("Liveness"):
+//! - Python agent and `sightline run` processes (`python`, `process`): on this machine (same
+//!   host name, and same boot when the agent sends its boot id) the run fails as soon as its pid
+//!   is gone or belongs to another process (start time differs); elsewhere, or where `/proc`
+//!   cannot tell, it fails after [`Settings::heartbeat_misses`] heartbeat intervals of silence
+//!   (the interval the agent announced in `process_start`, else the source's default). A run
+//!   failed for silence that is heard from again is running again.
+//! - Agent sessions (`claude`, `codex`, `gemini`, `opencode`): no event for
+//!   [`Settings::idle_after`] makes a running, queued or blocked session (and its run) `idle`:
+//!   not failed, since the user may come back, and any new work makes it running again.
+//! - OpenCode's stream ends the sessions it followed when the server goes away (that one is in
+//!   `sightline-sources::opencode`, which sees the stream).
+//!
+//! Every change is an ordinary event through the one ingest path ([`Core::submit`]), marked
+//! `payload.ended_by = "liveness"` with the rule and a reason, and dated at the producer's last
+//! event (its `last_event_at`): so the store's status-time rule lets any real event from the
+//! producer that arrives later (a spooled `process_exit`) say what really happened. This module
+//! must never signal, kill or wait on a process (it only reads `/proc/PID/stat`), and never end
+//! anything a covered rule does not judge dead or idle.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
+use sightline_store::StoreError;
+use sightline_store::liveness::{self as rows, OpenRun, OpenSession, Producer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{Backpressure, Core, IngestError};
+
+/// The health name the sweep's events are counted under.
+pub const NAME: &str = "liveness";
+
+/// What the sweep does and how often.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often it looks (`serve --liveness-every`). 5 s: a killed process shows as failed
+    /// within that, and a sweep costs two indexed queries and a `/proc` read per open process.
+    pub every: Duration,
+    /// Agent sessions with no event for this long stop counting as active (`serve
+    /// --idle-after`, config key `idle_after`); `None` turns the rule off.
+    pub idle_after: Option<Duration>,
+    /// How many heartbeat intervals of silence fail a process the hub cannot check by pid.
+    pub heartbeat_misses: u32,
+}
+
+/// 30 minutes: longer than a model's slowest answer or a long tool call, short enough that a
+/// closed terminal stops showing as working within the hour.
+pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(5);
+/// 5 misses: a loaded machine or a brief network hiccup delays one or two heartbeats, not five.
+pub const DEFAULT_HEARTBEAT_MISSES: u32 = 5;
+/// Silence shorter than this never fails a process, whatever its interval: the agent's sender
+/// batches and retries for a few seconds before it spools.
+const MIN_SILENCE_MS: i64 = 15_000;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            every: DEFAULT_EVERY,
+            idle_after: Some(DEFAULT_IDLE_AFTER),
+            heartbeat_misses: DEFAULT_HEARTBEAT_MISSES,
+        }
+    }
+}
+
+/// The heartbeat a source's processes have when they do not announce one: the Python agent's
+/// default `SIGHTLINE_HEARTBEAT_S` (2 s) and `sightline run`'s resource sample (1 s).
+fn default_heartbeat_ms(source: Source) -> i64 {
+    match source {
+        Source::Process => 1_000,
+        _ => 2_000,
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Runs failed (process gone or silent) and sessions ended with them.
+    pub failed_runs: usize,
+    pub failed_sessions: usize,
+    /// Runs and sessions made idle.
+    pub idle_runs: usize,
+    pub idle_sessions: usize,
+    /// Runs running again after a silence.
+    pub revived_runs: usize,
+}
+
+/// Why the sweep could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LivenessError {
+    #[error("reading open runs and sessions: {0}")]
+    Store(#[from] StoreError),
+    #[error("storing the sweep's events: {0}")]
+    Ingest(#[from] IngestError),
+    #[error("the sweep made an invalid event (a bug): {0}")]
+    Invalid(String),
+}
+
+/// The running sweep; [`Sweeper::stop`] ends it.
+pub struct Sweeper {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sweeper {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the sweep on the current runtime.
+pub fn start(core: Core, settings: Settings) -> Sweeper {
+    let (stop, mut stopped) = watch::channel(false);
+    core.health().ensure(NAME);
+    let task = tokio::spawn(async move {
+        let every = settings.every.max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+            if *stopped.borrow() || core.is_closing() {
+                return;
+            }
+            match sweep(&core, &settings, Timestamp::now(), stopped.clone()).await {
+                Ok(report) if report != Report::default() => {
+                    tracing::info!(?report, "liveness sweep");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    core.health().failed(NAME, e.to_string());
+                    tracing::warn!("liveness sweep failed: {e}; retried at the next sweep");
+                }
+            }
+        }
+    });
+    Sweeper { stop, task }
+}
+
+/// What the store gave one sweep to judge.
+struct Snapshot {
+    processes: Vec<(OpenRun, Option<Producer>, Vec<OpenSession>)>,
+    idle_runs: Vec<OpenRun>,
+    idle_sessions: Vec<OpenSession>,
+    revive: Vec<(OpenRun, Vec<OpenSession>)>,
+}
+
+/// One sweep at `now`: reads what is open, judges it, and submits the events that end it.
+pub async fn sweep(
+    core: &Core,
+    settings: &Settings,
+    now: Timestamp,
+    stop: watch::Receiver<bool>,
+) -> Result<Report, LivenessError> {
+    let idle_since = settings.idle_after.map(|d| {
+        now.millis()
+            .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64)
+    });
+    let snapshot = core
+        .store()
+        .read(move |conn| {
+            let mut processes = Vec::new();
+            for run in rows::open_runs(conn, &[Source::Python, Source::Process], i64::MAX)? {
+                let producer = rows::producer(conn, &run.run_id)?;
+                let sessions = rows::sessions_of_run(conn, &run.run_id)?;
+                processes.push((run, producer, sessions));
+            }
+            let agents = [
+                Source::Claude,
+                Source::Codex,
+                Source::Gemini,
+                Source::Opencode,
+            ];
+            let (idle_runs, idle_sessions) = match idle_since {
+                Some(at) => (
+                    rows::open_runs(conn, &agents, at)?,
+                    rows::open_sessions(conn, &agents, at)?,
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            let revive = rows::silenced_runs_heard_again(conn)?;
+            Ok(Snapshot {
+                processes,
+                idle_runs,
+                idle_sessions,
+                revive,
+            })
+        })
+        .await?;
+
+    let here = Machine::current();
+    let mut events = Vec::new();
+    let mut report = Report::default();
+    for (run, producer, sessions) in &snapshot.processes {
+        let Some(verdict) = judge_process(run, producer.as_ref(), &here, settings, now) else {
+            continue;
+        };
+        report.failed_runs += 1;
+        let entity = if producer.is_some() {
+            EntityType::Process
+        } else {
+            EntityType::Run
+        };
+        events.push(run_event(run, entity, Status::Failed, &verdict, now)?);
+        for s in sessions {
+            report.failed_sessions += 1;
+            events.push(session_event(s, Status::Failed, &verdict, now)?);
+        }
+    }
+    if let Some(idle) = settings.idle_after {
+        let verdict = Verdict {
+            rule: "idle",
+            reason: format!("no event for {} (idle after {})", words(idle), words(idle)),
+        };
+        for run in &snapshot.idle_runs {
+            let quiet = Duration::from_millis((now.millis() - run.last_event_at).max(0) as u64);
+            let v = Verdict {
+                reason: format!("no event for {} (idle after {})", words(quiet), words(idle)),
+                ..verdict.clone()
+            };
+            report.idle_runs += 1;
+            events.push(run_event(run, EntityType::Run, Status::Idle, &v, now)?);
+        }
+        for s in &snapshot.idle_sessions {
+            let quiet = Duration::from_millis((now.millis() - s.last_event_at).max(0) as u64);
+            let v = Verdict {
+                reason: format!("no event for {} (idle after {})", words(quiet), words(idle)),
+                ..verdict.clone()
+            };
+            report.idle_sessions += 1;
+            events.push(session_event(s, Status::Idle, &v, now)?);
+        }
+    }
+    for (run, sessions) in &snapshot.revive {
+        report.revived_runs += 1;
+        events.push(revive_event(
+            &run.run_id,
+            None,
+            run.source,
+            run.agent.as_deref(),
+            run.last_event_at,
+            EntityType::Process,
+            now,
+        )?);
+        for s in sessions {
+            events.push(revive_event(
+                &run.run_id,
+                Some(s),
+                s.source,
+                s.agent.as_deref(),
+                s.last_event_at.max(run.last_event_at),
+                EntityType::Session,
+                now,
+            )?);
+        }
+    }
+    if !events.is_empty() {
+        // Bounded by the store's SWEEP_LIMIT per kind; Wait, like a background source: the
+        // sweep's events are never dropped for a full queue, only delayed.
+        core.submit(NAME, events, Backpressure::Wait(stop)).await?;
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Verdict {
+    rule: &'static str,
+    reason: String,
+}
+
+/// This machine, as the pid rule compares it with a producer's.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub host: Option<String>,
+    pub boot_id: Option<String>,
+    /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
+    pub boot_time: Option<i64>,
+    /// Whether `/proc` answers at all (a missing `/proc/PID` means gone only then).
+    pub procfs: bool,
+}
+
+impl Machine {
+    pub fn current() -> Machine {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse().ok())
+        });
+        Machine {
+            host: read("/proc/sys/kernel/hostname"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            boot_time,
+            procfs: std::path::Path::new("/proc/self/stat").exists(),
+        }
+    }
+}
+
+/// What `/proc` says about a pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidState {
+    Alive,
+    /// No such process, or a zombie (it has exited; only its parent can read the status).
+    Gone,
+    /// A process with this pid exists but started at another time: the pid was reused.
+    Reused,
+    /// `/proc` cannot tell (not Linux, not mounted, no permission).
+    Unknown,
+}
+
+/// Linux reports start times in USER_HZ ticks, which is 100 on every architecture it supports
+/// for user space (sysconf(_SC_CLK_TCK)); only the fallback comparison below depends on it.
+const TICKS_PER_SECOND: i64 = 100;
+/// A process that started this long after its run's first event cannot be that run's producer.
+const REUSE_SLACK_MS: i64 = 5_000;
+
+/// Reads `/proc/PID/stat` only: never a signal. `start_ticks` is what the producer announced
+/// (exact); without it, a process that started after `started_at` (ms, the run's first event)
+/// is another one.
+pub fn check_pid(
+    machine: &Machine,
+    pid: i64,
+    start_ticks: Option<u64>,
+    started_at: i64,
+) -> PidState {
+    if !machine.procfs || pid <= 0 || pid > i64::from(i32::MAX) {
+        return PidState::Unknown;
+    }
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return PidState::Gone,
+        Err(_) => return PidState::Unknown,
+    };
+    let Some((state, ticks)) = parse_stat(&stat) else {
+        return PidState::Unknown;
+    };
+    if state == 'Z' || state == 'X' {
+        return PidState::Gone;
+    }
+    match (start_ticks, machine.boot_time) {
+        (Some(announced), _) if announced != ticks => PidState::Reused,
+        (Some(_), _) => PidState::Alive,
+        (None, Some(boot)) => {
+            let started_ms = boot * 1000 + ticks as i64 * 1000 / TICKS_PER_SECOND;
+            if started_ms > started_at + REUSE_SLACK_MS {
+                PidState::Reused
+            } else {
+                PidState::Alive
+            }
+        }
+        (None, None) => PidState::Alive,
+    }
+}
+
+/// (state, starttime) from the text of `/proc/PID/stat`. The command name is in parentheses
+/// and may hold spaces and parentheses itself, so fields are counted after the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // starttime is field 22 of the whole line; after the command, state is field 3.
+    let ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, ticks))
+}
+
+fn judge_process(
+    run: &OpenRun,
+    producer: Option<&Producer>,
+    here: &Machine,
+    settings: &Settings,
+    now: Timestamp,
+) -> Option<Verdict> {
+    if let Some(p) = producer {
+        let same_host = p.host.is_some() && p.host == here.host;
+        let same_boot = match (&p.boot_id, &here.boot_id) {
+            (Some(theirs), Some(ours)) => Some(theirs == ours),
+            _ => None,
+        };
+        if same_host && same_boot == Some(false) {
+            return Some(Verdict {
+                rule: "pid",
+                reason: format!(
+                    "process {} is gone (this machine restarted since; no exit event)",
+                    p.pid
+                ),
+            });
+        }
+        if same_host {
+            match check_pid(here, p.pid, p.start_ticks, run.started_at) {
+                PidState::Alive => return None,
+                PidState::Gone => {
+                    return Some(Verdict {
+                        rule: "pid",
+                        reason: format!("process {} is gone (no exit event)", p.pid),
+                    });
+                }
+                PidState::Reused => {
+                    return Some(Verdict {
+                        rule: "pid",
+                        reason: format!(
+                            "process {} is gone (its pid now belongs to another process; no exit event)",
+                            p.pid
+                        ),
+                    });
+                }
+                PidState::Unknown => {}
+            }
+        }
+    }
+    let interval = producer
+        .and_then(|p| p.heartbeat_ms)
+        .unwrap_or_else(|| default_heartbeat_ms(run.source));
+    let silent = now.millis().saturating_sub(run.last_event_at);
+    let limit = (interval.saturating_mul(i64::from(settings.heartbeat_misses))).max(MIN_SILENCE_MS);
+    (silent > limit).then(|| Verdict {
+        rule: "heartbeat",
+        reason: format!(
+            "no heartbeat for {} (interval {})",
+            words(Duration::from_millis(silent as u64)),
+            words(Duration::from_millis(interval as u64))
+        ),
+    })
+}
+
+/// A duration as a person reads it: `45 s`, `1.5 s`, `30 min`, `2 h`.
+pub fn words(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 10_000 && ms % 1000 != 0 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else if ms < 2 * 3_600_000 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{} h", ms / 3_600_000)
+    }
+}
+
+fn short_hash(parts: &[&str]) -> u64 {
+    // Only for a stable event id within this hub (a repeated sweep before the first one's
+    // commit is stored once); SipHash with fixed keys.
+    let mut h = std::hash::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+fn payload(v: &Verdict, now: Timestamp, last_seen: i64) -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "ended_by": rows::ENDED_BY,
+        "liveness_rule": v.rule,
+        "reason": v.reason,
+        "detected_at": now.to_rfc3339(),
+        "last_seen": Timestamp(last_seen).to_rfc3339(),
+    }) else {
+        unreachable!("a json! object literal is an object")
+    };
+    map
+}
+
+fn finish(b: sightline_schema::EventBuilder, now: Timestamp) -> Result<Event, LivenessError> {
+    b.build(now)
+        .map_err(|e| LivenessError::Invalid(e.to_string()))
+}
+
+fn severity(status: Status) -> Severity {
+    if status == Status::Failed {
+        Severity::Warn
+    } else {
+        Severity::Info
+    }
+}
+
+fn run_event(
+    run: &OpenRun,
+    entity: EntityType,
+    status: Status,
+    v: &Verdict,
+    now: Timestamp,
+) -> Result<Event, LivenessError> {
+    let id = short_hash(&["run", &run.run_id]);
+    finish(
+        Event::builder(
+            run.source,
+            format!("liveness_{}", status.as_str()),
+            entity,
+            v.reason.clone(),
+        )
+        .event_id(format!(
+            "liveness-run-{id:016x}-{}-{}",
+            run.last_event_at,
+            status.as_str()
+        ))
+        // Dated at the producer's last sign of life: any later real event outranks it.
+        .ts(Timestamp(run.last_event_at))
+        .run_id(run.run_id.as_str())
+        .agent(run.agent.as_deref())
+        .status(status)
+        .severity(severity(status))
+        .summary(format!("ended by the hub's liveness sweep: {}", v.rule))
+        .payload(payload(v, now, run.last_event_at)),
+        now,
+    )
+}
+
+fn session_event(
+    s: &OpenSession,
+    status: Status,
+    v: &Verdict,
+    now: Timestamp,
+) -> Result<Event, LivenessError> {
+    let id = short_hash(&["session", &s.session_id]);
+    finish(
+        Event::builder(
+            s.source,
+            format!("liveness_{}", status.as_str()),
+            EntityType::Session,
+            v.reason.clone(),
+        )
+        .event_id(format!(
+            "liveness-session-{id:016x}-{}-{}",
+            s.last_event_at,
+            status.as_str()
+        ))
+        .ts(Timestamp(s.last_event_at))
+        .run_id(s.run_id.as_deref())
+        .session_id(s.session_id.as_str())
+        .parent_session_id(s.parent_session_id.as_deref())
+        .agent(s.agent.as_deref())
+        .status(status)
+        .severity(severity(status))
+        .summary(format!("ended by the hub's liveness sweep: {}", v.rule))
+        .payload(payload(v, now, s.last_event_at)),
+        now,
+    )
+}
+
+/// A run (or one of its sessions) the sweep failed for silence has been heard from again.
+fn revive_event(
+    run_id: &str,
+    session: Option<&OpenSession>,
+    source: Source,
+    agent: Option<&str>,
+    at: i64,
+    entity: EntityType,
+    now: Timestamp,
+) -> Result<Event, LivenessError> {
+    let key = session.map_or(run_id, |s| s.session_id.as_str());
+    let id = short_hash(&["revive", key]);
+    let Value::Object(payload) = json!({
+        "revived_by": rows::ENDED_BY,
+        "reason": "heard from again after the silence",
+        "detected_at": now.to_rfc3339(),
+    }) else {
+        unreachable!("a json! object literal is an object")
+    };
+    finish(
+        Event::builder(source, "liveness_running", entity, "heard from again")
+            .event_id(format!("liveness-revive-{id:016x}-{at}"))
+            .ts(Timestamp(at))
+            .run_id(run_id)
+            .session_id(session.map(|s| s.session_id.as_str()))
+            .parent_session_id(session.and_then(|s| s.parent_session_id.as_deref()))
+            .agent(agent)
+            .status(Status::Running)
+            .payload(payload),
+        now,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200 18446744073709551615";
+        assert_eq!(parse_stat(line), Some(('S', 98765)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) R"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_free_pid_is_gone() {
+        let here = Machine::current();
+        if !here.procfs {
+            panic!("these tests need /proc (Linux)");
+        }
+        let me = std::process::id() as i64;
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (_, ticks) = parse_stat(&stat).unwrap();
+        assert_eq!(check_pid(&here, me, Some(ticks), 0), PidState::Alive);
+        assert_eq!(check_pid(&here, me, Some(ticks + 1), 0), PidState::Reused);
+        // Without the start time: this process started before now, so it can be the producer
+        // of a run that began now, not of one that began an hour before it.
+        let now = Timestamp::now().millis();
+        assert_eq!(check_pid(&here, me, None, now), PidState::Alive);
+        assert_eq!(
+            check_pid(&here, me, None, 1_000),
+            PidState::Reused,
+            "a process started in 2026 cannot have produced a run of 1970"
+        );
+        // pid_max is at most 2^22 on Linux: this one cannot exist.
+        assert_eq!(check_pid(&here, 2_147_483_000, None, 0), PidState::Gone);
+        assert_eq!(check_pid(&here, -1, None, 0), PidState::Unknown);
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(words(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(words(Duration::from_secs(45)), "45 s");
+        assert_eq!(words(Duration::from_secs(1800)), "30 min");
+        assert_eq!(words(Duration::from_secs(3 * 3600)), "3 h");
+    }
+}

@@ -1,0 +1,279 @@
+//! The liveness sweep over a real store (SQLite in a temp directory) and real processes: an
+//! agent session quiet past the idle time becomes idle and work brings it back; a process
+//! whose pid is gone fails with the reason, and a real end event that arrives after the
+//! synthetic one wins; a process heard from elsewhere fails after its heartbeats stop and runs
+//! again when they resume; a process that is alive is left alone.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sightline_core::liveness::{self, Settings};
+use sightline_core::{Backpressure, Core};
+use sightline_schema::{Event, Timestamp, parse_event};
+use sightline_store::StoreConfig;
+use sightline_store::query::{self, Run, Session};
+use tokio::sync::watch;
+
+fn event(v: Value) -> Event {
+    parse_event(v.to_string().as_bytes(), Timestamp::now()).unwrap()
+}
+
+fn at(ms: i64) -> String {
+    Timestamp(ms).to_rfc3339()
+}
+
+async fn submit(core: &Core, events: Vec<Value>) {
+    core.submit(
+        "test",
+        events.into_iter().map(event).collect(),
+        Backpressure::Refuse,
+    )
+    .await
+    .unwrap();
+}
+
+async fn run(core: &Core, id: &str) -> Run {
+    let id = id.to_string();
+    core.store()
+        .read(move |c| query::get_run(c, &id))
+        .await
+        .unwrap()
+        .expect("the run exists")
+        .run
+}
+
+async fn session(core: &Core, run_id: &str, id: &str) -> Session {
+    let (run_id, id) = (run_id.to_string(), id.to_string());
+    core.store()
+        .read(move |c| query::sessions_of_run(c, &run_id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.session_id == id)
+        .expect("the session exists")
+}
+
+async fn sweep(core: &Core, settings: &Settings, now: i64) -> liveness::Report {
+    let (_stop, stopped) = watch::channel(false);
+    liveness::sweep(core, settings, Timestamp(now), stopped)
+        .await
+        .unwrap()
+}
+
+fn open() -> (tempfile::TempDir, Core) {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::open(StoreConfig::new(dir.path().join("db.sqlite"))).unwrap();
+    (dir, core)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("these tests need /proc (Linux)")
+        .trim()
+        .to_string()
+}
+
+/// A pid that is certainly gone: a child this test started and reaped.
+fn dead_pid() -> i64 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i64;
+    child.wait().unwrap();
+    pid
+}
+
+#[tokio::test]
+async fn an_agent_session_quiet_past_the_idle_time_is_idle_and_work_brings_it_back() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let hour_ago = now - 3_600_000;
+    submit(
+        &core,
+        vec![
+            json!({"source": "claude", "source_event": "SessionStart", "entity_type": "session",
+                   "title": "s", "run_id": "c1", "session_id": "c1", "status": "running", "ts": at(hour_ago - 1000)}),
+            json!({"source": "claude", "source_event": "PreToolUse", "entity_type": "tool",
+                   "title": "Bash", "run_id": "c1", "session_id": "c1", "status": "running", "ts": at(hour_ago)}),
+            // A recent one stays active.
+            json!({"source": "claude", "source_event": "SessionStart", "entity_type": "session",
+                   "title": "s", "run_id": "c2", "session_id": "c2", "status": "running", "ts": at(now - 60_000)}),
+        ],
+    )
+    .await;
+    let settings = Settings {
+        idle_after: Some(Duration::from_secs(30 * 60)),
+        ..Settings::default()
+    };
+    let report = sweep(&core, &settings, now).await;
+    assert_eq!(
+        (report.idle_runs, report.idle_sessions),
+        (1, 1),
+        "{report:?}"
+    );
+    let s = session(&core, "c1", "c1").await;
+    assert_eq!(s.status.map(|s| s.as_str()), Some("idle"));
+    assert_eq!(s.alive, Some(false));
+    assert_eq!(s.ended_by.as_deref(), Some("liveness"));
+    assert_eq!(s.liveness_rule.as_deref(), Some("idle"));
+    assert!(
+        s.liveness_reason
+            .as_deref()
+            .unwrap()
+            .contains("no event for 60 min (idle after 30 min)"),
+        "{s:?}"
+    );
+    assert!(
+        s.ended_at.is_none(),
+        "idle is not an end: the user may come back"
+    );
+    let r = run(&core, "c1").await;
+    assert_eq!(r.status.map(|s| s.as_str()), Some("idle"));
+    let other = run(&core, "c2").await;
+    assert_eq!(other.status.map(|s| s.as_str()), Some("running"));
+    assert_eq!(other.alive, Some(true));
+    // Idle no longer counts as active.
+    let stats = core
+        .store()
+        .read(move |c| query::stats(c, Timestamp(0), Timestamp(now)))
+        .await
+        .unwrap();
+    assert_eq!(stats.active_sessions, 1, "only c2: {stats:?}");
+
+    // A second sweep changes nothing more.
+    assert_eq!(
+        sweep(&core, &settings, now).await,
+        liveness::Report::default()
+    );
+
+    // The user comes back: work reopens it and the note is gone.
+    submit(
+        &core,
+        vec![json!({"source": "claude", "source_event": "UserPromptSubmit", "entity_type": "prompt",
+                    "title": "again", "run_id": "c1", "session_id": "c1", "status": "running", "ts": at(now)})],
+    )
+    .await;
+    let s = session(&core, "c1", "c1").await;
+    assert_eq!(s.status.map(|s| s.as_str()), Some("running"), "{s:?}");
+    assert_eq!(
+        (s.alive, s.ended_by.clone(), s.liveness_reason.clone()),
+        (Some(true), None, None)
+    );
+}
+
+#[tokio::test]
+async fn a_gone_pid_fails_its_run_and_a_late_real_exit_still_wins() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let pid = dead_pid();
+    let seen = now - 10_000;
+    submit(
+        &core,
+        vec![
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+                   "title": "python job.py", "run_id": "p1", "session_id": "p1:main", "status": "running",
+                   "host": hostname(), "pid": pid, "ts": at(seen - 5_000), "payload": {"heartbeat_s": 2.0}}),
+            json!({"source": "python", "source_event": "heartbeat", "entity_type": "metric",
+                   "title": "heartbeat", "run_id": "p1", "session_id": "p1:main",
+                   "host": hostname(), "pid": pid, "ts": at(seen)}),
+        ],
+    )
+    .await;
+    let report = sweep(&core, &Settings::default(), now).await;
+    assert_eq!(report.failed_runs, 1, "{report:?}");
+    let r = run(&core, "p1").await;
+    assert_eq!(r.status.map(|s| s.as_str()), Some("failed"), "{r:?}");
+    assert_eq!(r.alive, Some(false));
+    assert_eq!(r.liveness_rule.as_deref(), Some("pid"));
+    assert_eq!(
+        r.liveness_reason.as_deref(),
+        Some(format!("process {pid} is gone (no exit event)").as_str())
+    );
+    // Dated at its last sign of life, not at the sweep.
+    assert_eq!(r.ended_at, Some(Timestamp(seen)));
+
+    // A late event from before the synthetic end changes nothing...
+    submit(
+        &core,
+        vec![
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+                    "title": "dup", "run_id": "p1", "status": "running", "ts": at(seen - 1_000)}),
+        ],
+    )
+    .await;
+    assert_eq!(run(&core, "p1").await.liveness_rule.as_deref(), Some("pid"));
+    // ...but the real exit, spooled and delivered late, says what really happened.
+    submit(
+        &core,
+        vec![json!({"source": "python", "source_event": "process_exit", "entity_type": "process",
+                    "title": "exit 0", "run_id": "p1", "status": "success", "host": hostname(), "pid": pid,
+                    "ts": at(seen + 500)})],
+    )
+    .await;
+    let r = run(&core, "p1").await;
+    assert_eq!(r.status.map(|s| s.as_str()), Some("success"), "{r:?}");
+    assert_eq!(
+        (r.ended_by, r.liveness_rule, r.liveness_reason),
+        (None, None, None)
+    );
+    assert_eq!(r.ended_at, Some(Timestamp(seen + 500)));
+}
+
+#[tokio::test]
+async fn a_live_pid_is_left_alone_and_a_silent_remote_process_fails_then_revives() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let me = std::process::id() as i64;
+    let (_, my_start_ticks) =
+        liveness::parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+    submit(
+        &core,
+        vec![
+            // This very process, with its start time, quiet for an hour: the pid says it is
+            // alive (a younger process with this pid and no start time would be a reused pid).
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+                   "title": "me", "run_id": "alive", "status": "running", "host": hostname(), "pid": me,
+                   "ts": at(now - 3_600_000), "payload": {"start_ticks": my_start_ticks}}),
+            // A process on another machine, heartbeat 1 s, silent for 60 s.
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+                   "title": "remote", "run_id": "far", "session_id": "far:main", "status": "running",
+                   "host": "elsewhere.invalid", "pid": 4242, "ts": at(now - 60_000),
+                   "payload": {"heartbeat_s": 1}}),
+        ],
+    )
+    .await;
+    let report = sweep(&core, &Settings::default(), now).await;
+    assert_eq!(report.failed_runs, 1, "{report:?}");
+    let alive = run(&core, "alive").await;
+    assert_eq!(alive.status.map(|s| s.as_str()), Some("running"));
+    assert_eq!(alive.alive, Some(true));
+    let far = run(&core, "far").await;
+    assert_eq!(far.status.map(|s| s.as_str()), Some("failed"));
+    assert_eq!(far.liveness_rule.as_deref(), Some("heartbeat"));
+    assert_eq!(
+        far.liveness_reason.as_deref(),
+        Some("no heartbeat for 60 s (interval 1 s)")
+    );
+    let main = session(&core, "far", "far:main").await;
+    assert_eq!(main.status.map(|s| s.as_str()), Some("failed"));
+    assert_eq!(main.liveness_rule.as_deref(), Some("heartbeat"));
+
+    // Its heartbeats resume (a network outage ended): running again at the next sweep.
+    submit(
+        &core,
+        vec![
+            json!({"source": "python", "source_event": "heartbeat", "entity_type": "metric",
+                    "title": "heartbeat", "run_id": "far", "session_id": "far:main",
+                    "host": "elsewhere.invalid", "pid": 4242, "ts": at(now)}),
+        ],
+    )
+    .await;
+    let report = sweep(&core, &Settings::default(), now + 100).await;
+    assert_eq!(report.revived_runs, 1, "{report:?}");
+    let far = run(&core, "far").await;
+    assert_eq!(far.status.map(|s| s.as_str()), Some("running"), "{far:?}");
+    assert_eq!(
+        (far.alive, far.liveness_rule, far.ended_at),
+        (Some(true), None, None)
+    );
+    let main = session(&core, "far", "far:main").await;
+    assert_eq!(main.status.map(|s| s.as_str()), Some("running"), "{main:?}");
+}
