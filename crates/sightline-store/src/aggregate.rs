@@ -377,7 +377,8 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_s
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
       CASE WHEN ?9 THEN ?8 WHEN ?10 THEN 2 ELSE NULL END, \
       ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-      CASE WHEN ?9 THEN ?22 WHEN ?10 THEN ?23 ELSE NULL END) \
+      CASE WHEN ?9 THEN ?22 WHEN ?10 THEN ?23 ELSE NULL END, \
+      CASE WHEN ?9 THEN ?24 ELSE NULL END, CASE WHEN ?9 THEN ?25 ELSE NULL END) \
     ON CONFLICT(session_id) DO UPDATE SET \
       run_id = COALESCE(sessions.run_id, excluded.run_id), \
       parent_session_id = COALESCE(sessions.parent_session_id, excluded.parent_session_id), \
@@ -420,7 +421,8 @@ const UPSERT_RUN: &str = "INSERT INTO runs (run_id, source, agent, title, title_
     cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?7 THEN ?6 WHEN ?8 THEN 2 ELSE NULL END, \
       ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-      CASE WHEN ?7 THEN ?21 WHEN ?8 THEN ?22 ELSE NULL END) \
+      CASE WHEN ?7 THEN ?21 WHEN ?8 THEN ?22 ELSE NULL END, \
+      CASE WHEN ?7 THEN ?23 ELSE NULL END, CASE WHEN ?7 THEN ?24 ELSE NULL END) \
     ON CONFLICT(run_id) DO UPDATE SET \
       agent = COALESCE(runs.agent, excluded.agent), \
       title = CASE WHEN excluded.title_rank > runs.title_rank THEN excluded.title ELSE runs.title END, \
