@@ -54,7 +54,8 @@ export function ticks(now: number, winS: number): { t: number; label: string }[]
   const out: { t: number; label: string }[] = [];
   // Align to the local clock (a zone offset that is not whole minutes still gets round labels).
   const off = new Date(now).getTimezoneOffset() * 60_000;
-  for (let t = Math.ceil((t0 - off) / step) * step + off; t <= now; t += step) {
+  // The last 8 % of the ruler is the "now" label's: a tick there would sit under it.
+  for (let t = Math.ceil((t0 - off) / step) * step + off; t <= now - winS * 80; t += step) {
     const d = new Date(t);
     out.push({ t, label: `${pad2(d.getHours())}:${pad2(d.getMinutes())}` });
   }
