@@ -197,3 +197,76 @@ fn an_old_wait_outlives_the_window_and_a_quiet_parent_is_listed_for_nesting() {
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("recent_s"), "{text}");
 }
+
+#[test]
+fn the_project_filter_pages_through_every_matching_run_however_many_others_are_newer() {
+    let hub = TestHub::start();
+    let dirs = tempfile::tempdir().unwrap();
+    let cwd_of = |project: &str| {
+        let root = dirs.path().join(project);
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        root.display().to_string()
+    };
+    let (alpha, beta) = (cwd_of("alpha"), cwd_of("beta"));
+    // 23 older runs in alpha, then 40 newer in beta, then 2 newest in alpha: the first pages
+    // of the unfiltered list are all beta.
+    let mut events = Vec::new();
+    let mut run = |id: String, cwd: &str, at: i64| {
+        events.push(
+            json!({"source": "claude", "source_event": "SessionStart", "entity_type": "session",
+            "status": "running", "run_id": id, "session_id": id, "agent": "main",
+            "title": "Session started", "ts": ts(at), "payload": {"cwd": cwd}}),
+        );
+    };
+    for i in 0..23 {
+        run(format!("alpha-old-{i:02}"), &alpha, -1000 + i);
+    }
+    for i in 0..40 {
+        run(format!("beta-{i:02}"), &beta, -500 + i);
+    }
+    for i in 0..2 {
+        run(format!("alpha-new-{i}"), &alpha, -10 + i);
+    }
+    let (status, body) = hub.post_json("/api/v1/events", &json!(events));
+    assert_eq!(status, 202, "{body}");
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            None => "/api/v1/runs?project=alpha&limit=10".to_string(),
+            Some(c) => format!("/api/v1/runs?project=alpha&limit=10&cursor={c}"),
+        };
+        let page = hub.get(&path);
+        let runs = page["runs"].as_array().unwrap();
+        pages += 1;
+        for r in runs {
+            assert_eq!(r["project"], "alpha", "{r}");
+            seen.push(r["run_id"].as_str().unwrap().to_string());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        match &cursor {
+            // Every page but the last is full: the filter is not applied to a fetched page.
+            Some(_) => assert_eq!(runs.len(), 10, "page {pages} is short: {page}"),
+            None => break,
+        }
+        assert!(pages < 10, "the cursor never ends");
+    }
+    assert_eq!(pages, 3, "25 runs at 10 a page");
+    let mut expected: Vec<String> = (0..2).rev().map(|i| format!("alpha-new-{i}")).collect();
+    expected.extend((0..23).rev().map(|i| format!("alpha-old-{i:02}")));
+    assert_eq!(seen, expected, "newest first, each once");
+
+    // Exactly a page of matches: no cursor to an empty page.
+    let page = hub.get("/api/v1/runs?project=alpha&limit=25");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 25);
+    assert!(page["next_cursor"].is_null(), "{page}");
+    // Unfiltered paging is unchanged.
+    let page = hub.get("/api/v1/runs?limit=40");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 40);
+    assert!(page["next_cursor"].is_string());
+    let none = hub.get("/api/v1/runs?project=gamma&limit=5");
+    assert!(none["runs"].as_array().unwrap().is_empty());
+    assert!(none["next_cursor"].is_null(), "{none}");
+}

@@ -261,6 +261,24 @@ pub(crate) fn bind(value: SqlValue, args: &mut Vec<SqlValue>) -> String {
 
 /// Runs, newest activity first, with keyset pagination.
 pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, String>, StoreError> {
+    list_runs_where(conn, q, |run| Ok(Some(run)))
+}
+
+/// Most runs one page of [`list_runs_where`] looks at: a filter the caller applies per run
+/// (the project, read from each run's events) may reject most of them, so one request does
+/// bounded work however rare the matches are; the page then ends early with a cursor.
+pub const RUN_SCAN_BUDGET: usize = 2_000;
+
+/// The runs list with a per-run step of the caller's: `keep` turns a run into a row of the page
+/// or rejects it (`None`). Runs are walked in the list's order until the page holds `limit`
+/// rows, so a page is short only at the end of the list or when [`RUN_SCAN_BUDGET`] runs were
+/// looked at, and `next_cursor` continues right after the last run looked at: no run is
+/// skipped, and a full page has a cursor only when another match follows it.
+pub fn list_runs_where<T: Serialize>(
+    conn: &Connection,
+    q: &RunQuery,
+    mut keep: impl FnMut(Run) -> Result<Option<T>, StoreError>,
+) -> Result<Page<Vec<T>, String>, StoreError> {
     let mut args = Vec::new();
     let mut clauses = vec!["1".to_string()];
     if !q.statuses.is_empty() {
@@ -332,23 +350,35 @@ pub fn list_runs(conn: &Connection, q: &RunQuery) -> Result<Page<Vec<Run>, Strin
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE {} ORDER BY last_event_at DESC, run_id DESC LIMIT {}",
         clauses.join(" AND "),
-        limit + 1
+        RUN_SCAN_BUDGET + 1
     );
+    let cursor_of = |r: &Run| format!("{}:{}", r.last_event_at.millis(), r.run_id);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut runs = stmt
-        .query_map(params_from_iter(args), run_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if runs.len() > limit {
-        runs.truncate(limit);
-        runs.last()
-            .map(|r| format!("{}:{}", r.last_event_at.millis(), r.run_id))
-    } else {
-        None
-    };
-    Ok(Page {
-        items: runs,
-        next_cursor,
-    })
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let (mut items, mut scanned) = (Vec::new(), 0);
+    let (mut last_kept, mut last_scanned) = (None, None);
+    let mut next_cursor = None;
+    while let Some(row) = rows.next()? {
+        let run = run_from_row(row)?;
+        if scanned == RUN_SCAN_BUDGET {
+            // Runs remain but the budget is spent: go on after the last one looked at.
+            next_cursor = last_scanned;
+            break;
+        }
+        scanned += 1;
+        let key = cursor_of(&run);
+        if let Some(item) = keep(run)? {
+            if items.len() == limit {
+                // One more match exists: the page is full and there is a next one.
+                next_cursor = last_kept;
+                break;
+            }
+            items.push(item);
+            last_kept = Some(key.clone());
+        }
+        last_scanned = Some(key);
+    }
+    Ok(Page { items, next_cursor })
 }
 
 fn like_escape(text: &str) -> String {

@@ -202,7 +202,7 @@ pub async fn runs(State(hub): State<Hub>, Query(p): Params) -> Result<Json<RunsP
         cursor: p.get("cursor").filter(|c| !c.is_empty()).cloned(),
         q_runs: Vec::new(),
     };
-    let project = p.get("project").filter(|p| !p.is_empty()).cloned();
+    let wanted = p.get("project").filter(|p| !p.is_empty()).cloned();
     let (runs, next_cursor) = hub
         .store()
         .read(move |c| {
@@ -222,25 +222,20 @@ pub async fn runs(State(hub): State<Hub>, Query(p): Params) -> Result<Json<RunsP
                 ids.dedup();
                 q.q_runs = ids;
             }
-            let page = query::list_runs(c, &q)?;
-            let mut rows = Vec::with_capacity(page.items.len());
-            for run in page.items {
+            // The project is read from each run's events and this machine's directories, not
+            // a column: it is applied run by run as the list is walked, so pages stay full.
+            let page = query::list_runs_where(c, &q, |run| {
                 let cwd = sightline_store::live::run_cwd(c, &run.run_id)?;
                 let project = cwd.as_deref().and_then(crate::routes::sessions::project_of);
-                rows.push(RunRow { run, cwd, project });
-            }
-            Ok((rows, page.next_cursor))
+                if wanted.is_none() || project == wanted {
+                    Ok(Some(RunRow { run, cwd, project }))
+                } else {
+                    Ok(None)
+                }
+            })?;
+            Ok((page.items, page.next_cursor))
         })
         .await?;
-    // A project filter applies to the page (the project is not stored in the runs row): a
-    // page may hold fewer runs than `limit`; follow next_cursor for more.
-    let runs = match project {
-        Some(p) => runs
-            .into_iter()
-            .filter(|r| r.project.as_deref() == Some(p.as_str()))
-            .collect(),
-        None => runs,
-    };
     Ok(Json(RunsPage { runs, next_cursor }))
 }
 

@@ -169,7 +169,7 @@ const RUNS_QUERY: &[Param] = &[
     param("cursor", "the next_cursor of the previous page"),
     param(
         "project",
-        "only runs in this project (applied to the page: it may hold fewer than limit)",
+        "only runs in this project (a page is short only at the end, or after 2,000 runs looked at)",
     ),
 ];
 const LIVE_QUERY: &[Param] = &[
