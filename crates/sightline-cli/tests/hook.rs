@@ -119,10 +119,7 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     assert!(first["ts"].as_str().unwrap() <= last["ts"].as_str().unwrap());
 
     // Redelivering the same spool (a crash after sending, before deleting) stores nothing twice.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = sightline_testkit::agent();
     let res = agent
         .post(&format!("{}/api/v1/hooks/claude", hub.url))
         .header("content-type", "application/x-ndjson")

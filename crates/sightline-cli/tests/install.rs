@@ -136,11 +136,7 @@ impl Drop for Killed {
 }
 
 fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into()
+    sightline_testkit::agent_with(Duration::from_secs(5))
 }
 
 #[test]
@@ -206,11 +202,7 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     }
     let create = |title: &str| -> String {
         // The first call loads the instance and its plugins: give it time.
-        let slow: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(90)))
-            .build()
-            .into();
+        let slow = sightline_testkit::agent_with(Duration::from_secs(90));
         let mut r = slow
             .post(&format!("{oc_url}/session"))
             .header("content-type", "application/json")

@@ -165,7 +165,8 @@ fn events_reach_otelsink_as_spans_with_their_hierarchy_and_logs() {
         ));
     }
     let body = serde_json::to_string(&events).unwrap();
-    let res = ureq::post(&format!("{url}/api/v1/events"))
+    let res = sightline_testkit::agent()
+        .post(&format!("{url}/api/v1/events"))
         .header("Content-Type", "application/json")
         .send(body)
         .unwrap();

@@ -84,10 +84,7 @@ fn no_progress_text_when_stderr_is_not_a_terminal() {
 
 /// The export as the hub sends it to a client that does not ask for gzip.
 fn ndjson_of_export(url: &str, run: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = sightline_testkit::agent();
     let mut res = agent
         .get(format!("{url}/api/v1/export?run_id={run}&format=ndjson"))
         .header("Accept-Encoding", "identity")

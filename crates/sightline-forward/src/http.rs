@@ -1,6 +1,7 @@
 //! The one HTTP client stack of sightline's Rust code: every client that talks to a hub (the
-//! CLI's commands, `sightline hook`), the OTLP exporter and the HTTP plugin caller get their
-//! `ureq::Agent` from [`agent`], so `https://` works the same everywhere.
+//! CLI's commands, `sightline hook`), the OTLP exporter, the notifier, the HTTP plugin caller and
+//! the test kit get their `ureq::Agent` from here ([`agent`], [`Trust::agent`],
+//! [`plain_agent`]), so `https://` works, or fails with a message, the same everywhere.
 //!
 //! Trust is the system's roots (the platform's store, read by `rustls-native-certs`; on Linux
 //! the distribution's bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus, for a private CA, the

@@ -55,11 +55,7 @@ fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode
     };
     let start = Instant::now();
     // Short per-request timeout: while starting, the server may accept and not answer yet.
-    let quick: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .into();
+    let quick = sightline_testkit::agent_with(Duration::from_secs(2));
     loop {
         let mut req = quick.get(&format!("{}/global/health", oc.url));
         if let Some(pw) = password {
@@ -288,11 +284,7 @@ fn a_real_prompt_gives_tool_lifecycle_tokens_and_cost() {
         .as_str()
         .unwrap()
         .to_string();
-    let slow: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(90)))
-        .build()
-        .into();
+    let slow = sightline_testkit::agent_with(Duration::from_secs(90));
     let mut r = slow
         .post(&format!("{}/session/{sid}/message", oc.url))
         .header("content-type", "application/json")

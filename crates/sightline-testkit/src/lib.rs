@@ -82,6 +82,26 @@ impl TestHub {
         port: u16,
         configure: impl FnOnce(&mut StoreConfig, &mut HubSettings),
     ) -> TestHub {
+        Self::launch(dir, db, port, configure, None)
+    }
+
+    /// A hub with default settings serving `https://` with the CA's server certificate (for
+    /// `localhost` and 127.0.0.1); clients trust it through [`tls::TestCa::agent`].
+    pub fn start_tls(ca: &tls::TestCa) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let tls = sightline_server::auth::load_tls(&ca.cert, &ca.key)
+            .expect("the test CA's server certificate and key load");
+        Self::launch(dir, db, 0, |_, _| {}, Some(tls))
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        port: u16,
+        configure: impl FnOnce(&mut StoreConfig, &mut HubSettings),
+        tls: Option<Arc<sightline_server::auth::TlsServerConfig>>,
+    ) -> TestHub {
         let runtime = runtime();
         let mut store = StoreConfig::new(&db);
         let mut settings = HubSettings::default();
@@ -96,9 +116,13 @@ impl TestHub {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .unwrap();
-            start(hub, listener).unwrap()
+            match &tls {
+                Some(tls) => sightline_server::start_tls(hub, listener, tls.clone()).unwrap(),
+                None => start(hub, listener).unwrap(),
+            }
         });
-        let url = format!("http://{}", running.addr);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", running.addr);
         TestHub {
             running: Some(running),
             adapters: None,
@@ -354,12 +378,22 @@ pub fn get_status(url: &str) -> (u16, Value) {
     )
 }
 
+/// The kit's blocking HTTP agent: the product's own plain client stack
+/// (`sightline_forward::http::plain_agent`), status codes are answers, not errors, and a request
+/// gives up after 60 s so a test that goes wrong fails instead of hanging. It trusts no
+/// certificate: an `https://` URL is an error that says so, never a panic (for a TLS hub, use
+/// [`tls::TestCa::agent`]).
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
+    agent_with(Duration::from_secs(60))
+}
+
+/// [`agent`] with another time limit for the whole request: short to poll a peer that is still
+/// starting, long for a call that makes a model answer.
+pub fn agent_with(timeout: Duration) -> ureq::Agent {
+    sightline_forward::http::plain_agent(&sightline_forward::http::Timeouts {
+        connect: None,
+        global: Some(timeout),
+    })
 }
 
 /// POSTs and returns (status, body as JSON or as a string value).
@@ -503,4 +537,39 @@ pub fn post_declared_length(url: &str, length: usize) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_forward::http::{FailureKind, explain};
+
+    /// The kit's agents are the product's client stack: an `https://` hub answers the one that
+    /// trusts its CA, and is an error that says what to do (not a panic) to the plain one.
+    #[test]
+    fn an_https_hub_answers_the_trusting_agent_and_is_a_clear_error_to_the_plain_one() {
+        let ca = tls::TestCa::new();
+        let hub = TestHub::start_tls(&ca);
+        assert!(hub.url.starts_with("https://"), "{}", hub.url);
+        let url = format!("{}/api/v1/health", hub.url);
+
+        let mut res = ca
+            .agent()
+            .get(&url)
+            .call()
+            .expect("the CA's agent connects");
+        assert_eq!(res.status().as_u16(), 200);
+        let health: Value = res.body_mut().read_json().unwrap();
+        assert_eq!(health["service"], "sightline", "{health}");
+
+        for plain in [agent(), agent_with(Duration::from_secs(5))] {
+            let error = plain.get(&url).call().unwrap_err();
+            let (kind, message) = explain(&error, &url, "the hub");
+            assert_eq!(kind, FailureKind::Tls, "{error}");
+            assert!(
+                message.contains("not trusted") && message.contains("--cacert"),
+                "{message}"
+            );
+        }
+    }
 }
