@@ -12,12 +12,13 @@
 //! session. Tool events share `entity_id = correlation_id = call_id` with the OpenTelemetry
 //! `codex.tool_result` of the same call, so the two routes are one lifecycle.
 //!
-//! Tokens are counted from the rollout only, once per request: the usage event's id is the
-//! session plus the thread's cumulative token total after that request, which a
+//! Tokens and cost are counted from the rollout only, once per request: the usage event's id is
+//! the session plus the thread's cumulative token total after that request, which a
 //! `token_usage_record` and the `token_count` that follows it both carry, so the two (and a
-//! re-read after a restart) store one event. The telemetry's `codex.sse_event` token counts are
-//! kept in its payload, never as metrics (they carry no request id to count them once by).
-//! Codex has no price list here: tokens, no cost.
+//! re-read after a restart) store one event. Its `cost_usd` comes from [`crate::pricing`] by the
+//! turn's model (`turn_context`); a model the table does not know gets tokens and no cost. The
+//! telemetry's token counts and Codex's own estimate (`codex.sse_event`, `usage.estimated_usd`)
+//! are kept in its payload, never as metrics (they carry no request id to count them once by).
 //!
 //! The format is internal to Codex and drifts: unknown line and item types are skipped, unknown
 //! fields are kept in payloads, never an error. A line that is not JSON or whose mapping fails
@@ -25,25 +26,18 @@
 //! never modify the rollouts.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use sightline_schema::validate::describe_json_error;
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::util::{
-    BuilderExt, Metrics, contain, event_id, line_error_event, number, redacted, short, text,
-};
+use crate::pricing::Usage;
+use crate::session_files::{first_json_line, follow, jsonl_files, read_jsonl};
+use crate::util::{BuilderExt, Metrics, event_id, number, short, text};
 
 pub const NAME: &str = "codex-rollouts";
-/// Most bytes read from one file in one pass (a pass ends at the last whole line).
-const READ_CHUNK: u64 = 16 * 1024 * 1024;
-/// Most bytes of a rollout's first line read to learn its session after a restart
-/// (`session_meta` carries Codex's ~20 KB base instructions).
-const FIRST_LINE_MAX: u64 = 1024 * 1024;
 /// Most characters of a command's output kept in a tool event's payload.
 const OUTPUT_KEPT: usize = 4000;
 /// Open tool calls remembered per file (for titles and durations), past which they are dropped.
@@ -91,15 +85,6 @@ pub fn session_from_file_name(path: &Path) -> Option<String> {
     let tail = stem.get(stem.len().checked_sub(36)?..)?;
     (tail.len() == 36 && tail.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
         .then(|| tail.to_string())
-}
-
-/// The first line of a file as JSON (at most [`FIRST_LINE_MAX`] bytes), if it is JSON.
-pub fn first_json_line(path: &Path) -> Option<Value> {
-    let file = std::fs::File::open(path).ok()?;
-    let mut reader = std::io::BufReader::new(file.take(FIRST_LINE_MAX));
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).ok()?;
-    serde_json::from_slice(line.trim_ascii()).ok()
 }
 
 /// A spawned sub-agent's parent thread: Codex writes it inside `session_meta.source`
@@ -184,21 +169,6 @@ fn exit_code_of(output: &str) -> Option<i64> {
     serde_json::from_str::<Value>(output)
         .ok()
         .and_then(|v| v.get("metadata")?.get("exit_code")?.as_i64())
-}
-
-/// Tokens of one request as metrics. OpenAI counts cached tokens inside `input_tokens`; the
-/// hub's `input_tokens` is the uncached part (as Claude's), so the cached part is moved to
-/// `cache_read_tokens` and the two add up to the prompt.
-fn usage_metrics(u: &Value) -> Metrics {
-    let input = number(u, "input_tokens").unwrap_or(0.0);
-    let cached = number(u, "cached_input_tokens").unwrap_or(0.0);
-    let mut m = Metrics::default();
-    m.put("input_tokens", Some((input - cached).max(0.0)));
-    m.put("output_tokens", number(u, "output_tokens"));
-    m.put("cache_read_tokens", Some(cached));
-    m.put("cache_write_tokens", number(u, "cache_write_input_tokens"));
-    m.put("reasoning_tokens", number(u, "reasoning_output_tokens"));
-    m
 }
 
 /// Turns one rollout line into events; `at` is its byte offset (an id for lines that carry
@@ -603,178 +573,8 @@ fn usage_event(
         EntityType::Message,
         format!("{model} · {input} in / {output} out"),
     )
-    .metrics(usage_metrics(usage))
+    .metrics(Usage::openai(usage).metrics(model))
     .payload_value(json!({"model": model, "usage": usage, "record": evidence}))
-}
-
-/// What one read of a JSONL file gave.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    /// The events of the lines read, and an error event for each line that could not be mapped.
-    pub events: Vec<Event>,
-    /// The offset after the last whole line read (the next checkpoint).
-    pub next: u64,
-    /// Why each line that could not be mapped was not (already redacted), for health.
-    pub errors: Vec<String>,
-}
-
-/// Reads whole JSON lines of `path` from `offset` and maps each with `map` (given the value and
-/// its byte offset). A line that is not JSON, whose mapping fails or panics, becomes an error
-/// event of `source` and a message, and reading goes on after it. Shared by the Codex and
-/// Gemini tailers.
-pub fn read_jsonl(
-    path: &Path,
-    offset: u64,
-    source: Source,
-    id_prefix: &str,
-    now: Timestamp,
-    mut map: impl FnMut(&Value, u64) -> Vec<Result<Event, String>>,
-) -> std::io::Result<Chunk> {
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    // A file that shrank was rewritten: start again (event ids make the re-read harmless).
-    let offset = if len < offset { 0 } else { offset };
-    let mut chunk = Chunk {
-        next: offset,
-        ..Chunk::default()
-    };
-    if len == offset {
-        return Ok(chunk);
-    }
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::new();
-    f.take(READ_CHUNK).read_to_end(&mut buf)?;
-    let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
-        if buf.len() as u64 >= READ_CHUNK {
-            // One line longer than the chunk: skip it rather than stall the file forever.
-            let message = format!(
-                "{}: the line at byte {offset} is longer than {READ_CHUNK} bytes; skipped",
-                path.display()
-            );
-            chunk.events.extend(line_error_event(
-                source, id_prefix, path, offset, "", &message, now,
-            ));
-            chunk.errors.push(message);
-            chunk.next = offset + buf.len() as u64;
-        }
-        return Ok(chunk);
-    };
-    let mut at = offset;
-    for raw in buf[..last_nl].split(|b| *b == b'\n') {
-        let line_start = at;
-        at += raw.len() as u64 + 1;
-        let line = raw.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let mapped = contain(|| {
-            let value = serde_json::from_slice::<Value>(line)
-                .map_err(|e| format!("not JSON: {}", describe_json_error(&e)))?;
-            Ok(map(&value, line_start))
-        });
-        let failures: Vec<String> = match mapped {
-            Ok(results) => results
-                .into_iter()
-                .filter_map(|r| match r {
-                    Ok(e) => {
-                        chunk.events.push(e);
-                        None
-                    }
-                    Err(m) => Some(m),
-                })
-                .collect(),
-            Err(m) => vec![m],
-        };
-        for failure in failures {
-            let text = String::from_utf8_lossy(line);
-            chunk.events.extend(line_error_event(
-                source, id_prefix, path, line_start, &text, &failure, now,
-            ));
-            chunk.errors.push(redacted(&format!(
-                "{}: the line at byte {line_start}: {failure}",
-                path.display()
-            )));
-        }
-    }
-    chunk.next = offset + last_nl as u64 + 1;
-    Ok(chunk)
-}
-
-/// Every `*.jsonl` under `dir` (any depth), oldest name first.
-pub fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "jsonl") => {
-                    out.push(path)
-                }
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// One pass of a JSONL tailer over `files`: each read from its checkpoint, its events committed,
-/// then its checkpoint moved. `state_of` gives the per-file state (made when first needed).
-pub(crate) async fn tail_pass<S>(
-    ctx: &AdapterContext,
-    files: Vec<PathBuf>,
-    states: &mut HashMap<PathBuf, S>,
-    new_state: impl Fn(&Path) -> S,
-    read: impl Fn(&Path, u64, &mut S) -> std::io::Result<Chunk>,
-) -> Result<usize, AdapterError> {
-    let mut total = 0;
-    for path in files {
-        let key = path.to_string_lossy().to_string();
-        let mut offset = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
-        // Most files did not change since the last pass: a stat, not an open.
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == offset) {
-            continue;
-        }
-        let state = states
-            .entry(path.clone())
-            .or_insert_with(|| new_state(&path));
-        loop {
-            let Chunk {
-                events,
-                next,
-                errors,
-            } = match read(&path, offset, state) {
-                Ok(r) => r,
-                Err(e) => {
-                    ctx.error(format!("{}: {e}", path.display()));
-                    break;
-                }
-            };
-            for message in errors {
-                ctx.error(message);
-            }
-            if next == offset {
-                break;
-            }
-            total += events.len();
-            for chunk in events.chunks(1000) {
-                ctx.emit(chunk.to_vec()).await?;
-            }
-            offset = next;
-            ctx.set_checkpoint(&key, json!(offset));
-            if ctx.stopping() {
-                return Ok(total);
-            }
-        }
-    }
-    // Files that went away need no state.
-    states.retain(|p, _| p.exists());
-    Ok(total)
 }
 
 /// The rollout tailer.
@@ -799,39 +599,29 @@ impl Adapter for CodexAdapter {
 
     fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
         Box::pin(async move {
-            let mut states: HashMap<PathBuf, Rollout> = HashMap::new();
-            loop {
-                if !self.sessions.exists() {
-                    ctx.set_state("waiting");
-                } else {
-                    tail_pass(
-                        &ctx,
-                        jsonl_files(&self.sessions),
-                        &mut states,
-                        |p| {
-                            let mut r = Rollout::of(p);
-                            // Read from the start, `session_meta` sets everything again.
-                            r.calls.clear();
-                            r
-                        },
-                        |path, offset, state| {
-                            read_jsonl(
-                                path,
-                                offset,
-                                Source::Codex,
-                                "codex",
-                                Timestamp::now(),
-                                |v, at| map_line(v, at, state, Timestamp::now()),
-                            )
-                        },
+            follow(
+                &ctx,
+                &self.sessions,
+                self.poll,
+                jsonl_files,
+                |p| {
+                    let mut r = Rollout::of(p);
+                    // Read from the start, `session_meta` sets everything again.
+                    r.calls.clear();
+                    r
+                },
+                |path, offset, state| {
+                    read_jsonl(
+                        path,
+                        offset,
+                        Source::Codex,
+                        "codex",
+                        Timestamp::now(),
+                        |v, at| map_line(v, at, state, Timestamp::now()),
                     )
-                    .await?;
-                    ctx.set_state("running");
-                }
-                if ctx.sleep(self.poll).await {
-                    return Ok(());
-                }
-            }
+                },
+            )
+            .await
         })
     }
 }
@@ -1083,54 +873,39 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Codex's line and item types, and the keys its mapping reads.
         fn json_value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::Bool),
-                any::<i64>().prop_map(|n| json!(n)),
-                ".{0,20}".prop_map(Value::String),
-                prop_oneof![
-                    Just("session_meta"),
-                    Just("event_msg"),
-                    Just("response_item"),
-                    Just("token_usage_record"),
-                    Just("task_complete"),
-                    Just("function_call"),
-                    Just("function_call_output"),
-                    Just("item_completed"),
-                    Just("message"),
-                    Just("CommandExecution"),
-                    Just("token_count"),
-                    Just("call_id"),
-                    Just("id")
-                ]
-                .prop_map(|s| Value::String(s.into())),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                    prop::collection::btree_map(
-                        prop_oneof![
-                            Just("type".to_string()),
-                            Just("payload".to_string()),
-                            Just("id".to_string()),
-                            Just("call_id".to_string()),
-                            Just("item".to_string()),
-                            Just("output".to_string()),
-                            Just("usage".to_string()),
-                            Just("info".to_string()),
-                            Just("content".to_string()),
-                            Just("role".to_string()),
-                            Just("arguments".to_string()),
-                            Just("timestamp".to_string()),
-                            ".{0,8}"
-                        ],
-                        inner,
-                        0..6
-                    )
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
+            crate::testing::json_value(
+                &[
+                    "session_meta",
+                    "event_msg",
+                    "response_item",
+                    "token_usage_record",
+                    "task_complete",
+                    "function_call",
+                    "function_call_output",
+                    "item_completed",
+                    "message",
+                    "CommandExecution",
+                    "token_count",
+                    "call_id",
+                    "id",
+                ],
+                &[
+                    "type",
+                    "payload",
+                    "id",
+                    "call_id",
+                    "item",
+                    "output",
+                    "usage",
+                    "info",
+                    "content",
+                    "role",
+                    "arguments",
+                    "timestamp",
+                ],
+            )
         }
 
         proptest! {
@@ -1150,20 +925,6 @@ mod tests {
             fn any_otel_record_maps(attrs in json_value(), name in "codex\\.[a-z_]{0,12}") {
                 let a = match attrs { Value::Object(m) => m, _ => Map::new() };
                 let _ = map_otel_log(&a, &name, None, "id".into(), Map::new(), Timestamp::now());
-            }
-
-            /// Arbitrary bytes in a rollout never stop the reader: every line is read, mapped
-            /// or recorded as an error, and the offset lands after the last whole line.
-            #[test]
-            fn any_bytes_are_read_through(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("rollout-x.jsonl");
-                std::fs::write(&path, &bytes).unwrap();
-                let mut file = Rollout { session: Some("s".into()), ..Rollout::default() };
-                let chunk = read_jsonl(&path, 0, Source::Codex, "codex", Timestamp::now(),
-                    |v, at| map_line(v, at, &mut file, Timestamp::now())).unwrap();
-                let expected = bytes.iter().rposition(|b| *b == b'\n').map(|i| i as u64 + 1).unwrap_or(0);
-                prop_assert_eq!(chunk.next, expected);
             }
         }
     }

@@ -8,25 +8,25 @@
 //! `warning`) and `{"$set": {...}}` patches. A `gemini` message is written again when its tool
 //! calls finish, with the same id and its `toolCalls[]` (id, name, args, status, result): the
 //! events are keyed by message and call id, so the second writing adds the tool events and
-//! stores nothing twice. Tokens are counted from the log only, once per message
-//! (`gemini-usage:<session>:<message id>`); the telemetry's `api_response` token counts stay in
-//! its payload (it names no message, so the two could not be counted once). No price list:
-//! tokens, no cost.
+//! stores nothing twice. Tokens and cost are counted from the log only, once per message
+//! (`gemini-usage:<session>:<message id>`), the cost from [`crate::pricing`] by the message's
+//! model (none for a model the table does not know); the telemetry's `api_response` token counts
+//! stay in its payload (it names no message, so the two could not be counted once).
 //!
 //! The format is internal to Gemini CLI and drifts: unknown lines and fields are skipped or kept
 //! in payloads. A line that is not JSON or whose mapping fails becomes an error event and a
 //! health error, and the checkpoint moves past it. This module must never modify the logs.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
-use crate::codex::{first_json_line, jsonl_files, read_jsonl, tail_pass};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::util::{BuilderExt, Metrics, event_id, number, short, text};
+use crate::pricing::Usage;
+use crate::session_files::{first_json_line, follow, jsonl_files, read_jsonl};
+use crate::util::{BuilderExt, event_id, number, short, text};
 
 pub const NAME: &str = "gemini-sessions";
 /// Most characters of a tool's result kept in its event's payload.
@@ -226,16 +226,7 @@ fn map_message(m: &Value, file: &SessionLog, at: u64, now: Timestamp) -> Vec<Eve
                 );
             }
             if let Some(t) = m.get("tokens").filter(|t| t.is_object()) {
-                let mut metrics = Metrics::default();
                 let input = number(t, "input").unwrap_or(0.0);
-                let cached = number(t, "cached").unwrap_or(0.0);
-                // Gemini counts cached tokens inside the prompt; the hub's `input_tokens` is the
-                // uncached part, as for the other agents.
-                metrics.put("input_tokens", Some((input - cached).max(0.0)));
-                metrics.put("cache_read_tokens", Some(cached));
-                metrics.put("output_tokens", number(t, "output"));
-                metrics.put("reasoning_tokens", number(t, "thoughts"));
-                metrics.put("tool_tokens", number(t, "tool"));
                 out.push(
                     builder(
                         file,
@@ -250,7 +241,7 @@ fn map_message(m: &Value, file: &SessionLog, at: u64, now: Timestamp) -> Vec<Eve
                     )
                     .event_id(event_id("gemini-usage", &[&session, &id]))
                     .entity_id(&id)
-                    .metrics(metrics)
+                    .metrics(Usage::gemini(t).metrics(&model))
                     .payload_value(json!({"model": model, "tokens": t})),
                 );
             }
@@ -344,17 +335,17 @@ impl GeminiAdapter {
             poll: config.poll,
         }))
     }
+}
 
-    /// Session logs: `*.jsonl` under a `chats` directory of a project.
-    fn files(&self) -> Vec<PathBuf> {
-        jsonl_files(&self.tmp)
-            .into_iter()
-            .filter(|p| {
-                p.ancestors()
-                    .any(|a| a.file_name().is_some_and(|n| n == "chats"))
-            })
-            .collect()
-    }
+/// Session logs under `tmp`: `*.jsonl` under a `chats` directory of a project.
+fn session_logs(tmp: &Path) -> Vec<PathBuf> {
+    jsonl_files(tmp)
+        .into_iter()
+        .filter(|p| {
+            p.ancestors()
+                .any(|a| a.file_name().is_some_and(|n| n == "chats"))
+        })
+        .collect()
 }
 
 impl Adapter for GeminiAdapter {
@@ -364,34 +355,24 @@ impl Adapter for GeminiAdapter {
 
     fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
         Box::pin(async move {
-            let mut states: HashMap<PathBuf, SessionLog> = HashMap::new();
-            loop {
-                if !self.tmp.exists() {
-                    ctx.set_state("waiting");
-                } else {
-                    tail_pass(
-                        &ctx,
-                        self.files(),
-                        &mut states,
-                        SessionLog::of,
-                        |path, offset, state| {
-                            read_jsonl(
-                                path,
-                                offset,
-                                Source::Gemini,
-                                "gemini",
-                                Timestamp::now(),
-                                |v, at| map_line(v, at, state, Timestamp::now()),
-                            )
-                        },
+            follow(
+                &ctx,
+                &self.tmp,
+                self.poll,
+                session_logs,
+                SessionLog::of,
+                |path, offset, state| {
+                    read_jsonl(
+                        path,
+                        offset,
+                        Source::Gemini,
+                        "gemini",
+                        Timestamp::now(),
+                        |v, at| map_line(v, at, state, Timestamp::now()),
                     )
-                    .await?;
-                    ctx.set_state("running");
-                }
-                if ctx.sleep(self.poll).await {
-                    return Ok(());
-                }
-            }
+                },
+            )
+            .await
         })
     }
 }
@@ -583,44 +564,23 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Gemini CLI's message types and statuses, and the keys its mapping reads.
         fn json_value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::Bool),
-                any::<i64>().prop_map(|n| json!(n)),
-                ".{0,20}".prop_map(Value::String),
-                prop_oneof![
-                    Just("user"),
-                    Just("gemini"),
-                    Just("error"),
-                    Just("success"),
-                    Just("s1")
-                ]
-                .prop_map(|s| Value::String(s.into())),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                    prop::collection::btree_map(
-                        prop_oneof![
-                            Just("type".to_string()),
-                            Just("id".to_string()),
-                            Just("sessionId".to_string()),
-                            Just("$set".to_string()),
-                            Just("messages".to_string()),
-                            Just("toolCalls".to_string()),
-                            Just("tokens".to_string()),
-                            Just("content".to_string()),
-                            Just("status".to_string()),
-                            Just("timestamp".to_string()),
-                            ".{0,8}"
-                        ],
-                        inner,
-                        0..6
-                    )
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
+            crate::testing::json_value(
+                &["user", "gemini", "error", "success", "s1"],
+                &[
+                    "type",
+                    "id",
+                    "sessionId",
+                    "$set",
+                    "messages",
+                    "toolCalls",
+                    "tokens",
+                    "content",
+                    "status",
+                    "timestamp",
+                ],
+            )
         }
 
         proptest! {

@@ -22,8 +22,12 @@ pub mod gemini;
 pub mod logparse;
 pub mod opencode;
 pub mod otlp;
+pub mod pricing;
 pub mod schemas;
+pub mod session_files;
 pub mod tail;
+#[cfg(test)]
+mod testing;
 pub mod tmux;
 pub mod util;
 pub mod workflow;

@@ -4,7 +4,8 @@
 //! reads the session from Codex's rollout (the `codex-rollouts` source) and from its
 //! OpenTelemetry logs (Codex's `[otel]` exporter pointed at the hub's `/v1/logs`), and the test
 //! checks what a user sees: one run, its turn, the tool call with its command and output joined
-//! across both routes, and the tokens of both requests counted once.
+//! across both routes, and the tokens and cost of both requests counted once (the mock model is
+//! named `gpt-5.1-codex`, a priced one).
 //!
 //! The package is installed by the test kit with npm into `$SIGHTLINE_TEST_CACHE`; when it
 //! cannot be installed or run, the test fails saying so.
@@ -98,7 +99,7 @@ fn real_codex_exec_turn_with_a_shell_call() {
     std::fs::write(
         codex_home.join("config.toml"),
         format!(
-            r#"model = "mock-model"
+            r#"model = "gpt-5.1-codex"
 model_provider = "mock"
 approval_policy = "never"
 sandbox_mode = "danger-full-access"
@@ -138,7 +139,7 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
         out.status
     );
     // The rollout names the session; the run is that session.
-    let rollout = sightline_sources::codex::jsonl_files(&codex_home.join("sessions"));
+    let rollout = sightline_sources::session_files::jsonl_files(&codex_home.join("sessions"));
     assert_eq!(rollout.len(), 1, "one rollout: {rollout:?}");
     let session = sightline_sources::codex::session_from_file_name(&rollout[0]).unwrap();
 
@@ -234,6 +235,23 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
     assert_eq!(r["input_tokens"], 350.0, "{r}");
     assert_eq!(r["cache_read_tokens"], 200.0, "{r}");
     assert_eq!(r["output_tokens"], 27.0, "{r}");
+    // Cost once per request, at gpt-5.1-codex's prices (1.25 in / 0.125 cached / 10 out per
+    // million): 250·1.25 + 20·10 = 512.5 µ$, then 100·1.25 + 200·0.125 + 7·10 = 220 µ$.
+    let cost = r["cost_usd"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no cost: {r}"));
+    assert!((cost - 0.0007325).abs() < 1e-12, "{cost}: {r}");
+    let usage: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["source_event"] == "token_usage")
+        .collect();
+    assert!(
+        usage
+            .iter()
+            .all(|e| e["payload"]["model"] == "gpt-5.1-codex"
+                && e["metrics"]["cost_usd"].as_f64() > Some(0.0)),
+        "{usage:?}"
+    );
     assert_eq!(run["sessions"][0]["session_id"], session.as_str(), "{run}");
     // The turn ended: the rollout says the session waits for input. (The session row may
     // still read `running`: Codex flushes its telemetry at exit, after the rollout was read,
@@ -248,6 +266,45 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
         started.elapsed() < Duration::from_secs(90),
         "the whole run took {:?}",
         started.elapsed()
+    );
+
+    // A model the price table does not know: its tokens are counted, its cost is not guessed.
+    let out = codex_command(&codex_home, &work)
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "-m",
+            "mock-model",
+            "run the hello command",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("CODEX TEST CANNOT RUN: starting codex failed: {e}"));
+    assert!(
+        out.status.success(),
+        "codex exec -m mock-model failed: {out:?}"
+    );
+    let rollouts = sightline_sources::session_files::jsonl_files(&codex_home.join("sessions"));
+    let other = rollouts
+        .iter()
+        .filter_map(|p| sightline_sources::codex::session_from_file_name(p))
+        .find(|s| *s != session)
+        .unwrap_or_else(|| panic!("a second rollout: {rollouts:?}"));
+    hub.wait_for(
+        "the unknown model's two requests",
+        Duration::from_secs(30),
+        |events| {
+            events
+                .iter()
+                .filter(|e| e["source_event"] == "token_usage" && e["session_id"] == other.as_str())
+                .count()
+                == 2
+        },
+    );
+    let r = hub.get(&format!("/api/v1/runs/{other}"))["run"].clone();
+    assert_eq!(r["input_tokens"], 350.0, "{r}");
+    assert!(
+        r["cost_usd"].as_f64().unwrap_or(0.0) == 0.0,
+        "no cost for an unknown model: {r}"
     );
     hub.stop();
 }

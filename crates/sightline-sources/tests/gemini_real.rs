@@ -4,7 +4,8 @@
 //! (`--yolo`), and the model answers. sightline reads the session from the CLI's session log
 //! (the `gemini-sessions` source) and its OpenTelemetry export (the `telemetry` block
 //! `sightline install gemini` writes, pointed at the hub), and the test checks one run with its
-//! prompt, the tool call with its command and result, and the tokens of both requests once.
+//! prompt, the tool call with its command and result, and the tokens and cost of both requests
+//! once.
 //!
 //! The package is installed by the test kit with npm into `$SIGHTLINE_TEST_CACHE`; when it
 //! cannot be installed or run, the test fails saying so.
@@ -43,9 +44,15 @@ async fn gemini_api(uri: axum::http::Uri, body: axum::body::Bytes) -> axum::resp
             json!({"promptTokenCount": 60, "candidatesTokenCount": 9, "totalTokenCount": 69}),
         )
     };
+    // The model answers as the one asked for (`/v1beta/models/<model>:streamGenerateContent`).
+    let model = path
+        .rsplit('/')
+        .next()
+        .and_then(|m| m.split(':').next())
+        .unwrap_or("gemini-2.5-flash");
     let answer = json!({"candidates": [{"content": {"role": "model", "parts": parts},
         "finishReason": "STOP", "index": 0}], "usageMetadata": usage,
-        "modelVersion": "gemini-2.5-flash", "responseId": "r1"});
+        "modelVersion": model, "responseId": "r1"});
     if path.ends_with(":streamGenerateContent") {
         axum::response::Response::builder()
             .header("content-type", "text/event-stream")
@@ -114,7 +121,7 @@ fn real_gemini_prompt_with_a_shell_call() {
         "gemini failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    let logs = sightline_sources::codex::jsonl_files(&home.join(".gemini/tmp"));
+    let logs = sightline_sources::session_files::jsonl_files(&home.join(".gemini/tmp"));
     assert_eq!(logs.len(), 1, "one session log: {logs:?}");
     let header = std::fs::read_to_string(&logs[0]).unwrap();
     let session: Value = serde_json::from_str(header.lines().next().unwrap()).unwrap();
@@ -168,10 +175,69 @@ fn real_gemini_prompt_with_a_shell_call() {
     assert_eq!(r["input_tokens"], 110.0, "{r}");
     assert_eq!(r["cache_read_tokens"], 30.0, "{r}");
     assert_eq!(r["output_tokens"], 15.0, "{r}");
+    // Cost once per message at gemini-2.5-flash's prices (0.30 in / 0.03 cached / 2.50 out per
+    // million): 60·0.30 + 9·2.50 = 40.5 µ$, then 50·0.30 + 30·0.03 + 6·2.50 = 30.9 µ$.
+    let cost = r["cost_usd"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no cost: {r}"));
+    assert!((cost - 0.0000714).abs() < 1e-12, "{cost}: {r}");
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "the whole run took {:?}",
         started.elapsed()
+    );
+
+    // A model the price table does not know: its tokens are counted, its cost is not guessed.
+    let out = gemini_command(&home, &work, &format!("http://{api}"))
+        .args([
+            "-p",
+            "run the hello command",
+            "--yolo",
+            "-m",
+            "gemini-mock-unpriced",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
+    assert!(
+        out.status.success(),
+        "gemini -m gemini-mock-unpriced failed: {out:?}"
+    );
+    let logs = sightline_sources::session_files::jsonl_files(&home.join(".gemini/tmp"));
+    let other = logs
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str::<Value>(t.lines().next()?).ok())
+        .filter_map(|h| h["sessionId"].as_str().map(str::to_string))
+        .find(|s| *s != session)
+        .unwrap_or_else(|| panic!("a second session log: {logs:?}"));
+    let usage = hub.wait_for(
+        "the unpriced model's two messages",
+        Duration::from_secs(30),
+        |events| {
+            events
+                .iter()
+                .filter(|e| e["source_event"] == "tokens" && e["session_id"] == other.as_str())
+                .count()
+                >= 2
+        },
+    );
+    let unpriced: Vec<&Value> = usage
+        .iter()
+        .filter(|e| e["source_event"] == "tokens" && e["session_id"] == other.as_str())
+        .collect();
+    assert!(
+        unpriced
+            .iter()
+            .all(|e| e["payload"]["model"] == "gemini-mock-unpriced"
+                && e["metrics"].get("cost_usd").is_none()
+                && e["metrics"]["output_tokens"].as_f64() > Some(0.0)),
+        "{unpriced:?}"
+    );
+    let r = hub.get(&format!("/api/v1/runs/{other}"))["run"].clone();
+    assert_eq!(r["input_tokens"], 110.0, "{r}");
+    assert!(
+        r["cost_usd"].as_f64().unwrap_or(0.0) == 0.0,
+        "no cost for an unknown model: {r}"
     );
     hub.stop();
 }

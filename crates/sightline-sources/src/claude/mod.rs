@@ -1,8 +1,7 @@
-//! Claude Code: hooks (endpoint and mapping), transcripts (backfill and tail) and the price
-//! table used for transcript costs. Nothing here may block or steer the agent.
+//! Claude Code: hooks (endpoint and mapping) and transcripts (backfill and tail); their costs
+//! come from [`crate::pricing`]. Nothing here may block or steer the agent.
 
 pub mod hooks;
 pub mod link;
-pub mod pricing;
 pub mod spans;
 pub mod transcript;

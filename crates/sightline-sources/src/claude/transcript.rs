@@ -3,12 +3,13 @@
 //!
 //! Each line becomes events: assistant text, tool uses and tool results (correlated with hook
 //! events on `tool_use_id`, so a tool seen by both is one lifecycle), prompts, and one usage
-//! event per API call with tokens and cost from [`super::pricing`]. Transcripts repeat the same
+//! event per API call with tokens and cost from [`crate::pricing`]. Transcripts repeat the same
 //! `usage` on every content block of a message, so usage is counted once per
 //! `message.id` + `requestId`: in memory while tailing, and through the event id
 //! (`claude-usage:<requestId>`) across restarts and against the OpenTelemetry `api_request`
-//! event of the same call, which uses the same id. The checkpoint is the byte offset of each
-//! file, advanced only after the events before it were committed.
+//! event of the same call, which uses the same id. Reading, checkpoints (the byte offset of each
+//! file, advanced only after the events before it were committed) and bad lines are the shared
+//! session-file tailer's ([`crate::session_files`]).
 //!
 //! The format is internal to Claude Code and drifts: unknown line types and fields are skipped
 //! or kept in the payload, never an error. A line that is not JSON, or whose mapping fails or
@@ -17,7 +18,6 @@
 //! never modify the transcripts.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,16 +25,12 @@ use serde_json::{Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
 use super::hooks::tool_title;
-use super::pricing::{Usage, cost_usd};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::util::{
-    BuilderExt, Metrics, contain, event_id, line_error_event, redacted, short, text,
-};
-use sightline_schema::validate::describe_json_error;
+use crate::pricing::Usage;
+use crate::session_files::{Chunk, follow, jsonl_files, read_jsonl};
+use crate::util::{BuilderExt, event_id, short, text};
 
 pub const NAME: &str = "claude-transcripts";
-/// Most bytes read from one file in one pass (a pass ends at the last whole line).
-const READ_CHUNK: u64 = 16 * 1024 * 1024;
 
 /// Where a transcript file sits in the session tree.
 #[derive(Debug, Clone, Default)]
@@ -91,22 +87,6 @@ impl TranscriptState {
         if self.tools.len() > MAX_STATE {
             self.tools.clear();
         }
-    }
-}
-
-fn usage_of(u: &Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let cache = u.get("cache_creation");
-    let one_hour = cache
-        .and_then(|c| c.get("ephemeral_1h_input_tokens"))
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    Usage {
-        input: n("input_tokens"),
-        output: n("output_tokens"),
-        cache_read: n("cache_read_input_tokens"),
-        cache_write: n("cache_creation_input_tokens"),
-        cache_write_1h: one_hour,
     }
 }
 
@@ -220,13 +200,7 @@ pub fn map_line_results(
                 let request_id = text(line, "requestId");
                 let key = format!("{msg_id}:{}", request_id.as_deref().unwrap_or(""));
                 if state.seen_usage.insert(key) {
-                    let usage = usage_of(u);
-                    let mut metrics = Metrics::default();
-                    metrics.put("input_tokens", Some(usage.input));
-                    metrics.put("output_tokens", Some(usage.output));
-                    metrics.put("cache_read_tokens", Some(usage.cache_read));
-                    metrics.put("cache_write_tokens", Some(usage.cache_write));
-                    metrics.put("cost_usd", cost_usd(&model, &usage));
+                    let usage = Usage::anthropic(u);
                     let id = match &request_id {
                         Some(r) => event_id("claude-usage", &[r]),
                         None => event_id("claude-usage", &[&msg_id]),
@@ -245,7 +219,7 @@ pub fn map_line_results(
                     .entity_id(&msg_id)
                     // The OTel `api_request` log and `llm_request` span of the call share it.
                     .correlation_id(request_id.clone())
-                    .metrics(metrics)
+                    .metrics(usage.metrics(&model))
                     .payload_value(
                         json!({"model": model, "message_id": msg_id, "request_id": request_id, "usage": u}),
                     );
@@ -350,130 +324,19 @@ pub fn map_line_results(
         .collect()
 }
 
-/// What one read of a transcript gave.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    /// The events of the lines read, and an error event for each line that could not be mapped.
-    pub events: Vec<Event>,
-    /// The offset after the last whole line read (the next checkpoint).
-    pub next: u64,
-    /// Why each line that could not be mapped was not (already redacted), for health.
-    pub errors: Vec<String>,
-}
-
-/// Reads whole lines of `path` from `offset`. A line that is not JSON, whose mapping fails or
-/// panics, becomes an error event and a message, and reading goes on after it: one bad line
-/// never stops the file.
+/// Reads whole lines of `path` from `offset` with the shared session-file reader: a line that is
+/// not JSON, whose mapping fails or panics, becomes an error event and a message, and reading
+/// goes on after it: one bad line never stops the file.
 pub fn read_from(
     path: &Path,
     offset: u64,
     state: &mut TranscriptState,
     now: Timestamp,
 ) -> std::io::Result<Chunk> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    // A file that shrank was rewritten: start again (event ids make the re-read harmless).
-    let offset = if len < offset { 0 } else { offset };
-    let mut chunk = Chunk {
-        next: offset,
-        ..Chunk::default()
-    };
-    if len == offset {
-        return Ok(chunk);
-    }
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::new();
-    file.take(READ_CHUNK).read_to_end(&mut buf)?;
-    let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
-        if buf.len() as u64 >= READ_CHUNK {
-            // One line longer than the chunk: skip it rather than stall the file forever.
-            let message = format!(
-                "{}: the line at byte {offset} is longer than {READ_CHUNK} bytes; skipped",
-                path.display()
-            );
-            chunk.events.extend(line_error_event(
-                Source::Claude,
-                "claude-tx",
-                path,
-                offset,
-                "",
-                &message,
-                now,
-            ));
-            chunk.errors.push(message);
-            chunk.next = offset + buf.len() as u64;
-        }
-        return Ok(chunk);
-    };
     let file_ctx = FileContext::of(path);
-    let mut at = offset;
-    for raw in buf[..last_nl].split(|b| *b == b'\n') {
-        let line_start = at;
-        at += raw.len() as u64 + 1;
-        let line = raw.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let mapped = contain(|| {
-            let value = serde_json::from_slice::<Value>(line)
-                .map_err(|e| format!("not JSON: {}", describe_json_error(&e)))?;
-            Ok(map_line_results(&value, &file_ctx, state, now))
-        });
-        let failures: Vec<String> = match mapped {
-            Ok(results) => results
-                .into_iter()
-                .filter_map(|r| match r {
-                    Ok(e) => {
-                        chunk.events.push(e);
-                        None
-                    }
-                    Err(m) => Some(m),
-                })
-                .collect(),
-            Err(m) => vec![m],
-        };
-        for failure in failures {
-            let text = String::from_utf8_lossy(line);
-            chunk.events.extend(line_error_event(
-                Source::Claude,
-                "claude-tx",
-                path,
-                line_start,
-                &text,
-                &failure,
-                now,
-            ));
-            chunk.errors.push(redacted(&format!(
-                "{}: the line at byte {line_start}: {failure}",
-                path.display()
-            )));
-        }
-    }
-    chunk.next = offset + last_nl as u64 + 1;
-    Ok(chunk)
-}
-
-/// Every `*.jsonl` under `dir`, sorted so that parents come before their subagents.
-pub fn transcript_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "jsonl") => {
-                    out.push(path)
-                }
-                _ => {}
-            }
-        }
-    }
-    out.sort_by_key(|p| (p.components().count(), p.clone()));
-    out
+    read_jsonl(path, offset, Source::Claude, "claude-tx", now, |v, _| {
+        map_line_results(v, &file_ctx, state, now)
+    })
 }
 
 /// The tailer.
@@ -489,52 +352,6 @@ impl TranscriptAdapter {
             poll: config.poll,
         }))
     }
-
-    /// One pass over every file; returns how many events were committed.
-    pub async fn pass(
-        &self,
-        ctx: &AdapterContext,
-        state: &mut TranscriptState,
-    ) -> Result<usize, AdapterError> {
-        let mut total = 0;
-        for path in transcript_files(&self.projects) {
-            let key = path.to_string_lossy().to_string();
-            let mut offset = ctx.checkpoint(&key).and_then(|v| v.as_u64()).unwrap_or(0);
-            // Most files did not change since the last pass: a stat, not an open.
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() == offset) {
-                continue;
-            }
-            loop {
-                let Chunk {
-                    events,
-                    next,
-                    errors,
-                } = match read_from(&path, offset, state, Timestamp::now()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        ctx.error(format!("{}: {e}", path.display()));
-                        break;
-                    }
-                };
-                for message in errors {
-                    ctx.error(message);
-                }
-                if next == offset {
-                    break;
-                }
-                total += events.len();
-                for chunk in events.chunks(1000) {
-                    ctx.emit(chunk.to_vec()).await?;
-                }
-                offset = next;
-                ctx.set_checkpoint(&key, json!(offset));
-                if ctx.stopping() {
-                    return Ok(total);
-                }
-            }
-        }
-        Ok(total)
-    }
 }
 
 impl Adapter for TranscriptAdapter {
@@ -544,18 +361,18 @@ impl Adapter for TranscriptAdapter {
 
     fn run(self: Arc<Self>, ctx: AdapterContext) -> AdapterFuture {
         Box::pin(async move {
+            // One state for every file (bounded by MAX_STATE), not one per file: a hub may
+            // follow thousands of transcripts.
             let mut state = TranscriptState::default();
-            loop {
-                if !self.projects.exists() {
-                    ctx.set_state("waiting");
-                } else {
-                    self.pass(&ctx, &mut state).await?;
-                    ctx.set_state("running");
-                }
-                if ctx.sleep(self.poll).await {
-                    return Ok(());
-                }
-            }
+            follow(
+                &ctx,
+                &self.projects,
+                self.poll,
+                jsonl_files,
+                |_| (),
+                |path, offset, ()| read_from(path, offset, &mut state, Timestamp::now()),
+            )
+            .await
         })
     }
 }
