@@ -234,6 +234,16 @@ impl Acc {
             cost: vec![0.0; n],
         }
     }
+    /// The sums of a line already made (to regroup it).
+    fn of(line: &SeriesLine) -> Acc {
+        Acc {
+            events: line.events.clone(),
+            errors: line.errors.clone(),
+            input: line.input_tokens.clone(),
+            output: line.output_tokens.clone(),
+            cost: line.cost_usd.clone(),
+        }
+    }
     fn add_at(&mut self, i: usize, other: (i64, i64, f64, f64, f64)) {
         self.events[i] += other.0;
         self.errors[i] += other.1;
@@ -421,6 +431,20 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
         }
     }
     fold_small(&mut by_key, keep, buckets);
+    let lines = into_lines(by_key);
+    Ok(Series {
+        by: q.by.name().to_string(),
+        bucket_ms: bucket,
+        start_ms: start,
+        buckets,
+        lines,
+        scanned,
+        partial,
+    })
+}
+
+/// A series' lines from its sums: the most events first, ties by key, `(other)` last.
+fn into_lines(by_key: HashMap<String, Acc>) -> Vec<SeriesLine> {
     let mut lines: Vec<SeriesLine> = by_key
         .into_iter()
         .map(|(key, a)| SeriesLine {
@@ -439,15 +463,7 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<Series, StoreError> 
             .then(b.total_events.cmp(&a.total_events))
             .then(a.key.cmp(&b.key))
     });
-    Ok(Series {
-        by: q.by.name().to_string(),
-        bucket_ms: bucket,
-        start_ms: start,
-        buckets,
-        lines,
-        scanned,
-        partial,
-    })
+    lines
 }
 
 /// Keeps the `keep` largest keys (by events) and sums the rest into [`OTHER`].
@@ -483,39 +499,13 @@ pub fn regroup(series: Series, by: &str, key_of: impl Fn(&str) -> Option<String>
         } else {
             key_of(&line.key).unwrap_or_else(|| NONE.to_string())
         };
-        let acc = by_key.entry(key).or_insert_with(|| Acc::new(n));
-        for i in 0..n {
-            acc.add_at(
-                i,
-                (
-                    line.events[i],
-                    line.errors[i],
-                    line.input_tokens[i],
-                    line.output_tokens[i],
-                    line.cost_usd[i],
-                ),
-            );
-        }
+        by_key
+            .entry(key)
+            .or_insert_with(|| Acc::new(n))
+            .merge(&Acc::of(line));
     }
     fold_small(&mut by_key, MAX_KEYS, n);
-    let mut lines: Vec<SeriesLine> = by_key
-        .into_iter()
-        .map(|(key, a)| SeriesLine {
-            total_events: a.events.iter().sum(),
-            key,
-            events: a.events,
-            errors: a.errors,
-            input_tokens: a.input,
-            output_tokens: a.output,
-            cost_usd: a.cost,
-        })
-        .collect();
-    lines.sort_by(|a, b| {
-        (a.key == OTHER)
-            .cmp(&(b.key == OTHER))
-            .then(b.total_events.cmp(&a.total_events))
-            .then(a.key.cmp(&b.key))
-    });
+    let lines = into_lines(by_key);
     Series {
         by: by.to_string(),
         lines,

@@ -580,52 +580,42 @@ pub(crate) fn filter_clauses(
     args: &mut Vec<SqlValue>,
 ) -> Vec<String> {
     let mut clauses = Vec::new();
-    let codes = |v: Vec<i64>| v.into_iter().map(SqlValue::Integer);
-    let texts = |v: &[String]| v.iter().cloned().map(SqlValue::Text).collect::<Vec<_>>();
-    if !filter.sources.is_empty() {
-        clauses.push(in_list(
-            "source",
-            codes(filter.sources.iter().map(|s| s.code()).collect()),
-            args,
-        ));
-    }
-    if !filter.entity_types.is_empty() {
-        clauses.push(in_list(
+    let codes: [(&str, Vec<i64>); 4] = [
+        ("source", filter.sources.iter().map(|s| s.code()).collect()),
+        (
             "entity_type",
-            codes(filter.entity_types.iter().map(|s| s.code()).collect()),
-            args,
-        ));
-    }
-    if !filter.statuses.is_empty() {
-        clauses.push(in_list(
-            "status",
-            codes(filter.statuses.iter().map(|s| s.code()).collect()),
-            args,
-        ));
-    }
-    if !filter.severities.is_empty() {
-        clauses.push(in_list(
+            filter.entity_types.iter().map(|t| t.code()).collect(),
+        ),
+        ("status", filter.statuses.iter().map(|s| s.code()).collect()),
+        (
             "severity",
-            codes(filter.severities.iter().map(|s| s.code()).collect()),
-            args,
-        ));
+            filter.severities.iter().map(|s| s.code()).collect(),
+        ),
+    ];
+    for (column, values) in codes {
+        if !values.is_empty() {
+            clauses.push(in_list(
+                column,
+                values.into_iter().map(SqlValue::Integer),
+                args,
+            ));
+        }
     }
-    if !filter.source_events.is_empty() {
-        clauses.push(in_list("source_event", texts(&filter.source_events), args));
-    }
-    if !filter.runs.is_empty() {
-        clauses.push(in_list("run_id", texts(&filter.runs), args));
+    let texts = |v: &[String]| v.iter().cloned().map(SqlValue::Text).collect::<Vec<_>>();
+    for (column, values) in [
+        ("source_event", &filter.source_events),
+        ("run_id", &filter.runs),
+        ("agent", &filter.agents),
+        ("correlation_id", &filter.correlations),
+    ] {
+        if !values.is_empty() {
+            clauses.push(in_list(column, texts(values), args));
+        }
     }
     if !filter.sessions.is_empty() {
         let a = in_list("session_id", texts(&filter.sessions), args);
         let b = in_list("parent_session_id", texts(&filter.sessions), args);
         clauses.push(format!("({a} OR {b})"));
-    }
-    if !filter.agents.is_empty() {
-        clauses.push(in_list("agent", texts(&filter.agents), args));
-    }
-    if !filter.correlations.is_empty() {
-        clauses.push(in_list("correlation_id", texts(&filter.correlations), args));
     }
     if let Some(since) = filter.since {
         clauses.push(format!(
