@@ -1,7 +1,9 @@
 //! Workflow executions: producers send `status`, `log`, `progress`, `error` and `complete`
 //! updates (`POST /api/v1/workflows/{id}/updates`, or `workflow_update` over `/ws`); they become
-//! canonical `workflow`/`step`/`log` events of run `{id}`. The server streams them back in the
-//! workflow-update shape at `GET /ws/workflow/{id}`.
+//! canonical `workflow`/`step`/`log` events of run `{id}`: the workflow's own updates in session
+//! `{id}`, a step's in the step's session `{id}/{step}` under it, so each step has a status of
+//! its own that ends when the step does. The server streams them back in the workflow-update
+//! shape at `GET /ws/workflow/{id}`.
 //!
 //! The original update is kept in the event's payload (`payload.update`) so the stream gives
 //! back what was sent. This module must never store an update it could not map: a batch with
@@ -48,6 +50,33 @@ fn entity_of(step: Option<&str>) -> EntityType {
     } else {
         EntityType::Workflow
     }
+}
+
+/// The session of a step: `{workflow}/{step}`, readable when it fits the schema's 256-byte key
+/// limit, else the step's name hashed (a long step name must not get the update refused).
+pub fn step_session(workflow_id: &str, step: &str) -> String {
+    let readable = format!("{workflow_id}/{step}");
+    if readable.len() <= 200 && !readable.contains('\0') {
+        readable
+    } else {
+        format!(
+            "{workflow_id}/#{}",
+            crate::util::stable_hash(&[step.as_bytes()])
+        )
+    }
+}
+
+/// The producer's attempt number (`data.attempt`), when it is a whole number from 1: anything
+/// else is left in the payload and the hub counts attempts itself.
+fn attempt_of(data: &Map<String, Value>) -> Option<u64> {
+    let n = data.get("attempt")?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < 1e15)
+                .map(|f| f as u64)
+        })
+        .filter(|n| *n >= 1)
 }
 
 fn str_field<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -167,9 +196,17 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
         Some(s) => format!("{workflow_id}/{s}"),
         None => workflow_id.to_string(),
     };
+    // A step's updates (its logs too) live in the step's session; the workflow's own and its
+    // completion in the workflow's.
+    let session = match step {
+        Some(s) if entity_type != EntityType::Workflow => step_session(workflow_id, s),
+        _ => workflow_id.to_string(),
+    };
+    let parent = (session != workflow_id).then(|| workflow_id.to_string());
     let mut event = Event::builder(Source::Workflow, kind, entity_type, title)
         .run_id(workflow_id)
-        .session_id(workflow_id)
+        .session_id(session)
+        .parent_session_id(parent)
         .entity_id(step.unwrap_or(workflow_id))
         .status(status)
         .severity(severity)
@@ -189,6 +226,9 @@ pub fn update_to_event(workflow_id: &str, update: &Value, now: Timestamp) -> Res
     }
     if let Some(p) = progress {
         event = event.metric_f64("progress", p);
+    }
+    if let Some(n) = attempt_of(data) {
+        event = event.metric("attempt", n);
     }
     if let Some(d) = data.get("duration_ms").and_then(Value::as_f64) {
         event = event.duration_ms_f64(d);

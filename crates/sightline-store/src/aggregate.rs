@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{Transaction, params};
-use sightline_schema::{EntityType, Event, Status};
+use sightline_schema::{EntityType, Event, Source, Status};
 
 /// The numbers summed into runs, sessions and stats.
 #[derive(Debug, Default, Clone, Copy)]
@@ -196,15 +196,20 @@ fn sets_run_status(e: &Event) -> bool {
     }
 }
 
+/// Does this event set its session's status? Events about the session itself; a workflow's
+/// own events for the workflow's session; a step's for the step's own session (one that is not
+/// its run's root: a step reported inside the workflow's session is work in it, not its end).
 fn sets_session_status(e: &Event) -> bool {
-    matches!(
-        e.entity_type,
+    match e.entity_type {
         EntityType::Session
-            | EntityType::Permission
-            | EntityType::Run
-            | EntityType::Process
-            | EntityType::Pane
-    )
+        | EntityType::Permission
+        | EntityType::Run
+        | EntityType::Process
+        | EntityType::Pane
+        | EntityType::Workflow => true,
+        EntityType::Step => e.session_id.is_some() && e.session_id != e.run_id,
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -346,6 +351,15 @@ impl BatchAggregates {
                 ])?;
             }
         }
+        // A workflow's end ends every session of it still open (docs/CONTRACT.md §2.5).
+        let workflow = Source::Workflow.code();
+        crate::workflow::end_open_sessions(
+            tx,
+            self.runs
+                .iter()
+                .filter(|(_, d)| d.source == workflow)
+                .map(|(id, _)| id.as_str()),
+        )?;
         let mut upsert = tx.prepare_cached(UPSERT_STATS)?;
         for ((minute, source, entity_type, severity), b) in &self.stats {
             upsert.execute(params![

@@ -18,6 +18,7 @@ pub mod query;
 pub mod retention;
 pub mod rows;
 pub mod search_text;
+pub mod workflow;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -68,6 +68,8 @@ pub fn components() -> Map<String, Value> {
         crate::routes::settings::CreatedToken,
         crate::routes::settings::RevokedToken,
         LiveState,
+        sightline_store::workflow::WorkflowsPage,
+        sightline_store::workflow::Workflow,
     );
     let mut out = g.definitions().clone();
     out.insert(
@@ -170,6 +172,12 @@ pub fn revoked_token() -> Value {
 }
 pub fn live_state() -> Value {
     of::<LiveState>()
+}
+pub fn workflows_page() -> Value {
+    of::<sightline_store::workflow::WorkflowsPage>()
+}
+pub fn workflow() -> Value {
+    of::<sightline_store::workflow::Workflow>()
 }
 pub fn any_object() -> Value {
     json!({"type": "object"})

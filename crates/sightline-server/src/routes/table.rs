@@ -239,6 +239,15 @@ const WORKFLOW_QUERY: &[Param] = &[Param {
     kind: "integer",
 }];
 
+const WORKFLOWS_QUERY: &[Param] = &[
+    Param {
+        name: "limit",
+        description: "workflows per page (1 to 200, default 100)",
+        kind: "integer",
+    },
+    param("cursor", "the next_cursor of the previous page"),
+];
+
 const COUNT_QUERY: &[Param] = &[Param {
     name: "before",
     description: "count only events below this seq (a page's position)",
@@ -301,6 +310,13 @@ pub fn core_routes() -> Vec<Route> {
         route(Get, "/api/v1/sessions/{session_id}/tree", READ, "A session and its descendants with rolled-up totals")
             .answers(200, Shape::Json(s::session_tree))
             .to(get(query::session_tree)),
+        route(Get, "/api/v1/workflows", READ, "Workflow executions, newest activity first, with their steps, attempts and one progress figure (steps done / steps known)")
+            .query(&[WORKFLOWS_QUERY])
+            .answers(200, Shape::Json(s::workflows_page))
+            .to(get(workflow::list)),
+        route(Get, "/api/v1/workflows/{id}", READ, "One workflow execution with its steps, each attempt, and its progress")
+            .answers(200, Shape::Json(s::workflow))
+            .to(get(workflow::one)),
         route(Get, "/api/v1/live", READ, "The active and waiting sessions (and their ancestors) from the hub's derived rows, with why each waits")
             .query(&[LIVE_QUERY])
             .answers(200, Shape::Json(s::live_state))

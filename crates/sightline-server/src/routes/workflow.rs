@@ -2,18 +2,22 @@
 //! shape `{type: status|log|progress|error|complete, timestamp, seq, data}`, from the beginning
 //! (or after `since`) and then live. The updates come in through the workflow source
 //! (`sightline_sources::workflow`), which keeps each original update in `payload.update`.
+//! `GET /api/v1/workflows` and `/workflows/{id}` serve the executions with their steps,
+//! attempts and one progress figure, all computed by `sightline_store::workflow`.
 //!
 //! A client that stops reading is cut off after the hub's send-stall limit; this module must
 //! never let one hold a subscription open forever.
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sightline_schema::{Event, Filter, Source};
+use sightline_store::workflow::{self as wf, Workflow, WorkflowsPage};
 
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -54,6 +58,49 @@ pub fn event_to_update(e: &Event) -> Value {
             .or_insert_with(|| json!(e.summary.clone().unwrap_or_else(|| e.title.clone())));
     }
     json!({"type": kind, "timestamp": e.ts, "seq": e.seq, "data": data})
+}
+
+/// `GET /api/v1/workflows?limit=&cursor=`: workflow executions, newest activity first, each
+/// with its steps, attempts and progress.
+pub async fn list(
+    State(hub): State<Hub>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<WorkflowsPage>, ApiError> {
+    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
+        None => 100,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "limit: `{v}` is not a whole number (1 to {})",
+                wf::MAX_PAGE
+            ))
+        })?,
+    };
+    let cursor = params.get("cursor").filter(|v| !v.is_empty()).cloned();
+    let page = hub
+        .store()
+        .read(move |c| wf::workflows(c, limit, cursor))
+        .await?;
+    Ok(Json(WorkflowsPage {
+        workflows: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `GET /api/v1/workflows/{id}`: one execution with its steps, attempts and progress.
+pub async fn one(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<Json<Workflow>, ApiError> {
+    let key = id.clone();
+    hub.store()
+        .read(move |c| wf::workflow(c, &key))
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no workflow `{id}`: its updates go to POST /api/v1/workflows/{{id}}/updates"
+            ))
+        })
 }
 
 /// `GET /ws/workflow/{id}?since=<seq>`: the workflow's updates from the beginning (or after
