@@ -33,6 +33,23 @@ def _new_run_id() -> str:
     return f"py-{uuid.uuid4().hex[:20]}"
 
 
+def _liveness() -> dict:
+    """What the hub's liveness sweep needs to tell this process from another with the same pid
+    (docs/SOURCES-SETUP.md, "Liveness"): the machine's boot id and this process's start time in
+    clock ticks after boot (field 22 of /proc/self/stat). Empty where /proc has neither."""
+    out: dict = {}
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            out["boot_id"] = f.read().strip()
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        # Fields after the command name, which may hold spaces and parentheses.
+        out["start_ticks"] = int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 class Agent:
     """One per process. Use ``start()``/``stop()`` rather than this class directly."""
 
@@ -138,6 +155,8 @@ class Agent:
                     "max_detail_per_s": cfg.max_detail_per_s,
                     "agent_version": "0.1.0",
                     "tracer": "sys.monitoring" if _native.MONITORING else "PyEval_SetProfile",
+                    "heartbeat_s": cfg.heartbeat_s,
+                    **_liveness(),
                 },
             )
         )
@@ -174,7 +193,14 @@ class Agent:
                 f"python fork of {parent_session.split(':')[0]}",
                 status="running",
                 summary=f"forked child pid {self.pid}",
-                payload={"argv": _redact_argv(sys.argv), "ppid": os.getppid(), "forked": True, "tracing": self.tracing},
+                payload={
+                    "argv": _redact_argv(sys.argv),
+                    "ppid": os.getppid(),
+                    "forked": True,
+                    "tracing": self.tracing,
+                    "heartbeat_s": self.cfg.heartbeat_s,
+                    **_liveness(),
+                },
             )
         )
         _native.start_heartbeat(self.cfg.heartbeat_s)

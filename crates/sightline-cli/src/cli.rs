@@ -106,6 +106,14 @@ pub struct ServeArgs {
     /// Largest ingest request body in bytes.
     #[arg(long, env = "SIGHTLINE_MAX_BODY")]
     pub max_body: Option<usize>,
+    /// Agent sessions with no event for this long stop counting as active and show as idle
+    /// (e.g. 30m, 2h; 0 turns it off; default 30m). See docs/SOURCES-SETUP.md, "Liveness".
+    #[arg(long, env = "SIGHTLINE_IDLE_AFTER")]
+    pub idle_after: Option<String>,
+    /// How often, in seconds, the hub checks that the producers of open runs are alive
+    /// (default 5).
+    #[arg(long, env = "SIGHTLINE_LIVENESS_EVERY")]
+    pub liveness_every: Option<f64>,
     /// Open the dashboard in a browser once listening.
     #[arg(long)]
     pub open: bool,

@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub token: Option<String>,
     pub retention: Option<String>,
     pub max_body: Option<usize>,
+    /// `idle_after = "30m"`: when agent sessions stop counting as active (`serve --idle-after`).
+    pub idle_after: Option<String>,
+    /// `liveness_every = 5`: seconds between liveness sweeps (`serve --liveness-every`).
+    pub liveness_every: Option<f64>,
     /// `[[tokens]]` tables: `token`, `roles` (read, ingest, admin), `name` (docs/SECURITY.md).
     pub tokens: Option<Vec<sightline_server::auth::TokenSpec>>,
     pub token_file: Option<PathBuf>,
@@ -97,6 +101,31 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
         }
     };
     toml::from_str(&text).map_err(|e| Exit::config(format!("config file {}: {e}", path.display())))
+}
+
+/// The liveness sweep's settings from `--idle-after` / `idle_after` (a duration word like
+/// `30m`; `0` turns the idle rule off) and `--liveness-every` / `liveness_every` (seconds).
+pub fn liveness(
+    idle_after: Option<&str>,
+    every: Option<f64>,
+) -> anyhow::Result<sightline_core::liveness::Settings> {
+    let mut settings = sightline_core::liveness::Settings::default();
+    if let Some(text) = idle_after {
+        settings.idle_after = sightline_store::retention::parse_period(text).map_err(|e| {
+            Exit::config(format!(
+                "--idle-after / idle_after: {e} (a duration like 30m or 2h; 0 turns it off)"
+            ))
+        })?;
+    }
+    if let Some(secs) = every {
+        if !(0.1..=3_600.0).contains(&secs) {
+            return Err(Exit::config(format!(
+                "--liveness-every / liveness_every: {secs} is not between 0.1 and 3600 seconds"
+            )));
+        }
+        settings.every = Duration::from_secs_f64(secs);
+    }
+    Ok(settings)
 }
 
 /// Reads a retention word (`14d`, `36h`, `90m`, `0`) the one way the hub does, as a config error.

@@ -76,6 +76,10 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     if !audit_configured {
         security.audit_path = Some(super::live::default_audit_path(&db));
     }
+    let liveness = config::liveness(
+        args.idle_after.or(file.idle_after).as_deref(),
+        args.liveness_every.or(file.liveness_every),
+    )?;
     let mut store = StoreConfig::new(&db);
     store.retention = retention;
     let settings = HubSettings {
@@ -132,6 +136,8 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             None => sightline_server::start(hub, listener)?,
         };
         let core = running.hub.core().clone();
+        // The liveness sweep: ends runs whose producer is gone, quiets idle agent sessions.
+        let sweeper = sightline_core::liveness::start(core.clone(), liveness);
         let exporter = otlp_export
             .as_deref()
             .map(|url| sightline_forward::otlp_export::start(core.clone(), url, Default::default()));
@@ -181,6 +187,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             stopper.request_shutdown();
         });
         let result = running.wait().await;
+        sweeper.stop().await;
         tracing::info!("stopping: background sources, then the exporter");
         adapters.stop().await;
         if let Some(exporter) = exporter {
