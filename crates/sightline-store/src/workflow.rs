@@ -194,10 +194,13 @@ impl Folder {
         let current = s.attempts.last().map(|a| a.attempt);
         // Which attempt this update belongs to: the one it names, else the current one, or the
         // next when the current has ended and the step runs again.
+        // A `progress` update says how far, not that the step started again: it never opens
+        // an attempt nor changes an ended one's status (the source marks it `running`).
+        let progress_only = e.source_event == "progress";
         let number = match (told, current) {
             (Some(n), _) => n,
             (None, None) => 1,
-            (None, Some(c)) if state.closed && reopens(e.status) => c + 1,
+            (None, Some(c)) if state.closed && !progress_only && reopens(e.status) => c + 1,
             (None, Some(c)) => c,
         };
         let at = match s.attempts.iter().rposition(|a| a.attempt == number) {
@@ -229,7 +232,10 @@ impl Folder {
         // `retry` after a failure announces the next attempt; it does not rewrite how this one
         // ended.
         let ended = a.status.is_some_and(|st| TERMINAL.contains(&st));
-        if let Some(status) = e.status.filter(|st| !(ended && *st == Status::Retry)) {
+        if let Some(status) = e
+            .status
+            .filter(|st| !(ended && (*st == Status::Retry || progress_only)))
+        {
             a.status = Some(status);
             if TERMINAL.contains(&status) || status == Status::Retry {
                 a.ended_at = Some(e.ts);
@@ -256,12 +262,30 @@ impl Folder {
 
     /// The workflow as of these events, for `run` (whose status ends any step left open).
     pub fn finish(self, run: Run) -> Workflow {
-        let ended = run.status.filter(|s| TERMINAL.contains(s));
+        let (progress, steps, steps_omitted, steps_retried) = self.settle(run.status, run.ended_at);
+        Workflow {
+            run,
+            progress,
+            steps,
+            steps_omitted,
+            steps_retried,
+        }
+    }
+
+    /// Steps and progress given the run's status and end: (progress, steps, omitted, retried).
+    fn settle(
+        self,
+        run_status: Option<Status>,
+        run_ended_at: Option<Timestamp>,
+    ) -> (Progress, Vec<Step>, u64, u64) {
+        let ended = run_status.filter(|s| TERMINAL.contains(s));
         let mut steps: Vec<Step> = self
             .steps
             .into_iter()
             .map(|state| {
                 let mut s = state.step;
+                // Named attempts may arrive out of order; the last is the highest number.
+                s.attempts.sort_by_key(|a| a.attempt);
                 if let Some(last) = s.attempts.last_mut() {
                     if let Some(end) = ended
                         && !last.status.is_some_and(|st| TERMINAL.contains(&st))
@@ -269,9 +293,8 @@ impl Folder {
                         // The workflow's end ends the step, as it ends the step's session.
                         last.status = Some(end);
                         if last.ended_at.is_none() {
-                            last.ended_at = run.ended_at;
-                            last.duration_ms = run
-                                .ended_at
+                            last.ended_at = run_ended_at;
+                            last.duration_ms = run_ended_at
                                 .map(|t| (t.millis() - last.started_at.millis()).max(0) as f64);
                         }
                     }
@@ -293,7 +316,7 @@ impl Folder {
             .count() as u64;
         let (percent, basis) = if known > 0 {
             (done as f64 * 100.0 / known as f64, "steps")
-        } else if run.status == Some(Status::Success) {
+        } else if run_status == Some(Status::Success) {
             (100.0, "ended")
         } else if let Some(p) = self.reported {
             (p, "reported")
@@ -301,18 +324,13 @@ impl Folder {
             (0.0, "none")
         };
         let steps_retried = steps.iter().filter(|s| s.attempt_count > 1).count() as u64;
-        Workflow {
-            run,
-            progress: Progress {
-                steps_done: done,
-                steps_known: known,
-                percent,
-                basis,
-            },
-            steps,
-            steps_omitted: self.steps_omitted,
-            steps_retried,
-        }
+        let progress = Progress {
+            steps_done: done,
+            steps_known: known,
+            percent,
+            basis,
+        };
+        (progress, steps, self.steps_omitted, steps_retried)
     }
 }
 
@@ -378,4 +396,103 @@ pub fn workflows(
         items,
         next_cursor: page.next_cursor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use sightline_schema::parse_event;
+
+    const T: i64 = 1_795_255_200_000;
+
+    fn step(
+        seq: u64,
+        at: i64,
+        kind: &str,
+        name: &str,
+        status: &str,
+        attempt: Option<u64>,
+    ) -> Event {
+        let mut metrics = serde_json::Map::new();
+        if let Some(n) = attempt {
+            metrics.insert("attempt".into(), json!(n));
+        }
+        let raw = json!({"source": "workflow", "source_event": kind, "run_id": "wf",
+            "session_id": format!("wf/{name}"), "entity_type": "step", "entity_id": name,
+            "status": status, "title": name, "ts": Timestamp(T + at).to_string(),
+            "metrics": metrics});
+        let mut e = parse_event(raw.to_string().as_bytes(), Timestamp(T + 1_000_000)).unwrap();
+        e.seq = seq;
+        e
+    }
+
+    struct Settled {
+        progress: Progress,
+        steps: Vec<Step>,
+    }
+
+    fn settle(f: Folder, status: Option<Status>) -> Settled {
+        let (progress, steps, _, _) = f.settle(status, Some(Timestamp(T + 10_000)));
+        Settled { progress, steps }
+    }
+
+    #[test]
+    fn a_progress_update_after_the_end_opens_no_attempt() {
+        let mut f = Folder::default();
+        f.fold(&step(1, 0, "status", "a", "running", None));
+        f.fold(&step(2, 10, "status", "a", "success", None));
+        f.fold(&step(3, 20, "progress", "a", "running", None));
+        let w = settle(f, None);
+        assert_eq!(w.steps[0].attempt_count, 1);
+        assert_eq!(w.steps[0].status, Some(Status::Success));
+        assert_eq!(w.progress.percent, 100.0);
+    }
+
+    #[test]
+    fn named_attempts_arrive_in_any_order() {
+        let mut f = Folder::default();
+        f.fold(&step(1, 50, "status", "a", "running", Some(2)));
+        f.fold(&step(2, 0, "error", "a", "failed", Some(1)));
+        f.fold(&step(3, 60, "status", "a", "success", Some(2)));
+        let w = settle(f, Some(Status::Success));
+        let s = &w.steps[0];
+        assert_eq!(s.attempt_count, 2);
+        assert_eq!(s.status, Some(Status::Success), "{s:?}");
+    }
+
+    proptest! {
+        /// Any sequence of step updates folds into figures that hold together: progress within
+        /// 0–100, done ≤ known, every attempt counted, none listed twice.
+        #[test]
+        fn any_updates_fold_consistently(
+            updates in prop::collection::vec((
+                0usize..4,
+                prop::sample::select(vec!["status", "progress", "error"]),
+                prop::sample::select(vec!["queued", "running", "retry", "success", "failed", "cancelled", "blocked"]),
+                prop::option::of(1u64..5),
+                -5_000i64..5_000,
+            ), 0..60),
+            end in prop::option::of(prop::sample::select(vec![Status::Success, Status::Failed, Status::Cancelled, Status::Running])),
+        ) {
+            let mut f = Folder::default();
+            for (i, (name, kind, status, attempt, at)) in updates.iter().enumerate() {
+                f.fold(&step(i as u64 + 1, *at, kind, &format!("s{name}"), status, *attempt));
+            }
+            let w = settle(f, end);
+            prop_assert!((0.0..=100.0).contains(&w.progress.percent));
+            prop_assert!(w.progress.steps_done <= w.progress.steps_known);
+            for s in &w.steps {
+                prop_assert!(s.attempt_count as usize >= s.attempts.len());
+                let mut numbers: Vec<u64> = s.attempts.iter().map(|a| a.attempt).collect();
+                prop_assert!(numbers.is_sorted());
+                numbers.dedup();
+                prop_assert_eq!(numbers.len(), s.attempts.len());
+                if end.is_some_and(|e| e != Status::Running) {
+                    prop_assert!(s.status.is_some_and(|st| TERMINAL.contains(&st)), "{:?}", s);
+                }
+            }
+        }
+    }
 }
