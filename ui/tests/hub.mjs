@@ -29,6 +29,10 @@ export async function startHub({ plugins = true, port = 0, dir: keep = null, arg
   // `dir` reuses a directory (a restart over the same database and config); `args` adds flags.
   const dir = keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sightline-ui-'));
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
+  // Hermetic: never the machine's own config file (~/.config/sightline/config.toml may hold
+  // another version's settings); a test that wants one passes `--config` in `args`.
+  env.XDG_CONFIG_HOME = path.join(dir, 'xdg-config');
+  delete env.SIGHTLINE_CONFIG;
   if (plugins) env.SIGHTLINE_PLUGINS = TEST_PLUGINS(dir);
   let cmd, args;
   if (process.env.SIGHTLINE_TEST_HUB === 'mock') {

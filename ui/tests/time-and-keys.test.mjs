@@ -362,7 +362,10 @@ describe('time and keys', () => {
         assert.equal(await pos(), a + 1);
       },
       'replay-back': async (k) => {
+        await page.fill('[data-testid="replay-scrub"]', '5');
+        await page.evaluate(() => document.activeElement?.blur());
         const a = await pos();
+        assert.equal(a, 5);
         await press(k);
         assert.equal(await pos(), a - 1);
       },

@@ -46,10 +46,12 @@ export function axisStyle(now: number, winS: number): string {
 
 const pad2 = (n: number) => (n < 10 ? '0' + n : '' + n);
 
-/** Ticks at whole steps of local time inside (now - win, now]. */
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+/** Ticks at whole steps of local time inside (now - win, now]: the window's own step, or for any
+ * other length (Replay fits its run) the first whole step that gives at most six. */
 export function ticks(now: number, winS: number): { t: number; label: string }[] {
-  const w = WINDOWS.find((x) => x.s === winS) ?? { step: Math.max(1, Math.round(winS / 5)) };
-  const step = w.step * 1000;
+  const step = (WINDOWS.find((x) => x.s === winS)?.step ?? STEPS.find((s) => winS / s <= 6) ?? 86400) * 1000;
   const t0 = now - winS * 1000;
   const out: { t: number; label: string }[] = [];
   // Align to the local clock (a zone offset that is not whole minutes still gets round labels).
@@ -57,7 +59,7 @@ export function ticks(now: number, winS: number): { t: number; label: string }[]
   // The last 8 % of the ruler is the "now" label's: a tick there would sit under it.
   for (let t = Math.ceil((t0 - off) / step) * step + off; t <= now - winS * 80; t += step) {
     const d = new Date(t);
-    out.push({ t, label: `${pad2(d.getHours())}:${pad2(d.getMinutes())}` });
+    out.push({ t, label: `${pad2(d.getHours())}:${pad2(d.getMinutes())}${step < 60_000 ? ':' + pad2(d.getSeconds()) : ''}` });
   }
   return out;
 }
