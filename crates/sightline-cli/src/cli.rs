@@ -267,6 +267,10 @@ pub struct InstallArgs {
     /// The hub's URL written into http hooks and the OpenCode plugin.
     #[arg(long, env = "SIGHTLINE_URL", default_value = "http://127.0.0.1:4517")]
     pub url: String,
+    /// Codex and Gemini: the hub's bearer token, written as the `Authorization` header of their
+    /// OpenTelemetry export (a hub serving with a token refuses it otherwise).
+    #[arg(long, env = "SIGHTLINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print what would change without writing.
     #[arg(long)]
     pub dry_run: bool,

@@ -45,19 +45,23 @@ fn backups(dir: &Path, name: &str) -> usize {
         .count()
 }
 
-/// A one-connection-at-a-time mock of the OpenAI Responses API on a thread: each request gets
-/// a stream with one assistant message and `response.completed`, then the connection closes.
-fn responses_mock() -> std::net::SocketAddr {
+/// A one-connection-at-a-time HTTP mock on a thread: each request's path goes to `answer`,
+/// which gives the content type and body sent back; then the connection closes.
+fn http_mock(answer: fn(&str) -> (&'static str, String)) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
             let mut length = 0usize;
+            let mut path = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     break;
+                }
+                if path.is_empty() {
+                    path = line.split(' ').nth(1).unwrap_or("/").to_string();
                 }
                 let lower = line.to_ascii_lowercase();
                 if let Some(v) = lower.strip_prefix("content-length:") {
@@ -69,35 +73,103 @@ fn responses_mock() -> std::net::SocketAddr {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let item = json!({"type": "message", "role": "assistant", "id": "msg_1",
-                "content": [{"type": "output_text", "text": "Nothing to do."}]});
-            let mut sse = String::new();
-            for (kind, data) in [
-                ("response.created", json!({"response": {"id": "resp_1"}})),
-                (
-                    "response.output_item.done",
-                    json!({"output_index": 0, "item": item}),
-                ),
-                (
-                    "response.completed",
-                    json!({"response": {"id": "resp_1", "usage": {"input_tokens": 10,
-                        "output_tokens": 2, "total_tokens": 12}}}),
-                ),
-            ] {
-                let mut data = data;
-                data["type"] = json!(kind);
-                sse.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
-            }
+            let (content_type, text) = answer(&path);
             let mut stream = reader.into_inner();
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sse}",
-                sse.len()
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
             );
         }
     });
     addr
 }
+
+/// The OpenAI Responses API: a stream with one assistant message and `response.completed`.
+fn responses_mock() -> std::net::SocketAddr {
+    http_mock(|_| {
+        let item = json!({"type": "message", "role": "assistant", "id": "msg_1",
+            "content": [{"type": "output_text", "text": "Nothing to do."}]});
+        let mut sse = String::new();
+        for (kind, data) in [
+            ("response.created", json!({"response": {"id": "resp_1"}})),
+            (
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            ),
+            (
+                "response.completed",
+                json!({"response": {"id": "resp_1", "usage": {"input_tokens": 10,
+                    "output_tokens": 2, "total_tokens": 12}}}),
+            ),
+        ] {
+            let mut data = data;
+            data["type"] = json!(kind);
+            sse.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
+        }
+        ("text/event-stream", sse)
+    })
+}
+
+/// The Gemini API: a streamed answer of one text part; anything else (a next-speaker check,
+/// `countTokens`) a small JSON answer.
+fn gemini_mock() -> std::net::SocketAddr {
+    http_mock(|path| {
+        let answer = |text: &str| {
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": "STOP", "index": 0}], "modelVersion": "gemini-2.5-flash",
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}})
+        };
+        if path.contains(":streamGenerateContent") {
+            (
+                "text/event-stream",
+                format!("data: {}\r\n\r\n", answer("Nothing to do.")),
+            )
+        } else if path.contains(":countTokens") {
+            ("application/json", json!({"totalTokens": 5}).to_string())
+        } else {
+            let next = "{\"reasoning\": \"done\", \"next_speaker\": \"user\"}";
+            ("application/json", answer(next).to_string())
+        }
+    })
+}
+
+/// The hub's stored events, read with `token` (the hub requires it).
+fn events_with_token(hub: &TestHub, token: &str) -> Vec<Value> {
+    let answer = sightline_testkit::agent()
+        .get(&format!("{}/api/v1/search?order=asc&limit=1000", hub.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .map(|mut r| r.body_mut().read_json::<Value>().unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    answer["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until an event of `source` named `source_event` is stored (read with `token`).
+fn wait_for_event(hub: &TestHub, token: &str, source: &str, source_event: &str) {
+    let start = std::time::Instant::now();
+    // The agents flush their telemetry at exit; 20 s is the agent's export timeout and more.
+    while start.elapsed() < Duration::from_secs(20) {
+        if events_with_token(hub, token)
+            .iter()
+            .any(|e| e["source"] == source && e["source_event"] == source_event)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "no {source_event} from {source} reached the hub that requires a token; have {:?}",
+        events_with_token(hub, token)
+    );
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+const TOKEN: &str = "install-agents-token-1";
 
 #[test]
 fn codex_install_is_idempotent_keeps_the_file_and_real_codex_reports_through_it() {
@@ -221,4 +293,150 @@ fn gemini_install_is_idempotent_and_uninstalls_only_its_block() {
     assert_eq!(code, 0, "{out}");
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(after, mine);
+}
+
+#[test]
+fn codex_install_with_a_token_reaches_a_hub_that_requires_one() {
+    let _ = codex_binary();
+    let mut hub = TestHub::start_with(|_, settings| settings.token = Some(TOKEN.into()));
+    // Without the header the hub refuses the export: what the install is for.
+    let (status, _) =
+        sightline_testkit::post(&format!("{}/v1/logs", hub.url), "application/json", "{}");
+    assert_eq!(status, 401, "the hub requires its token on /v1/logs");
+    let mock = responses_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("codex");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let config = home.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"mock-model\"\nmodel_provider = \"mock\"\napproval_policy = \"never\"\n\n[model_providers.mock]\nname = \"mock\"\nbase_url = \"http://{mock}/v1\"\nenv_key = \"SIGHTLINE_MOCK_KEY\"\nwire_api = \"responses\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let url = hub.url.clone();
+
+    // The token from the environment, as `sightline` reads it everywhere.
+    let (code, out) = sightline(
+        &["install", "codex", "--url", url.as_str()],
+        &[("CODEX_HOME", &home), ("SIGHTLINE_TOKEN", Path::new(TOKEN))],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("with the hub's token"), "{out}");
+    assert!(!out.contains(TOKEN), "the token is never printed: {out}");
+    let installed = std::fs::read_to_string(&config).unwrap();
+    let table: toml::Table = installed.parse().unwrap();
+    assert_eq!(
+        table["otel"]["exporter"]["otlp-http"]["headers"]["authorization"].as_str(),
+        Some(format!("Bearer {TOKEN}").as_str()),
+        "{installed}"
+    );
+    assert_eq!(
+        mode_of(&config),
+        0o600,
+        "a file with the token is the owner's only"
+    );
+
+    // The same token by flag: nothing to change. Another one by --dry-run: shown masked.
+    let (code, out) = sightline(
+        &["install", "codex", "--url", url.as_str(), "--token", TOKEN],
+        &[("CODEX_HOME", &home)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already installed; nothing changed"), "{out}");
+    assert_eq!(backups(&home, "config.toml"), 1);
+    let (code, out) = sightline(
+        &[
+            "install",
+            "codex",
+            "--url",
+            url.as_str(),
+            "--token",
+            "other-secret-2",
+            "--dry-run",
+        ],
+        &[("CODEX_HOME", &home)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Bearer <token>") && !out.contains("other-secret-2"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), installed);
+
+    // The real Codex sends its telemetry with the header, and the hub takes it.
+    let out = codex_command(&home, &work)
+        .args(["exec", "--skip-git-repo-check", "say nothing"])
+        .output()
+        .unwrap_or_else(|e| panic!("CODEX TEST CANNOT RUN: starting codex failed: {e}"));
+    assert!(
+        out.status.success(),
+        "codex exec failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_event(&hub, TOKEN, "codex", "codex.conversation_starts");
+    hub.stop();
+}
+
+#[test]
+fn gemini_install_with_a_token_reaches_a_hub_that_requires_one() {
+    let _ = sightline_testkit::peers::gemini_script();
+    let mut hub = TestHub::start_with(|_, settings| settings.token = Some(TOKEN.into()));
+    let api = gemini_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    let settings = home.join(".gemini/settings.json");
+    let env = home.join(".gemini/.env");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let mine = json!({"security": {"auth": {"selectedType": "gemini-api-key"}}});
+    std::fs::write(&settings, mine.to_string()).unwrap();
+    let url = hub.url.clone();
+    let install = ["install", "gemini", "--url", url.as_str(), "--token", TOKEN];
+
+    let (code, out) = sightline(&install, &[("HOME", &home)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(TOKEN), "the token is never printed: {out}");
+    let written = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        written.contains(&format!(
+            "OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=Bearer%20{TOKEN}\""
+        )),
+        "{written}"
+    );
+    assert_eq!(mode_of(&env), 0o600);
+    let (code, out) = sightline(&install, &[("HOME", &home)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already installed; nothing changed"), "{out}");
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), written);
+
+    // The real Gemini CLI reads the .env and sends its telemetry with the header.
+    let out = sightline_testkit::peers::gemini_command(&home, &work, &format!("http://{api}"))
+        .args(["-p", "say nothing", "-m", "gemini-2.5-flash"])
+        .output()
+        .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
+    assert!(
+        out.status.success(),
+        "gemini failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_event(&hub, TOKEN, "gemini", "gemini_cli.user_prompt");
+
+    // Uninstall: the telemetry block and the .env that held only our header are gone.
+    let (code, out) = sightline(
+        &["install", "gemini", "--uninstall", "--url", url.as_str()],
+        &[("HOME", &home)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!env.exists(), "{out}");
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(after, mine);
+    hub.stop();
 }

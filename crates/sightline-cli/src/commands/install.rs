@@ -9,6 +9,13 @@
 //! refused (TOML forbids two, and it is the user's). Gemini's `telemetry` block is ours when its
 //! `otlpEndpoint` is the hub's URL; a different one is replaced only after a backup, and said so.
 //!
+//! With a token (`--token` or `SIGHTLINE_TOKEN`), the agents' export carries `Authorization:
+//! Bearer <token>`, which a hub serving with tokens requires: Codex as the `headers` of its
+//! `otlp-http` exporter, Gemini CLI (whose settings have no header field) as
+//! `OTEL_EXPORTER_OTLP_HEADERS` in the `.env` beside its `settings.json`, in a marked block like
+//! Codex's. A file that gets the token is made owner-only (0600): the token must never be left
+//! readable by others, nor printed (`--dry-run` shows it masked).
+//!
 //! Idempotent: running it twice changes nothing the second time. It keeps every hook the user
 //! wrote, replaces only entries that are ours (a command running `sightline … hook`, or an http
 //! hook posting to `/api/v1/hooks/claude`), writes a backup beside the file before changing it,
@@ -242,6 +249,80 @@ fn backup(path: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(to))
 }
 
+/// The one way every target changes its file: nothing when `changed` is false; with
+/// `--dry-run` only the new content (`shown`, secrets masked); otherwise a backup of the old file
+/// beside it, then an atomic write of `after` (owner-only when `private`). Then it says
+/// `message`.
+fn commit_change(
+    path: &Path,
+    change: Change<'_>,
+    message: &str,
+    dry_run: bool,
+) -> anyhow::Result<i32> {
+    if change.changed {
+        if dry_run {
+            println!("{}: would change ({message}):", path.display());
+            println!("{}", change.shown.unwrap_or(change.after));
+            return Ok(0);
+        }
+        if let Some(b) = backup(path)? {
+            println!("backup: {}", b.display());
+        }
+        write_bytes(path, change.after.as_bytes(), change.private)?;
+    }
+    println!("{}: {message}", path.display());
+    Ok(0)
+}
+
+/// What [`commit_change`] writes.
+struct Change<'a> {
+    changed: bool,
+    after: &'a str,
+    /// `after` as `--dry-run` prints it, when it holds a secret.
+    shown: Option<&'a str>,
+    /// The file holds a secret: make it owner-only.
+    private: bool,
+}
+
+impl<'a> Change<'a> {
+    fn plain(changed: bool, after: &'a str) -> Change<'a> {
+        Change {
+            changed,
+            after,
+            shown: None,
+            private: false,
+        }
+    }
+}
+
+/// A JSON settings file as an object: empty when it is missing or blank. `invalid` says what to
+/// do about one that does not parse.
+fn read_json_settings(path: &Path, invalid: &str) -> anyhow::Result<Map<String, Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Map::new()),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Exit::config(format!("{} {invalid} ({e}); fix it first", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) => Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// A text file's content, `None` when it does not exist.
+fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// JSON pretty-printed with a final newline, as the settings files are written.
+fn pretty(value: &Value) -> anyhow::Result<String> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// The file a write to `path` lands in: a symlink's final target (relative links resolve from
 /// the link's directory), or `path` itself.
 fn resolve_links(path: &Path) -> anyhow::Result<PathBuf> {
@@ -264,17 +345,10 @@ fn resolve_links(path: &Path) -> anyhow::Result<PathBuf> {
     )))
 }
 
-/// Replaces the file `path` (or its symlink's target) with `value`, atomically: a temporary
-/// file in the same directory, given the old file's mode and owner, renamed over it.
-fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    write_bytes(path, text.as_bytes())
-}
-
-/// Replaces the file `path` (or its symlink's target) with `bytes`, atomically (see
-/// [`write_json`]).
-fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Replaces the file `path` (or its symlink's target) with `bytes`, atomically: a temporary
+/// file in the same directory, given the old file's mode and owner, renamed over it. `private`
+/// (the file now holds a token) takes the group's and others' permissions away.
+fn write_bytes(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
     let target = resolve_links(path)?;
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -287,6 +361,7 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .as_ref()
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
+    let mode = if private { mode & 0o7700 } else { mode };
     let cannot = |e: std::io::Error| {
         anyhow::anyhow!(
             "cannot write {} ({e}); check that its directory {} is writable",
@@ -316,17 +391,7 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn install_claude(args: &InstallArgs) -> anyhow::Result<i32> {
     let path = claude_settings_path(args);
-    let mut settings: Map<String, Value> = match std::fs::read(&path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Exit::config(format!(
-                "{} is not valid JSON ({e}); fix it or move it away first",
-                path.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
-        Err(e) => return Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
-    };
+    let mut settings = read_json_settings(&path, "is not valid JSON")?;
     let before = Value::Object(settings.clone());
     let message = if args.uninstall {
         let removed = unmerge_claude(&mut settings);
@@ -355,19 +420,13 @@ fn install_claude(args: &InstallArgs) -> anyhow::Result<i32> {
         }
     };
     let after = Value::Object(settings);
-    if after != before {
-        if args.dry_run {
-            println!("{}: would change ({message})", path.display());
-            println!("{}", serde_json::to_string_pretty(&after)?);
-            return Ok(0);
-        }
-        if let Some(b) = backup(&path)? {
-            println!("backup: {}", b.display());
-        }
-        write_json(&path, &after)?;
-    }
-    println!("{}: {message}", path.display());
-    Ok(0)
+    let text = pretty(&after)?;
+    commit_change(
+        &path,
+        Change::plain(after != before, &text),
+        &message,
+        args.dry_run,
+    )
 }
 
 fn opencode_plugin_path(args: &InstallArgs) -> PathBuf {
@@ -510,13 +569,22 @@ fn codex_config_path(args: &InstallArgs) -> PathBuf {
         .join("config.toml")
 }
 
-/// Our `[otel]` table: Codex's log events, as OTLP/HTTP protobuf, to the hub's `/v1/logs`.
-/// Prompts are logged (the hub is local and redacts); traces are left off (Codex exports
-/// hundreds of internal spans per turn, none of which the hub maps).
-pub fn codex_block(url: &str) -> String {
+/// Our `[otel]` table: Codex's log events, as OTLP/HTTP protobuf, to the hub's `/v1/logs`, with
+/// `Authorization: Bearer <token>` when the hub needs one. Prompts are logged (the hub is local
+/// and redacts); traces are left off (Codex exports hundreds of internal spans per turn, none of
+/// which the hub maps).
+pub fn codex_block(url: &str, token: Option<&str>) -> String {
     let endpoint = toml_string(&format!("{}/v1/logs", url.trim_end_matches('/')));
+    let headers = token
+        .map(|t| {
+            format!(
+                ", headers = {{ \"authorization\" = {} }}",
+                toml_string(&format!("Bearer {t}"))
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{CODEX_BEGIN}\n[otel]\nlog_user_prompt = true\nexporter = {{ otlp-http = {{ endpoint = {endpoint}, protocol = \"binary\" }} }}\n{CODEX_END}\n"
+        "{CODEX_BEGIN}\n[otel]\nlog_user_prompt = true\nexporter = {{ otlp-http = {{ endpoint = {endpoint}, protocol = \"binary\"{headers} }} }}\n{CODEX_END}\n"
     )
 }
 
@@ -526,12 +594,11 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-/// `text` without our block (and the blank line we put before it); `None` when it has none.
-pub fn strip_codex_block(text: &str) -> Option<String> {
-    let start = text.find(CODEX_BEGIN)?;
-    let end = text[start..]
-        .find(CODEX_END)
-        .map(|i| start + i + CODEX_END.len())?;
+/// `text` without the block between `begin` and `end` (and the blank line we put before it);
+/// `None` when it has none.
+fn strip_block(text: &str, begin: &str, end: &str) -> Option<String> {
+    let start = text.find(begin)?;
+    let end = text[start..].find(end).map(|i| start + i + end.len())?;
     let end = if text[end..].starts_with('\n') {
         end + 1
     } else {
@@ -545,8 +612,32 @@ pub fn strip_codex_block(text: &str) -> Option<String> {
     Some(format!("{head}{}", &text[end..]))
 }
 
-/// The config with our block in place of any earlier one (at the end), or without it.
-pub fn merge_codex(text: &str, url: &str, uninstall: bool) -> Result<String, String> {
+/// `text` with `block` appended after a blank line.
+fn append_block(text: &str, block: &str) -> String {
+    let mut out = text.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(block);
+    out
+}
+
+/// `text` without our Codex block; `None` when it has none.
+pub fn strip_codex_block(text: &str) -> Option<String> {
+    strip_block(text, CODEX_BEGIN, CODEX_END)
+}
+
+/// The config with our block (for `url`, with `token`'s header) in place of any earlier one (at
+/// the end), or without it.
+pub fn merge_codex(
+    text: &str,
+    url: &str,
+    token: Option<&str>,
+    uninstall: bool,
+) -> Result<String, String> {
     let base = strip_codex_block(text).unwrap_or_else(|| text.to_string());
     let parsed: toml::Table = base
         .parse()
@@ -561,51 +652,62 @@ pub fn merge_codex(text: &str, url: &str, uninstall: bool) -> Result<String, Str
                 .into(),
         );
     }
-    let mut out = base;
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out.push_str(&codex_block(url));
+    let out = append_block(&base, &codex_block(url, token));
     // What Codex will read must still be valid TOML.
     out.parse::<toml::Table>()
         .map_err(|e| format!("would not be valid TOML after the change ({e}); please report it"))?;
     Ok(out)
 }
 
+/// The hub's token to write, if any: `--token` or `SIGHTLINE_TOKEN`, not blank.
+fn token_of(args: &InstallArgs) -> Option<&str> {
+    args.token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// `text` with the token of its header masked, for `--dry-run`.
+fn masked(text: &str, token: Option<&str>) -> String {
+    match token {
+        Some(t) => text
+            .replace(&format!("Bearer {t}"), "Bearer <token>")
+            .replace(
+                &format!("Bearer%20{}", percent_encode(t)),
+                "Bearer%20<token>",
+            ),
+        None => text.to_string(),
+    }
+}
+
 fn install_codex(args: &InstallArgs) -> anyhow::Result<i32> {
     let path = codex_config_path(args);
-    let existing = match std::fs::read_to_string(&path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
-    };
-    let before = existing.clone().unwrap_or_default();
-    let after = merge_codex(&before, &args.url, args.uninstall)
+    let token = token_of(args);
+    let before = read_text(&path)?.unwrap_or_default();
+    let after = merge_codex(&before, &args.url, token, args.uninstall)
         .map_err(|e| Exit::config(format!("{} {e}", path.display())))?;
     let message = match (args.uninstall, after == before) {
         (true, true) => "nothing of sightline's was installed".to_string(),
         (true, false) => "removed sightline's [otel] section".to_string(),
         (false, true) => "already installed; nothing changed".to_string(),
         (false, false) => format!(
-            "Codex sends its OpenTelemetry logs to {}/v1/logs",
-            args.url.trim_end_matches('/')
+            "Codex sends its OpenTelemetry logs to {}/v1/logs{}",
+            args.url.trim_end_matches('/'),
+            if token.is_some() {
+                " with the hub's token"
+            } else {
+                " without a token (pass --token or set SIGHTLINE_TOKEN for a hub that requires one)"
+            }
         ),
     };
-    if after != before {
-        if args.dry_run {
-            println!("{}: would change ({message}):\n{after}", path.display());
-            return Ok(0);
-        }
-        if let Some(b) = backup(&path)? {
-            println!("backup: {}", b.display());
-        }
-        write_text(&path, &after)?;
-    }
-    println!("{}: {message}", path.display());
-    Ok(0)
+    let shown = masked(&after, token);
+    let change = Change {
+        changed: after != before,
+        after: &after,
+        shown: Some(&shown),
+        private: token.is_some() && !args.uninstall,
+    };
+    commit_change(&path, change, &message, args.dry_run)
 }
 
 fn gemini_settings_path(args: &InstallArgs) -> PathBuf {
@@ -668,46 +770,115 @@ pub fn merge_gemini(
     }
 }
 
+/// Opens and closes our block in Gemini CLI's `.env`.
+const GEMINI_ENV_BEGIN: &str = "# >>> sightline: written by `sightline install gemini`; remove with `sightline install gemini --uninstall`";
+const GEMINI_ENV_END: &str = "# <<< sightline";
+
+/// The `.env` beside Gemini CLI's `settings.json`: `~/.gemini/.env` for the user's settings,
+/// `./.gemini/.env` for the project's, both of which Gemini CLI loads in a trusted folder.
+fn gemini_env_path(settings: &Path) -> PathBuf {
+    settings.with_file_name(".env")
+}
+
+/// Our `.env` block: the OTel exporter's headers (`OTEL_EXPORTER_OTLP_HEADERS`, comma-separated
+/// `key=value` with the value percent-encoded, as the OpenTelemetry exporter spec has it).
+pub fn gemini_env_block(token: &str) -> String {
+    let value = format!("Authorization=Bearer%20{}", percent_encode(token));
+    format!("{GEMINI_ENV_BEGIN}\nOTEL_EXPORTER_OTLP_HEADERS=\"{value}\"\n{GEMINI_ENV_END}\n")
+}
+
+/// Every byte but the unreserved ones (RFC 3986) as `%XX`.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The `.env` with our block for `token` in place of any earlier one, or without it (no token,
+/// or uninstall). A `OTEL_EXPORTER_OTLP_HEADERS` of the user's own is refused: the file would
+/// set it twice.
+pub fn merge_gemini_env(
+    text: &str,
+    token: Option<&str>,
+    uninstall: bool,
+) -> Result<String, String> {
+    let base =
+        strip_block(text, GEMINI_ENV_BEGIN, GEMINI_ENV_END).unwrap_or_else(|| text.to_string());
+    let Some(token) = token.filter(|_| !uninstall) else {
+        return Ok(base);
+    };
+    if base.lines().any(|l| {
+        l.trim_start()
+            .trim_start_matches("export ")
+            .starts_with("OTEL_EXPORTER_OTLP_HEADERS")
+    }) {
+        return Err(
+            "already sets OTEL_EXPORTER_OTLP_HEADERS; add `Authorization=Bearer%20<token>` to it \
+             yourself, or remove it and run this again"
+                .into(),
+        );
+    }
+    Ok(append_block(&base, &gemini_env_block(token)))
+}
+
 fn install_gemini(args: &InstallArgs) -> anyhow::Result<i32> {
     let path = gemini_settings_path(args);
-    let mut settings: Map<String, Value> = match std::fs::read(&path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Exit::config(format!(
-                "{} is not plain JSON ({e}); remove its comments or fix it first",
-                path.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
-        Err(e) => return Err(Exit::config(format!("cannot read {}: {e}", path.display()))),
-    };
-    let Some(message) = merge_gemini(&mut settings, &args.url, args.uninstall) else {
-        let what = if args.uninstall {
+    let token = token_of(args);
+    let mut settings = read_json_settings(&path, "is not plain JSON (remove its comments)")?;
+    // The header first: a `.env` that cannot take it stops the install before anything changed.
+    let env_path = gemini_env_path(&path);
+    let env_before = read_text(&env_path)?;
+    let env_after = merge_gemini_env(
+        env_before.as_deref().unwrap_or_default(),
+        token,
+        args.uninstall,
+    )
+    .map_err(|e| Exit::config(format!("{} {e}", env_path.display())))?;
+    let message = merge_gemini(&mut settings, &args.url, args.uninstall);
+    let text = pretty(&Value::Object(settings))?;
+    commit_change(
+        &path,
+        Change::plain(message.is_some(), &text),
+        message.as_deref().unwrap_or(if args.uninstall {
             "nothing of sightline's was installed"
         } else {
             "already installed; nothing changed"
-        };
-        println!("{}: {what}", path.display());
+        }),
+        args.dry_run,
+    )?;
+    let env_changed = env_after != env_before.as_deref().unwrap_or_default();
+    if !env_changed {
         return Ok(0);
+    }
+    let env_message = if args.uninstall || token.is_none() {
+        "removed sightline's OTEL_EXPORTER_OTLP_HEADERS"
+    } else {
+        "Gemini CLI sends the hub's token with its OpenTelemetry (OTEL_EXPORTER_OTLP_HEADERS; \
+         read in trusted folders without a .env of their own)"
     };
-    let after = Value::Object(settings);
-    if args.dry_run {
-        println!("{}: would change ({message})", path.display());
-        println!("{}", serde_json::to_string_pretty(&after)?);
+    if env_after.trim().is_empty() && !args.dry_run {
+        // Only our block was there: the file goes, after its backup.
+        if let Some(b) = backup(&env_path)? {
+            println!("backup: {}", b.display());
+        }
+        std::fs::remove_file(&env_path)?;
+        println!("{}: {env_message}", env_path.display());
         return Ok(0);
     }
-    if let Some(b) = backup(&path)? {
-        println!("backup: {}", b.display());
-    }
-    write_json(&path, &after)?;
-    println!("{}: {message}", path.display());
-    Ok(0)
-}
-
-/// Writes `text` to `path` the way [`write_json`] does (atomic, mode and owner kept, through
-/// symlinks).
-fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    write_bytes(path, text.as_bytes())
+    let shown = masked(&env_after, token);
+    let change = Change {
+        changed: true,
+        after: &env_after,
+        shown: Some(&shown),
+        private: true,
+    };
+    commit_change(&env_path, change, env_message, args.dry_run)
 }
 
 #[cfg(test)]
@@ -775,7 +946,7 @@ mod tests {
     fn codex_block_is_idempotent_keeps_the_rest_and_uninstalls() {
         let user =
             "# my settings\nmodel = \"o4\"\n\n[model_providers.x]\nbase_url = \"http://x\"\n";
-        let once = merge_codex(user, "http://127.0.0.1:4517", false).unwrap();
+        let once = merge_codex(user, "http://127.0.0.1:4517", None, false).unwrap();
         assert!(once.starts_with(user), "{once}");
         assert!(
             once.contains("endpoint = \"http://127.0.0.1:4517/v1/logs\""),
@@ -787,26 +958,26 @@ mod tests {
             Some("binary")
         );
         assert_eq!(
-            merge_codex(&once, "http://127.0.0.1:4517", false).unwrap(),
+            merge_codex(&once, "http://127.0.0.1:4517", None, false).unwrap(),
             once
         );
         // A new URL replaces the block, not adds a second one.
-        let moved = merge_codex(&once, "http://127.0.0.1:9999/", false).unwrap();
+        let moved = merge_codex(&once, "http://127.0.0.1:9999/", None, false).unwrap();
         assert_eq!(moved.matches("[otel]").count(), 1, "{moved}");
         assert!(moved.contains("http://127.0.0.1:9999/v1/logs"));
-        assert_eq!(merge_codex(&moved, "x", true).unwrap(), user);
-        assert_eq!(merge_codex(user, "x", true).unwrap(), user);
+        assert_eq!(merge_codex(&moved, "x", None, true).unwrap(), user);
+        assert_eq!(merge_codex(user, "x", None, true).unwrap(), user);
         // The user's own [otel] is theirs: refused, not doubled.
         let theirs = "[otel]\nexporter = \"none\"\n";
         assert!(
-            merge_codex(theirs, "x", false)
+            merge_codex(theirs, "x", None, false)
                 .unwrap_err()
                 .contains("[otel]")
         );
-        assert!(merge_codex("not = = toml", "x", false).is_err());
+        assert!(merge_codex("not = = toml", "x", None, false).is_err());
         // An empty file gets just the block.
         assert!(
-            merge_codex("", "http://h", false)
+            merge_codex("", "http://h", None, false)
                 .unwrap()
                 .starts_with(CODEX_BEGIN)
         );
@@ -821,5 +992,120 @@ mod tests {
         assert_eq!(merge_gemini(&mut s, "http://other", true), None);
         assert!(merge_gemini(&mut s, "http://h:1", true).is_some());
         assert_eq!(Value::Object(s), json!({"theme": "dark"}));
+    }
+
+    #[test]
+    fn codex_block_carries_the_token_as_a_header_and_a_new_token_replaces_it() {
+        let with = merge_codex("model = \"o4\"\n", "http://h:1", Some("t-1\"x"), false).unwrap();
+        let table: toml::Table = with.parse().unwrap();
+        assert_eq!(
+            table["otel"]["exporter"]["otlp-http"]["headers"]["authorization"].as_str(),
+            Some("Bearer t-1\"x")
+        );
+        assert_eq!(
+            merge_codex(&with, "http://h:1", Some("t-1\"x"), false).unwrap(),
+            with
+        );
+        let other = merge_codex(&with, "http://h:1", Some("t-2"), false).unwrap();
+        assert_eq!(other.matches("[otel]").count(), 1);
+        assert!(
+            other.contains("Bearer t-2") && !other.contains("t-1"),
+            "{other}"
+        );
+        // Without a token the header goes; uninstall leaves the user's text.
+        let without = merge_codex(&other, "http://h:1", None, false).unwrap();
+        assert!(!without.contains("headers"), "{without}");
+        assert_eq!(
+            merge_codex(&other, "http://h:1", None, true).unwrap(),
+            "model = \"o4\"\n"
+        );
+        assert_eq!(
+            masked(&other, Some("t-2")),
+            other.replace("Bearer t-2", "Bearer <token>")
+        );
+    }
+
+    #[test]
+    fn gemini_env_block_is_idempotent_keeps_the_rest_and_refuses_a_second_header() {
+        let user = "GEMINI_API_KEY=abc\n";
+        let once = merge_gemini_env(user, Some("s3cret/+="), false).unwrap();
+        assert!(once.starts_with(user), "{once}");
+        assert!(
+            once.contains("OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=Bearer%20s3cret%2F%2B%3D\""),
+            "{once}"
+        );
+        assert_eq!(
+            merge_gemini_env(&once, Some("s3cret/+="), false).unwrap(),
+            once
+        );
+        assert_eq!(merge_gemini_env(&once, None, false).unwrap(), user);
+        assert_eq!(merge_gemini_env(&once, Some("x"), true).unwrap(), user);
+        assert_eq!(merge_gemini_env("", None, false).unwrap(), "");
+        let theirs = "export OTEL_EXPORTER_OTLP_HEADERS=a=b\n";
+        assert!(
+            merge_gemini_env(theirs, Some("t"), false)
+                .unwrap_err()
+                .contains("OTEL_EXPORTER_OTLP_HEADERS")
+        );
+        assert_eq!(
+            masked(&once, Some("s3cret/+=")),
+            once.replace("Bearer%20s3cret%2F%2B%3D", "Bearer%20<token>")
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text and token: the Codex config either is refused or keeps the user's text
+            /// (ours is appended), parses as TOML with the token's header when it did before,
+            /// is unchanged by a second run, and uninstall gives the user's text back.
+            #[test]
+            fn codex_config_round_trips(
+                text in prop_oneof!["(\\PC{0,20}\n?){0,6}", "([a-z]{1,5} = \"[a-z ]{0,8}\"\n){0,4}"],
+                token in "\\PC{1,16}",
+            ) {
+                if let Ok(once) = merge_codex(&text, "http://h:1", Some(&token), false) {
+                    prop_assert!(once.starts_with(text.trim_end_matches('\n')));
+                    let table: toml::Table = once.parse().unwrap();
+                    let header = table["otel"]["exporter"]["otlp-http"]["headers"]["authorization"].as_str();
+                    let want = format!("Bearer {token}");
+                    prop_assert_eq!(header, Some(want.as_str()));
+                    prop_assert_eq!(merge_codex(&once, "http://h:1", Some(&token), false).unwrap(), once.clone());
+                    let back = merge_codex(&once, "http://h:1", None, true).unwrap();
+                    prop_assert_eq!(back.trim_end_matches('\n'), text.trim_end_matches('\n'));
+                }
+            }
+
+            /// Any `.env` text and token: the block round-trips, the header's value decodes back
+            /// to `Bearer <token>`, and the file is never left with two headers of ours.
+            #[test]
+            fn gemini_env_round_trips(text in "([A-Z_]{1,8}=\\PC{0,12}\n){0,5}", token in "\\PC{1,16}") {
+                let once = merge_gemini_env(&text, Some(&token), false).unwrap();
+                prop_assert_eq!(once.matches(GEMINI_ENV_BEGIN).count(), 1);
+                prop_assert_eq!(merge_gemini_env(&once, Some(&token), false).unwrap(), once.clone());
+                let line = once.lines().find(|l| l.starts_with("OTEL_EXPORTER_OTLP_HEADERS=")).unwrap();
+                let value = line.trim_start_matches("OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=").trim_end_matches('"');
+                prop_assert_eq!(percent_decode(value), format!("Bearer {token}"));
+                prop_assert_eq!(merge_gemini_env(&once, None, true).unwrap(), text);
+            }
+        }
+
+        fn percent_decode(s: &str) -> String {
+            let b = s.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        }
     }
 }
