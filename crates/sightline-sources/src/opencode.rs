@@ -12,7 +12,11 @@
 //! stream and the plugin's spool of the same event are stored once.
 //!
 //! The SSE client reconnects with backoff and, on each connect, lists `/session` so that
-//! sessions created while it was away still appear. A JSONL line that is not JSON, or whose
+//! sessions created while it was away still appear. When the server goes away (the stream ends
+//! and the next connect finds nothing listening), the sessions the stream saw events for end
+//! (docs/SOURCES-SETUP.md, "Liveness"): one that was working fails, an idle one succeeds, each
+//! marked `ended_by: "liveness"` and dated at the stream's last frame, so a real event that
+//! arrives later (the plugin's spool) still wins. A JSONL line that is not JSON, or whose
 //! mapping fails or panics, becomes an error event and a health error and is skipped (the offset
 //! moves past it); on the stream, such an event is a health error. It must never send anything
 //! to OpenCode but reads (GET) and never fail because of an unknown event type.
@@ -556,6 +560,7 @@ impl OpenCodeAdapter {
         client: &HttpClient,
         ctx: &AdapterContext,
         state: &mut OcState,
+        following: &mut Following,
     ) -> Result<(), AdapterError> {
         let resp = client.request(self.request("/event")?).await.map_err(|e| {
             AdapterError::Other(format!(
@@ -563,6 +568,7 @@ impl OpenCodeAdapter {
                 self.url
             ))
         })?;
+        following.reached = true;
         if resp.status() == hyper::StatusCode::UNAUTHORIZED {
             return Err(AdapterError::Other(
                 "OpenCode answered 401: set OPENCODE_SERVER_PASSWORD to its password".into(),
@@ -591,6 +597,7 @@ impl OpenCodeAdapter {
                 ));
             };
             let frame = frame.map_err(|e| AdapterError::Other(e.to_string()))?;
+            following.last_frame = Timestamp::now();
             let Some(data) = frame.data_ref() else {
                 continue;
             };
@@ -623,8 +630,129 @@ impl OpenCodeAdapter {
                     Err(e) => ctx.error(format!("bad event from OpenCode: {e}")),
                 }
             }
+            following.saw(&events);
             ctx.emit(events).await?;
         }
+    }
+}
+
+/// What the stream knows of the sessions it saw events for: enough to end them when the
+/// server goes away. Bounded: past [`FOLLOWED_MAX`] sessions the quietest are forgotten.
+#[derive(Default)]
+struct Following {
+    sessions: HashMap<String, Followed>,
+    /// When the stream last carried anything (a heartbeat included).
+    last_frame: Timestamp,
+    /// Whether the current attempt got an HTTP answer (a server is there).
+    reached: bool,
+}
+
+struct Followed {
+    run_id: Option<String>,
+    parent_session_id: Option<String>,
+    /// The last status the stream gave it: working (running, retry, blocked, queued) or not.
+    working: bool,
+    seen: Timestamp,
+}
+
+/// OpenCode servers hold a handful of live sessions; 10,000 is far past that.
+const FOLLOWED_MAX: usize = 10_000;
+
+impl Following {
+    fn saw(&mut self, events: &[Event]) {
+        for e in events {
+            let Some(sid) = &e.session_id else { continue };
+            if e.status.is_some_and(Status::is_terminal) && e.entity_type == EntityType::Session {
+                self.sessions.remove(sid);
+                continue;
+            }
+            if self.sessions.len() >= FOLLOWED_MAX && !self.sessions.contains_key(sid) {
+                let oldest = self
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, f)| f.seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.sessions.remove(&k);
+                }
+            }
+            let f = self.sessions.entry(sid.clone()).or_insert(Followed {
+                run_id: None,
+                parent_session_id: None,
+                working: false,
+                seen: e.ts,
+            });
+            f.run_id = f.run_id.take().or_else(|| e.run_id.clone());
+            f.parent_session_id = f
+                .parent_session_id
+                .take()
+                .or_else(|| e.parent_session_id.clone());
+            f.seen = f.seen.max(e.ts);
+            if e.entity_type == EntityType::Session
+                && let Some(status) = e.status
+            {
+                f.working = matches!(
+                    status,
+                    Status::Running | Status::Retry | Status::Blocked | Status::Queued
+                );
+            }
+        }
+    }
+
+    /// The events that end every followed session, and forgets them.
+    fn end_all(&mut self, url: &str, why: &str) -> Vec<Event> {
+        let now = Timestamp::now();
+        let at = self.last_frame;
+        let mut out = Vec::new();
+        for (sid, f) in self.sessions.drain() {
+            let (status, reason) = if f.working {
+                (
+                    Status::Failed,
+                    format!("the OpenCode server at {url} went away while the session was working"),
+                )
+            } else {
+                (
+                    Status::Success,
+                    format!("the OpenCode server at {url} went away (the session was idle)"),
+                )
+            };
+            let built = Event::builder(
+                Source::Opencode,
+                format!("liveness_{}", status.as_str()),
+                EntityType::Session,
+                reason.clone(),
+            )
+            .event_id(format!(
+                "oc-liveness:{}",
+                stable_hash(&[sid.as_bytes(), at.millis().to_string().as_bytes()])
+            ))
+            // Its last sign of life, never before the session's own last event.
+            .ts(Timestamp(at.millis().max(f.seen.millis())))
+            .session_id(sid.as_str())
+            .run_id(f.run_id.as_deref())
+            .parent_session_id(f.parent_session_id.as_deref())
+            .status(status)
+            .severity(if status == Status::Failed {
+                Severity::Warn
+            } else {
+                Severity::Info
+            })
+            .summary(redacted(why))
+            .payload_value(json!({
+                "ended_by": "liveness",
+                "liveness_rule": "stream",
+                "reason": reason,
+                "detected_at": now.to_rfc3339(),
+                "last_seen": at.to_rfc3339(),
+            }))
+            .build(now);
+            // Made here from ids OpenCode gave: a refusal is a bug worth a log line, not a panic.
+            match built {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::warn!("an OpenCode liveness event was refused: {e}"),
+            }
+        }
+        out
     }
 }
 
@@ -647,11 +775,20 @@ impl Adapter for OpenCodeAdapter {
         Box::pin(async move {
             let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
             let mut state = OcState::default();
+            let mut following = Following::default();
             let mut backoff = Duration::from_millis(250);
             loop {
-                match self.stream(&client, &ctx, &mut state).await {
+                following.reached = false;
+                match self.stream(&client, &ctx, &mut state, &mut following).await {
                     Ok(()) => return Ok(()),
                     Err(e) => {
+                        // Nothing answers where the server was: its sessions are over.
+                        if !following.reached && !following.sessions.is_empty() {
+                            let ended = following.end_all(&self.url, &e.to_string());
+                            if let Err(e) = ctx.emit(ended).await {
+                                ctx.error(format!("could not end the server's sessions: {e}"));
+                            }
+                        }
                         ctx.set_state("reconnecting");
                         // An absent server is the normal case before OpenCode starts: count it
                         // once per outage rather than once per attempt.

@@ -376,3 +376,133 @@ fn basic_auth_when_opencode_has_a_password() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A model that never answers: a prompt to it keeps its session working.
+async fn stuck_model() -> axum::response::Response {
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    axum::response::Response::new(axum::body::Body::empty())
+}
+
+/// Liveness (docs/SOURCES-SETUP.md): the OpenCode server killed by its pid, without a word to
+/// its clients; the sessions the stream followed end within a reconnect (a working one failed,
+/// an idle one succeeded), marked as ended by the hub and saying why.
+#[test]
+fn a_vanished_opencode_server_ends_its_sessions() {
+    let mut hub = TestHub::start();
+    let model = hub.runtime.block_on(async {
+        let app =
+            axum::Router::new().route("/v1/chat/completions", axum::routing::post(stuck_model));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    let config = json!({"model": "mock/m", "provider": {"mock": {"npm": "@ai-sdk/openai-compatible",
+        "options": {"baseURL": format!("http://{model}/v1"), "apiKey": "x"}, "models": {"m": {}}}}});
+    let mut oc = start_opencode(Some(&config.to_string()));
+    let mut adapter_config = hub.config();
+    adapter_config.opencode_url = oc.url.clone();
+    hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
+    let start = Instant::now();
+    while !hub.get("/api/v1/health")["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "opencode" && a["state"] == "running")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the OpenCode adapter did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let idle = create_session(&oc, json!({"title": "left idle"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let working = create_session(&oc, json!({"title": "working"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The prompt's request waits on the stuck model; it fails when the server dies.
+    let prompt_url = format!("{}/session/{working}/message", oc.url);
+    let prompt = std::thread::spawn(move || {
+        let _ = sightline_testkit::agent_with(Duration::from_secs(60))
+            .post(&prompt_url)
+            .header("content-type", "application/json")
+            .send(
+                json!({"parts": [{"type": "text", "text": "hi"}]})
+                    .to_string()
+                    .as_bytes(),
+            );
+    });
+    let status_of = |hub: &TestHub, sid: &str| -> Value {
+        // 404 until the session's first event is stored.
+        let (_, run) = sightline_testkit::get_status(&format!("{}/api/v1/runs/{sid}", hub.url));
+        run["sessions"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["session_id"] == sid).cloned())
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status_of(&hub, &working)["status"] != "running"
+        || status_of(&hub, &idle)["status"] != "idle"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the sessions never showed working and idle: {} {}",
+            status_of(&hub, &working),
+            status_of(&hub, &idle)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status_of(&hub, &working)["alive"], true);
+
+    // SIGKILL, by the pid this test started.
+    oc.child.kill().unwrap();
+    oc.child.wait().unwrap();
+    let killed = Instant::now();
+    while status_of(&hub, &working)["ended_at"].is_null()
+        || status_of(&hub, &idle)["ended_at"].is_null()
+    {
+        // Budget: the stream ends at once, the reconnect waits 250 ms and is refused; 15 s
+        // leaves room for a loaded machine.
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "still open {:?} after the kill: {} {}",
+            killed.elapsed(),
+            status_of(&hub, &working),
+            status_of(&hub, &idle)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("sessions ended {:?} after the kill", killed.elapsed());
+    let w = status_of(&hub, &working);
+    assert_eq!(w["status"], "failed", "{w}");
+    assert_eq!(w["alive"], false, "{w}");
+    assert_eq!(w["ended_by"], "liveness", "{w}");
+    assert_eq!(w["liveness_rule"], "stream", "{w}");
+    assert!(
+        w["liveness_reason"]
+            .as_str()
+            .unwrap()
+            .contains("went away while the session was working"),
+        "{w}"
+    );
+    let i = status_of(&hub, &idle);
+    assert_eq!(i["status"], "success", "{i}");
+    assert_eq!(i["ended_by"], "liveness", "{i}");
+    assert!(
+        i["liveness_reason"]
+            .as_str()
+            .unwrap()
+            .contains("(the session was idle)"),
+        "{i}"
+    );
+    // The runs (each session is its own root) end with them.
+    assert_eq!(
+        hub.get(&format!("/api/v1/runs/{working}"))["run"]["status"],
+        "failed"
+    );
+    prompt.join().unwrap();
+}
