@@ -47,6 +47,11 @@ pub struct FileConfig {
     /// `[[plugins]]` tables: `name`, then `command = [..]` or `url`, optional `timeout_ms`
     /// (the same shape as `SIGHTLINE_PLUGINS`, which wins when set).
     pub plugins: Option<Vec<serde_json::Value>>,
+    /// `[source.<name>]` tables written by Settings: `running`, `url`, `paths`
+    /// (commands/sources.rs).
+    pub source: Option<std::collections::BTreeMap<String, crate::commands::sources::SourceTable>>,
+    /// `[notify.waiting]`, `[notify.failure]`, `[notify.cost]` written by Settings.
+    pub notify: Option<sightline_core::supervisor::NotifyRules>,
 }
 
 fn home() -> Option<PathBuf> {

@@ -187,7 +187,9 @@ impl Supervisor {
         }
     }
 
-    /// Checks and starts `name` with its current configuration (a start-up error names it).
+    /// Starts `name` with its current configuration, as the hub starts (a start-up error
+    /// names it). Only the factory's own start checks apply here, not [`SourceFactory::check`]:
+    /// a configured directory that does not exist yet is waited for, as it always was.
     pub async fn start(&self, name: &str) -> Result<(), SourceControlError> {
         let mut map = self.instances.lock().await;
         let inst = map
@@ -196,9 +198,6 @@ impl Supervisor {
         if inst.running.is_some() {
             return Ok(());
         }
-        self.factory
-            .check(&inst.kind, &inst.config)
-            .map_err(SourceControlError::Invalid)?;
         inst.running = Some(self.spawn(inst)?);
         Ok(())
     }

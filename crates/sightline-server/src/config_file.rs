@@ -1,12 +1,14 @@
 //! Edits to the hub's TOML config file made by the settings API, so that a change made while the
-//! hub runs survives a restart: the top-level `retention` key, and `[[tokens]]` tables added or
-//! removed by name.
+//! hub runs survives a restart: the top-level `retention` key, `[[tokens]]` tables added or
+//! removed by name, one `[source.<name>]` table per source changed in Settings (`running`,
+//! `url`, `paths`), and the `[notify.waiting]`, `[notify.failure]`, `[notify.cost]` rules.
 //!
 //! Edits are textual and minimal: every other line (comments, order, other keys) stays as the
 //! user wrote it. The file is replaced atomically (a temp file beside it, then a rename) and is
 //! private (0600 on Unix), since it may hold tokens. This module must never write a value it has
 //! not checked (names, roles and tokens are plain ASCII words, retentions a duration word), so
-//! no edit can inject TOML, and never log a token.
+//! no edit can inject TOML, and never log a token. Paths and URLs, which may hold any character,
+//! are written as TOML basic strings with every quote, backslash and control character escaped.
 
 use std::io::Write;
 use std::path::Path;
@@ -183,6 +185,111 @@ pub fn remove_token(path: &Path, name: &str) -> Result<bool, ConfigFileError> {
     Ok(removed)
 }
 
+/// `text` as a TOML basic string: quotes, backslashes and control characters escaped, so no
+/// path or URL can end the string or start a key.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Replaces every table whose header line is `header` (its lines up to the next header) with
+/// one new table of `lines` at the end of the file; the rest of the file is kept as written.
+fn replace_table(path: &Path, header: &str, lines: &[String]) -> Result<(), ConfigFileError> {
+    let old = read(path)?;
+    let old_lines: Vec<&str> = old.lines().collect();
+    let mut out: Vec<&str> = Vec::with_capacity(old_lines.len());
+    let mut i = 0;
+    while i < old_lines.len() {
+        if old_lines[i].trim() == header {
+            let end = (i + 1..old_lines.len())
+                .find(|&j| old_lines[j].trim_start().starts_with('['))
+                .unwrap_or(old_lines.len());
+            // The blank line our append put before it goes with it (one only).
+            if out.last().is_some_and(|l| l.trim().is_empty()) {
+                out.pop();
+            }
+            i = end;
+            continue;
+        }
+        out.push(old_lines[i]);
+        i += 1;
+    }
+    let mut text = out.join("\n");
+    if !text.is_empty() {
+        text.push_str("\n\n");
+    }
+    text.push_str(header);
+    text.push('\n');
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    write(path, &text)
+}
+
+/// Writes `[source.<name>]`: whether it runs, and its settings.
+pub fn set_source(
+    path: &Path,
+    name: &str,
+    running: bool,
+    config: &sightline_core::supervisor::SourceConfig,
+) -> Result<(), ConfigFileError> {
+    if !is_word(name, 64) {
+        return Err(ConfigFileError::Invalid(format!(
+            "source name `{name}` is not a word"
+        )));
+    }
+    let mut lines = vec![format!("running = {running}")];
+    if let Some(url) = &config.url {
+        lines.push(format!("url = {}", toml_string(url)));
+    }
+    if !config.paths.is_empty() {
+        let paths: Vec<String> = config.paths.iter().map(|p| toml_string(p)).collect();
+        lines.push(format!("paths = [{}]", paths.join(", ")));
+    }
+    replace_table(path, &format!("[source.{name}]"), &lines)
+}
+
+/// Writes the three `[notify.<rule>]` tables.
+pub fn set_notify(
+    path: &Path,
+    rules: &sightline_core::supervisor::NotifyRules,
+) -> Result<(), ConfigFileError> {
+    for (name, r) in rules.each() {
+        let webhooks: Vec<String> = r.webhooks.iter().map(|w| toml_string(w)).collect();
+        let mut lines = vec![
+            format!("enabled = {}", r.enabled),
+            format!("desktop = {}", r.desktop),
+            format!("webhooks = [{}]", webhooks.join(", ")),
+            format!("interval_s = {}", r.interval_s),
+            format!("per_minute = {}", r.per_minute),
+        ];
+        if let Some(b) = r.budget_usd {
+            if !b.is_finite() {
+                return Err(ConfigFileError::Invalid(
+                    "budget_usd must be a finite number".into(),
+                ));
+            }
+            // `{:?}` keeps a decimal point, so TOML reads a float back (`5.0`, not `5`).
+            lines.push(format!("budget_usd = {b:?}"));
+        }
+        replace_table(path, &format!("[notify.{name}]"), &lines)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +330,55 @@ mod tests {
         assert!(set_retention(&path, Some("7d\"\n[x]")).is_err());
         assert!(add_token(&path, "a\"b", "0123456789abcdef", &["read"]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn source_and_notify_tables_are_replaced_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# mine\nport = 5000\n\n[[tokens]]\nname = \"ci\"\n").unwrap();
+        let mut config = sightline_core::supervisor::SourceConfig {
+            url: None,
+            paths: vec!["/var/log/a \"b\".log".into()],
+        };
+        set_source(&path, "logs", true, &config).unwrap();
+        config.paths.push("/tmp/c\\d".into());
+        set_source(&path, "logs", false, &config).unwrap();
+        let mut rules = sightline_core::supervisor::NotifyRules::default();
+        rules.cost.budget_usd = Some(5.0);
+        rules.cost.enabled = true;
+        set_notify(&path, &rules).unwrap();
+        set_notify(&path, &rules).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("[source.logs]").count(), 1, "{text}");
+        assert_eq!(text.matches("[notify.cost]").count(), 1, "{text}");
+        assert!(
+            text.starts_with("# mine\nport = 5000\n\n[[tokens]]\nname = \"ci\"\n"),
+            "{text}"
+        );
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        let logs = &parsed["source"]["logs"];
+        assert_eq!(logs["running"].as_bool(), Some(false));
+        let paths: Vec<&str> = logs["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["/var/log/a \"b\".log", "/tmp/c\\d"]);
+        assert_eq!(parsed["notify"]["cost"]["budget_usd"].as_float(), Some(5.0));
+        assert!(set_source(&path, "a]b", true, &config).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any text written as a TOML string reads back as itself, and never adds a key.
+        #[test]
+        fn any_text_round_trips_as_a_toml_string(text in "\\PC{0,60}|[\\x00-\\x7f]{0,60}") {
+            let doc = format!("x = {}\n", toml_string(&text));
+            let parsed: toml::Table = toml::from_str(&doc).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), 1);
+            proptest::prop_assert_eq!(parsed["x"].as_str(), Some(text.as_str()));
+        }
     }
 
     proptest::proptest! {

@@ -339,6 +339,12 @@ impl Adapters {
     }
 }
 
+/// Runs one adapter in its own task under the same supervision as [`Adapters`] (restart with
+/// backoff, health); for the CLI's source supervisor, which gives each its own stop signal.
+pub fn spawn_supervised(adapter: Arc<dyn Adapter>, ctx: AdapterContext) -> JoinHandle<()> {
+    tokio::spawn(supervise(adapter, ctx))
+}
+
 /// Runs one adapter; restarts it with backoff after a failure, until stop.
 async fn supervise(adapter: Arc<dyn Adapter>, ctx: AdapterContext) {
     let mut backoff = Duration::from_millis(500);

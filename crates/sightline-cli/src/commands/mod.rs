@@ -14,6 +14,7 @@ pub mod notify;
 mod replay;
 pub mod run;
 mod serve;
+pub mod sources;
 mod status;
 mod stop;
 mod tail;

@@ -3,6 +3,10 @@
 //! Exit codes: 2 for bad settings (including a non-loopback bind without a token), 3 when an
 //! adapter cannot start, 4 when the port is taken. Stopping (SIGINT, SIGTERM, `sightline stop`)
 //! drains the write queue before exiting, so nothing acknowledged is lost.
+//!
+//! Background sources run under the core's supervisor (`commands::sources` is the factory), so
+//! the settings API can start, stop and reconfigure each while the hub runs; the notifier always
+//! runs and follows the live rules (flags, else the config file's `[notify.*]` tables).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +31,29 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
     let tls = super::live::tls(&args.live, &file)?;
     let otlp_export = super::live::otlp_export(&args.live, &file)?;
     let notify = super::notify::settings(&args.notify, "")?;
+    // Rules saved from Settings apply when no notification flag was given.
+    let notify_rules = match (&notify, &file.notify) {
+        (None, Some(rules)) => {
+            rules
+                .check()
+                .map_err(|e| Exit::config(format!("config file [notify.*]: {e}")))?;
+            Some(rules.clone())
+        }
+        _ => None,
+    };
+    let source_tables = file.source.clone().unwrap_or_default();
+    if let Some(name) = super::sources::unknown_tables(&source_tables) {
+        return Err(Exit::config(format!(
+            "config file: [source.{name}] is not a background source; known: {}",
+            sightline_sources::REGISTRY
+                .iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let selected_by_flag = args.source.clone();
+    let selected_by_file = file.sources.clone();
     // The exporter and HTTP plugins trust `--cacert` / SIGHTLINE_CA_FILE: a file they cannot
     // use is a configuration error now, not a failure found at the first export.
     sightline_forward::http::Trust::from_process().map_err(|e| Exit::config(e.to_string()))?;
@@ -51,8 +78,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             "binding {ip} exposes the hub beyond this machine; set a token with --token, SIGHTLINE_TOKEN or --token-file"
         )));
     }
-    let selected = args.source.or(file.sources);
-    let sources = selected.clone().unwrap_or_default();
+    let sources = args.source.or(file.sources).unwrap_or_default();
     for s in &sources {
         let adapters = sightline_sources::source_names();
         if !KNOWN_SOURCES.contains(&s.as_str()) && !adapters.contains(&s.as_str()) {
@@ -142,34 +168,63 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
             .as_deref()
             .map(|url| sightline_forward::otlp_export::start(core.clone(), url, Default::default()));
         let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
-        let notifier = match notify.map(|mut n| {
-            n.dashboard_url = Some(url.clone());
-            sightline_forward::notify::start(core.clone(), n)
-        }) {
-            Some(Ok(n)) => Some(n),
-            Some(Err(e)) => {
+        // The notifier always runs, so rules can be set from Settings; with no rule it only
+        // reads the bus.
+        let notifier = match notify {
+            Some(mut n) => {
+                n.dashboard_url = Some(url.clone());
+                sightline_forward::notify::start(core.clone(), n)
+            }
+            None => sightline_forward::notify::start_live(
+                core.clone(),
+                notify_rules.unwrap_or_default(),
+                Some(url.clone()),
+            ),
+        };
+        let notifier = match notifier {
+            Ok(n) => n,
+            Err(e) => {
                 running.hub.request_shutdown();
                 let _ = running.wait().await;
                 return Err(Exit::config(e));
             }
-            None => None,
         };
-        // Background adapters (transcripts, OpenCode stream, JSONL, logs); see
-        // docs/SOURCES-SETUP.md for their settings. One that cannot start is exit code 3.
+        // Background sources (transcripts, OpenCode stream, JSONL, logs, tmux) under the
+        // supervisor; see docs/SOURCES-SETUP.md for their settings. One that cannot start is
+        // exit code 3.
         let adapter_config = sightline_sources::AdapterConfig::from_env(&config::data_dir(), &db);
-        let adapters = match sightline_sources::start(core.clone(), &adapter_config, selected.as_deref()) {
-            Ok(a) => a,
-            Err(e) => {
+        let (initial, to_run) = super::sources::initial(
+            &adapter_config,
+            &source_tables,
+            selected_by_flag.as_deref(),
+            selected_by_file.as_deref(),
+        );
+        let factory = super::sources::factory(adapter_config);
+        let (flush_stop, flush_rx) = tokio::sync::watch::channel(false);
+        let flusher = factory.flush_checkpoints(core.clone(), flush_rx);
+        let supervisor = std::sync::Arc::new(sightline_core::supervisor::Supervisor::new(
+            core.clone(),
+            factory,
+            initial,
+        ));
+        for e in sightline_sources::endpoints() {
+            core.health().ensure(e.spec().source);
+        }
+        for name in to_run {
+            if let Err(e) = supervisor.start(name).await {
+                supervisor.stop_all().await;
                 running.hub.request_shutdown();
                 let _ = running.wait().await;
                 return Err(Exit::adapter(e.to_string()));
             }
-        };
+        }
+        core.controls().set_sources(supervisor.clone());
+        let adapters_names = supervisor.running().await;
         let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
         tracing::info!(
             %url,
             database = %db.display(),
-            sources = ?adapters.names,
+            sources = ?adapters_names,
             tls = tls.is_some(),
             auth = running.hub.security().auth_required(),
             "sightline started; dashboard at {url}/"
@@ -189,13 +244,13 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         let result = running.wait().await;
         sweeper.stop().await;
         tracing::info!("stopping: background sources, then the exporter");
-        adapters.stop().await;
+        supervisor.stop_all().await;
+        flush_stop.send_replace(true);
+        let _ = flusher.await;
         if let Some(exporter) = exporter {
             exporter.stop().await;
         }
-        if let Some(notifier) = notifier {
-            notifier.stop().await;
-        }
+        notifier.stop().await;
         result?;
         tracing::info!("stopped; every queued event is committed");
         Ok(0)

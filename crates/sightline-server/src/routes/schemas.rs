@@ -67,6 +67,12 @@ pub fn components() -> Map<String, Value> {
         crate::routes::settings::NewToken,
         crate::routes::settings::CreatedToken,
         crate::routes::settings::RevokedToken,
+        crate::routes::settings::SourcesView,
+        crate::routes::settings::SourceChanged,
+        crate::routes::settings::NotifyView,
+        crate::routes::settings::NotifyChanged,
+        sightline_core::supervisor::SourceChange,
+        sightline_core::supervisor::NotifyRules,
         LiveState,
         sightline_store::workflow::WorkflowsPage,
         sightline_store::workflow::Workflow,
@@ -169,6 +175,24 @@ pub fn created_token() -> Value {
 }
 pub fn revoked_token() -> Value {
     of::<crate::routes::settings::RevokedToken>()
+}
+pub fn sources_view() -> Value {
+    of::<crate::routes::settings::SourcesView>()
+}
+pub fn source_change() -> Value {
+    of::<sightline_core::supervisor::SourceChange>()
+}
+pub fn source_changed() -> Value {
+    of::<crate::routes::settings::SourceChanged>()
+}
+pub fn notify_view() -> Value {
+    of::<crate::routes::settings::NotifyView>()
+}
+pub fn notify_rules() -> Value {
+    of::<sightline_core::supervisor::NotifyRules>()
+}
+pub fn notify_changed() -> Value {
+    of::<crate::routes::settings::NotifyChanged>()
 }
 pub fn live_state() -> Value {
     of::<LiveState>()

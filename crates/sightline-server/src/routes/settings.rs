@@ -1,6 +1,11 @@
 //! Settings that control the hub while it runs (role admin, by the route table; the guard audits
 //! every call): `GET /api/v1/settings`, `PUT /api/v1/settings/retention`, `POST /api/v1/tokens`,
-//! `DELETE /api/v1/tokens/{name}`.
+//! `DELETE /api/v1/tokens/{name}`, `GET /api/v1/settings/sources`,
+//! `PUT /api/v1/settings/sources/{name}`, `GET` and `PUT /api/v1/settings/notify`.
+//!
+//! Sources are reached through the core's `SourceControl` trait object (the CLI's supervisor),
+//! never the sources crate; notification rules through the core's watch channel, which the
+//! notifier follows.
 //!
 //! A change applies at once (retention at the writer's next sweep, a token at the next request)
 //! and is written to the config file the hub was started with (`config_file`), so it survives a
@@ -16,6 +21,7 @@ use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sightline_core::SourceHealth;
+use sightline_core::supervisor::{NotifyRules, SourceChange, SourceControlError, SourceStatus};
 use sightline_store::retention::{parse_period, period_text};
 
 use crate::auth::Role;
@@ -295,6 +301,130 @@ pub async fn revoke_token(
     tracing::info!(%name, persisted, "token revoked");
     Ok(Json(RevokedToken {
         revoked: name,
+        persisted,
+        note,
+    }))
+}
+
+/// `GET /api/v1/settings/sources`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SourcesView {
+    /// Every configurable background source: its settings, whether it runs, its health.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// `PUT /api/v1/settings/sources/{name}`: the source after the change.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SourceChanged {
+    pub source: SourceStatus,
+    /// True when `[source.<name>]` was written to the config file (it survives a restart).
+    pub persisted: bool,
+    pub note: Option<String>,
+}
+
+/// `GET /api/v1/settings/notify`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NotifyView {
+    pub rules: NotifyRules,
+    /// Whether this machine can show desktop notifications (`notify-send`, `osascript`).
+    pub desktop_available: bool,
+    /// What to install when it cannot.
+    pub desktop_note: Option<String>,
+}
+
+/// `PUT /api/v1/settings/notify`: the rules now in force.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NotifyChanged {
+    pub rules: NotifyRules,
+    pub persisted: bool,
+    pub note: Option<String>,
+}
+
+fn source_control(
+    hub: &Hub,
+) -> Result<std::sync::Arc<dyn sightline_core::supervisor::SourceControl>, ApiError> {
+    hub.core().controls().sources().cloned().ok_or_else(|| {
+        ApiError::Unavailable(
+            "this hub runs no background sources to configure (it was started without the source supervisor; `sightline serve` has one)".into(),
+        )
+    })
+}
+
+/// `GET /api/v1/settings/sources`.
+pub async fn get_sources(State(hub): State<Hub>) -> Result<Json<SourcesView>, ApiError> {
+    let control = source_control(&hub)?;
+    Ok(Json(SourcesView {
+        sources: control.list().await,
+    }))
+}
+
+/// `PUT /api/v1/settings/sources/{name}`: start, stop or reconfigure one source.
+pub async fn put_source(
+    State(hub): State<Hub>,
+    Path(name): Path<String>,
+    Json(change): Json<SourceChange>,
+) -> Result<Json<SourceChanged>, ApiError> {
+    let control = source_control(&hub)?;
+    let status = control.apply(&name, change).await.map_err(|e| match e {
+        SourceControlError::Unknown(_) => ApiError::NotFound(e.to_string()),
+        SourceControlError::Invalid(m) => ApiError::BadRequest(format!("{name}: {m}")),
+    })?;
+    let (persisted, note) = persist(&hub, |p| {
+        config_file::set_source(p, &status.name, status.running, &status.config)
+    });
+    tracing::info!(source = %name, running = status.running, persisted, "source changed");
+    Ok(Json(SourceChanged {
+        source: status,
+        persisted,
+        note,
+    }))
+}
+
+fn desktop_state(hub: &Hub) -> (bool, Option<String>) {
+    match hub.core().controls().desktop() {
+        Some(Ok(())) => (true, None),
+        Some(Err(e)) => (false, Some(e.clone())),
+        None => (false, Some("no notifier runs in this hub".into())),
+    }
+}
+
+/// `GET /api/v1/settings/notify`.
+pub async fn get_notify(State(hub): State<Hub>) -> Json<NotifyView> {
+    let (desktop_available, desktop_note) = desktop_state(&hub);
+    Json(NotifyView {
+        rules: hub.core().controls().notify_rules(),
+        desktop_available,
+        desktop_note,
+    })
+}
+
+/// `PUT /api/v1/settings/notify`: the three rules, whole; the next event uses them.
+pub async fn put_notify(
+    State(hub): State<Hub>,
+    Json(rules): Json<NotifyRules>,
+) -> Result<Json<NotifyChanged>, ApiError> {
+    let controls = hub.core().controls();
+    if controls.desktop().is_none() {
+        return Err(ApiError::Unavailable(
+            "no notifier runs in this hub (`sightline serve` starts one)".into(),
+        ));
+    }
+    rules.check().map_err(ApiError::BadRequest)?;
+    if let (false, Some(why)) = desktop_state(&hub)
+        && let Some((name, _)) = rules
+            .each()
+            .into_iter()
+            .find(|(_, r)| r.enabled && r.desktop)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "{name}: desktop notifications are not available here: {why}"
+        )));
+    }
+    controls.set_notify_rules(rules.clone());
+    let (persisted, note) = persist(&hub, |p| config_file::set_notify(p, &rules));
+    tracing::info!(persisted, "notification rules changed");
+    Ok(Json(NotifyChanged {
+        rules,
         persisted,
         note,
     }))

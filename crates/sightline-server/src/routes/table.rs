@@ -363,6 +363,20 @@ pub fn core_routes() -> Vec<Route> {
         route(Delete, "/api/v1/tokens/{name}", ADMIN, "Revoke a token by name (at once); removed from the config file")
             .answers(200, Shape::Json(s::revoked_token))
             .to(axum::routing::delete(crate::routes::settings::revoke_token)),
+        route(Get, "/api/v1/settings/sources", ADMIN, "Every configurable background source: its settings (URL or paths), whether it runs, its health")
+            .answers(200, Shape::Json(s::sources_view))
+            .to(get(crate::routes::settings::get_sources)),
+        route(Put, "/api/v1/settings/sources/{name}", ADMIN, "Start, stop or reconfigure one background source at once (a bad path or URL is refused, nothing changed); written to the config file")
+            .request(Shape::Json(s::source_change))
+            .answers(200, Shape::Json(s::source_changed))
+            .to(put(crate::routes::settings::put_source)),
+        route(Get, "/api/v1/settings/notify", ADMIN, "The notification rules (waiting, failure, cost over a budget): targets and rate limit of each, and whether desktop notifications work here")
+            .answers(200, Shape::Json(s::notify_view))
+            .to(get(crate::routes::settings::get_notify)),
+        route(Put, "/api/v1/settings/notify", ADMIN, "Replace the notification rules; the next event uses them; written to the config file")
+            .request(Shape::Json(s::notify_rules))
+            .answers(200, Shape::Json(s::notify_changed))
+            .to(put(crate::routes::settings::put_notify)),
         route(Get, "/api/v1/export", READ, "Events of a run or a filter as json, ndjson, csv or yaml")
             .query(&[FILTER, EXPORT_QUERY])
             .answers(200, Shape::Text("application/json, application/x-ndjson, text/csv or application/yaml"))
