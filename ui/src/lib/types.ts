@@ -25,6 +25,12 @@ export interface Run {
   cache_read_tokens: number;
   cache_write_tokens: number;
   cost_usd: number;
+  /** Liveness (docs/API.md): false once ended or made idle by the hub's sweep, true while a
+   *  covered source keeps it open, null when no rule covers its source. */
+  alive?: boolean | null;
+  ended_by?: 'liveness' | null;
+  liveness_rule?: 'pid' | 'heartbeat' | 'idle' | 'stream' | null;
+  liveness_reason?: string | null;
 }
 
 export interface Session {
@@ -48,6 +54,12 @@ export interface Session {
   total_input_tokens?: number;
   total_output_tokens?: number;
   total_cost_usd?: number;
+  /** Liveness (docs/API.md): false once ended or made idle by the hub's sweep, true while a
+   *  covered source keeps it open, null when no rule covers its source. */
+  alive?: boolean | null;
+  ended_by?: 'liveness' | null;
+  liveness_rule?: 'pid' | 'heartbeat' | 'idle' | 'stream' | null;
+  liveness_reason?: string | null;
 }
 
 export interface SessionNode extends Session {
