@@ -32,9 +32,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
+use crate::cli_otel::{CliLog, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 use crate::pricing::Usage;
-use crate::session_files::{first_json_line, follow, jsonl_files, read_jsonl};
+use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
 use crate::util::{BuilderExt, Metrics, event_id, number, short, text};
 
 pub const NAME: &str = "codex-rollouts";
@@ -610,16 +611,7 @@ impl Adapter for CodexAdapter {
                     r.calls.clear();
                     r
                 },
-                |path, offset, state| {
-                    read_jsonl(
-                        path,
-                        offset,
-                        Source::Codex,
-                        "codex",
-                        Timestamp::now(),
-                        |v, at| map_line(v, at, state, Timestamp::now()),
-                    )
-                },
+                jsonl_reader(Source::Codex, "codex", map_line),
             )
             .await
         })
@@ -640,20 +632,12 @@ pub fn map_otel_log(
     name: &str,
     ts: Option<Timestamp>,
     id: String,
-    mut payload: Map<String, Value>,
+    payload: Map<String, Value>,
     now: Timestamp,
 ) -> Result<Event, String> {
-    let attr = |k: &str| -> Option<String> {
-        match a.get(k)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    };
-    let num = |k: &str| attr(k).and_then(|v| v.parse::<f64>().ok());
-    let session = attr("conversation.id");
-    let ts = ts.or_else(|| attr("event.timestamp").and_then(|t| Timestamp::parse(&t).ok()));
+    let attr = |k: &str| crate::otlp::s(a, k);
+    let num = |k: &str| crate::otlp::f(a, k);
+    let mut log = CliLog::new(Source::Codex, "codex", a, "conversation.id", ts, id);
     // Records without an `event.name` are Codex's own diagnostics ("flushing OTEL metrics"),
     // named by a source location: kept as debug `codex.log` rows titled by their body.
     let name = if name.starts_with("codex.") {
@@ -666,16 +650,11 @@ pub fn map_otel_log(
         _ => None,
     };
     let short_name = name.strip_prefix("codex.").unwrap_or(name);
-    let mut entity = EntityType::Log;
-    let mut status = None;
-    let mut severity = Severity::Debug;
-    let mut call = None;
-    let mut duration = None;
     let title = match short_name {
         "conversation_starts" => {
-            entity = EntityType::Session;
-            status = Some(Status::Running);
-            severity = Severity::Info;
+            log.entity = EntityType::Session;
+            log.status = Some(Status::Running);
+            log.severity = Severity::Info;
             format!(
                 "Codex session started ({} via {})",
                 attr("model").unwrap_or_else(|| "model".into()),
@@ -683,25 +662,19 @@ pub fn map_otel_log(
             )
         }
         "user_prompt" => {
-            entity = EntityType::Prompt;
-            severity = Severity::Info;
-            match attr("prompt") {
-                Some(p) => format!("Prompt: {}", short(&p, 120)),
-                None => format!(
-                    "Prompt ({} characters)",
-                    attr("prompt_length").unwrap_or_else(|| "?".into())
-                ),
-            }
+            log.entity = EntityType::Prompt;
+            log.severity = Severity::Info;
+            prompt_title(a)
         }
         "tool_decision" => {
-            entity = EntityType::Permission;
-            call = attr("call_id");
+            log.entity = EntityType::Permission;
+            log.call = attr("call_id");
             let decision = attr("decision").unwrap_or_else(|| "decided".into());
             // An approval lets the session go on; a denial is worth a look but does not end it.
             if decision.starts_with("approved") {
-                status = Some(Status::Running);
+                log.status = Some(Status::Running);
             } else {
-                severity = Severity::Warn;
+                log.severity = Severity::Warn;
             }
             format!(
                 "{} {decision}",
@@ -709,21 +682,21 @@ pub fn map_otel_log(
             )
         }
         "tool_result" => {
-            entity = EntityType::Tool;
-            call = attr("call_id");
+            log.entity = EntityType::Tool;
+            log.call = attr("call_id");
             let ok = attr("success").is_none_or(|v| v == "true");
-            status = Some(if ok { Status::Success } else { Status::Failed });
-            severity = if ok { Severity::Info } else { Severity::Error };
-            duration = num("duration_ms");
+            log.status = Some(if ok { Status::Success } else { Status::Failed });
+            log.severity = if ok { Severity::Info } else { Severity::Error };
+            log.duration = num("duration_ms");
             let tool = attr("tool_name").unwrap_or_else(|| "tool".into());
             call_title(&tool, a.get("arguments"))
         }
         "api_request" => {
-            entity = EntityType::Message;
-            duration = num("duration_ms");
+            log.entity = EntityType::Message;
+            log.duration = num("duration_ms");
             let code = num("http.response.status_code");
             if code.is_some_and(|c| c >= 400.0) || attr("error.message").is_some() {
-                severity = Severity::Error;
+                log.severity = Severity::Error;
             }
             format!(
                 "{} · API request{}",
@@ -738,27 +711,10 @@ pub fn map_otel_log(
         "log" => short(&body.unwrap_or_else(|| "Codex log".into()), 160),
         other => format!("Codex {other}"),
     };
-    if attr("error.message").is_some() && severity < Severity::Warn {
-        severity = Severity::Warn;
+    if attr("error.message").is_some() && log.severity < Severity::Warn {
+        log.severity = Severity::Warn;
     }
-    payload.insert("attributes".into(), Value::Object(a.clone()));
-    Event::builder(Source::Codex, name, entity, title)
-        .event_id(id)
-        .ts(ts)
-        .run_id(session.clone())
-        .session_id(session.clone())
-        .entity_id(match entity {
-            EntityType::Session => session.clone(),
-            _ => call.clone(),
-        })
-        .correlation_id(call)
-        .agent("codex")
-        .status(status)
-        .severity(severity)
-        .duration_opt(duration.filter(|d| *d >= 0.0))
-        .payload(payload)
-        .build(now)
-        .map_err(|e| e.0)
+    log.build(name, title, a, payload, now)
 }
 
 #[cfg(test)]

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
+use crate::cli_otel::{CliLog, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 use crate::pricing::Usage;
-use crate::session_files::{first_json_line, follow, jsonl_files, read_jsonl};
+use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
 use crate::util::{BuilderExt, event_id, number, short, text};
 
 pub const NAME: &str = "gemini-sessions";
@@ -361,16 +362,7 @@ impl Adapter for GeminiAdapter {
                 self.poll,
                 session_logs,
                 SessionLog::of,
-                |path, offset, state| {
-                    read_jsonl(
-                        path,
-                        offset,
-                        Source::Gemini,
-                        "gemini",
-                        Timestamp::now(),
-                        |v, at| map_line(v, at, state, Timestamp::now()),
-                    )
-                },
+                jsonl_reader(Source::Gemini, "gemini", map_line),
             )
             .await
         })
@@ -391,70 +383,51 @@ pub fn map_otel_log(
     body: Option<&str>,
     ts: Option<Timestamp>,
     id: String,
-    mut payload: Map<String, Value>,
+    payload: Map<String, Value>,
     now: Timestamp,
 ) -> Result<Event, String> {
-    let attr = |k: &str| -> Option<String> {
-        match a.get(k)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    };
-    let num = |k: &str| attr(k).and_then(|v| v.parse::<f64>().ok());
-    let session = attr("session.id");
-    let ts = ts.or_else(|| attr("event.timestamp").and_then(|t| Timestamp::parse(&t).ok()));
+    let attr = |k: &str| crate::otlp::s(a, k);
+    let num = |k: &str| crate::otlp::f(a, k);
+    let mut log = CliLog::new(Source::Gemini, "gemini", a, "session.id", ts, id);
     let short_name = name.strip_prefix("gemini_cli.").unwrap_or(name);
-    let mut entity = EntityType::Log;
-    let mut status = None;
-    let mut severity = Severity::Debug;
-    let mut duration = None;
-    let mut call = None;
     let title = match short_name {
         "config" => {
-            entity = EntityType::Session;
-            status = Some(Status::Running);
-            severity = Severity::Info;
+            log.entity = EntityType::Session;
+            log.status = Some(Status::Running);
+            log.severity = Severity::Info;
             format!(
                 "Gemini session started ({})",
                 attr("model").unwrap_or_else(|| "model".into())
             )
         }
         "user_prompt" => {
-            entity = EntityType::Prompt;
-            severity = Severity::Info;
-            match attr("prompt") {
-                Some(p) => format!("Prompt: {}", short(&p, 120)),
-                None => format!(
-                    "Prompt ({} characters)",
-                    attr("prompt_length").unwrap_or_else(|| "?".into())
-                ),
-            }
+            log.entity = EntityType::Prompt;
+            log.severity = Severity::Info;
+            prompt_title(a)
         }
         "tool_call" => {
-            entity = EntityType::Tool;
+            log.entity = EntityType::Tool;
             let ok = attr("success").is_none_or(|v| v == "true");
-            status = Some(if ok { Status::Success } else { Status::Failed });
-            severity = if ok { Severity::Info } else { Severity::Error };
-            duration = num("duration_ms");
+            log.status = Some(if ok { Status::Success } else { Status::Failed });
+            log.severity = if ok { Severity::Info } else { Severity::Error };
+            log.duration = num("duration_ms");
             // Recent versions name the call; the session log's tool events share it.
-            call = attr("call_id").or_else(|| attr("gen_ai.tool.call.id"));
+            log.call = attr("call_id").or_else(|| attr("gen_ai.tool.call.id"));
             let tool = attr("function_name").unwrap_or_else(|| "tool".into());
             let args = attr("function_args").and_then(|s| serde_json::from_str::<Value>(&s).ok());
             call_title(&tool, args.as_ref())
         }
         "api_request" => {
-            entity = EntityType::Message;
+            log.entity = EntityType::Message;
             format!(
                 "{} · API request",
                 attr("model").unwrap_or_else(|| "model".into())
             )
         }
         "api_response" => {
-            entity = EntityType::Message;
-            duration = num("duration_ms");
-            severity = Severity::Info;
+            log.entity = EntityType::Message;
+            log.duration = num("duration_ms");
+            log.severity = Severity::Info;
             format!(
                 "{} · API response ({})",
                 attr("model").unwrap_or_else(|| "model".into()),
@@ -462,18 +435,18 @@ pub fn map_otel_log(
             )
         }
         "api_error" => {
-            entity = EntityType::Message;
-            severity = Severity::Error;
-            duration = num("duration_ms");
+            log.entity = EntityType::Message;
+            log.severity = Severity::Error;
+            log.duration = num("duration_ms");
             format!(
                 "API error: {}",
                 short(&attr("error").unwrap_or_else(|| "unknown".into()), 160)
             )
         }
         "conversation_finished" => {
-            entity = EntityType::Session;
-            status = Some(Status::Idle);
-            severity = Severity::Info;
+            log.entity = EntityType::Session;
+            log.status = Some(Status::Idle);
+            log.severity = Severity::Info;
             "Conversation finished".into()
         }
         _ => body
@@ -481,30 +454,13 @@ pub fn map_otel_log(
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| format!("Gemini CLI {short_name}")),
     };
-    if entity == EntityType::Tool && call.is_none() {
+    if log.entity == EntityType::Tool && log.call.is_none() {
         // Without the call's id this record cannot join the session log's tool lifecycle;
         // as a tool of its own it would be a second, phantom call.
-        entity = EntityType::Log;
-        status = None;
+        log.entity = EntityType::Log;
+        log.status = None;
     }
-    payload.insert("attributes".into(), Value::Object(a.clone()));
-    Event::builder(Source::Gemini, name, entity, title)
-        .event_id(id)
-        .ts(ts)
-        .run_id(session.clone())
-        .session_id(session.clone())
-        .entity_id(match entity {
-            EntityType::Session => session.clone(),
-            _ => call.clone(),
-        })
-        .correlation_id(call)
-        .agent("gemini")
-        .status(status)
-        .severity(severity)
-        .duration_opt(duration.filter(|d| *d >= 0.0))
-        .payload(payload)
-        .build(now)
-        .map_err(|e| e.0)
+    log.build(name, title, a, payload, now)
 }
 
 #[cfg(test)]

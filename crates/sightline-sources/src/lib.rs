@@ -15,6 +15,7 @@
 //! stop another; their health is reported through the core's health registry.
 
 pub mod claude;
+mod cli_otel;
 pub mod codex;
 pub mod docker;
 pub mod framework;

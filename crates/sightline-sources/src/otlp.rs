@@ -97,7 +97,7 @@ fn nonzero_hex(bytes: &[u8]) -> Option<String> {
     (!bytes.is_empty() && bytes.iter().any(|b| *b != 0)).then(|| hex(bytes))
 }
 
-fn s(m: &Map<String, Value>, key: &str) -> Option<String> {
+pub(crate) fn s(m: &Map<String, Value>, key: &str) -> Option<String> {
     match m.get(key)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -106,7 +106,7 @@ fn s(m: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-fn f(m: &Map<String, Value>, key: &str) -> Option<f64> {
+pub(crate) fn f(m: &Map<String, Value>, key: &str) -> Option<f64> {
     match m.get(key)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.parse().ok(),

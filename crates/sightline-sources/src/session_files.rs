@@ -210,6 +210,21 @@ pub async fn tail_pass<S>(
     Ok(total)
 }
 
+/// The `read` of [`follow`] for a source whose lines map with the file's state alone: each read
+/// at its own time, each line given to `map` with its byte offset.
+pub fn jsonl_reader<S>(
+    source: Source,
+    id_prefix: &'static str,
+    mut map: impl FnMut(&Value, u64, &mut S, Timestamp) -> Vec<Result<Event, String>>,
+) -> impl FnMut(&Path, u64, &mut S) -> std::io::Result<Chunk> {
+    move |path, offset, state| {
+        let now = Timestamp::now();
+        read_jsonl(path, offset, source, id_prefix, now, |v, at| {
+            map(v, at, state, now)
+        })
+    }
+}
+
 /// A session-file source's whole life: while `root` does not exist the source is `waiting`;
 /// once it does, every `poll` a [`tail_pass`] over `files(root)`, and the source is `running`.
 /// Returns when stop is asked, or with the error that ended a commit.
