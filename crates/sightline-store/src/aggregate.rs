@@ -7,6 +7,7 @@
 //! This module must never read the database: it only builds statements from the batch.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{Transaction, params};
 use sightline_schema::{EntityType, Event, Source, Status};
@@ -281,7 +282,7 @@ impl BatchAggregates {
     pub fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         let mut new_sessions_per_run: HashMap<&str, i64> = HashMap::new();
         {
-            let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
+            let mut upsert = tx.prepare_cached(&UPSERT_SESSION)?;
             for (id, d) in &self.sessions {
                 let (status, has_status, status_at) = d.resolve_status();
                 let existed: bool = tx
@@ -320,7 +321,7 @@ impl BatchAggregates {
             }
         }
         {
-            let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
+            let mut upsert = tx.prepare_cached(&UPSERT_RUN)?;
             for (id, d) in &self.runs {
                 let (status, has_status, status_at) = d.resolve_status();
                 upsert.execute(params![
@@ -379,99 +380,181 @@ impl BatchAggregates {
 }
 
 // Status rule shared by runs and sessions, by the producer's clock (`status_at`): the batch's
-// status (?8, ?9 says whether there is one, from ?22) replaces the stored one unless the stored
-// one is newer; otherwise work in the batch (?10, at ?23) turns a stored blocked/idle/queued into
-// running unless that wait is newer than the work. A late batch changes neither. ended_at and
-// status_at follow the status: set by a terminal one, ended_at cleared when work resumes. The
-// liveness note (?24, ?25 for sessions; ?23, ?24 for runs) follows the status too: set when the
-// hub's sweep set it, cleared by any status the producer sets and by work that reopens a wait.
-const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, run_id, parent_session_id, agent, source, title, \
-    title_rank, status, started_at, ended_at, last_event_at, last_seq, event_count, error_count, input_tokens, \
-    output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-      CASE WHEN ?9 THEN ?8 WHEN ?10 THEN 2 ELSE NULL END, \
-      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-      CASE WHEN ?9 THEN ?22 WHEN ?10 THEN ?23 ELSE NULL END, \
-      CASE WHEN ?9 THEN ?24 ELSE NULL END, CASE WHEN ?9 THEN ?25 ELSE NULL END) \
-    ON CONFLICT(session_id) DO UPDATE SET \
-      run_id = COALESCE(sessions.run_id, excluded.run_id), \
-      parent_session_id = COALESCE(sessions.parent_session_id, excluded.parent_session_id), \
-      agent = COALESCE(sessions.agent, excluded.agent), \
-      title = CASE WHEN excluded.title_rank > sessions.title_rank THEN excluded.title ELSE sessions.title END, \
-      title_rank = MAX(sessions.title_rank, excluded.title_rank), \
-      status = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?8 \
-                    WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
-                         AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN 2 \
-                    ELSE sessions.status END, \
-      ended_at = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?12 \
-                      WHEN ?10 AND sessions.status IN (1, 3, 7) \
-                           AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
-                      ELSE sessions.ended_at END, \
-      status_at = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?22 \
-                       WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
-                            AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN ?23 \
-                       ELSE sessions.status_at END, \
-      liveness_rule = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?24 \
-                           WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
-                                AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
-                           ELSE sessions.liveness_rule END, \
-      liveness_reason = CASE WHEN ?9 AND (sessions.status_at IS NULL OR ?22 >= sessions.status_at) THEN ?25 \
-                             WHEN ?10 AND (sessions.status IS NULL OR sessions.status IN (1, 3, 7)) \
-                                  AND (sessions.status_at IS NULL OR ?23 >= sessions.status_at) THEN NULL \
-                             ELSE sessions.liveness_reason END, \
-      started_at = MIN(sessions.started_at, excluded.started_at), \
-      last_event_at = MAX(sessions.last_event_at, excluded.last_event_at), \
-      last_seq = MAX(sessions.last_seq, excluded.last_seq), \
-      event_count = sessions.event_count + excluded.event_count, \
-      error_count = sessions.error_count + excluded.error_count, \
-      input_tokens = sessions.input_tokens + excluded.input_tokens, \
-      output_tokens = sessions.output_tokens + excluded.output_tokens, \
-      cache_read_tokens = sessions.cache_read_tokens + excluded.cache_read_tokens, \
-      cache_write_tokens = sessions.cache_write_tokens + excluded.cache_write_tokens, \
-      cost_usd = sessions.cost_usd + excluded.cost_usd";
+// status (`status`; `has_status` says whether there is one, from `status_at`) replaces the
+// stored one unless the stored one is newer; otherwise work in the batch (`work`, at `work_at`)
+// turns a stored blocked/idle/queued into running unless that wait is newer than the work. A
+// late batch changes neither. ended_at and status_at follow the status: set by a terminal one,
+// ended_at cleared when work resumes. The liveness note (`rule`, `reason`) follows the status
+// too: set when the hub's sweep set it, cleared by any status the producer sets and by work
+// that reopens a wait. The rule is written once, below, for both tables.
 
-const UPSERT_RUN: &str = "INSERT INTO runs (run_id, source, agent, title, title_rank, status, started_at, ended_at, \
-    last_event_at, last_seq, event_count, error_count, session_count, input_tokens, output_tokens, \
-    cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
-    VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?7 THEN ?6 WHEN ?8 THEN 2 ELSE NULL END, \
-      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-      CASE WHEN ?7 THEN ?21 WHEN ?8 THEN ?22 ELSE NULL END, \
-      CASE WHEN ?7 THEN ?23 ELSE NULL END, CASE WHEN ?7 THEN ?24 ELSE NULL END) \
-    ON CONFLICT(run_id) DO UPDATE SET \
-      agent = COALESCE(runs.agent, excluded.agent), \
-      title = CASE WHEN excluded.title_rank > runs.title_rank THEN excluded.title ELSE runs.title END, \
-      title_rank = MAX(runs.title_rank, excluded.title_rank), \
-      status = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?6 \
-                    WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
-                         AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN 2 \
-                    ELSE runs.status END, \
-      ended_at = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?10 \
-                      WHEN ?8 AND runs.status IN (1, 3, 7) \
-                           AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
-                      ELSE runs.ended_at END, \
-      status_at = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?21 \
-                       WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
-                            AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN ?22 \
-                       ELSE runs.status_at END, \
-      liveness_rule = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?23 \
-                           WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
-                                AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
-                           ELSE runs.liveness_rule END, \
-      liveness_reason = CASE WHEN ?7 AND (runs.status_at IS NULL OR ?21 >= runs.status_at) THEN ?24 \
-                             WHEN ?8 AND (runs.status IS NULL OR runs.status IN (1, 3, 7)) \
-                                  AND (runs.status_at IS NULL OR ?22 >= runs.status_at) THEN NULL \
-                             ELSE runs.liveness_reason END, \
-      started_at = MIN(runs.started_at, excluded.started_at), \
-      last_event_at = MAX(runs.last_event_at, excluded.last_event_at), \
-      last_seq = MAX(runs.last_seq, excluded.last_seq), \
-      event_count = runs.event_count + excluded.event_count, \
-      error_count = runs.error_count + excluded.error_count, \
-      session_count = runs.session_count + excluded.session_count, \
-      input_tokens = runs.input_tokens + excluded.input_tokens, \
-      output_tokens = runs.output_tokens + excluded.output_tokens, \
-      cache_read_tokens = runs.cache_read_tokens + excluded.cache_read_tokens, \
-      cache_write_tokens = runs.cache_write_tokens + excluded.cache_write_tokens, \
-      cost_usd = runs.cost_usd + excluded.cost_usd";
+/// Where the status rule's values are in one upsert's parameters (`?N`).
+struct StatusParams {
+    status: u8,
+    has_status: u8,
+    work: u8,
+    ended_at: u8,
+    status_at: u8,
+    work_at: u8,
+    rule: u8,
+    reason: u8,
+}
+
+const SESSION_STATUS: StatusParams = StatusParams {
+    status: 8,
+    has_status: 9,
+    work: 10,
+    ended_at: 12,
+    status_at: 22,
+    work_at: 23,
+    rule: 24,
+    reason: 25,
+};
+
+const RUN_STATUS: StatusParams = StatusParams {
+    status: 6,
+    has_status: 7,
+    work: 8,
+    ended_at: 10,
+    status_at: 21,
+    work_at: 22,
+    rule: 23,
+    reason: 24,
+};
+
+impl StatusParams {
+    /// The inserted row's status.
+    fn insert_status(&self) -> String {
+        let p = self;
+        format!(
+            "CASE WHEN ?{} THEN ?{} WHEN ?{} THEN 2 ELSE NULL END",
+            p.has_status, p.status, p.work
+        )
+    }
+
+    /// The inserted row's status_at, liveness_rule and liveness_reason.
+    fn insert_status_at_and_note(&self) -> String {
+        let p = self;
+        format!(
+            "CASE WHEN ?{has} THEN ?{} WHEN ?{} THEN ?{} ELSE NULL END, \
+             CASE WHEN ?{has} THEN ?{} ELSE NULL END, CASE WHEN ?{has} THEN ?{} ELSE NULL END",
+            p.status_at,
+            p.work,
+            p.work_at,
+            p.rule,
+            p.reason,
+            has = p.has_status
+        )
+    }
+
+    /// The `DO UPDATE SET` columns both tables share: the status rule, then the times and the
+    /// sums of `counted` that a batch adds to the stored row of table `t`.
+    fn updates(&self, t: &str, counted: &[&str]) -> String {
+        let p = self;
+        let newer = format!(
+            "?{} AND ({t}.status_at IS NULL OR ?{} >= {t}.status_at)",
+            p.has_status, p.status_at
+        );
+        let waited = format!("{t}.status IN (1, 3, 7)");
+        let after_wait = format!("({t}.status_at IS NULL OR ?{} >= {t}.status_at)", p.work_at);
+        let reopens = format!(
+            "?{} AND ({t}.status IS NULL OR {waited}) AND {after_wait}",
+            p.work
+        );
+        // ended_at is cleared only where there was a wait to reopen (a NULL status keeps it).
+        let reopens_ended = format!("?{} AND {waited} AND {after_wait}", p.work);
+        let mut sets = vec![
+            format!(
+                "status = CASE WHEN {newer} THEN ?{} WHEN {reopens} THEN 2 ELSE {t}.status END",
+                p.status
+            ),
+            format!(
+                "ended_at = CASE WHEN {newer} THEN ?{} WHEN {reopens_ended} THEN NULL ELSE {t}.ended_at END",
+                p.ended_at
+            ),
+            format!(
+                "status_at = CASE WHEN {newer} THEN ?{} WHEN {reopens} THEN ?{} ELSE {t}.status_at END",
+                p.status_at, p.work_at
+            ),
+            format!(
+                "liveness_rule = CASE WHEN {newer} THEN ?{} WHEN {reopens} THEN NULL ELSE {t}.liveness_rule END",
+                p.rule
+            ),
+            format!(
+                "liveness_reason = CASE WHEN {newer} THEN ?{} WHEN {reopens} THEN NULL ELSE {t}.liveness_reason END",
+                p.reason
+            ),
+            format!("started_at = MIN({t}.started_at, excluded.started_at)"),
+            format!("last_event_at = MAX({t}.last_event_at, excluded.last_event_at)"),
+            format!("last_seq = MAX({t}.last_seq, excluded.last_seq)"),
+        ];
+        sets.extend(
+            counted
+                .iter()
+                .map(|c| format!("{c} = {t}.{c} + excluded.{c}")),
+        );
+        sets.join(", ")
+    }
+}
+
+static UPSERT_SESSION: LazyLock<String> = LazyLock::new(|| {
+    let p = SESSION_STATUS;
+    format!(
+        "INSERT INTO sessions (session_id, run_id, parent_session_id, agent, source, title, \
+         title_rank, status, started_at, ended_at, last_event_at, last_seq, event_count, error_count, input_tokens, \
+         output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {}, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, {}) \
+         ON CONFLICT(session_id) DO UPDATE SET \
+           run_id = COALESCE(sessions.run_id, excluded.run_id), \
+           parent_session_id = COALESCE(sessions.parent_session_id, excluded.parent_session_id), \
+           agent = COALESCE(sessions.agent, excluded.agent), \
+           title = CASE WHEN excluded.title_rank > sessions.title_rank THEN excluded.title ELSE sessions.title END, \
+           title_rank = MAX(sessions.title_rank, excluded.title_rank), {}",
+        p.insert_status(),
+        p.insert_status_at_and_note(),
+        p.updates("sessions", SESSION_SUMS)
+    )
+});
+
+static UPSERT_RUN: LazyLock<String> = LazyLock::new(|| {
+    let p = RUN_STATUS;
+    format!(
+        "INSERT INTO runs (run_id, source, agent, title, title_rank, status, started_at, ended_at, \
+         last_event_at, last_seq, event_count, error_count, session_count, input_tokens, output_tokens, \
+         cache_read_tokens, cache_write_tokens, cost_usd, status_at, liveness_rule, liveness_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, {}, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, {}) \
+         ON CONFLICT(run_id) DO UPDATE SET \
+           agent = COALESCE(runs.agent, excluded.agent), \
+           title = CASE WHEN excluded.title_rank > runs.title_rank THEN excluded.title ELSE runs.title END, \
+           title_rank = MAX(runs.title_rank, excluded.title_rank), {}",
+        p.insert_status(),
+        p.insert_status_at_and_note(),
+        p.updates("runs", &RUN_SUMS)
+    )
+});
+
+/// The columns a batch adds to a session's stored sums.
+const SESSION_SUMS: &[&str] = &[
+    "event_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+];
+
+/// A run's: a session's, and how many sessions it has.
+const RUN_SUMS: [&str; 8] = [
+    "event_count",
+    "error_count",
+    "session_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+];
 
 const UPSERT_STATS: &str = "INSERT INTO stats_minute (minute, source, entity_type, severity, events, errors, \
     input_tokens, output_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
