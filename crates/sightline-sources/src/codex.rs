@@ -32,7 +32,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
-use crate::cli_otel::{CliLog, prompt_title};
+use crate::agent_cli::{CliLog, content_text, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 use crate::pricing::Usage;
 use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
@@ -109,19 +109,6 @@ fn parent_thread(meta: &Value) -> Option<String> {
     meta.get("source").and_then(|s| find(s, 0))
 }
 
-/// The text of a Responses API message's content (`input_text` / `output_text` parts, or a string).
-fn content_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| text(p, "text"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
 /// The command a tool call runs, from its JSON arguments (`cmd` of `exec_command`, `command`
 /// of `shell` as a string or an argv), for its title.
 fn call_title(name: &str, arguments: Option<&Value>) -> String {
@@ -170,6 +157,15 @@ fn exit_code_of(output: &str) -> Option<i64> {
     serde_json::from_str::<Value>(output)
         .ok()
         .and_then(|v| v.get("metadata")?.get("exit_code")?.as_i64())
+}
+
+/// A finished tool call's status and severity.
+fn outcome(failed: bool) -> (Status, Severity) {
+    if failed {
+        (Status::Failed, Severity::Error)
+    } else {
+        (Status::Success, Severity::Info)
+    }
 }
 
 /// Turns one rollout line into events; `at` is its byte offset (an id for lines that carry
@@ -344,16 +340,8 @@ pub fn map_line(
                 )
                 .entity_id(&id)
                 .correlation_id(&id)
-                .status(if failed {
-                    Status::Failed
-                } else {
-                    Status::Success
-                })
-                .severity(if failed {
-                    Severity::Error
-                } else {
-                    Severity::Info
-                })
+                .status(outcome(failed).0)
+                .severity(outcome(failed).1)
                 .duration_opt(duration.map(|d| d.round()))
                 .metrics(metrics)
                 .tag(format!("tool:{name}"))
@@ -516,16 +504,8 @@ pub fn map_line(
             )
             .entity_id(&call)
             .correlation_id(&call)
-            .status(if failed {
-                Status::Failed
-            } else {
-                Status::Success
-            })
-            .severity(if failed {
-                Severity::Error
-            } else {
-                Severity::Info
-            })
+            .status(outcome(failed).0)
+            .severity(outcome(failed).1)
             .duration_ms((ts_ms - started).max(0))
             .metrics(metrics)
             .tag(format!("tool:{name}"))

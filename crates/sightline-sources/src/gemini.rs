@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status, Timestamp};
 
-use crate::cli_otel::{CliLog, prompt_title};
+use crate::agent_cli::{CliLog, content_text, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
 use crate::pricing::Usage;
 use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
@@ -77,19 +77,6 @@ impl SessionLog {
         if text(line, "kind").as_deref() == Some("main") {
             self.parent = None;
         }
-    }
-}
-
-/// The text parts of a message's `content` (a string or `[{text}]`).
-fn content_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| text(p, "text"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
     }
 }
 

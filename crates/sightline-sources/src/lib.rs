@@ -14,8 +14,8 @@
 //! write to the store directly, never depend on the server, and never let one source's failure
 //! stop another; their health is reported through the core's health registry.
 
+mod agent_cli;
 pub mod claude;
-mod cli_otel;
 pub mod codex;
 pub mod docker;
 pub mod framework;

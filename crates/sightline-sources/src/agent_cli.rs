@@ -1,14 +1,15 @@
-//! What the Codex CLI and Gemini CLI OpenTelemetry log mappings ([`crate::codex`],
-//! [`crate::gemini`]) share: one record's place (its session, time and id), the parts each
-//! mapping decides (entity, status, severity, duration, tool call), the prompt's title, and the
-//! one way such a record becomes an event. It must never count tokens or cost: those come from
-//! the agents' session files, once per request, and the records keep theirs in the payload.
+//! What the Codex CLI and Gemini CLI sources ([`crate::codex`], [`crate::gemini`]) share: the
+//! text of a message's content in their session files, and in their OpenTelemetry log mappings
+//! one record's place (its session, time and id), the parts each mapping decides (entity,
+//! status, severity, duration, tool call), the prompt's title, and the one way such a record
+//! becomes an event. It must never count tokens or cost: those come from the agents' session
+//! files, once per request, and the OTel records keep theirs in the payload.
 
 use serde_json::{Map, Value};
 use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 
 use crate::otlp::s as attr_text;
-use crate::util::{BuilderExt, short};
+use crate::util::{BuilderExt, short, text};
 
 /// One agent CLI's log record on its way to an event: set what the record says, then
 /// [`CliLog::build`].
@@ -93,5 +94,19 @@ pub(crate) fn prompt_title(attributes: &Map<String, Value>) -> String {
             "Prompt ({} characters)",
             attr_text(attributes, "prompt_length").unwrap_or_else(|| "?".into())
         ),
+    }
+}
+
+/// The text of a message's `content`: a string, or the `text` of its parts (a Responses API
+/// message's `input_text` / `output_text`, a Gemini message's `[{text}]`) joined by lines.
+pub(crate) fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| text(p, "text"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
     }
 }
