@@ -292,6 +292,13 @@ pub fn resolve(args: &SettingsArgs, explicit_config: Option<&std::path::Path>) -
         fp,
         config::DEFAULT_RETENTION.to_string(),
     );
+    let idle_after = o.pick(
+        "idle_after",
+        s.idle_after.clone(),
+        file.idle_after.clone(),
+        fp,
+        "30m".to_string(),
+    );
     let max_body = o.pick(
         "max_body",
         s.max_body,
@@ -453,6 +460,7 @@ pub fn resolve(args: &SettingsArgs, explicit_config: Option<&std::path::Path>) -
             token_file.origin,
         ),
         setting("retention", Some(retention.value), retention.origin),
+        setting("idle_after", Some(idle_after.value), idle_after.origin),
         setting(
             "max_body",
             Some(max_body.value.to_string()),
