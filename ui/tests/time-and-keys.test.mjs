@@ -35,6 +35,8 @@ async function hook(payload) {
   assert.ok(res.status < 300, `hook ${payload.hook_event_name} → ${res.status}`);
 }
 async function open(route, ready) {
+  // A fresh document each time: a hash change alone would keep the last test's dialogs and state.
+  await page.goto('about:blank');
   await page.goto(`${hub.url}/#/${route}`);
   if (ready) await page.waitForSelector(ready, { timeout: 10000 });
 }
@@ -138,7 +140,7 @@ describe('time and keys', () => {
     await page.selectOption('[data-testid="time-window"]', '300');
   });
 
-  test('1: a call that starts live grows until it ends; Live keeps the frame budget at 1,000 events/s', async () => {
+  test('1: a call that starts live grows until it ends; Live keeps the frame budget at 1,000 events/s', async (t) => {
     await open('live', `[data-lane="${HOOKED}"]`);
     await hook({ session_id: HOOKED, cwd: path.join(repo, 'orbit-deck'), transcript_path: '/dev/null', hook_event_name: 'PreToolUse', tool_name: 'Bash', tool_use_id: `tu-2-${T}`, tool_input: { command: 'cargo test' } });
     const open_ = `[data-lane="${HOOKED}"] [data-span="call"][data-end=""]`;
@@ -150,28 +152,33 @@ describe('time and keys', () => {
     await hook({ session_id: HOOKED, cwd: path.join(repo, 'orbit-deck'), transcript_path: '/dev/null', hook_event_name: 'PostToolUse', tool_name: 'Bash', tool_use_id: `tu-2-${T}`, tool_input: { command: 'cargo test' }, tool_response: { stdout: 'ok' } });
     await page.waitForFunction((k) => !document.querySelector(`[data-lane="${k}"] [data-span="call"][data-end=""]`), HOOKED, { timeout: 5000 });
 
-    // A traced Python process at 1,000 events/s (the agent's call shape) for 5 s: frames stay smooth.
-    let stop = false, sent = 0, i = 0;
-    const pump = (async () => {
-      while (!stop) {
-        const batch = [];
-        for (let k = 0; k < 50; k++, i++) batch.push({ source: 'python', source_event: 'call', entity_type: 'call', run_id: `py-load-${T}`, pid: 777, thread_id: 1, entity_id: `c${i}`, title: 'handle', status: 'success', duration_ms: 0.5, payload: { function: 'handle', module: 'app', call_id: i } });
-        const t0 = Date.now();
-        sent += (await hub.post(batch)).accepted;
-        await new Promise((r) => setTimeout(r, Math.max(0, 50 - (Date.now() - t0))));
-      }
-    })();
+    // A traced Python process at 1,000 events/s (the agent's call shape: 50 every 50 ms, sent
+    // on a clock, not after each answer) for 5 s: frames stay smooth.
+    let sent = 0, i = 0, failures = 0;
+    const inflight = new Set();
+    const timer = setInterval(() => {
+      const batch = [];
+      for (let k = 0; k < 50; k++, i++) batch.push({ source: 'python', source_event: 'call', entity_type: 'call', run_id: `py-load-${T}`, pid: 777, thread_id: 1, entity_id: `c${i}`, title: 'handle', status: 'success', duration_ms: 0.5, payload: { function: 'handle', module: 'app', call_id: i } });
+      const p = hub.post(batch).then((r) => { sent += r.accepted; }, () => { failures++; }).finally(() => inflight.delete(p));
+      inflight.add(p);
+    }, 50);
     await page.waitForSelector(`[data-lane="run:py-load-${T}"]`, { timeout: 10000 });
+    const i0 = i, t0 = Date.now();
     const frames = await page.evaluate(() => new Promise((resolve) => {
       const out = []; let last = performance.now(); const end = last + 5000;
       const f = (t) => { out.push(t - last); last = t; if (t < end) requestAnimationFrame(f); else resolve(out.slice(2)); };
       requestAnimationFrame(f);
     }));
-    stop = true;
-    await pump;
+    const rate = ((i - i0) * 1000) / (Date.now() - t0);
+    clearInterval(timer);
+    await Promise.all([...inflight]);
     frames.sort((a, b) => a - b);
     const p50 = frames[Math.floor(frames.length * 0.5)];
-    assert.ok(sent >= 3500, `the load reached ${sent} events in ~5 s`);
+    t.diagnostic(`Live under ${Math.round(rate)} events/s: ${frames.length} frames in 5 s, p50 ${p50.toFixed(1)} ms, p95 ${frames[Math.floor(frames.length * 0.95)].toFixed(1)} ms, max ${frames[frames.length - 1].toFixed(1)} ms`);
+    assert.equal(failures, 0);
+    assert.equal(sent, i, 'the hub accepted every event');
+    // setInterval slips on a loaded machine; 80 % of the nominal rate is still the load meant.
+    assert.ok(rate >= 800, `the load ran at ${Math.round(rate)} events/s while frames were measured`);
     // 60 fps is 16.7 ms; on this shared 2-core machine a p50 within two frames is the floor.
     assert.ok(p50 <= 34, `Live's median frame under load is ${p50.toFixed(1)} ms (${frames.length} frames)`);
     assert.deepEqual(pageErrors, []);
