@@ -437,7 +437,7 @@ fn judge_process(
 /// A duration as a person reads it: `45 s`, `1.5 s`, `30 min`, `2 h`.
 pub fn words(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 10_000 && ms % 1000 != 0 {
+    if ms < 10_000 && !ms.is_multiple_of(1000) {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else if ms < 120_000 {
         format!("{} s", ms / 1000)
@@ -614,6 +614,74 @@ mod tests {
         // pid_max is at most 2^22 on Linux: this one cannot exist.
         assert_eq!(check_pid(&here, 2_147_483_000, None, 0), PidState::Gone);
         assert_eq!(check_pid(&here, -1, None, 0), PidState::Unknown);
+    }
+
+    /// Any JSON value, a few levels deep (the payload a producer sends).
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("heartbeat_s".to_string()),
+                        Just("boot_id".to_string()),
+                        Just("start_ticks".to_string()),
+                        ".{0,12}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// `/proc/PID/stat` text: any string is answered without a panic, and a real-shaped
+        /// line with any command name (spaces and parentheses included) gives its fields back.
+        #[test]
+        fn any_stat_text_is_answered(text in ".{0,300}") {
+            let _ = parse_stat(&text);
+        }
+
+        #[test]
+        fn stat_lines_give_back_state_and_start(
+            pid in 1u32..4_194_304,
+            comm in "[ -~]{0,15}",
+            state in proptest::sample::select(vec!['R', 'S', 'D', 'Z', 'T', 'X', 'I']),
+            middle in proptest::collection::vec(0u64..1_000_000, 18),
+            ticks: u64,
+            tail in proptest::collection::vec(0u64..1_000_000, 0..30),
+        ) {
+            let nums = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+            let line = format!("{pid} ({comm}) {state} {} {ticks} {}", nums(&middle), nums(&tail));
+            proptest::prop_assert_eq!(parse_stat(&line), Some((state, ticks)));
+        }
+
+        /// What a producer says about itself is untrusted: any payload gives a producer, and
+        /// a heartbeat only within (0 s, 1 day).
+        #[test]
+        fn any_payload_gives_a_producer(payload in json(), pid: i64) {
+            let map = match payload {
+                Value::Object(m) => m,
+                other => Map::from_iter([("heartbeat_s".to_string(), other)]),
+            };
+            let p = rows::producer_of(Some("h".into()), pid, &map);
+            proptest::prop_assert_eq!(p.pid, pid);
+            if let Some(ms) = p.heartbeat_ms {
+                proptest::prop_assert!((0..=86_400_000).contains(&ms), "{ms}");
+            }
+            proptest::prop_assert!(p.boot_id.is_none_or(|b| b.chars().count() <= 64));
+        }
     }
 
     #[test]
