@@ -18,7 +18,7 @@ const T = 'w' + Date.now().toString(36);
 const SYNC = `crm-sync-${T}`;
 const DEPLOY = `deploy-${T}`;
 const ETL = `etl-${T}`;
-const FILLER = 104; // with the three above: more than one page (100) of workflows
+const FILLER = 104; // with the four below: more than one page (100) of workflows
 
 let hub, browser, ctx, page;
 const pageErrors = [];
@@ -141,6 +141,15 @@ describe('workflows', () => {
     await page.waitForFunction(() => document.querySelector('[data-testid="wf-progress"]')?.getAttribute('data-progress') === '75', null, { timeout: 10000 });
     const hubFigure = await hub.get(`/api/v1/workflows/${ETL}`);
     assert.equal(hubFigure.progress.percent, 75);
+    // A workflow that starts while the page is open appears at the top, with its figure.
+    const HOT = `hotfix-${T}`;
+    await updates(HOT, [
+      { type: 'status', timestamp: new Date().toISOString(), data: { status: 'running', message: 'hotfix' } },
+      { type: 'status', timestamp: new Date().toISOString(), data: { step: 'patch', status: 'success' } },
+      { type: 'status', timestamp: new Date().toISOString(), data: { step: 'release', status: 'running' } },
+    ]);
+    await page.waitForFunction((id) => document.querySelector('[data-testid="workflow-list"] [data-run]')?.getAttribute('data-run') === id, HOT, { timeout: 10000 });
+    assert.equal(await card(HOT).getAttribute('data-progress'), '50');
     assert.deepEqual(pageErrors, []);
   });
 
@@ -165,7 +174,7 @@ describe('workflows', () => {
   });
 
   test('no silent caps: the workflow list and the Plugins run picker page past 100', async () => {
-    const total = FILLER + 3;
+    const total = FILLER + 4; // three from the start, one started live
     await open('workflows', '[data-testid="workflow-list"] [data-run]');
     assert.equal(await page.locator('[data-testid="workflow-list"] [data-run]').count(), 100);
     assert.match(await page.textContent('[data-testid="wf-count"]'), /100 executions loaded · more below/);
