@@ -373,3 +373,107 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
         "1 + 40 + the 20 background events; the refused batches stored nothing"
     );
 }
+
+/// The OpenAPI document says the constraints the hub checks (schemathesis found these
+/// operations refusing most of what their documented schemas allowed), and the hub agrees with
+/// what it says: values the schema allows are taken, values it rules out are refused.
+#[test]
+fn openapi_says_the_constraints_the_hub_checks() {
+    let hub = TestHub::start();
+    let doc = hub.get("/openapi.json");
+    let body = |path: &str, method: &str, ct: &str| -> Value {
+        let schema = &doc["paths"][path][method]["requestBody"]["content"][ct]["schema"];
+        resolve(&doc, schema).clone()
+    };
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} lacks {name}"))["schema"]
+            .clone()
+    };
+
+    let seq = param("/api/v1/events/{seq}", "get", "seq");
+    assert_eq!(seq, json!({"type": "integer", "minimum": 0}));
+    let (status, _) = get_status(&format!("{}/api/v1/events/abc", hub.url));
+    assert_eq!(status, 400);
+    assert_eq!(
+        param("/api/v1/runs", "get", "limit"),
+        json!({"type": "integer", "minimum": 0})
+    );
+
+    let retention = body("/api/v1/settings/retention", "put", "application/json");
+    assert!(
+        retention["properties"]["retention"]["pattern"].is_string(),
+        "{retention}"
+    );
+    let put = |path: &str, v: Value| {
+        let mut res = agent()
+            .put(&format!("{}{path}", hub.url))
+            .header("Content-Type", "application/json")
+            .send(v.to_string())
+            .unwrap();
+        let text = res.body_mut().read_to_string().unwrap();
+        (res.status().as_u16(), text)
+    };
+    // Within the pattern: taken. Outside it (under a minute, over ten years, no unit known):
+    // refused.
+    for ok in ["0", "7", "14d", "36h", "90m", "300s", "999d"] {
+        let (status, text) = put("/api/v1/settings/retention", json!({"retention": ok}));
+        assert_eq!(status, 200, "{ok}: {text}");
+    }
+    for bad in ["59s", "99999d", "2w", ""] {
+        let (status, _) = put("/api/v1/settings/retention", json!({"retention": bad}));
+        assert_eq!(status, 400, "{bad}");
+    }
+
+    let token = body("/api/v1/tokens", "post", "application/json");
+    assert_eq!(
+        token["properties"]["name"]["pattern"],
+        "^[A-Za-z0-9._-]{1,64}$"
+    );
+    assert_eq!(token["properties"]["roles"]["minItems"], 1, "{token}");
+    assert!(token["properties"]["roles"]["items"]["pattern"].is_string());
+    let post_token = |v: Value| {
+        post(
+            &format!("{}/api/v1/tokens", hub.url),
+            "application/json",
+            v.to_string(),
+        )
+        .0
+    };
+    assert_eq!(
+        post_token(json!({"name": "bad name", "roles": ["read"]})),
+        400
+    );
+    assert_eq!(post_token(json!({"name": "ci", "roles": []})), 400);
+    assert_eq!(post_token(json!({"name": "ci", "roles": ["owner"]})), 400);
+    assert_eq!(
+        // The first token must hold admin: it turns authentication on.
+        post_token(json!({"name": "ci.bot-1", "roles": ["admin", "read"]})),
+        201
+    );
+
+    // Import: a body per format, the format's words listed.
+    let import = &doc["paths"]["/api/v1/import"]["post"];
+    let types: Vec<&String> = import["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/json",
+            "application/x-ndjson",
+            "application/yaml",
+            "text/csv"
+        ]
+    );
+    assert_eq!(
+        param("/api/v1/import", "post", "format")["enum"],
+        json!(["json", "ndjson", "jsonl", "csv", "yaml", "yml"])
+    );
+}

@@ -32,16 +32,31 @@ fn content(shape: &Shape) -> Option<Value> {
     }
 }
 
+/// The schema of a parameter's kind (`table::Param::kind`).
+fn param_schema(kind: &str) -> Value {
+    match kind {
+        "integer" => json!({"type": "integer", "minimum": 0}),
+        words if words.contains('|') => {
+            json!({"type": "string", "enum": words.split('|').collect::<Vec<_>>()})
+        }
+        other => json!({"type": other}),
+    }
+}
+
 /// One operation of the document.
 pub fn operation(route: &Route) -> Value {
     let mut parameters: Vec<Value> = table::path_params(route.path)
         .into_iter()
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| match route.path_kinds.iter().find(|p| p.name == name) {
+            Some(p) => json!({"name": name, "in": "path", "required": true,
+                "description": p.description, "schema": param_schema(p.kind)}),
+            None => json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
+        })
         .collect();
     for group in route.query {
         for p in *group {
             parameters.push(json!({"name": p.name, "in": "query", "required": false,
-                "description": p.description, "schema": {"type": p.kind}}));
+                "description": p.description, "schema": param_schema(p.kind)}));
         }
     }
     let mut ok = json!({"description": "ok"});

@@ -100,6 +100,18 @@ pub fn ingest_body() -> Value {
 pub fn ndjson() -> Value {
     json!({"type": "string", "description": "one event per line"})
 }
+/// What `export?format=json` gives: an array of events (or `{"events": [...]}`, or one event).
+pub fn import_json() -> Value {
+    let events = json!({"type": "array", "items": of::<Event>()});
+    json!({"oneOf": [events.clone(), of::<Event>(),
+        {"type": "object", "properties": {"events": events}, "required": ["events"]}]})
+}
+pub fn csv() -> Value {
+    json!({"type": "string", "description": "what export?format=csv gives: a header line, then one event a line"})
+}
+pub fn yaml() -> Value {
+    json!({"type": "string", "description": "what export?format=yaml gives: a list of events"})
+}
 pub fn health() -> Value {
     of::<HealthReport>()
 }

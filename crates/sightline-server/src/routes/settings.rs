@@ -68,16 +68,23 @@ pub struct SettingsChange {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionBody {
-    /// `14d`, `36h`, `90m`, `30s`, a bare number of days, or `0` to keep everything.
+    /// `14d`, `36h`, `90m`, `300s`, a bare number of days, or `0` to keep everything; at least a
+    /// minute, at most ten years. (Fractions such as `1.5d` are taken too; the pattern gives
+    /// the whole numbers.)
+    #[schemars(pattern(
+        r"^(0|[1-9][0-9]{0,2}d?|[1-9][0-9]{0,3}h|[1-9][0-9]{0,4}m|[1-9][0-9]{2,5}s)$"
+    ))]
     pub retention: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// Letters, digits, `.`, `_`, `-`; at most 64.
+    /// Letters, digits, `.`, `_`, `-`; at most 64; not `token` (the owner's) or `unusable`.
+    #[schemars(pattern(r"^[A-Za-z0-9._-]{1,64}$"))]
     pub name: String,
-    /// Any of `read`, `ingest`, `admin`.
+    /// At least one of `read`, `ingest`, `admin`.
+    #[schemars(length(min = 1), inner(pattern(r"^(read|ingest|admin)$")))]
     pub roles: Vec<String>,
 }
 

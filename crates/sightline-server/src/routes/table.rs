@@ -20,12 +20,13 @@ use crate::routes::{
     ws,
 };
 
-/// A query parameter a route reads.
+/// A query or path parameter a route reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
     pub description: &'static str,
-    /// `string`, `integer` or `boolean`.
+    /// `string`, `integer` (at least 0: every count, limit and seq), `number`, `boolean`, or
+    /// `a|b|c` for one of these words.
     pub kind: &'static str,
 }
 
@@ -80,6 +81,8 @@ pub struct Route {
     pub access: Access,
     pub summary: &'static str,
     pub query: &'static [&'static [Param]],
+    /// The path's parameters that are not text (the rest are strings).
+    pub path_kinds: &'static [Param],
     pub request: Shape,
     pub status: u16,
     pub response: Shape,
@@ -98,6 +101,7 @@ struct Builder {
     access: Access,
     summary: &'static str,
     query: &'static [&'static [Param]],
+    path_kinds: &'static [Param],
     request: Shape,
     status: u16,
     response: Shape,
@@ -110,6 +114,7 @@ fn route(method: Method, path: &'static str, access: Access, summary: &'static s
         access,
         summary,
         query: &[],
+        path_kinds: &[],
         request: Shape::None,
         status: 200,
         response: Shape::None,
@@ -119,6 +124,10 @@ fn route(method: Method, path: &'static str, access: Access, summary: &'static s
 impl Builder {
     fn query(mut self, query: &'static [&'static [Param]]) -> Self {
         self.query = query;
+        self
+    }
+    fn path_kinds(mut self, params: &'static [Param]) -> Self {
+        self.path_kinds = params;
         self
     }
     fn request(mut self, shape: Shape) -> Self {
@@ -137,6 +146,7 @@ impl Builder {
             access: self.access,
             summary: self.summary,
             query: self.query,
+            path_kinds: self.path_kinds,
             request: self.request,
             status: self.status,
             response: self.response,
@@ -204,7 +214,11 @@ const EXPORT_QUERY: &[Param] = &[
     param("run_id", "one run"),
     param("format", "json, ndjson, csv or yaml"),
 ];
-const IMPORT_QUERY: &[Param] = &[param("format", "json, ndjson, csv or yaml")];
+const IMPORT_QUERY: &[Param] = &[Param {
+    name: "format",
+    description: "what the body is (default: from its Content-Type, else json)",
+    kind: "json|ndjson|jsonl|csv|yaml|yml",
+}];
 const CONTROL_QUERY: &[Param] = &[
     Param {
         name: "version",
@@ -291,6 +305,11 @@ pub fn core_routes() -> Vec<Route> {
             .answers(200, Shape::EventStream)
             .to(get(stream::sse)),
         route(Get, "/api/v1/events/{seq}", READ, "One event")
+            .path_kinds(&[Param {
+                name: "seq",
+                description: "the event's seq",
+                kind: "integer",
+            }])
             .answers(200, Shape::Json(s::event))
             .to(get(query::event)),
         route(Get, "/api/v1/health", Access::Public, "Service, storage, queue and per-source health")
@@ -383,7 +402,12 @@ pub fn core_routes() -> Vec<Route> {
             .to(get(export::export)),
         route(Post, "/api/v1/import", ADMIN, "Import what export gives (format query parameter), without loss")
             .query(&[IMPORT_QUERY])
-            .request(Shape::Text("what export gives"))
+            .request(Shape::Typed(&[
+                ("application/json", s::import_json),
+                ("application/x-ndjson", s::ndjson),
+                ("text/csv", s::csv),
+                ("application/yaml", s::yaml),
+            ]))
             .answers(200, Shape::Json(s::imported))
             .to(post(export::import)),
         route(Get, "/api/v1/processes/{run_id}/control", Access::Either(Role::Read, Role::Ingest), "Long-poll a traced process's tracing settings")
@@ -436,6 +460,7 @@ pub fn endpoint_routes(endpoints: &[Arc<dyn HttpSource>]) -> Vec<Route> {
                 access: Access::Role(spec.role),
                 summary: spec.summary,
                 query: &[],
+                path_kinds: &[],
                 request: Shape::Typed(spec.request),
                 status: spec.reply_status,
                 response: Shape::Json(spec.reply),
