@@ -195,6 +195,7 @@ impl Supervisor {
         let inst = map
             .get_mut(name)
             .ok_or_else(|| SourceControlError::Unknown(name.into()))?;
+        forget_finished(inst);
         if inst.running.is_some() {
             return Ok(());
         }
@@ -245,6 +246,14 @@ impl Supervisor {
     }
 }
 
+/// A task that ended by itself (a source that finished its work) no longer counts as running,
+/// so a start starts it again.
+fn forget_finished(inst: &mut Instance) {
+    if inst.running.as_ref().is_some_and(|r| r.task.is_finished()) {
+        inst.running = None;
+    }
+}
+
 async fn stop_one(running: Running) {
     running.stop.send_replace(true);
     if tokio::time::timeout(STOP_WAIT, running.task).await.is_err() {
@@ -273,6 +282,7 @@ impl SourceControl for Supervisor {
             let inst = map
                 .get_mut(name)
                 .ok_or_else(|| SourceControlError::Unknown(name.into()))?;
+            forget_finished(inst);
             let mut config = inst.config.clone();
             match inst.kind.setting {
                 SettingKind::None if change.url.is_some() || change.paths.is_some() => {
@@ -314,7 +324,11 @@ impl SourceControl for Supervisor {
             }
             inst.config = config;
             if want_running && inst.running.is_none() {
-                inst.running = Some(self.spawn(inst)?);
+                // The checks passed, so this fails only if the source's own start does; the
+                // old instance is stopped by now, and the message says so.
+                inst.running = Some(self.spawn(inst).map_err(|e| {
+                    SourceControlError::Invalid(format!("{e} (the source is stopped)"))
+                })?);
             }
             tracing::info!(
                 source = name,
@@ -555,6 +569,118 @@ mod tests {
         assert!(r.active());
         r.waiting.per_minute = 0;
         assert!(r.check().unwrap_err().starts_with("waiting"));
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A source that counts its starts and runs until told to stop; a path containing `bad`
+    /// is refused by its check.
+    #[derive(Default)]
+    struct Fake {
+        starts: Arc<AtomicUsize>,
+    }
+
+    impl SourceFactory for Fake {
+        fn kinds(&self) -> Vec<SourceKind> {
+            vec![SourceKind {
+                name: "fake",
+                description: "a test source",
+                setting: SettingKind::Paths,
+            }]
+        }
+        fn check(&self, _: &SourceKind, config: &SourceConfig) -> Result<(), String> {
+            match config.paths.iter().find(|p| p.contains("bad")) {
+                Some(p) => Err(format!("`{p}` is bad")),
+                None => Ok(()),
+            }
+        }
+        fn spawn(
+            &self,
+            _: &SourceKind,
+            _: &SourceConfig,
+            sink: Sink,
+        ) -> Result<JoinHandle<()>, String> {
+            self.starts.fetch_add(1, Ordering::SeqCst);
+            Ok(tokio::spawn(async move { sink.stopped().await }))
+        }
+    }
+
+    #[test]
+    fn sources_start_stop_and_reconfigure_and_a_refusal_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let core = Core::open(sightline_store::StoreConfig::new(
+                dir.path().join("db.sqlite"),
+            ))
+            .unwrap();
+            let fake = Fake::default();
+            let starts = fake.starts.clone();
+            let initial = BTreeMap::from([(
+                "fake".to_string(),
+                SourceConfig {
+                    url: None,
+                    paths: vec!["/a".into()],
+                },
+            )]);
+            let sup = Supervisor::new(core, Arc::new(fake), initial);
+            sup.start("fake").await.unwrap();
+            assert_eq!(sup.running().await, ["fake"]);
+            let change = |paths: Option<Vec<&str>>, running: Option<bool>| SourceChange {
+                running,
+                url: None,
+                paths: paths.map(|p| p.into_iter().map(String::from).collect()),
+            };
+            let err = sup
+                .apply("fake", change(Some(vec!["/bad"]), None))
+                .await
+                .unwrap_err();
+            assert_eq!(err, SourceControlError::Invalid("`/bad` is bad".into()));
+            let list = sup.list().await;
+            assert!(list[0].running, "a refused change leaves it running");
+            assert_eq!(list[0].config.paths, ["/a"]);
+            assert_eq!(starts.load(Ordering::SeqCst), 1);
+
+            let stopped = sup.apply("fake", change(None, Some(false))).await.unwrap();
+            assert!(!stopped.running);
+            assert_eq!(stopped.health.unwrap().state, "stopped");
+            // Reconfigured while stopped: kept for the next start, nothing started.
+            let s = sup
+                .apply("fake", change(Some(vec!["/b"]), None))
+                .await
+                .unwrap();
+            assert!(!s.running);
+            assert_eq!(starts.load(Ordering::SeqCst), 1);
+            let s = sup.apply("fake", change(None, Some(true))).await.unwrap();
+            assert!(s.running);
+            assert_eq!(s.config.paths, ["/b"]);
+            // Reconfigured while running: one stop, one new start.
+            let s = sup
+                .apply("fake", change(Some(vec!["/c"]), None))
+                .await
+                .unwrap();
+            assert!(s.running);
+            assert_eq!(starts.load(Ordering::SeqCst), 3);
+
+            let url = SourceChange {
+                url: Some("http://x".into()),
+                ..SourceChange::default()
+            };
+            assert!(matches!(
+                sup.apply("fake", url).await,
+                Err(SourceControlError::Invalid(_))
+            ));
+            assert!(matches!(
+                sup.apply("nope", SourceChange::default()).await,
+                Err(SourceControlError::Unknown(_))
+            ));
+            sup.stop_all().await;
+            assert!(sup.running().await.is_empty());
+        });
     }
 
     proptest::proptest! {
