@@ -97,18 +97,37 @@ fn home() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn claude_settings_path(args: &InstallArgs) -> PathBuf {
+/// Where a target's file is: `--settings` as given; with `--project`, `project` under the current
+/// directory; else `file` under the directory the variable `env` names (when set and not empty),
+/// or under `home_dir` in the home directory.
+fn target_path(
+    args: &InstallArgs,
+    project: &str,
+    env: &str,
+    home_dir: &str,
+    file: &str,
+) -> PathBuf {
     if let Some(p) = &args.settings {
         return p.clone();
     }
     if args.project {
-        return PathBuf::from(".claude").join("settings.json");
+        return PathBuf::from(project);
     }
-    std::env::var_os("CLAUDE_CONFIG_DIR")
+    std::env::var_os(env)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".claude"))
-        .join("settings.json")
+        .unwrap_or_else(|| home().join(home_dir))
+        .join(file)
+}
+
+fn claude_settings_path(args: &InstallArgs) -> PathBuf {
+    target_path(
+        args,
+        ".claude/settings.json",
+        "CLAUDE_CONFIG_DIR",
+        ".claude",
+        "settings.json",
+    )
 }
 
 /// Is this hook handler one of ours?
@@ -430,21 +449,14 @@ fn install_claude(args: &InstallArgs) -> anyhow::Result<i32> {
 }
 
 fn opencode_plugin_path(args: &InstallArgs) -> PathBuf {
-    if let Some(p) = &args.settings {
-        return p.clone();
-    }
-    if args.project {
-        return PathBuf::from(".opencode")
-            .join("plugins")
-            .join("sightline.js");
-    }
-    std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".config"))
-        .join("opencode")
-        .join("plugins")
-        .join("sightline.js")
+    let plugin = "opencode/plugins/sightline.js";
+    target_path(
+        args,
+        ".opencode/plugins/sightline.js",
+        "XDG_CONFIG_HOME",
+        ".config",
+        plugin,
+    )
 }
 
 /// The plugin: forwards each bus event to the hub without waiting on it; when the hub cannot be
@@ -556,17 +568,13 @@ const CODEX_BEGIN: &str = "# >>> sightline: written by `sightline install codex`
 const CODEX_END: &str = "# <<< sightline";
 
 fn codex_config_path(args: &InstallArgs) -> PathBuf {
-    if let Some(p) = &args.settings {
-        return p.clone();
-    }
-    if args.project {
-        return PathBuf::from(".codex").join("config.toml");
-    }
-    std::env::var_os("CODEX_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".codex"))
-        .join("config.toml")
+    target_path(
+        args,
+        ".codex/config.toml",
+        "CODEX_HOME",
+        ".codex",
+        "config.toml",
+    )
 }
 
 /// Our `[otel]` table: Codex's log events, as OTLP/HTTP protobuf, to the hub's `/v1/logs`, with
@@ -711,18 +719,9 @@ fn install_codex(args: &InstallArgs) -> anyhow::Result<i32> {
 }
 
 fn gemini_settings_path(args: &InstallArgs) -> PathBuf {
-    if let Some(p) = &args.settings {
-        return p.clone();
-    }
-    if args.project {
-        return PathBuf::from(".gemini").join("settings.json");
-    }
-    std::env::var_os("GEMINI_CLI_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(home)
-        .join(".gemini")
-        .join("settings.json")
+    // `GEMINI_CLI_HOME` stands for the home directory: its `.gemini` holds the settings.
+    let file = ".gemini/settings.json";
+    target_path(args, file, "GEMINI_CLI_HOME", "", file)
 }
 
 /// Our `telemetry` block: OTLP/HTTP to the hub (Gemini CLI appends `/v1/logs`, `/v1/traces`,
