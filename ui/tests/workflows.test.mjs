@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
@@ -40,7 +41,10 @@ const at = (base, s) => new Date(base + s * 1000).toISOString();
 
 before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
-  hub = await startHub({ plugins: false });
+  // Its own empty config file: the user's default one (tokens, sources) must not apply.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sightline-wf-'));
+  fs.writeFileSync(path.join(dir, 'config.toml'), '# written by the test\n');
+  hub = await startHub({ plugins: false, dir, args: ['--config', path.join(dir, 'config.toml')] });
   const base = Date.now() - 10 * 60 * 1000;
   // Fillers first, so the three under test are the newest and on the first page.
   for (let i = 0; i < FILLER; i++) {
