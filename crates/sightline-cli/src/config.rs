@@ -116,9 +116,16 @@ pub fn liveness(
 ) -> anyhow::Result<sightline_core::liveness::Settings> {
     let mut settings = sightline_core::liveness::Settings::default();
     if let Some(text) = idle_after {
+        // The retention words' reader, with this setting's own messages.
+        use sightline_store::retention::PeriodError;
         settings.idle_after = sightline_store::retention::parse_period(text).map_err(|e| {
+            let why = match e {
+                PeriodError::NotADuration(_) => "is not a duration like 30m or 2h",
+                PeriodError::TooShort(_) => "is under a minute",
+                PeriodError::TooLong(_) => "is over ten years",
+            };
             Exit::config(format!(
-                "--idle-after / idle_after: {e} (a duration like 30m or 2h; 0 turns it off)"
+                "--idle-after / idle_after `{text}` {why}; use e.g. 30m, or 0 to turn it off"
             ))
         })?;
     }
