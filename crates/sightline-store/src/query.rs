@@ -42,8 +42,9 @@ pub struct Run {
     pub alive: Option<bool>,
     /// `"liveness"` when the hub's sweep, not the producer, set the status.
     pub ended_by: Option<String>,
-    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`) and reason, with `ended_by`.
+    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`), with `ended_by`.
     pub liveness_rule: Option<String>,
+    /// Why, in the words the dashboard shows ("process 1234 is gone (no exit event)").
     pub liveness_reason: Option<String>,
 }
 
@@ -77,8 +78,9 @@ pub struct Session {
     pub alive: Option<bool>,
     /// `"liveness"` when the hub's sweep, not the producer, set the status.
     pub ended_by: Option<String>,
-    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`) and reason, with `ended_by`.
+    /// The sweep's rule (`pid`, `heartbeat`, `idle`, `stream`), with `ended_by`.
     pub liveness_rule: Option<String>,
+    /// Why, in the words the dashboard shows ("process 1234 is gone (no exit event)").
     pub liveness_reason: Option<String>,
 }
 
