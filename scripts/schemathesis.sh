@@ -16,7 +16,9 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
 fi
 [ -x "$BIN" ] || { echo "no hub binary at $BIN: build it with cargo build -p sightline"; exit 1; }
 DIR="$(mktemp -d)"
-"$BIN" serve --port 0 --db "$DIR/db.sqlite" >"$DIR/out" 2>"$DIR/err" &
+# Its own config directory: the settings routes write what they change to the config file, and
+# the generated requests must never reach the user's ~/.config/sightline/config.toml.
+XDG_CONFIG_HOME="$DIR" "$BIN" serve --port 0 --db "$DIR/db.sqlite" >"$DIR/out" 2>"$DIR/err" &
 HUB=$!
 trap 'kill "$HUB" 2>/dev/null; wait "$HUB" 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 100); do

@@ -150,6 +150,9 @@ fn a_source_is_started_stopped_and_reconfigured_and_a_restart_keeps_it() {
         json!({"paths": [a.display().to_string()]}),
     );
     assert_eq!(status, 400, "a file is not a directory: {body}");
+    let (status, body) = put("gemini-sessions", json!({"paths": ["/"]}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("whole filesystem"), "{body}");
     let (status, body) = put("nope", json!({"running": true}));
     assert_eq!(status, 404, "{body}");
     let (status, _) = put("logs", json!({"running": "yes"}));

@@ -241,6 +241,11 @@ fn check_path(p: &str, want_dir: bool) -> Result<(), String> {
         )),
         Err(e) => Err(format!("`{p}` cannot be read: {e}")),
         Ok(m) if want_dir && !m.is_dir() => Err(format!("`{p}` is not a directory")),
+        // The tailers walk their directory tree every poll: the whole filesystem is never what
+        // was meant, and walking it twice a second would load the machine.
+        Ok(_) if want_dir && path.parent().is_none() => Err(format!(
+            "`{p}` is the whole filesystem; give the agent's own directory"
+        )),
         Ok(_) => Ok(()),
     }
 }
