@@ -164,6 +164,20 @@ fn wait_for_event(hub: &TestHub, token: &str, source: &str, source_event: &str) 
     );
 }
 
+/// Runs an agent to its end; the test fails with its output when it does not succeed.
+fn run_agent(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} TEST CANNOT RUN: starting it failed: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -210,15 +224,9 @@ fn codex_install_is_idempotent_keeps_the_file_and_real_codex_reports_through_it(
     assert_eq!(backups(&home, "config.toml"), 1, "no change, no backup");
 
     // The real Codex reads the section and sends its log events to the hub.
-    let out = codex_command(&home, &work)
-        .args(["exec", "--skip-git-repo-check", "say nothing"])
-        .output()
-        .unwrap_or_else(|e| panic!("CODEX TEST CANNOT RUN: starting codex failed: {e}"));
-    assert!(
-        out.status.success(),
-        "codex exec failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_agent(
+        codex_command(&home, &work).args(["exec", "--skip-git-repo-check", "say nothing"]),
+        "CODEX",
     );
     hub.wait_for(
         "Codex's telemetry",
@@ -369,15 +377,9 @@ fn codex_install_with_a_token_reaches_a_hub_that_requires_one() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), installed);
 
     // The real Codex sends its telemetry with the header, and the hub takes it.
-    let out = codex_command(&home, &work)
-        .args(["exec", "--skip-git-repo-check", "say nothing"])
-        .output()
-        .unwrap_or_else(|e| panic!("CODEX TEST CANNOT RUN: starting codex failed: {e}"));
-    assert!(
-        out.status.success(),
-        "codex exec failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_agent(
+        codex_command(&home, &work).args(["exec", "--skip-git-repo-check", "say nothing"]),
+        "CODEX",
     );
     wait_for_event(&hub, TOKEN, "codex", "codex.conversation_starts");
     hub.stop();
@@ -417,15 +419,14 @@ fn gemini_install_with_a_token_reaches_a_hub_that_requires_one() {
     assert_eq!(std::fs::read_to_string(&env).unwrap(), written);
 
     // The real Gemini CLI reads the .env and sends its telemetry with the header.
-    let out = sightline_testkit::peers::gemini_command(&home, &work, &format!("http://{api}"))
-        .args(["-p", "say nothing", "-m", "gemini-2.5-flash"])
-        .output()
-        .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
-    assert!(
-        out.status.success(),
-        "gemini failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_agent(
+        sightline_testkit::peers::gemini_command(&home, &work, &format!("http://{api}")).args([
+            "-p",
+            "say nothing",
+            "-m",
+            "gemini-2.5-flash",
+        ]),
+        "GEMINI CLI",
     );
     wait_for_event(&hub, TOKEN, "gemini", "gemini_cli.user_prompt");
 
