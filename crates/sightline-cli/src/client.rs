@@ -60,11 +60,18 @@ impl HubClient {
         }
     }
 
-    /// A non-2xx answer as an error with the hub's own message.
-    fn check(status: u16, body: String) -> anyhow::Result<String> {
+    /// The answer to a request, or an error that says what to do: no answer at all (no hub,
+    /// TLS), or a non-2xx status with the hub's own message.
+    fn answered(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let res = sent.map_err(|e| self.unreachable(e))?;
+        let status = res.status().as_u16();
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok(res);
         }
+        let body = res.into_body().read_to_string().unwrap_or_default();
         let message = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
@@ -72,35 +79,30 @@ impl HubClient {
         Err(anyhow!("the hub answered {status}: {message}"))
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<String> {
-        let mut res = self
-            .auth(self.agent()?.get(format!("{}{path}", self.base)))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        let status = res.status().as_u16();
-        let body = res
-            .body_mut()
-            .with_config()
+    /// The whole answer to a request as text.
+    fn text(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<String> {
+        self.answered(sent)?
+            .into_body()
+            .into_with_config()
             .limit(u64::MAX)
             .read_to_string()
-            .context("reading the answer")?;
-        Self::check(status, body)
+            .context("reading the answer")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+        self.text(self.auth(self.agent()?.get(self.url(path))).call())
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
-        let mut res = self
-            .auth(self.agent()?.post(format!("{}{path}", self.base)))
-            .header("Content-Type", content_type)
-            .send(body)
-            .map_err(|e| self.unreachable(e))?;
-        let status = res.status().as_u16();
-        let text = res
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_string()
-            .context("reading the answer")?;
-        Self::check(status, text)
+        let req = self.auth(self.agent()?.post(self.url(path)));
+        self.text(req.header("Content-Type", content_type).send(body))
     }
 
     /// A POST whose body is read as it is sent, so `import` can show its progress.
@@ -110,35 +112,17 @@ impl HubClient {
         content_type: &str,
         body: &mut dyn Read,
     ) -> anyhow::Result<String> {
-        let mut res = self
-            .auth(self.agent()?.post(format!("{}{path}", self.base)))
-            .header("Content-Type", content_type)
-            .send(ureq::SendBody::from_reader(body))
-            .map_err(|e| self.unreachable(e))?;
-        let status = res.status().as_u16();
-        let text = res
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_string()
-            .context("reading the answer")?;
-        Self::check(status, text)
+        let req = self.auth(self.agent()?.post(self.url(path)));
+        self.text(
+            req.header("Content-Type", content_type)
+                .send(ureq::SendBody::from_reader(body)),
+        )
     }
 
     /// A GET whose answer is read as it arrives (un-gzipped), so `export` writes it out as it
     /// comes instead of holding it whole.
     pub fn get_reader(&self, path: &str) -> anyhow::Result<impl Read + use<>> {
-        let res = self
-            .auth(self.agent()?.get(format!("{}{path}", self.base)))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        let status = res.status().as_u16();
-        if !(200..300).contains(&status) {
-            let body = res.into_body().read_to_string().unwrap_or_default();
-            return Err(Self::check(status, body)
-                .err()
-                .unwrap_or_else(|| anyhow!("the hub answered {status}")));
-        }
+        let res = self.answered(self.auth(self.agent()?.get(self.url(path))).call())?;
         Ok(res.into_body().into_with_config().limit(u64::MAX).reader())
     }
 
@@ -149,16 +133,14 @@ impl HubClient {
         last_event_id: Option<u64>,
     ) -> anyhow::Result<impl Read + use<>> {
         let mut req = self
-            .auth(self.agent()?.get(format!("{}{path}", self.base)))
+            .auth(self.agent()?.get(self.url(path)))
             .header("Accept", "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", &id.to_string());
         }
-        let res = req.call().map_err(|e| self.unreachable(e))?;
+        let res = self.answered(req.call())?;
         let status = res.status().as_u16();
         if status != 200 {
-            let body = res.into_body().read_to_string().unwrap_or_default();
-            Self::check(status, body)?;
             anyhow::bail!("the hub answered {status} to a stream request");
         }
         Ok(res.into_body().into_reader())
