@@ -1,0 +1,76 @@
+// Liveness on the dashboard (issue 13, point 5), against a real hub in headless Chromium: a
+// process whose pid is gone (a real child this test started and reaped) is shown failed on its
+// run page and in Processes with "ended by the hub: process N is gone (no exit event)"; a
+// process that is alive but quiet shows "silent since". The hub sweeps every 0.5 s.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { startHub } from './hub.mjs';
+import { launch } from './browser.mjs';
+
+const T = 'lv' + Date.now().toString(36);
+let hub, browser, page;
+
+before(async () => {
+  hub = await startHub({ plugins: false, args: ['--liveness-every', '0.5'] });
+  browser = await launch();
+  page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  await hub?.stop();
+});
+
+test('a process whose pid is gone is shown ended by the hub, with the reason', async () => {
+  // A pid that is certainly gone: a child started and reaped here.
+  const gone = spawnSync('true').pid;
+  const run = `py-gone-${T}`;
+  const now = Date.now();
+  await hub.post([
+    { source: 'python', source_event: 'process_start', entity_type: 'process', title: 'python job.py', run_id: run,
+      session_id: `${run}:main`, status: 'running', host: os.hostname(), pid: gone, ts: new Date(now - 2000).toISOString() },
+  ]);
+  const reason = `process ${gone} is gone (no exit event)`;
+  let r;
+  for (let i = 0; i < 100; i++) {
+    r = (await hub.get(`/api/v1/runs/${run}`)).run;
+    if (r.status === 'failed') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(r.status, 'failed', JSON.stringify(r));
+  assert.equal(r.liveness_reason, reason);
+  await page.goto(`${hub.url}/#/run/${run}`);
+  const line = page.locator('[data-testid="liveness"]');
+  await line.waitFor({ timeout: 10000 });
+  assert.equal(await line.textContent(), `ended by the hub: ${reason}`);
+  assert.equal(await line.getAttribute('data-rule'), 'pid');
+  await page.goto(`${hub.url}/#/processes`);
+  const item = page.locator(`[data-run="${run}"] [data-testid="liveness"]`);
+  await item.waitFor({ timeout: 10000 });
+  assert.match(await item.textContent(), /process \d+ is gone/);
+});
+
+test('a live process that has been quiet shows since when', async () => {
+  // This test's own process (alive), quiet for a minute, with its start time so the sweep
+  // knows it is the same process.
+  const run = `py-quiet-${T}`;
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const at = new Date(Date.now() - 60_000);
+  await hub.post([
+    { source: 'python', source_event: 'process_start', entity_type: 'process', title: 'python server.py', run_id: run,
+      status: 'running', host: os.hostname(), pid: process.pid, ts: at.toISOString(), payload: { start_ticks: startTicks } },
+  ]);
+  await new Promise((res) => setTimeout(res, 1500)); // three sweeps: it must stay running
+  const r = (await hub.get(`/api/v1/runs/${run}`)).run;
+  assert.equal(r.status, 'running', JSON.stringify(r));
+  assert.equal(r.alive, true);
+  await page.goto(`${hub.url}/#/run/${run}`);
+  const line = page.locator('[data-testid="liveness"]');
+  await line.waitFor({ timeout: 10000 });
+  assert.match(await line.textContent(), /^silent since \d\d:\d\d:\d\d/);
+  assert.equal(await line.getAttribute('data-rule'), 'silent');
+});
