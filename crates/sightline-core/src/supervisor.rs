@@ -155,6 +155,8 @@ pub struct Supervisor {
     // A tokio mutex: a change holds it across the old instance's stop, so two changes to the
     // sources never interleave (and never run two instances of one source).
     instances: Mutex<BTreeMap<&'static str, Instance>>,
+    /// Set by [`Supervisor::stop_all`]: the hub is stopping, so nothing may start again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -184,6 +186,7 @@ impl Supervisor {
             core,
             factory,
             instances: Mutex::new(instances),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -225,6 +228,7 @@ impl Supervisor {
     /// Stops every source (at most [`STOP_WAIT`] each), for the hub's shutdown.
     pub async fn stop_all(&self) {
         let mut map = self.instances.lock().await;
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let running: Vec<Running> = map.values_mut().filter_map(|i| i.running.take()).collect();
         for r in &running {
             r.stop.send_replace(true);
@@ -283,6 +287,11 @@ impl SourceControl for Supervisor {
                 .get_mut(name)
                 .ok_or_else(|| SourceControlError::Unknown(name.into()))?;
             forget_finished(inst);
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SourceControlError::Invalid(
+                    "the hub is stopping; change sources after it restarts".into(),
+                ));
+            }
             let mut config = inst.config.clone();
             match inst.kind.setting {
                 SettingKind::None if change.url.is_some() || change.paths.is_some() => {
@@ -680,6 +689,11 @@ mod tests {
             ));
             sup.stop_all().await;
             assert!(sup.running().await.is_empty());
+            let again = sup
+                .apply("fake", change(None, Some(true)))
+                .await
+                .unwrap_err();
+            assert!(again.to_string().contains("stopping"), "{again}");
         });
     }
 
