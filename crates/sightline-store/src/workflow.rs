@@ -7,7 +7,7 @@
 //! never hide one: what it leaves out past its bounds it counts (`steps_omitted`,
 //! `attempts_omitted`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -32,14 +32,16 @@ const TERMINAL: [Status; 3] = [Status::Success, Status::Failed, Status::Cancelle
 /// terminal status takes the workflow's (a step still running when its workflow failed failed
 /// with it), unless the session's own status is newer than the workflow's end. Runs inside the
 /// batch's transaction, after the runs and sessions are written, so a late step update that
-/// reopened a session of an ended workflow is ended again in the same commit.
+/// reopened a session of an ended workflow is ended again in the same commit. The status is the
+/// producer's (the workflow's end), so a liveness note the hub's sweep left is cleared with it.
 pub(crate) fn end_open_sessions<'a>(
     tx: &Transaction<'_>,
     runs: impl IntoIterator<Item = &'a str>,
 ) -> rusqlite::Result<()> {
     let [a, b, c] = TERMINAL.map(Status::code);
     let mut update = tx.prepare_cached(
-        "UPDATE sessions SET status = r.status, ended_at = r.ended_at, status_at = r.status_at \
+        "UPDATE sessions SET status = r.status, ended_at = r.ended_at, status_at = r.status_at, \
+           liveness_rule = NULL, liveness_reason = NULL \
          FROM (SELECT status, ended_at, status_at FROM runs \
                WHERE run_id = ?1 AND source = ?2 AND status IN (?3, ?4, ?5)) AS r \
          WHERE sessions.run_id = ?1 \
@@ -102,6 +104,9 @@ pub struct Progress {
     pub percent: f64,
     /// Where `percent` came from: `steps`, `reported`, `ended` or `none`.
     pub basis: &'static str,
+    /// False past 10,000 distinct steps (5,000 listed and 5,000 more counted by name): the
+    /// counts are then lower bounds.
+    pub exact: bool,
 }
 
 /// A workflow execution: its run row, its progress and its steps in the order first seen.
@@ -137,7 +142,8 @@ pub struct Folder {
     steps: Vec<StepState>,
     index: HashMap<String, usize>,
     steps_omitted: u64,
-    omitted_names: std::collections::HashSet<String>,
+    omitted_names: HashSet<String>,
+    inexact: bool,
     reported: Option<f64>,
 }
 
@@ -159,8 +165,13 @@ impl Folder {
         let i = match self.index.get(&name) {
             Some(i) => *i,
             None if self.steps.len() >= MAX_STEPS => {
-                if self.omitted_names.len() < MAX_STEPS && self.omitted_names.insert(name) {
-                    self.steps_omitted += 1;
+                if self.omitted_names.len() < MAX_STEPS {
+                    if self.omitted_names.insert(name) {
+                        self.steps_omitted += 1;
+                    }
+                } else if !self.omitted_names.contains(&name) {
+                    // Past both bounds a new name cannot be told from a seen one.
+                    self.inexact = true;
                 }
                 return;
             }
@@ -329,6 +340,7 @@ impl Folder {
             steps_known: known,
             percent,
             basis,
+            exact: !self.inexact,
         };
         (progress, steps, self.steps_omitted, steps_retried)
     }
@@ -460,6 +472,29 @@ mod tests {
         let s = &w.steps[0];
         assert_eq!(s.attempt_count, 2);
         assert_eq!(s.status, Some(Status::Success), "{s:?}");
+    }
+
+    #[test]
+    fn steps_past_the_bounds_are_counted_then_marked_inexact() {
+        let mut f = Folder::default();
+        for i in 0..2 * MAX_STEPS as u64 {
+            f.fold(&step(i + 1, 0, "status", &format!("s{i}"), "success", None));
+        }
+        // A step seen again past the list is not counted twice.
+        f.fold(&step(1_000_000, 0, "status", "s9999", "success", None));
+        let (progress, steps, omitted, _) = f.settle(None, None);
+        assert_eq!(steps.len(), MAX_STEPS);
+        assert_eq!(omitted, MAX_STEPS as u64);
+        assert_eq!(progress.steps_known, 2 * MAX_STEPS as u64);
+        assert!(progress.exact);
+        let mut f = Folder::default();
+        for i in 0..2 * MAX_STEPS as u64 + 1 {
+            f.fold(&step(i + 1, 0, "status", &format!("s{i}"), "success", None));
+        }
+        assert!(
+            !f.settle(None, None).0.exact,
+            "past both bounds the counts are lower bounds"
+        );
     }
 
     proptest! {
