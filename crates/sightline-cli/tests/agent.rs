@@ -60,17 +60,26 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn refuses_without_a_terminal_and_without_yes_and_installs_nothing() {
-    let py = python();
-    let (tag, machine) = tag_and_machine(&py);
+/// A file named like an agent wheel for `py`'s machine and `tag` (its own tag when `None`), in
+/// a temporary directory that lives as long as the returned handle. Its bytes are no wheel:
+/// each test here ends before pip would read it.
+fn wheel_named_for(py: &str, tag: Option<&str>) -> (tempfile::TempDir, String) {
+    let (own, machine) = tag_and_machine(py);
+    let tag = tag.unwrap_or(&own);
     let dir = tempfile::tempdir().unwrap();
-    // A file named like a fitting wheel: the refusal must come before pip ever reads it.
     let wheel = dir.path().join(format!(
         "sightline_agent-0.1.0-{tag}-{tag}-manylinux_2_17_{machine}.whl"
     ));
     std::fs::write(&wheel, b"not a zip").unwrap();
-    let out = agent_install(&["--python", &py, "--wheel", wheel.to_str().unwrap()]);
+    (dir, wheel.display().to_string())
+}
+
+#[test]
+fn refuses_without_a_terminal_and_without_yes_and_installs_nothing() {
+    let py = python();
+    // A file named like a fitting wheel: the refusal must come before pip ever reads it.
+    let (_dir, wheel) = wheel_named_for(&py, None);
+    let out = agent_install(&["--python", &py, "--wheel", &wheel]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -90,13 +99,8 @@ fn refuses_without_a_terminal_and_without_yes_and_installs_nothing() {
 #[test]
 fn refuses_a_wheel_for_another_interpreter() {
     let py = python();
-    let (_, machine) = tag_and_machine(&py);
-    let dir = tempfile::tempdir().unwrap();
-    let wheel = dir.path().join(format!(
-        "sightline_agent-0.1.0-cp30-cp30-manylinux_2_17_{machine}.whl"
-    ));
-    std::fs::write(&wheel, b"").unwrap();
-    let out = agent_install(&["--python", &py, "--wheel", wheel.to_str().unwrap(), "--yes"]);
+    let (_dir, wheel) = wheel_named_for(&py, Some("cp30"));
+    let out = agent_install(&["--python", &py, "--wheel", &wheel, "--yes"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -165,17 +169,9 @@ fn run_names_the_command_that_installs_the_agent() {
 #[test]
 fn asks_on_a_terminal_and_a_no_installs_nothing() {
     let py = python();
-    let (tag, machine) = tag_and_machine(&py);
-    let dir = tempfile::tempdir().unwrap();
-    let wheel = dir.path().join(format!(
-        "sightline_agent-0.1.0-{tag}-{tag}-manylinux_2_17_{machine}.whl"
-    ));
-    std::fs::write(&wheel, b"not a zip").unwrap();
+    let (_dir, wheel) = wheel_named_for(&py, None);
     // util-linux `script` gives the command a terminal; the answer comes through it.
-    let command = format!(
-        "{BIN} agent install --python {py} --wheel {}",
-        wheel.display()
-    );
+    let command = format!("{BIN} agent install --python {py} --wheel {wheel}");
     let mut child = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .stdin(Stdio::piped())

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,29 @@ fn hook_with(
     )
 }
 
+/// A hook's spool in a temporary directory and the URL of a hub that is down: a free port
+/// nothing listens on yet, where a test starts a [`FakeHub`] or a [`TestHub`] when it wants one.
+struct Down {
+    dir: tempfile::TempDir,
+    spool: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl Down {
+    fn new() -> Down {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let port = common::free_port();
+        Down {
+            dir,
+            spool,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
 fn payload(i: usize) -> Value {
     json!({"session_id": "sess-spool", "transcript_path": "/t.jsonl", "cwd": "/tmp", "permission_mode": "default",
         "hook_event_name": "UserPromptSubmit", "prompt": format!("prompt {i}")})
@@ -61,11 +84,12 @@ fn payload(i: usize) -> Value {
 
 #[test]
 fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    // A port nothing listens on (yet).
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Down {
+        dir,
+        spool,
+        port,
+        url,
+    } = Down::new();
     for i in 0..5 {
         let (code, stdout, took) = hook(&url, &spool, &payload(i));
         assert_eq!(code, 0);
@@ -316,10 +340,12 @@ fn answer(stream: TcpStream, batch: &dyn Fn(&[u8]) -> u16, log: &Mutex<Vec<Seen>
 
 #[test]
 fn the_spool_is_private_and_a_batch_refused_for_good_is_set_aside_not_resent() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Down {
+        dir: _dir,
+        spool,
+        port,
+        url,
+    } = Down::new();
     for i in 0..3 {
         assert_eq!(hook(&url, &spool, &payload(i)).0, 0);
     }
@@ -374,10 +400,12 @@ fn big_payload(i: usize) -> Value {
 
 #[test]
 fn a_failing_hub_gets_bounded_slices_the_hook_stays_fast_and_all_arrives_once_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Down {
+        dir,
+        spool,
+        port,
+        url,
+    } = Down::new();
     // About 3 MiB waiting.
     for i in 0..12 {
         assert_eq!(hook(&url, &spool, &big_payload(i)).0, 0);
@@ -436,10 +464,12 @@ fn a_failing_hub_gets_bounded_slices_the_hook_stays_fast_and_all_arrives_once_la
 
 #[test]
 fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Down {
+        dir,
+        spool,
+        port,
+        url,
+    } = Down::new();
     let room = [("SIGHTLINE_SPOOL_MAX", "268435456")];
     for i in 0..2 {
         assert_eq!(hook_with(&url, &spool, &payload(i), &room).0, 0);
@@ -517,10 +547,12 @@ fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
 /// to it, sets it aside, and delivers everything else.
 #[test]
 fn a_line_the_hub_keeps_failing_on_is_found_and_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let Down {
+        dir: _dir,
+        spool,
+        port,
+        url,
+    } = Down::new();
     for i in 0..40 {
         let mut p = payload(i);
         if i == 25 {

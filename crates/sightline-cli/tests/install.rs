@@ -14,20 +14,7 @@ use common::TestHub;
 use peers::opencode_binary;
 use sightline_testkit::peers;
 
-fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
-    cmd.args(args);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use common::sightline_with as sightline;
 
 #[test]
 fn claude_install_is_idempotent_keeps_user_hooks_and_uninstalls_only_ours() {
@@ -148,29 +135,21 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
     let mut hub = TestHub::serve(&h.join("db.sqlite"), 0);
     let plugin = h.join(".config/opencode/plugins/sightline.js");
     let spool = h.join("spool");
-    let (code, out) = sightline(
-        &[
+    let install = || {
+        let plugin = plugin.to_str().unwrap();
+        let args = [
             "install",
             "opencode",
             "--settings",
-            plugin.to_str().unwrap(),
+            plugin,
             "--url",
             &hub.url,
-        ],
-        &[("XDG_DATA_HOME", &h.join("data"))],
-    );
+        ];
+        sightline(&args, &[("XDG_DATA_HOME", &h.join("data"))])
+    };
+    let (code, out) = install();
     assert_eq!(code, 0, "{out}");
-    let (code, out) = sightline(
-        &[
-            "install",
-            "opencode",
-            "--settings",
-            plugin.to_str().unwrap(),
-            "--url",
-            &hub.url,
-        ],
-        &[("XDG_DATA_HOME", &h.join("data"))],
-    );
+    let (code, out) = install();
     assert!(code == 0 && out.contains("nothing changed"), "{out}");
 
     std::fs::write(h.join(".npmrc"), "registry=http://127.0.0.1:9/\n").unwrap();

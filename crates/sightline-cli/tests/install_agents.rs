@@ -16,22 +16,7 @@ mod common;
 use common::TestHub;
 use sightline_testkit::peers::{codex_binary, codex_command};
 
-fn sightline(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
-    cmd.args(args)
-        .env_remove("CODEX_HOME")
-        .env_remove("GEMINI_CLI_HOME");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+use common::sightline_with as sightline;
 
 fn backups(dir: &Path, name: &str) -> usize {
     std::fs::read_dir(dir)

@@ -19,6 +19,26 @@ pub fn serve_command(db: &Path) -> Command {
     cmd
 }
 
+/// Runs `sightline ARGS` with `envs` set and returns its exit code (-1 when a signal ended it)
+/// and its stdout then stderr as one text. The agents' own homes (`CODEX_HOME`,
+/// `GEMINI_CLI_HOME`) of the machine running the tests are taken away: a test names its own.
+pub fn sightline_with(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("CODEX_HOME")
+        .env_remove("GEMINI_CLI_HOME");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// A running `sightline serve` child, killed when dropped.
 pub struct Served {
     pub child: Child,
