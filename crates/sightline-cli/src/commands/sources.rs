@@ -328,3 +328,127 @@ impl SourceFactory for Factory {
 pub fn factory(base: AdapterConfig) -> Arc<Factory> {
     Arc::new(Factory::new(base))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(dir: &Path) -> AdapterConfig {
+        let mut c = AdapterConfig::from_env(dir, &dir.join("db.sqlite"));
+        c.log_files = vec![dir.join("env.log")];
+        c.opencode_url = "http://127.0.0.1:4096".into();
+        c
+    }
+
+    #[test]
+    fn which_run_and_with_what_flag_then_table_then_file_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = base(dir.path());
+        let tables = BTreeMap::from([
+            (
+                "logs".to_string(),
+                SourceTable {
+                    running: Some(true),
+                    url: None,
+                    paths: Some(vec!["/var/log/table.log".into()]),
+                },
+            ),
+            (
+                "tmux".to_string(),
+                SourceTable {
+                    running: Some(false),
+                    ..SourceTable::default()
+                },
+            ),
+        ]);
+        // No flag, no list: tables decide for theirs, defaults for the rest.
+        let (configs, run) = initial(&base, &tables, None, None);
+        assert!(run.contains(&"logs") && !run.contains(&"tmux"), "{run:?}");
+        assert!(run.contains(&"claude-transcripts"), "{run:?}");
+        assert_eq!(
+            configs["logs"].paths,
+            ["/var/log/table.log"],
+            "the table wins over the environment"
+        );
+        assert_eq!(
+            configs["opencode"].url.as_deref(),
+            Some("http://127.0.0.1:4096")
+        );
+        // The file's list gives way to a table, not to defaults.
+        let list = vec!["tmux".to_string()];
+        let (_, run) = initial(&base, &tables, None, Some(&list));
+        assert_eq!(run, ["logs"]);
+        // A flag decides alone.
+        let flag = vec!["tmux".to_string()];
+        let (_, run) = initial(&base, &tables, Some(&flag), None);
+        assert_eq!(run, ["tmux"]);
+        assert_eq!(unknown_tables(&tables), None);
+        let typo = BTreeMap::from([("lgos".to_string(), SourceTable::default())]);
+        assert_eq!(unknown_tables(&typo).as_deref(), Some("lgos"));
+    }
+
+    #[test]
+    fn checks_refuse_what_could_not_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = Factory::new(base(dir.path()));
+        let kinds = factory.kinds();
+        let kind = |n: &str| kinds.iter().find(|k| k.name == n).unwrap().clone();
+        let paths = |p: &[&str]| SourceConfig {
+            url: None,
+            paths: p.iter().map(|s| s.to_string()).collect(),
+        };
+        let d = dir.path().display().to_string();
+        let file = dir.path().join("x.log");
+        std::fs::write(&file, "").unwrap();
+        let f = file.display().to_string();
+        assert!(
+            factory
+                .check(&kind("codex-rollouts"), &paths(&[&d]))
+                .is_ok()
+        );
+        assert!(
+            factory
+                .check(&kind("codex-rollouts"), &paths(&[&f]))
+                .is_err(),
+            "a file"
+        );
+        assert!(
+            factory
+                .check(&kind("codex-rollouts"), &paths(&[&d, &d]))
+                .is_err(),
+            "two"
+        );
+        assert!(
+            factory
+                .check(&kind("codex-rollouts"), &paths(&["/"]))
+                .is_err(),
+            "the root"
+        );
+        assert!(factory.check(&kind("logs"), &paths(&[&f, &d])).is_ok());
+        assert!(factory.check(&kind("logs"), &paths(&[])).is_err());
+        assert!(
+            factory.check(&kind("logs"), &paths(&["x.log"])).is_err(),
+            "relative"
+        );
+        let url = |u: &str| SourceConfig {
+            url: Some(u.into()),
+            paths: vec![],
+        };
+        assert!(
+            factory
+                .check(&kind("opencode"), &url("http://127.0.0.1:4096"))
+                .is_ok()
+        );
+        assert!(
+            factory
+                .check(&kind("opencode"), &url("https://127.0.0.1:4096"))
+                .is_err()
+        );
+        assert!(factory.check(&kind("opencode"), &url("http://")).is_err());
+        assert!(
+            factory
+                .check(&kind("tmux"), &SourceConfig::default())
+                .is_ok()
+        );
+    }
+}
