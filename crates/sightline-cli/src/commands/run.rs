@@ -405,6 +405,14 @@ fn run_any(args: &RunArgs, run_id: &str) -> anyhow::Result<i32> {
         "argv": args.command,
         "cwd": std::env::current_dir().ok(),
         "ppid": std::process::id(),
+        // For the hub's liveness sweep (docs/SOURCES-SETUP.md, "Liveness"): the resource
+        // sample below is the heartbeat, and the boot id and start time tell the child from
+        // another process that gets its pid later.
+        "heartbeat_s": 1.0,
+        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()),
+        "start_ticks": std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+            sightline_core::liveness::parse_stat(&s).map(|(_, ticks)| ticks)
+        }),
     });
     let _ = tx.send(start);
 
