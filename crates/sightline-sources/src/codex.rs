@@ -34,7 +34,7 @@ use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status
 
 use crate::agent_cli::{CliLog, content_text, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::pricing::Usage;
+use crate::pricing::{Usage, note_unpriced};
 use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
 use crate::util::{BuilderExt, Metrics, event_id, number, short, text};
 
@@ -546,6 +546,8 @@ fn usage_event(
     evidence: &Value,
 ) -> EventBuilder {
     let model = model.unwrap_or("model");
+    let mut payload = json!({"model": model, "usage": usage, "record": evidence});
+    note_unpriced(&mut payload, model);
     let input = number(usage, "input_tokens").unwrap_or(0.0);
     let output = number(usage, "output_tokens").unwrap_or(0.0);
     base(
@@ -555,7 +557,7 @@ fn usage_event(
         format!("{model} · {input} in / {output} out"),
     )
     .metrics(Usage::openai(usage).metrics(model))
-    .payload_value(json!({"model": model, "usage": usage, "record": evidence}))
+    .payload_value(payload)
 }
 
 /// The rollout tailer.

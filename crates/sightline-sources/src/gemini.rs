@@ -25,7 +25,7 @@ use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status
 
 use crate::agent_cli::{CliLog, content_text, prompt_title};
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::pricing::Usage;
+use crate::pricing::{Usage, note_unpriced};
 use crate::session_files::{first_json_line, follow, jsonl_files, jsonl_reader};
 use crate::util::{BuilderExt, event_id, number, short, text};
 
@@ -214,6 +214,8 @@ fn map_message(m: &Value, file: &SessionLog, at: u64, now: Timestamp) -> Vec<Eve
                 );
             }
             if let Some(t) = m.get("tokens").filter(|t| t.is_object()) {
+                let mut payload = json!({"model": model, "tokens": t});
+                note_unpriced(&mut payload, &model);
                 let input = number(t, "input").unwrap_or(0.0);
                 out.push(
                     builder(
@@ -230,7 +232,7 @@ fn map_message(m: &Value, file: &SessionLog, at: u64, now: Timestamp) -> Vec<Eve
                     .event_id(event_id("gemini-usage", &[&session, &id]))
                     .entity_id(&id)
                     .metrics(Usage::gemini(t).metrics(&model))
-                    .payload_value(json!({"model": model, "tokens": t})),
+                    .payload_value(payload),
                 );
             }
             for call in m

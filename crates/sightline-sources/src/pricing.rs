@@ -482,6 +482,22 @@ impl Usage {
     }
 }
 
+/// Says in a usage event's payload (`cost_note`) that its model has no price here, so that a
+/// missing `cost_usd` reads as "not priced", never as "free". Nothing for a priced model.
+pub fn note_unpriced(payload: &mut Value, model: &str) {
+    if model_price(model).is_none()
+        && let Value::Object(map) = payload
+    {
+        map.insert(
+            "cost_note".into(),
+            Value::String(format!(
+                "no price for the model `{model}` in sightline's table: its tokens are counted, \
+                 its cost is not"
+            )),
+        );
+    }
+}
+
 /// Cost in USD, or `None` when the model is not in the tables.
 pub fn cost_usd(model: &str, u: &Usage) -> Option<f64> {
     let price = price_for(model, u)?;
@@ -777,6 +793,17 @@ mod tests {
         let m = metrics_of(&u, "mock-model");
         assert_eq!(m["input_tokens"], 300);
         assert!(m.get("cost_usd").is_none(), "{m}");
+        let mut payload = serde_json::json!({"model": "mock-model"});
+        note_unpriced(&mut payload, "mock-model");
+        assert!(
+            payload["cost_note"]
+                .as_str()
+                .unwrap()
+                .contains("`mock-model`")
+        );
+        let mut payload = serde_json::json!({"model": "gpt-5.1-codex"});
+        note_unpriced(&mut payload, "gpt-5.1-codex");
+        assert!(payload.get("cost_note").is_none());
     }
 
     #[test]

@@ -249,6 +249,7 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
         usage
             .iter()
             .all(|e| e["payload"]["model"] == "gpt-5.1-codex"
+                && e["payload"].get("cost_note").is_none()
                 && e["metrics"]["cost_usd"].as_f64() > Some(0.0)),
         "{usage:?}"
     );
@@ -289,7 +290,7 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
         .filter_map(|p| sightline_sources::codex::session_from_file_name(p))
         .find(|s| *s != session)
         .unwrap_or_else(|| panic!("a second rollout: {rollouts:?}"));
-    hub.wait_for(
+    let unpriced = hub.wait_for(
         "the unknown model's two requests",
         Duration::from_secs(30),
         |events| {
@@ -300,6 +301,15 @@ exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} 
                 == 2
         },
     );
+    // Each request says why it has no cost.
+    for e in unpriced
+        .iter()
+        .filter(|e| e["source_event"] == "token_usage" && e["session_id"] == other.as_str())
+    {
+        assert!(e["metrics"].get("cost_usd").is_none(), "{e}");
+        let note = e["payload"]["cost_note"].as_str().unwrap_or_default();
+        assert!(note.contains("`mock-model`"), "{e}");
+    }
     let r = hub.get(&format!("/api/v1/runs/{other}"))["run"].clone();
     assert_eq!(r["input_tokens"], 350.0, "{r}");
     assert!(

@@ -230,6 +230,7 @@ fn real_gemini_prompt_with_a_shell_call() {
             .iter()
             .all(|e| e["payload"]["model"] == "gemini-mock-unpriced"
                 && e["metrics"].get("cost_usd").is_none()
+                && e["payload"]["cost_note"].is_string()
                 && e["metrics"]["output_tokens"].as_f64() > Some(0.0)),
         "{unpriced:?}"
     );

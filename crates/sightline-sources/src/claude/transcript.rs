@@ -26,7 +26,7 @@ use sightline_schema::{EntityType, Event, EventBuilder, Severity, Source, Status
 
 use super::hooks::tool_title;
 use crate::framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, AdapterFuture};
-use crate::pricing::Usage;
+use crate::pricing::{Usage, note_unpriced};
 use crate::session_files::{Chunk, follow, jsonl_files, read_jsonl};
 use crate::util::{BuilderExt, event_id, short, text};
 
@@ -201,6 +201,9 @@ pub fn map_line_results(
                 let key = format!("{msg_id}:{}", request_id.as_deref().unwrap_or(""));
                 if state.seen_usage.insert(key) {
                     let usage = Usage::anthropic(u);
+                    let mut payload = json!({"model": model, "message_id": msg_id,
+                        "request_id": request_id, "usage": u});
+                    note_unpriced(&mut payload, &model);
                     let id = match &request_id {
                         Some(r) => event_id("claude-usage", &[r]),
                         None => event_id("claude-usage", &[&msg_id]),
@@ -220,9 +223,7 @@ pub fn map_line_results(
                     // The OTel `api_request` log and `llm_request` span of the call share it.
                     .correlation_id(request_id.clone())
                     .metrics(usage.metrics(&model))
-                    .payload_value(
-                        json!({"model": model, "message_id": msg_id, "request_id": request_id, "usage": u}),
-                    );
+                    .payload_value(payload);
                     out.push(e);
                 }
             }
