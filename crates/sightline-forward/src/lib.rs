@@ -6,6 +6,7 @@
 //! Built on the core only: it subscribes like any client and reports its health like any
 //! source. It must never slow ingest: a slow collector or plugin costs only itself.
 
+mod background;
 pub mod http;
 pub mod notify;
 pub mod otlp_export;

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sightline_schema::{EntityType, Event, Filter, Severity, Status};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use sightline_core::Core;
 use sightline_core::supervisor::{NotifyRules, RuleSettings};
@@ -463,18 +462,14 @@ pub struct NotifyStats {
 }
 
 pub struct Notifier {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    background: crate::background::Background,
     pub stats: Arc<NotifyStats>,
 }
 
 impl Notifier {
     /// Stops reading the bus and sends nothing more.
     pub async fn stop(self) {
-        self.stop.send_replace(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+        self.background.stop(Duration::from_secs(5)).await;
     }
 }
 
@@ -614,8 +609,10 @@ pub fn start_live(
         stats.clone(),
     ));
     Ok(Notifier {
-        stop,
-        tasks: vec![feeder, sender],
+        background: crate::background::Background {
+            stop,
+            tasks: vec![feeder, sender],
+        },
         stats,
     })
 }

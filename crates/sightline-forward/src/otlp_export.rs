@@ -32,9 +32,10 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::Message;
 use sightline_schema::{Event, Filter, Status as EvStatus};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use sightline_core::Core;
+
+use crate::background::Background;
 
 /// The health entry's name.
 pub const NAME: &str = "otlp-export";
@@ -82,8 +83,7 @@ pub struct ExportStats {
 }
 
 pub struct Exporter {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    background: Background,
     pub stats: Arc<ExportStats>,
 }
 
@@ -91,10 +91,7 @@ impl Exporter {
     /// Stops reading the bus, sends what is queued (one attempt each), and returns. Dropping an
     /// `Exporter` without `stop` also stops it.
     pub async fn stop(self) {
-        self.stop.send_replace(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
-        }
+        self.background.stop(Duration::from_secs(15)).await;
     }
 }
 
@@ -141,8 +138,10 @@ pub fn start(hub: Core, base_url: &str, settings: ExportSettings) -> Exporter {
         stop_rx,
     ));
     Exporter {
-        stop,
-        tasks: vec![feeder, worker],
+        background: Background {
+            stop,
+            tasks: vec![feeder, worker],
+        },
         stats,
     }
 }
@@ -204,38 +203,26 @@ async fn worker(
         }
         let (spans, logs) = mapper.map(&batch);
         let attempts = if stopping { 1 } else { settings.max_attempts };
-        if !spans.is_empty() {
-            let n = spans.len() as u64;
-            let body = traces_request(spans).encode_to_vec();
-            if send(
-                &agent,
-                &format!("{base}/v1/traces"),
-                body,
-                attempts,
-                &settings,
-                &stats,
-                &hub,
-            )
-            .await
-            {
-                stats.spans.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        if !logs.is_empty() {
-            let n = logs.len() as u64;
-            let body = logs_request(logs).encode_to_vec();
-            if send(
-                &agent,
-                &format!("{base}/v1/logs"),
-                body,
-                attempts,
-                &settings,
-                &stats,
-                &hub,
-            )
-            .await
-            {
-                stats.logs.fetch_add(n, Ordering::Relaxed);
+        // Spans, then logs: each kind is one request to its own path, counted when taken.
+        let requests = [
+            (
+                "v1/traces",
+                spans.len() as u64,
+                (!spans.is_empty()).then(|| traces_request(spans).encode_to_vec()),
+                &stats.spans,
+            ),
+            (
+                "v1/logs",
+                logs.len() as u64,
+                (!logs.is_empty()).then(|| logs_request(logs).encode_to_vec()),
+                &stats.logs,
+            ),
+        ];
+        for (path, n, body, taken) in requests {
+            let Some(body) = body else { continue };
+            let url = format!("{base}/{path}");
+            if send(&agent, &url, body, attempts, &settings, &stats, &hub).await {
+                taken.fetch_add(n, Ordering::Relaxed);
             }
         }
         report(&hub, Some(batch.len() as u64), None);
