@@ -104,23 +104,21 @@ fn real_gemini_prompt_with_a_shell_call() {
     );
 
     let started = std::time::Instant::now();
-    let out = gemini_command(&home, &work, &format!("http://{api}"))
-        .args([
-            "-p",
-            "run the hello command",
-            "--yolo",
-            "-m",
-            "gemini-2.5-flash",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("It printed hello-from-gemini."),
-        "gemini failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    // One prompt through one shell call, answered by `model`.
+    let run = |model: &str| {
+        let out = gemini_command(&home, &work, &format!("http://{api}"))
+            .args(["-p", "run the hello command", "--yolo", "-m", model])
+            .output()
+            .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("It printed hello-from-gemini."),
+            "gemini -m {model} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    };
+    run("gemini-2.5-flash");
     let logs = sightline_sources::session_files::jsonl_files(&home.join(".gemini/tmp"));
     assert_eq!(logs.len(), 1, "one session log: {logs:?}");
     let header = std::fs::read_to_string(&logs[0]).unwrap();
@@ -188,20 +186,7 @@ fn real_gemini_prompt_with_a_shell_call() {
     );
 
     // A model the price table does not know: its tokens are counted, its cost is not guessed.
-    let out = gemini_command(&home, &work, &format!("http://{api}"))
-        .args([
-            "-p",
-            "run the hello command",
-            "--yolo",
-            "-m",
-            "gemini-mock-unpriced",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("GEMINI CLI TEST CANNOT RUN: starting node failed: {e}"));
-    assert!(
-        out.status.success(),
-        "gemini -m gemini-mock-unpriced failed: {out:?}"
-    );
+    run("gemini-mock-unpriced");
     let logs = sightline_sources::session_files::jsonl_files(&home.join(".gemini/tmp"));
     let other = logs
         .iter()
