@@ -77,6 +77,32 @@ impl Down {
     }
 }
 
+/// Runs the hook (payloads `first`, `first + 1`, ...) until nothing waits in its spool; how
+/// many runs that took and the slowest run. Fails after `most` runs.
+fn hook_until_drained(
+    url: &str,
+    spool: &Path,
+    first: usize,
+    envs: &[(&str, &str)],
+    most: usize,
+) -> (usize, Duration) {
+    let (mut runs, mut slowest) = (0, Duration::ZERO);
+    loop {
+        let (code, _, took) = hook_with(url, spool, &payload(first + runs), envs);
+        assert_eq!(code, 0);
+        slowest = slowest.max(took);
+        runs += 1;
+        if waiting(spool).is_empty() {
+            return (runs, slowest);
+        }
+        assert!(
+            runs < most,
+            "still waiting after {runs} hooks: {:?}",
+            waiting(spool)
+        );
+    }
+}
+
 fn payload(i: usize) -> Value {
     json!({"session_id": "sess-spool", "transcript_path": "/t.jsonl", "cwd": "/tmp", "permission_mode": "default",
         "hook_event_name": "UserPromptSubmit", "prompt": format!("prompt {i}")})
@@ -438,19 +464,7 @@ fn a_failing_hub_gets_bounded_slices_the_hook_stays_fast_and_all_arrives_once_la
 
     // The hub back: a few hooks deliver everything, once.
     let hub = TestHub::serve(&dir.path().join("db.sqlite"), port);
-    let mut runs = 0;
-    loop {
-        assert_eq!(hook(&hub.url, &spool, &payload(100 + runs)).0, 0);
-        runs += 1;
-        if waiting(&spool).is_empty() {
-            break;
-        }
-        assert!(
-            runs < 10,
-            "still waiting after {runs} hooks: {:?}",
-            waiting(&spool)
-        );
-    }
+    let (runs, _) = hook_until_drained(&hub.url, &spool, 100, &[], 10);
     let events = hub.events();
     let big = events
         .iter()
@@ -496,21 +510,8 @@ fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
         assert_eq!(hook_with(&url, &spool, &payload(i), &room).0, 0);
     }
     let hub = TestHub::serve(&dir.path().join("db.sqlite"), port);
-    let mut runs = 0;
-    loop {
-        let (code, _, took) = hook_with(&hub.url, &spool, &payload(10 + runs), &room);
-        assert_eq!(code, 0);
-        assert!(took < Duration::from_secs(5), "hook took {took:?}");
-        runs += 1;
-        if waiting(&spool).is_empty() {
-            break;
-        }
-        assert!(
-            runs < 10,
-            "still waiting after {runs} hooks: {:?}",
-            waiting(&spool)
-        );
-    }
+    let (runs, slowest) = hook_until_drained(&hub.url, &spool, 10, &room, 10);
+    assert!(slowest < Duration::from_secs(5), "a hook took {slowest:?}");
     let events = hub.events();
     let mut prompts: Vec<String> = events
         .iter()
@@ -567,16 +568,8 @@ fn a_line_the_hub_keeps_failing_on_is_found_and_set_aside() {
             202
         }
     });
-    let mut runs = 0;
-    while !waiting(&spool).is_empty() {
-        assert_eq!(hook(&url, &spool, &payload(100 + runs)).0, 0);
-        runs += 1;
-        assert!(
-            runs < 20,
-            "still waiting after {runs} hooks: {:?}",
-            waiting(&spool)
-        );
-    }
+    assert!(!waiting(&spool).is_empty());
+    hook_until_drained(&url, &spool, 100, &[], 20);
     let mut delivered = std::collections::BTreeSet::new();
     for seen in fake.seen().iter().filter(|s| s.is_batch()) {
         let text = String::from_utf8_lossy(&seen.body).to_string();
