@@ -36,7 +36,8 @@ def _new_run_id() -> str:
 def _liveness() -> dict:
     """What the hub's liveness sweep needs to tell this process from another with the same pid
     (docs/SOURCES-SETUP.md, "Liveness"): the machine's boot id and this process's start time in
-    clock ticks after boot (field 22 of /proc/self/stat). Empty where /proc has neither."""
+    clock ticks after boot (field 22 of /proc/self/stat) and pid namespace. Empty where /proc has
+    none of them."""
     out: dict = {}
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
@@ -45,6 +46,9 @@ def _liveness() -> dict:
             stat = f.read()
         # Fields after the command name, which may hold spaces and parentheses.
         out["start_ticks"] = int(stat[stat.rindex(")") + 2 :].split()[19])
+        # A pid means this process only inside its pid namespace (a hub in a container shares
+        # the host name and boot id, not the pids).
+        out["pid_ns"] = os.readlink("/proc/self/ns/pid")
     except (OSError, ValueError, IndexError):
         pass
     return out

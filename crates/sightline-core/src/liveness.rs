@@ -3,9 +3,9 @@
 //!
 //! The rule for each source is written in docs/SOURCES-SETUP.md ("Liveness"):
 //! - Python agent and `sightline run` processes (`python`, `process`): on this machine (same
-//!   host name, and same boot when the agent sends its boot id) the run fails as soon as its pid
-//!   is gone or belongs to another process (start time differs); elsewhere, or where `/proc`
-//!   cannot tell, it fails after [`Settings::heartbeat_misses`] heartbeat intervals of silence
+//!   host name, and the same boot and pid namespace when the producer sends them) the run fails
+//!   as soon as its pid is gone or belongs to another process (start time differs); elsewhere,
+//!   or where `/proc` cannot tell, it fails after [`Settings::heartbeat_misses`] heartbeat intervals of silence
 //!   (the interval the agent announced in `process_start`, else the source's default). A run
 //!   failed for silence that is heard from again is running again.
 //! - Agent sessions (`claude`, `codex`, `gemini`, `opencode`): no event for
@@ -282,6 +282,8 @@ pub struct Machine {
     pub boot_id: Option<String>,
     /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
     pub boot_time: Option<i64>,
+    /// This hub's pid namespace (`/proc/self/ns/pid`).
+    pub pid_ns: Option<String>,
     /// Whether `/proc` answers at all (a missing `/proc/PID` means gone only then).
     pub procfs: bool,
 }
@@ -303,6 +305,9 @@ impl Machine {
             host: read("/proc/sys/kernel/hostname"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
             boot_time,
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
             procfs: std::path::Path::new("/proc/self/stat").exists(),
         }
     }
@@ -383,7 +388,13 @@ fn judge_process(
     now: Timestamp,
 ) -> Option<Verdict> {
     if let Some(p) = producer {
-        let same_host = p.host.is_some() && p.host == here.host;
+        // Same machine, and (when both are known) the same pid namespace: otherwise its pid
+        // means nothing here, and the heartbeat rule judges it.
+        let same_ns = match (&p.pid_ns, &here.pid_ns) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
+        };
+        let same_host = p.host.is_some() && p.host == here.host && same_ns;
         let same_boot = match (&p.boot_id, &here.boot_id) {
             (Some(theirs), Some(ours)) => Some(theirs == ours),
             _ => None,
@@ -682,6 +693,47 @@ mod tests {
             }
             proptest::prop_assert!(p.boot_id.is_none_or(|b| b.chars().count() <= 64));
         }
+    }
+
+    #[test]
+    fn a_pid_from_another_pid_namespace_is_judged_by_its_heartbeat() {
+        let here = Machine::current();
+        let now = Timestamp::now();
+        let run = OpenRun {
+            run_id: "r".into(),
+            source: Source::Python,
+            agent: None,
+            status: Some(Status::Running),
+            started_at: now.millis() - 5_000,
+            last_event_at: now.millis() - 1_000,
+            status_at: None,
+            liveness_rule: None,
+        };
+        // A pid that cannot exist, on this host name.
+        let mut producer = Producer {
+            host: here.host.clone(),
+            pid: 2_147_483_000,
+            pid_ns: here.pid_ns.clone(),
+            ..Producer::default()
+        };
+        let settings = Settings::default();
+        let local = judge_process(&run, Some(&producer), &here, &settings, now);
+        assert_eq!(local.map(|v| v.rule), Some("pid"));
+        // The same pid in a container's namespace says nothing here; it was heard from a
+        // second ago, so it stands.
+        producer.pid_ns = Some("pid:[1]".into());
+        assert_eq!(
+            judge_process(&run, Some(&producer), &here, &settings, now),
+            None
+        );
+        // Silent for a minute, it fails by its heartbeat instead.
+        let quiet = OpenRun {
+            last_event_at: now.millis() - 60_000,
+            ..run
+        };
+        let v = judge_process(&quiet, Some(&producer), &here, &settings, now).unwrap();
+        assert_eq!(v.rule, "heartbeat");
+        assert_eq!(v.reason, "no heartbeat for 60 s (interval 2 s)");
     }
 
     #[test]

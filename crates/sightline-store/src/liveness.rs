@@ -87,6 +87,10 @@ pub struct Producer {
     pub pid: i64,
     /// `/proc/sys/kernel/random/boot_id` of the producer's machine, when it sends it.
     pub boot_id: Option<String>,
+    /// The producer's pid namespace (`/proc/self/ns/pid`, e.g. `pid:[4026531836]`): a pid means
+    /// the same process only inside the same namespace (a hub in a container shares the host
+    /// name and boot with the host, not its pids).
+    pub pid_ns: Option<String>,
     /// Field 22 of `/proc/PID/stat` (clock ticks after boot), when the producer sends it: a pid
     /// whose start time differs is another process.
     pub start_ticks: Option<u64>,
@@ -288,6 +292,10 @@ pub fn producer_of(host: Option<String>, pid: i64, payload: &Map<String, Value>)
             .and_then(Value::as_str)
             .map(|s| s.chars().take(64).collect()),
         start_ticks: payload.get("start_ticks").and_then(Value::as_u64),
+        pid_ns: payload
+            .get("pid_ns")
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(64).collect()),
         heartbeat_ms,
     }
 }

@@ -410,6 +410,7 @@ fn run_any(args: &RunArgs, run_id: &str) -> anyhow::Result<i32> {
         // another process that gets its pid later.
         "heartbeat_s": 1.0,
         "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()),
+        "pid_ns": std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().map(|p| p.to_string_lossy().into_owned()),
         "start_ticks": std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
             sightline_core::liveness::parse_stat(&s).map(|(_, ticks)| ticks)
         }),
