@@ -5,12 +5,12 @@
 //! - Python agent and `sightline run` processes (`python`, `process`): on this machine (same
 //!   host name, and the same boot and pid namespace when the producer sends them) the run fails
 //!   as soon as its pid is gone or belongs to another process (start time differs); elsewhere,
-//!   or where `/proc` cannot tell, it fails after [`Settings::heartbeat_misses`] heartbeat intervals of silence
-//!   (the interval the agent announced in `process_start`, else the source's default). A run
-//!   failed for silence that is heard from again is running again.
-//! - Agent sessions (`claude`, `codex`, `gemini`, `opencode`): no event for
+//!   or where `/proc` cannot tell, it fails after [`Settings::heartbeat_misses`] heartbeat
+//!   intervals of silence (the interval the producer announced in `process_start`, else the
+//!   source's default). A run failed for silence that is heard from again is running again.
+//! - Agent sessions (`claude`, `codex`, `gemini`, `opencode`, `docker`): no event for
 //!   [`Settings::idle_after`] makes a running, queued or blocked session (and its run) `idle`:
-//!   not failed, since the user may come back, and any new work makes it running again.
+//!   not failed, since the user may come back, and new work makes it running again.
 //! - OpenCode's stream ends the sessions it followed when the server goes away (that one is in
 //!   `sightline-sources::opencode`, which sees the stream).
 //!
@@ -167,21 +167,16 @@ pub async fn sweep(
         .store()
         .read(move |conn| {
             let mut processes = Vec::new();
-            for run in rows::open_runs(conn, &[Source::Python, Source::Process], i64::MAX)? {
+            for run in rows::open_runs(conn, rows::PROCESS_SOURCES, i64::MAX)? {
                 let producer = rows::producer(conn, &run.run_id)?;
                 let sessions = rows::sessions_of_run(conn, &run.run_id)?;
                 processes.push((run, producer, sessions));
             }
-            let agents = [
-                Source::Claude,
-                Source::Codex,
-                Source::Gemini,
-                Source::Opencode,
-            ];
+
             let (idle_runs, idle_sessions) = match idle_since {
                 Some(at) => (
-                    rows::open_runs(conn, &agents, at)?,
-                    rows::open_sessions(conn, &agents, at)?,
+                    rows::open_runs(conn, rows::IDLE_SOURCES, at)?,
+                    rows::open_sessions(conn, rows::IDLE_SOURCES, at)?,
                 ),
                 None => (Vec::new(), Vec::new()),
             };

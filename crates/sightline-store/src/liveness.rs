@@ -39,31 +39,24 @@ pub fn note_of(e: &Event) -> Option<(String, String)> {
     Some((text("liveness_rule"), text("reason")))
 }
 
+/// Sources whose runs are one process with a pid and a heartbeat (the pid and heartbeat rules).
+pub const PROCESS_SOURCES: &[Source] = &[Source::Python, Source::Process];
+
+/// Sources of agent sessions: one with no event for the idle time stops counting as active
+/// (the idle rule). Not tmux: its sessions and windows are `running` while they exist, however
+/// quiet, and its own poll closes what disappears.
+pub const IDLE_SOURCES: &[Source] = &[
+    Source::Claude,
+    Source::Codex,
+    Source::Gemini,
+    Source::Opencode,
+    Source::Docker,
+];
+
 /// Sources whose runs and sessions a liveness rule covers (docs/SOURCES-SETUP.md#liveness):
 /// for the others the hub cannot tell, and `alive` is null.
 pub fn covered(source: Source) -> bool {
-    matches!(
-        source,
-        Source::Python
-            | Source::Process
-            | Source::Claude
-            | Source::Codex
-            | Source::Gemini
-            | Source::Opencode
-    )
-}
-
-/// Agent sources: a session of theirs with no event for the idle time stops counting as active.
-pub fn is_agent(source: Source) -> bool {
-    matches!(
-        source,
-        Source::Claude | Source::Codex | Source::Gemini | Source::Opencode
-    )
-}
-
-/// Sources whose runs are one process with a pid and a heartbeat.
-pub fn is_process(source: Source) -> bool {
-    matches!(source, Source::Python | Source::Process)
+    PROCESS_SOURCES.contains(&source) || IDLE_SOURCES.contains(&source)
 }
 
 /// The `alive` of a run or session row: false once it ended or the sweep made it idle, true
