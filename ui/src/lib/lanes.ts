@@ -230,10 +230,27 @@ export function digest(state: LaneState, keep: (l: Lane) => boolean = () => true
   return rows.sort().join(';');
 }
 
+/** Older events' chips (`a`) before the stream's (`b`), each event once, the newest kept. */
+function mergeChips(a: Chip[] | undefined, b: Chip[] | undefined): Chip[] {
+  if (!a?.length) return b ? b.slice() : [];
+  if (!b?.length) return a.slice();
+  const first = b[0].seq;
+  const out = a.filter((c) => c.seq < first).concat(b);
+  return out.length > CHIPS_PER_LANE ? out.slice(out.length - CHIPS_PER_LANE) : out;
+}
+
+/** Older spans before the stream's; a span the stream also has (a call it saw end) is the stream's. */
+function mergeSpans(a: Span[] | undefined, b: Span[] | undefined): Span[] {
+  if (!a?.length) return b ? b.slice() : [];
+  if (!b?.length) return a.slice();
+  const ids = new Set(b.map((x) => x.id));
+  const out = a.filter((x) => !ids.has(x.id)).concat(b);
+  return out.length > SPANS_PER_LANE ? out.slice(out.length - SPANS_PER_LANE) : out;
+}
+
 /** A lane's spans from its stream lane, plus the hub's wait when the stream never saw it begin
  * (the page opened after the prompt): a wait is drawn from its own `since`, whatever the window. */
-function hubSpans(s: LiveSession, ev: Lane | undefined): Span[] {
-  const spans = ev ? ev.spans.slice() : [];
+function hubSpans(s: LiveSession, spans: Span[]): Span[] {
   if (s.wait && !s.ended_at) {
     const since = Date.parse(s.wait.since);
     const open = spans.some((x) => x.kind === 'wait' && x.end === null);
@@ -252,15 +269,19 @@ function hubSpans(s: LiveSession, ev: Lane | undefined): Span[] {
  * counts and the current activity come from the event stream's lane of the same key when the
  * page has one. Subagents nest under their parent (the hub lists ancestors of active lanes).
  */
-export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: LiveSession) => boolean = () => true): LaneNode[] {
+export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: LiveSession) => boolean = () => true,
+  older: (key: string) => Lane | undefined = () => undefined): LaneNode[] {
   const nodes = new Map<string, LaneNode>();
   // A lane keeps its object while neither its hub row nor its stream lane changed, so Svelte
   // skips it (the hub's rows are replaced only when a refetch brings news).
   const cache = (state.hubSnaps ??= new Map());
   for (const s of sessions) {
     if (!keep(s) && s.active) continue;
+    // The stream's lane, and the lane of the session's own latest events fetched for it when
+    // the stream's ring holds none of them (`older`, lib/backfill): their chips and spans merge.
     const ev = state.lanes.get(s.key);
-    const rev = ev?.rev ?? -1;
+    const bk = older(s.key);
+    const rev = (ev?.rev ?? -1) + (bk ? 0.5 : 0);
     const hit = cache.get(s.key);
     if (hit && hit.s === s && hit.rev === rev) {
       nodes.set(s.key, { lane: hit.lane, children: [], latest: hit.lane.lastTs, depth: 0 });
@@ -272,8 +293,8 @@ export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: Liv
       status: s.status, blocked: s.wait && !s.ended_at ? s.wait.title : null, ended: !!s.ended_at,
       firstTs: s.started_at ?? '', lastTs: s.last_event_at ?? '', lastSeq: ev?.lastSeq ?? 0,
       count: s.event_count, errors: s.error_count, tokens: s.input_tokens + s.output_tokens, cost: s.cost_usd,
-      activity: s.activity ?? ev?.activity ?? null, chips: ev ? ev.chips.slice() : [],
-      spans: hubSpans(s, ev), rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
+      activity: s.activity ?? ev?.activity ?? bk?.activity ?? null, chips: mergeChips(bk?.chips, ev?.chips),
+      spans: hubSpans(s, mergeSpans(bk?.spans, ev?.spans)), rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
     };
     if (cache.size > 20000) cache.clear();
     cache.set(s.key, { s, rev, lane });

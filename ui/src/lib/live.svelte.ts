@@ -3,6 +3,7 @@
 // lane model; subscribers get them once per animation frame.
 import { api, frameBatcher, Stream, type StreamState } from './api';
 import { apply, newState, type LaneState } from './lanes';
+import { backfill } from './backfill.svelte';
 import type { Filter, SEvent } from './types';
 
 export const RING_SIZE = 5000;
@@ -45,6 +46,7 @@ class Live {
       this.stream?.close();
       this.ring = [];
       this.lanes = newState();
+      backfill.reset();
       this.version++;
       this.seed().catch(() => this.connect(null));
     });
