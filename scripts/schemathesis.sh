@@ -18,7 +18,11 @@ fi
 DIR="$(mktemp -d)"
 # Its own config directory: the settings routes write what they change to the config file, and
 # the generated requests must never reach the user's ~/.config/sightline/config.toml.
-XDG_CONFIG_HOME="$DIR" "$BIN" serve --port 0 --db "$DIR/db.sqlite" >"$DIR/out" 2>"$DIR/err" &
+# An owner token from the start, sent with every request: the document lets POST /api/v1/tokens
+# make a token, and a hub's first token turns authentication on, which would lock the rest of
+# the run out (401, then 429 for repeated failures) instead of testing it.
+TOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+XDG_CONFIG_HOME="$DIR" "$BIN" serve --port 0 --db "$DIR/db.sqlite" --token "$TOKEN" >"$DIR/out" 2>"$DIR/err" &
 HUB=$!
 trap 'kill "$HUB" 2>/dev/null; wait "$HUB" 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 100); do
@@ -31,7 +35,7 @@ URL="$(sed -n 's/^sightline listening on //p' "$DIR/out")"
 # stop the hub under test.
 "$VENV/bin/schemathesis" run "$URL/openapi.json" --url "$URL" -c not_a_server_error \
     --exclude-path /api/v1/shutdown --exclude-path-regex '^/ws' --exclude-path /api/v1/events/stream \
-    -n "$EXAMPLES" --workers 2
+    -H "Authorization: Bearer $TOKEN" -n "$EXAMPLES" --workers 2
 status=$?
 kill -0 "$HUB" 2>/dev/null || { echo "the hub died during the run"; cat "$DIR/err"; exit 1; }
 exit $status
