@@ -54,27 +54,14 @@ fn hook_with(
     )
 }
 
-/// A hook's spool in a temporary directory and the URL of a hub that is down: a free port
-/// nothing listens on yet, where a test starts a [`FakeHub`] or a [`TestHub`] when it wants one.
-struct Down {
-    dir: tempfile::TempDir,
-    spool: PathBuf,
-    port: u16,
-    url: String,
-}
-
-impl Down {
-    fn new() -> Down {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = dir.path().join("spool");
-        let port = common::free_port();
-        Down {
-            dir,
-            spool,
-            port,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
+/// A hook's spool in a temporary directory (kept while the first value lives) and a hub that
+/// is down: a free port nothing listens on yet, where a test starts a [`FakeHub`] or a
+/// [`TestHub`] when it wants one, and its URL.
+fn down() -> (tempfile::TempDir, PathBuf, u16, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let port = common::free_port();
+    (dir, spool, port, format!("http://127.0.0.1:{port}"))
 }
 
 /// Runs the hook (payloads `first`, `first + 1`, ...) until nothing waits in its spool; how
@@ -110,12 +97,7 @@ fn payload(i: usize) -> Value {
 
 #[test]
 fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
-    let Down {
-        dir,
-        spool,
-        port,
-        url,
-    } = Down::new();
+    let (dir, spool, port, url) = down();
     for i in 0..5 {
         let (code, stdout, took) = hook(&url, &spool, &payload(i));
         assert_eq!(code, 0);
@@ -366,12 +348,7 @@ fn answer(stream: TcpStream, batch: &dyn Fn(&[u8]) -> u16, log: &Mutex<Vec<Seen>
 
 #[test]
 fn the_spool_is_private_and_a_batch_refused_for_good_is_set_aside_not_resent() {
-    let Down {
-        dir: _dir,
-        spool,
-        port,
-        url,
-    } = Down::new();
+    let (_dir, spool, port, url) = down();
     for i in 0..3 {
         assert_eq!(hook(&url, &spool, &payload(i)).0, 0);
     }
@@ -426,12 +403,7 @@ fn big_payload(i: usize) -> Value {
 
 #[test]
 fn a_failing_hub_gets_bounded_slices_the_hook_stays_fast_and_all_arrives_once_later() {
-    let Down {
-        dir,
-        spool,
-        port,
-        url,
-    } = Down::new();
+    let (dir, spool, port, url) = down();
     // About 3 MiB waiting.
     for i in 0..12 {
         assert_eq!(hook(&url, &spool, &big_payload(i)).0, 0);
@@ -478,12 +450,7 @@ fn a_failing_hub_gets_bounded_slices_the_hook_stays_fast_and_all_arrives_once_la
 
 #[test]
 fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
-    let Down {
-        dir,
-        spool,
-        port,
-        url,
-    } = Down::new();
+    let (dir, spool, port, url) = down();
     let room = [("SIGHTLINE_SPOOL_MAX", "268435456")];
     for i in 0..2 {
         assert_eq!(hook_with(&url, &spool, &payload(i), &room).0, 0);
@@ -548,12 +515,7 @@ fn a_corrupt_line_a_refused_line_and_a_huge_line_do_not_stop_what_follows() {
 /// to it, sets it aside, and delivers everything else.
 #[test]
 fn a_line_the_hub_keeps_failing_on_is_found_and_set_aside() {
-    let Down {
-        dir: _dir,
-        spool,
-        port,
-        url,
-    } = Down::new();
+    let (_dir, spool, port, url) = down();
     for i in 0..40 {
         let mut p = payload(i);
         if i == 25 {
