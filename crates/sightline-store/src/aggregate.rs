@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use rusqlite::{Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{Transaction, params, params_from_iter};
 use sightline_schema::{EntityType, Event, Source, Status};
 
 /// The numbers summed into runs, sessions and stats.
@@ -165,6 +166,40 @@ impl Delta {
         self.activity_after_status.then_some(self.activity_at)
     }
 
+    /// What both upserts bind after their keys, in their order: the title, the status rule's
+    /// inputs, times and counts; then `new_sessions` (a run's only), the usage, and the status
+    /// rule's times and liveness note.
+    fn values(&self, new_sessions: Option<i64>) -> Vec<Value> {
+        let (status, has_status, status_at) = self.resolve_status();
+        let u = &self.usage;
+        let mut values = vec![
+            Value::from(self.title.clone()),
+            Value::from(self.title_rank),
+            Value::from(status),
+            Value::from(has_status),
+            Value::from(self.activity_after_status),
+            Value::from(self.started_at),
+            Value::from(self.ended_at()),
+            Value::from(self.last_event_at),
+            Value::from(self.last_seq as i64),
+            Value::from(self.events),
+            Value::from(self.errors),
+        ];
+        values.extend(new_sessions.map(Value::from));
+        values.extend([
+            Value::from(u.input_tokens),
+            Value::from(u.output_tokens),
+            Value::from(u.cache_read_tokens),
+            Value::from(u.cache_write_tokens),
+            Value::from(u.cost_usd),
+            Value::from(status_at),
+            Value::from(self.reopened_at()),
+            Value::from(self.note.as_ref().map(|n| n.0.clone())),
+            Value::from(self.note.as_ref().map(|n| n.1.clone())),
+        ]);
+        values
+    }
+
     fn ended_at(&self) -> Option<i64> {
         match self.status {
             Some((s, at)) if s.is_terminal() && !self.activity_after_status => Some(at),
@@ -284,37 +319,17 @@ impl BatchAggregates {
         {
             let mut upsert = tx.prepare_cached(&UPSERT_SESSION)?;
             for (id, d) in &self.sessions {
-                let (status, has_status, status_at) = d.resolve_status();
                 let existed: bool = tx
                     .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
                     .exists([id])?;
-                upsert.execute(params![
-                    id,
-                    d.run_id,
-                    d.parent_session_id,
-                    d.agent,
-                    d.source,
-                    d.title,
-                    d.title_rank,
-                    status,
-                    has_status,
-                    d.activity_after_status,
-                    d.started_at,
-                    d.ended_at(),
-                    d.last_event_at,
-                    d.last_seq as i64,
-                    d.events,
-                    d.errors,
-                    d.usage.input_tokens,
-                    d.usage.output_tokens,
-                    d.usage.cache_read_tokens,
-                    d.usage.cache_write_tokens,
-                    d.usage.cost_usd,
-                    status_at,
-                    d.reopened_at(),
-                    d.note.as_ref().map(|n| n.0.as_str()),
-                    d.note.as_ref().map(|n| n.1.as_str()),
-                ])?;
+                let keys = [
+                    Value::from(id.clone()),
+                    Value::from(d.run_id.clone()),
+                    Value::from(d.parent_session_id.clone()),
+                    Value::from(d.agent.clone()),
+                    Value::from(d.source),
+                ];
+                upsert.execute(params_from_iter(keys.into_iter().chain(d.values(None))))?;
                 if !existed && let Some(run) = &d.run_id {
                     *new_sessions_per_run.entry(run.as_str()).or_default() += 1;
                 }
@@ -323,33 +338,15 @@ impl BatchAggregates {
         {
             let mut upsert = tx.prepare_cached(&UPSERT_RUN)?;
             for (id, d) in &self.runs {
-                let (status, has_status, status_at) = d.resolve_status();
-                upsert.execute(params![
-                    id,
-                    d.source,
-                    d.agent,
-                    d.title,
-                    d.title_rank,
-                    status,
-                    has_status,
-                    d.activity_after_status,
-                    d.started_at,
-                    d.ended_at(),
-                    d.last_event_at,
-                    d.last_seq as i64,
-                    d.events,
-                    d.errors,
-                    new_sessions_per_run.get(id.as_str()).copied().unwrap_or(0),
-                    d.usage.input_tokens,
-                    d.usage.output_tokens,
-                    d.usage.cache_read_tokens,
-                    d.usage.cache_write_tokens,
-                    d.usage.cost_usd,
-                    status_at,
-                    d.reopened_at(),
-                    d.note.as_ref().map(|n| n.0.as_str()),
-                    d.note.as_ref().map(|n| n.1.as_str()),
-                ])?;
+                let keys = [
+                    Value::from(id.clone()),
+                    Value::from(d.source),
+                    Value::from(d.agent.clone()),
+                ];
+                let new_sessions = new_sessions_per_run.get(id.as_str()).copied().unwrap_or(0);
+                upsert.execute(params_from_iter(
+                    keys.into_iter().chain(d.values(Some(new_sessions))),
+                ))?;
             }
         }
         // A workflow's end ends every session of it still open (docs/CONTRACT.md §2.5).
