@@ -7,6 +7,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Every hub a test starts without its own --config reads and persists settings under
+# $XDG_CONFIG_HOME: point it at an empty directory of this run, so the suite neither obeys the
+# developer's own config.toml (tokens there would answer 401 to every test) nor writes into it.
+XDG_CONFIG_HOME="$(mktemp -d)"
+export XDG_CONFIG_HOME
+trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
 
 passed=0
 failed=0
@@ -25,6 +31,11 @@ suite() {
         failed=$((failed + 1))
         failures+=("$name")
         echo "=== $name: FAILED ($((SECONDS - start)) s)"
+    fi
+    # A hub that persisted settings (a token, a rule) must not change the next suite's hubs.
+    if [ -e "$XDG_CONFIG_HOME/sightline" ]; then
+        echo "note: '$name' left settings in \$XDG_CONFIG_HOME/sightline (a test without its own config); removed"
+        rm -rf "$XDG_CONFIG_HOME/sightline"
     fi
     # Disk is the resource a clean CI machine ran out of: say what is left after every suite.
     echo "disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
