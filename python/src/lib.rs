@@ -344,7 +344,8 @@ fn beat_now(py: Python<'_>) {
 #[pyfunction]
 fn start_heartbeat(interval_s: f64) {
     background::start_heartbeat(
-        Duration::try_from_secs_f64(interval_s.clamp(0.05, 86_400.0)).unwrap_or(Duration::from_secs(1)),
+        Duration::try_from_secs_f64(interval_s.clamp(0.05, 86_400.0))
+            .unwrap_or(Duration::from_secs(1)),
     );
 }
 
