@@ -113,6 +113,7 @@ export interface Filter {
   sources?: string[];
   source_events?: string[];
   runs?: string[];
+  correlations?: string[];
   sessions?: string[];
   agents?: string[];
   entity_types?: string[];
