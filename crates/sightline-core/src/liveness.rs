@@ -11,6 +11,12 @@
 //! - Agent sessions (`claude`, `codex`, `gemini`, `opencode`, `docker`): no event for
 //!   [`Settings::idle_after`] makes a running, queued or blocked session (and its run) `idle`:
 //!   not failed, since the user may come back, and new work makes it running again.
+//! - Claude Code sessions whose hook events name their process (`sightline hook` sends the
+//!   pid, start time, boot id and pid namespace of the Claude Code process that ran it): on this
+//!   machine, when that process is gone the session is over, even if it went idle before. It
+//!   ends `success` if it was waiting at a prompt (idle), `failed` if it was mid-turn (running,
+//!   queued or blocked), with the reason "Claude Code process N is gone (no SessionEnd)".
+//!   Sessions fed only by `http` hooks carry no pid and keep the idle rule.
 //! - OpenCode's stream ends the sessions it followed when the server goes away (that one is in
 //!   `sightline-sources::opencode`, which sees the stream).
 //!
@@ -87,6 +93,9 @@ pub struct Report {
     /// Runs and sessions made idle.
     pub idle_runs: usize,
     pub idle_sessions: usize,
+    /// Runs and sessions ended `success` (their process went while they waited at a prompt).
+    pub ended_runs: usize,
+    pub ended_sessions: usize,
     /// Runs running again after a silence.
     pub revived_runs: usize,
 }
@@ -149,6 +158,8 @@ struct Snapshot {
     processes: Vec<(OpenRun, Option<Producer>, Vec<OpenSession>)>,
     idle_runs: Vec<OpenRun>,
     idle_sessions: Vec<OpenSession>,
+    /// Agent runs whose events name their process (the session-pid rule).
+    agent_pids: Vec<(OpenRun, Producer, Vec<OpenSession>)>,
     revive: Vec<(OpenRun, Vec<OpenSession>)>,
 }
 
@@ -181,10 +192,18 @@ pub async fn sweep(
                 None => (Vec::new(), Vec::new()),
             };
             let revive = rows::silenced_runs_heard_again(conn)?;
+            let mut agent_pids = Vec::new();
+            for run in rows::open_or_idle_runs(conn, rows::SESSION_PID_SOURCES)? {
+                if let Some(producer) = rows::producer(conn, &run.run_id)? {
+                    let sessions = rows::sessions_of_run(conn, &run.run_id)?;
+                    agent_pids.push((run, producer, sessions));
+                }
+            }
             Ok(Snapshot {
                 processes,
                 idle_runs,
                 idle_sessions,
+                agent_pids,
                 revive,
             })
         })
@@ -209,12 +228,59 @@ pub async fn sweep(
             events.push(session_event(s, Status::Failed, &verdict, now)?);
         }
     }
+    // The session-pid rule goes before the idle rule: a session whose process is gone is over,
+    // not idle, and the idle rule must not also touch it in the same sweep.
+    let mut ended_runs = std::collections::HashSet::new();
+    for (run, producer, sessions) in &snapshot.agent_pids {
+        let Some(gone) = process_gone(producer, &here, run.started_at) else {
+            continue;
+        };
+        // Waiting at a prompt (idle) when the process went: the user closed it between turns.
+        // Anything else was cut off mid-turn.
+        let status = if run.status == Some(Status::Idle) {
+            Status::Success
+        } else {
+            Status::Failed
+        };
+        let verdict = Verdict {
+            rule: "pid",
+            reason: format!(
+                "Claude Code process {} is gone (no SessionEnd){gone}",
+                producer.pid
+            ),
+        };
+        ended_runs.insert(run.run_id.clone());
+        if status == Status::Failed {
+            report.failed_runs += 1;
+        } else {
+            report.ended_runs += 1;
+        }
+        events.push(run_event(run, EntityType::Run, status, &verdict, now)?);
+        for s in sessions {
+            // Each session by its own state: a subagent still at work when its main session
+            // sat at the prompt was cut off too.
+            let status = match s.status {
+                Some(Status::Idle) => Status::Success,
+                None => status,
+                Some(_) => Status::Failed,
+            };
+            if status == Status::Failed {
+                report.failed_sessions += 1;
+            } else {
+                report.ended_sessions += 1;
+            }
+            events.push(session_event(s, status, &verdict, now)?);
+        }
+    }
     if let Some(idle) = settings.idle_after {
         let verdict = Verdict {
             rule: "idle",
             reason: format!("no event for {} (idle after {})", words(idle), words(idle)),
         };
         for run in &snapshot.idle_runs {
+            if ended_runs.contains(&run.run_id) {
+                continue;
+            }
             let quiet = Duration::from_millis((now.millis() - run.last_event_at).max(0) as u64);
             let v = Verdict {
                 reason: format!("no event for {} (idle after {})", words(quiet), words(idle)),
@@ -224,6 +290,9 @@ pub async fn sweep(
             events.push(run_event(run, EntityType::Run, Status::Idle, &v, now)?);
         }
         for s in &snapshot.idle_sessions {
+            if s.run_id.as_ref().is_some_and(|r| ended_runs.contains(r)) {
+                continue;
+            }
             let quiet = Duration::from_millis((now.millis() - s.last_event_at).max(0) as u64);
             let v = Verdict {
                 reason: format!("no event for {} (idle after {})", words(quiet), words(idle)),
@@ -438,6 +507,28 @@ fn judge_process(
             words(Duration::from_millis(interval as u64))
         ),
     })
+}
+
+/// Whether the process `p` names is gone, judged on this machine only (same host, boot and pid
+/// namespace; elsewhere its pid means nothing here): `Some(detail)` to add to the reason.
+fn process_gone(p: &Producer, here: &Machine, started_at: i64) -> Option<&'static str> {
+    let same_ns = match (&p.pid_ns, &here.pid_ns) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    };
+    if p.host.is_none() || p.host != here.host || !same_ns {
+        return None;
+    }
+    if let (Some(theirs), Some(ours)) = (&p.boot_id, &here.boot_id)
+        && theirs != ours
+    {
+        return Some(" (this machine restarted since)");
+    }
+    match check_pid(here, p.pid, p.start_ticks, started_at) {
+        PidState::Gone => Some(""),
+        PidState::Reused => Some(" (its pid now belongs to another process)"),
+        PidState::Alive | PidState::Unknown => None,
+    }
 }
 
 /// A duration as a person reads it: `45 s`, `1.5 s`, `30 min`, `2 h`.

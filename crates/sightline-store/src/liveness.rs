@@ -21,6 +21,10 @@ pub const ENDED_BY: &str = "liveness";
 /// hub that was off for a week) is worked through over several sweeps, never in one stall.
 pub const SWEEP_LIMIT: usize = 500;
 
+/// The payload key under which a hook event carries what `sightline hook` knows of the process
+/// that ran it (pid, start time, boot id, pid namespace, host).
+pub const PRODUCER_KEY: &str = "sightline_producer";
+
 /// How many of a run's first events are searched for the one that names its process.
 const PRODUCER_SCAN: i64 = 200;
 
@@ -52,6 +56,11 @@ pub const IDLE_SOURCES: &[Source] = &[
     Source::Opencode,
     Source::Docker,
 ];
+
+/// Agent sources whose sessions may name the process that runs them (`sightline hook` sends
+/// Claude Code's pid with every command hook): when that process is gone, the session is over
+/// (the session-pid rule), whatever the idle rule said before.
+pub const SESSION_PID_SOURCES: &[Source] = &[Source::Claude];
 
 /// Sources whose runs and sessions a liveness rule covers (docs/SOURCES-SETUP.md#liveness):
 /// for the others the hub cannot tell, and `alive` is null.
@@ -207,6 +216,30 @@ pub fn open_sessions(
     Ok(rows)
 }
 
+/// Open runs of `sources` that are not over: at work, or idle (by their producer's word or by
+/// the idle rule), oldest first, at most [`SWEEP_LIMIT`]; for the session-pid rule, which ends
+/// an idle session too once its process is gone.
+pub fn open_or_idle_runs(
+    conn: &Connection,
+    sources: &[Source],
+) -> Result<Vec<OpenRun>, StoreError> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {OPEN_RUN_COLUMNS} FROM runs INDEXED BY runs_open \
+         WHERE ended_at IS NULL AND (liveness_rule IS NULL OR liveness_rule = 'idle') \
+           AND (status IS NULL OR status IN (1, 2, 3, 4, 7)) \
+           AND source IN ({}) ORDER BY last_event_at LIMIT ?1",
+        codes(sources)
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params![SWEEP_LIMIT as i64], open_run)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// The open sessions of one run (any status but ended), for ending them with their run.
 pub fn sessions_of_run(conn: &Connection, run_id: &str) -> Result<Vec<OpenSession>, StoreError> {
     let sql = format!(
@@ -269,9 +302,15 @@ pub fn producer(conn: &Connection, run_id: &str) -> Result<Option<Producer>, Sto
     Ok(found.map(|(host, pid, payload)| producer_of(host, pid, &payload)))
 }
 
-/// Reads what a producer says about itself from its first event's payload. Untrusted: any
-/// shape is accepted, and what does not fit is left out.
+/// Reads what a producer says about itself from its first event's payload: at the top
+/// (`process_start` of the Python agent and `sightline run`), or under `sightline_producer`
+/// (what `sightline hook` adds to a Claude Code payload, which keeps its own keys). Untrusted:
+/// any shape is accepted, and what does not fit is left out.
 pub fn producer_of(host: Option<String>, pid: i64, payload: &Map<String, Value>) -> Producer {
+    let payload = match payload.get(PRODUCER_KEY) {
+        Some(Value::Object(inner)) => inner,
+        _ => payload,
+    };
     let heartbeat_ms = payload
         .get("heartbeat_s")
         .and_then(Value::as_f64)

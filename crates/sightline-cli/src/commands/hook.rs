@@ -14,9 +14,14 @@
 //! `SIGHTLINE_CA_FILE`; a TLS failure spools the payload like a down hub, but is also said on
 //! stderr, since waiting will not fix it.
 //!
+//! Each payload also names the Claude Code process that ran the hook ([`producer`]: pid, start
+//! time, boot id, pid namespace, host; header `x-sightline-producer`, or the spool line's
+//! `producer`), so the hub can end the session when that process is gone.
+//!
 //! This command must never print to stdout (Claude Code reads a hook's stdout as instructions)
 //! and never exit non-zero (that could block or annotate the agent's turn).
 
+mod producer;
 mod spool;
 
 use std::io::Read;
@@ -110,6 +115,7 @@ pub(crate) fn post(
     body: &[u8],
     content_type: &str,
     id_ts: Option<(&str, i64)>,
+    producer: Option<&str>,
 ) -> (Outcome, String) {
     let url = format!("{}/api/v1/hooks/claude", args.hub.url.trim_end_matches('/'));
     let mut req = agent.post(&url).header("content-type", content_type);
@@ -120,6 +126,9 @@ pub(crate) fn post(
         req = req
             .header("x-sightline-event-id", id)
             .header("x-sightline-ts", &ts.to_string());
+    }
+    if let Some(p) = producer {
+        req = req.header("x-sightline-producer", p);
     }
     match req.send(body) {
         Ok(mut resp) => {
@@ -165,8 +174,20 @@ fn deliver(args: &HookArgs) -> anyhow::Result<()> {
     );
     let agent = agent(&args.hub.url, Duration::from_millis(args.timeout_ms));
     let spool = spool::Spool::new(spool_dir(), spool_max());
-    let line = spool::line(&id, now, &compact);
-    match post(&agent, args, &compact, "application/json", Some((&id, now))).0 {
+    // The Claude Code process that ran this hook, for the hub's liveness sweep: it travels
+    // beside the payload (a header, or the spool line), never inside Claude Code's own keys.
+    let producer = producer::current().map(|p| p.to_string());
+    let line = spool::line(&id, now, &compact, producer.as_deref());
+    match post(
+        &agent,
+        args,
+        &compact,
+        "application/json",
+        Some((&id, now)),
+        producer.as_deref(),
+    )
+    .0
+    {
         Outcome::Delivered => {}
         Outcome::Retry | Outcome::Failed => {
             // The hub is not taking events now: nothing more to try this time.

@@ -38,6 +38,48 @@ pub const ID_HEADER: &str = "x-sightline-event-id";
 /// Header carrying when the hook fired, in epoch milliseconds.
 pub const TS_HEADER: &str = "x-sightline-ts";
 
+/// Header carrying the Claude Code process that ran the hook (`sightline hook`): compact JSON
+/// `{pid, start_ticks, boot_id, pid_ns, host}`, for the liveness sweep's session-pid rule.
+pub const PRODUCER_HEADER: &str = "x-sightline-producer";
+
+/// Sets the event's `pid` and `host` from what `sightline hook` said of the process that ran
+/// it, and keeps the rest (start time, boot id, pid namespace) under the payload's
+/// `sightline_producer`, beside Claude Code's own keys. Untrusted: anything malformed is
+/// ignored, never fails the payload.
+fn with_producer(mut e: Event, producer: Option<&Value>) -> Event {
+    let Some(Value::Object(p)) = producer else {
+        return e;
+    };
+    let Some(pid) = p
+        .get("pid")
+        .and_then(Value::as_i64)
+        .filter(|pid| (1..=i64::from(i32::MAX)).contains(pid))
+    else {
+        return e;
+    };
+    let bounded = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(64).collect::<String>())
+    };
+    e.pid = Some(pid);
+    if let Some(host) = bounded("host") {
+        e.host = Some(host);
+    }
+    e.payload.insert(
+        // The key `sightline_store::liveness::PRODUCER_KEY` reads (the store is not a
+        // dependency of this crate).
+        "sightline_producer".into(),
+        json!({
+            "pid": pid,
+            "start_ticks": p.get("start_ticks").and_then(Value::as_u64),
+            "boot_id": bounded("boot_id"),
+            "pid_ns": bounded("pid_ns"),
+        }),
+    );
+    e
+}
+
 /// When each running tool started (tool_use_id → epoch ms), to give PostToolUse a duration
 /// when the payload has none. Bounded: cleared when it grows past this.
 const MAX_OPEN_TOOLS: usize = 50_000;
@@ -586,6 +628,7 @@ impl HttpSource for ClaudeHooks {
                         let ts = millis(item.get("ts"));
                         let payload = item.get("payload").cloned().unwrap_or(Value::Null);
                         map_hook(payload, id, ts, now)
+                            .map(|e| with_producer(e, item.get("producer")))
                     });
                 match result {
                     Ok(e) => decoded.events.push(e),
@@ -605,7 +648,12 @@ impl HttpSource for ClaudeHooks {
             .filter(|t| *t > 0)
             .map(Timestamp);
         let event = map_hook(payload, id, ts, now).map_err(HttpError::bad_request)?;
-        Ok(Decoded::events(vec![event]))
+        let producer = header_str(request, PRODUCER_HEADER)
+            .and_then(|h| serde_json::from_str::<Value>(&h).ok());
+        Ok(Decoded::events(vec![with_producer(
+            event,
+            producer.as_ref(),
+        )]))
     }
 
     fn reply(&self, request: &HttpRequest, accepted: &Accepted, refused: &[LineError]) -> Reply {

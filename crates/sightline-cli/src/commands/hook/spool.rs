@@ -65,10 +65,15 @@ const REJECTED_BYTES: u64 = 8 * 1024 * 1024;
 /// What is kept of a line too long to send.
 const REJECTED_LINE_HEAD: usize = 64 * 1024;
 
-/// One spool line for a payload (compact JSON, no newline inside).
-pub fn line(id: &str, ts: i64, payload: &[u8]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(payload.len() + 96);
-    line.extend_from_slice(format!("{{\"id\":\"{id}\",\"ts\":{ts},\"payload\":").as_bytes());
+/// One spool line for a payload (compact JSON, no newline inside), with what is known of the
+/// process that produced it (`producer`, compact JSON, for the hub's liveness sweep).
+pub fn line(id: &str, ts: i64, payload: &[u8], producer: Option<&str>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(payload.len() + 256);
+    line.extend_from_slice(format!("{{\"id\":\"{id}\",\"ts\":{ts},").as_bytes());
+    if let Some(p) = producer {
+        line.extend_from_slice(format!("\"producer\":{p},").as_bytes());
+    }
+    line.extend_from_slice(b"\"payload\":");
     line.extend_from_slice(payload);
     line.extend_from_slice(b"}\n");
     line
@@ -503,6 +508,7 @@ impl Spool {
                 budget.args,
                 &slice.body,
                 "application/x-ndjson",
+                None,
                 None,
             );
             let lines = slice.starts.len();
