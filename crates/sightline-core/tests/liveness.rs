@@ -277,3 +277,87 @@ async fn a_live_pid_is_left_alone_and_a_silent_remote_process_fails_then_revives
     let main = session(&core, "far", "far:main").await;
     assert_eq!(main.status.map(|s| s.as_str()), Some("running"), "{main:?}");
 }
+
+/// The session-pid rule: a Claude session whose process (named by `sightline hook`) is gone
+/// ends `success` when it sat idle at a prompt, even after the idle rule made it idle; one whose
+/// process is alive, or that names no process (http hooks), is left to the idle rule.
+#[tokio::test]
+async fn a_claude_session_whose_process_is_gone_ends_and_one_without_a_pid_is_left_idle() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let long_ago = now - 3_600_000;
+    let host = hostname();
+    let gone = dead_pid();
+    let me = std::process::id() as i64;
+    // This process announces its start time, as `sightline hook` does (its session's events
+    // are dated an hour ago, before this process started: without it, that reads as reuse).
+    let my_ticks = liveness::parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap())
+        .unwrap()
+        .1;
+    let producer = |pid: i64| {
+        json!({"pid": pid, "start_ticks": (pid == me).then_some(my_ticks),
+        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim()})
+    };
+    let start = |run: &str, pid: Option<i64>| {
+        let mut e = json!({"source": "claude", "source_event": "SessionStart", "entity_type": "session",
+            "title": "s", "run_id": run, "session_id": run, "status": "running", "ts": at(long_ago - 1000),
+            "payload": {}});
+        if let Some(pid) = pid {
+            e["pid"] = json!(pid);
+            e["host"] = json!(host);
+            e["payload"]["sightline_producer"] = producer(pid);
+        }
+        e
+    };
+    let stop = |run: &str| {
+        json!({"source": "claude", "source_event": "Stop", "entity_type": "session",
+            "title": "idle", "run_id": run, "session_id": run, "status": "idle", "ts": at(long_ago)})
+    };
+    submit(
+        &core,
+        vec![
+            start("gone", Some(gone)),
+            stop("gone"),
+            start("alive", Some(me)),
+            stop("alive"),
+            start("http", None),
+            json!({"source": "claude", "source_event": "PreToolUse", "entity_type": "tool",
+                "title": "Bash", "run_id": "http", "session_id": "http", "status": "running", "ts": at(long_ago)}),
+        ],
+    )
+    .await;
+    // First the idle rule alone (no pid checked yet would matter: "gone" is idle already).
+    let settings = Settings {
+        idle_after: Some(Duration::from_secs(30 * 60)),
+        ..Settings::default()
+    };
+    let report = sweep(&core, &settings, now).await;
+    assert_eq!(
+        (report.ended_runs, report.ended_sessions),
+        (1, 1),
+        "{report:?}"
+    );
+    let s = session(&core, "gone", "gone").await;
+    assert_eq!(s.status.map(|s| s.as_str()), Some("success"));
+    assert_eq!(s.liveness_rule.as_deref(), Some("pid"));
+    assert_eq!(
+        s.liveness_reason.as_deref(),
+        Some(format!("Claude Code process {gone} is gone (no SessionEnd)").as_str())
+    );
+    assert_eq!(s.alive, Some(false));
+    assert_eq!(
+        run(&core, "gone").await.status.map(|s| s.as_str()),
+        Some("success")
+    );
+    // Alive process: untouched by the pid rule (idle by its own Stop, not ended).
+    let a = session(&core, "alive", "alive").await;
+    assert_eq!(a.status.map(|s| s.as_str()), Some("idle"));
+    assert!(a.liveness_rule.is_none(), "{a:?}");
+    // No pid (http hooks): the idle rule, not ended.
+    let h = session(&core, "http", "http").await;
+    assert_eq!(h.status.map(|s| s.as_str()), Some("idle"));
+    assert_eq!(h.liveness_rule.as_deref(), Some("idle"));
+    // A second sweep finds nothing more to do.
+    let again = sweep(&core, &settings, now + 5_000).await;
+    assert_eq!(again, liveness::Report::default(), "{again:?}");
+}
