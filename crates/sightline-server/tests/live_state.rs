@@ -270,3 +270,35 @@ fn the_project_filter_pages_through_every_matching_run_however_many_others_are_n
     assert!(none["runs"].as_array().unwrap().is_empty());
     assert!(none["next_cursor"].is_null(), "{none}");
 }
+
+/// `GET /api/v1/agents`: every agent seen, not only those of the newest page of runs (the
+/// Timeline's Agent filter used to offer only the newest 200 runs' agents).
+#[test]
+fn agents_lists_every_agent_seen_not_only_the_newest_runs() {
+    let hub = TestHub::start();
+    // The oldest run is the only one with its agent; 250 newer runs of another follow it.
+    let mut events = vec![json!({"source": "codex", "source_event": "session_start",
+        "entity_type": "session", "run_id": "old-run", "session_id": "old-run",
+        "agent": "rare-agent", "title": "old", "ts": ts(-3600)})];
+    for i in 0..250 {
+        events.push(
+            json!({"source": "custom", "source_event": "step", "entity_type": "task",
+            "run_id": format!("new-{i}"), "agent": "busy-agent", "title": "step", "ts": ts(-i)}),
+        );
+    }
+    let (status, _) = hub.post_json("/api/v1/events", &json!(events));
+    assert_eq!(status, 202);
+    let newest = hub.get("/api/v1/runs?limit=200");
+    assert!(
+        !newest["runs"].to_string().contains("rare-agent"),
+        "the newest 200 runs should not hold the old agent: the test would prove nothing"
+    );
+    let seen = hub.get("/api/v1/agents");
+    assert_eq!(
+        seen["agents"],
+        json!(["busy-agent", "rare-agent"]),
+        "{seen}"
+    );
+    assert_eq!(seen["sources"], json!(["codex", "custom"]), "{seen}");
+    assert_eq!(seen["truncated"], false, "{seen}");
+}

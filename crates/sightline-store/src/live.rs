@@ -542,3 +542,48 @@ pub fn conversation(
         next_cursor,
     }))
 }
+
+/// How many of the newest runs and of the newest sessions [`agents_seen`] looks at: enough for
+/// months of agent work, and a bounded read (two index walks) however large the store.
+pub const AGENTS_SCAN: i64 = 50_000;
+/// Most distinct agent names it returns.
+pub const AGENTS_MAX: usize = 500;
+
+/// The distinct agents and sources of the newest [`AGENTS_SCAN`] runs and sessions, sorted;
+/// `truncated` when there were more than [`AGENTS_MAX`] agents or older rows went unread.
+pub fn agents_seen(conn: &Connection) -> Result<(Vec<String>, Vec<String>, bool), StoreError> {
+    let mut agents = std::collections::BTreeSet::new();
+    let mut sources = std::collections::BTreeSet::new();
+    let mut truncated = false;
+    for table in ["runs", "sessions"] {
+        // Newest first over the recent index; the outer GROUP BY dedups the bounded window.
+        let sql = format!(
+            "SELECT agent, source, COUNT(*) FROM \
+             (SELECT agent, source FROM {table} ORDER BY last_event_at DESC LIMIT ?1) \
+             GROUP BY agent, source"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![AGENTS_SCAN])?;
+        let mut seen = 0i64;
+        while let Some(row) = rows.next()? {
+            seen += row.get::<_, i64>(2)?;
+            if let Some(agent) = row.get::<_, Option<String>>(0)?
+                && !agent.is_empty()
+            {
+                agents.insert(agent);
+            }
+            if let Some(s) = sightline_schema::Source::from_code(row.get(1)?) {
+                sources.insert(s.as_str().to_string());
+            }
+        }
+        truncated |= seen >= AGENTS_SCAN;
+    }
+    if agents.len() > AGENTS_MAX {
+        truncated = true;
+    }
+    Ok((
+        agents.into_iter().take(AGENTS_MAX).collect(),
+        sources.into_iter().collect(),
+        truncated,
+    ))
+}

@@ -19,7 +19,7 @@ use crate::routes::export::Imported;
 use crate::routes::query::{
     EventsPage, HealthReport, Incidents, RunsPage, SessionTree, StatsReport,
 };
-use crate::routes::sessions::LiveState;
+use crate::routes::sessions::{AgentsSeen, LiveState};
 
 /// A `$ref` to the component of `T`.
 pub fn of<T: JsonSchema>() -> Value {
@@ -74,6 +74,7 @@ pub fn components() -> Map<String, Value> {
         sightline_core::supervisor::SourceChange,
         sightline_core::supervisor::NotifyRules,
         LiveState,
+        AgentsSeen,
         sightline_store::workflow::WorkflowsPage,
         sightline_store::workflow::Workflow,
     );
@@ -208,6 +209,9 @@ pub fn notify_changed() -> Value {
 }
 pub fn live_state() -> Value {
     of::<LiveState>()
+}
+pub fn agents_seen() -> Value {
+    of::<AgentsSeen>()
 }
 pub fn workflows_page() -> Value {
     of::<sightline_store::workflow::WorkflowsPage>()

@@ -246,3 +246,24 @@ mod tests {
         }
     }
 }
+
+/// `GET /api/v1/agents`.
+#[derive(Serialize, JsonSchema)]
+pub struct AgentsSeen {
+    /// Distinct agent names of the newest 50,000 runs and 50,000 sessions, sorted (at most 500).
+    pub agents: Vec<String>,
+    /// Distinct sources of the same rows, sorted.
+    pub sources: Vec<String>,
+    /// Older rows went unread, or there were more than 500 agents.
+    pub truncated: bool,
+}
+
+/// The agents and sources seen, for filters that must offer more than a page of runs shows.
+pub async fn agents(State(hub): State<Hub>) -> Result<Json<AgentsSeen>, ApiError> {
+    let (agents, sources, truncated) = hub.store().read(live::agents_seen).await?;
+    Ok(Json(AgentsSeen {
+        agents,
+        sources,
+        truncated,
+    }))
+}

@@ -340,6 +340,9 @@ pub fn core_routes() -> Vec<Route> {
             .query(&[LIVE_QUERY])
             .answers(200, Shape::Json(s::live_state))
             .to(get(sessions::live_state)),
+        route(Get, "/api/v1/agents", READ, "The distinct agents and sources of the newest 50,000 runs and sessions (for filters)")
+            .answers(200, Shape::Json(s::agents_seen))
+            .to(get(sessions::agents)),
         route(Get, "/api/v1/sessions/{session_id}/conversation", READ, "One agent session's prompts, answers, tool calls and permission prompts in seq order")
             .query(&[PAGE_QUERY])
             .answers(200, Shape::Json(s::events_page))
