@@ -225,6 +225,52 @@ describe('time and keys', () => {
     assert.match(await page.textContent('[data-testid="conversation"]'), /npm test -- auth/);
   });
 
+  test('3: the Gantt labels each session with a link to its conversation', async () => {
+    await open(`run/claude-${T}`, `[data-testid="gantt"] [data-session="sess-tests-${T}"]`);
+    const links = await page.$$eval('[data-testid="gantt"] [data-testid="gantt-conv"]', (els) => els.map((e) => e.getAttribute('href')));
+    assert.deepEqual(links.sort(), [`sess-explore-${T}`, `sess-main-${T}`, `sess-tests-${T}`].map((s) => `#/session/${s}`).sort());
+    await page.click(`[data-testid="gantt"] [data-session="sess-tests-${T}"] [data-testid="gantt-conv"]`);
+    await page.waitForURL(new RegExp(`#/session/sess-tests-${T}$`));
+    await page.waitForSelector('[data-testid="conversation"] [data-kind="tool"]', { timeout: 10000 });
+  });
+
+  test('4: the ? help and the palette keep Tab inside while open and give focus back on close', async () => {
+    await open('timeline', '[data-testid="event-list"]');
+    const opener = 'nav a[data-nav="runs"]';
+    const active = () => page.evaluate(() => {
+      const a = document.activeElement;
+      return { inDialog: !!a?.closest('[role="dialog"]'), nav: a?.getAttribute('data-nav') ?? null, tag: a?.tagName ?? null };
+    });
+    for (const [key, sel] of [['?', '[data-testid="shortcuts"]'], ['Control+k', '[data-testid="palette"]']]) {
+      await page.focus(opener);
+      assert.equal((await active()).nav, 'runs');
+      await page.keyboard.press(key);
+      await page.waitForSelector(sel, { timeout: 3000 });
+      for (let i = 0; i < 6; i++) {
+        await page.keyboard.press(i % 2 ? 'Shift+Tab' : 'Tab');
+        await page.keyboard.press('Tab');
+        assert.ok((await active()).inDialog, `${key}: Tab ${i} left the dialog: ${JSON.stringify(await active())}`);
+      }
+      await page.keyboard.press('Escape');
+      await page.waitForSelector(sel, { state: 'detached', timeout: 3000 });
+      assert.equal((await active()).nav, 'runs', `${key}: focus goes back to what opened it`);
+    }
+  });
+
+  test('4: the Agent filter offers agents beyond the newest 200 runs', async () => {
+    // An agent whose only run is older than 220 newer ones.
+    const rare = `rare-agent-${T}`;
+    const now = Date.now();
+    const evs = [{ source: 'custom', source_event: 'step', entity_type: 'task', run_id: `rare-${T}`, agent: rare, title: 'old step', ts: new Date(now - 3600_000).toISOString() }];
+    for (let i = 0; i < 220; i++) evs.push({ source: 'custom', source_event: 'step', entity_type: 'task', run_id: `filler-${T}-${i}`, agent: 'filler', title: 'step', ts: new Date(now - 1000 * i).toISOString() });
+    assert.equal((await hub.post(evs)).accepted, evs.length);
+    const newest = await hub.get('/api/v1/runs?limit=200');
+    assert.ok(!newest.runs.some((r) => r.agent === rare), 'the newest 200 runs must not hold it, or this proves nothing');
+    await open('timeline', '[data-testid="event-list"]');
+    await page.click('[data-filter="agents"] > button');
+    await page.waitForSelector(`[data-filter="agents"] [data-option="${rare}"]`, { state: 'attached', timeout: 5000 });
+  });
+
   test('4: Ctrl-K finds a run by its project (fuzzy) and goes there; Cmd-K finds a session by id', async () => {
     await open('timeline', '[data-testid="event-list"]');
     await page.keyboard.press('Control+k');

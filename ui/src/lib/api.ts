@@ -68,6 +68,8 @@ export const api = {
     }),
   /** The active and waiting sessions from the hub's derived rows (docs/API.md, Live). */
   live: (q: { recent_s?: number; run?: string } = {}) => request<LiveState>('/live' + filterQuery({}, q)),
+  /** The distinct agents and sources of the newest 50,000 runs and sessions (filter menus). */
+  agents: () => request<{ agents: string[]; sources: string[]; truncated: boolean }>('/agents'),
   /** One agent session's prompts, answers and tool calls in seq order. */
   conversation: (sessionId: string, after?: number, limit = 1000) =>
     request<{ events: SEvent[]; next_cursor: number | null }>(

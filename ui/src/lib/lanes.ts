@@ -60,6 +60,8 @@ export interface Lane {
   prompt?: string | null;
   cwd?: string | null;
   wait?: Wait | null;
+  /** The hub's row itself, for what its liveness says (ended by the hub and why). */
+  row?: LiveSession;
 }
 
 export interface LaneState {
@@ -295,6 +297,7 @@ export function hubTree(sessions: LiveSession[], state: LaneState, keep: (s: Liv
       count: s.event_count, errors: s.error_count, tokens: s.input_tokens + s.output_tokens, cost: s.cost_usd,
       activity: s.activity ?? ev?.activity ?? bk?.activity ?? null, chips: mergeChips(bk?.chips, ev?.chips),
       spans: hubSpans(s, mergeSpans(bk?.spans, ev?.spans)), rev: 0, project: s.project, prompt: s.prompt, cwd: s.cwd, wait: s.ended_at ? null : s.wait,
+      row: s,
     };
     if (cache.size > 20000) cache.clear();
     cache.set(s.key, { s, rev, lane });
