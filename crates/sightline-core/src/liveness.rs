@@ -194,7 +194,7 @@ pub async fn sweep(
             let revive = rows::silenced_runs_heard_again(conn)?;
             let mut agent_pids = Vec::new();
             for run in rows::open_or_idle_runs(conn, rows::SESSION_PID_SOURCES)? {
-                if let Some(producer) = rows::producer(conn, &run.run_id)? {
+                if let Some(producer) = rows::latest_producer(conn, &run.run_id)? {
                     let sessions = rows::sessions_of_run(conn, &run.run_id)?;
                     agent_pids.push((run, producer, sessions));
                 }

@@ -320,6 +320,16 @@ async fn a_claude_session_whose_process_is_gone_ends_and_one_without_a_pid_is_le
             stop("gone"),
             start("alive", Some(me)),
             stop("alive"),
+            // Resumed (`claude --resume`) in a new process: the old one is gone, the new one
+            // (this test) is alive, and it is the newest that counts.
+            start("resumed", Some(gone)),
+            {
+                let mut e = start("resumed", Some(me));
+                e["source_event"] = json!("UserPromptSubmit");
+                e["entity_type"] = json!("prompt");
+                e["ts"] = json!(at(now - 1000));
+                e
+            },
             start("http", None),
             json!({"source": "claude", "source_event": "PreToolUse", "entity_type": "tool",
                 "title": "Bash", "run_id": "http", "session_id": "http", "status": "running", "ts": at(long_ago)}),
@@ -353,6 +363,8 @@ async fn a_claude_session_whose_process_is_gone_ends_and_one_without_a_pid_is_le
     let a = session(&core, "alive", "alive").await;
     assert_eq!(a.status.map(|s| s.as_str()), Some("idle"));
     assert!(a.liveness_rule.is_none(), "{a:?}");
+    let r = session(&core, "resumed", "resumed").await;
+    assert!(r.liveness_rule.is_none() && r.ended_at.is_none(), "{r:?}");
     // No pid (http hooks): the idle rule, not ended.
     let h = session(&core, "http", "http").await;
     assert_eq!(h.status.map(|s| s.as_str()), Some("idle"));

@@ -217,8 +217,10 @@ pub fn open_sessions(
 }
 
 /// Open runs of `sources` that are not over: at work, or idle (by their producer's word or by
-/// the idle rule), oldest first, at most [`SWEEP_LIMIT`]; for the session-pid rule, which ends
-/// an idle session too once its process is gone.
+/// the idle rule), newest activity first, at most [`SWEEP_LIMIT`]; for the session-pid rule,
+/// which ends an idle session too once its process is gone. Newest first: sessions fed by
+/// `http` hooks name no process and stay open (idle) for good, and however many pile up, the
+/// recent sessions are the ones checked.
 pub fn open_or_idle_runs(
     conn: &Connection,
     sources: &[Source],
@@ -230,7 +232,7 @@ pub fn open_or_idle_runs(
         "SELECT {OPEN_RUN_COLUMNS} FROM runs INDEXED BY runs_open \
          WHERE ended_at IS NULL AND (liveness_rule IS NULL OR liveness_rule = 'idle') \
            AND (status IS NULL OR status IN (1, 2, 3, 4, 7)) \
-           AND source IN ({}) ORDER BY last_event_at LIMIT ?1",
+           AND source IN ({}) ORDER BY last_event_at DESC LIMIT ?1",
         codes(sources)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -300,6 +302,32 @@ pub fn producer(conn: &Connection, run_id: &str) -> Result<Option<Producer>, Sto
         })
         .optional()?;
     Ok(found.map(|(host, pid, payload)| producer_of(host, pid, &payload)))
+}
+
+/// The process behind an agent session now: the newest of its run's last [`PRODUCER_SCAN`]
+/// events that carries a pid, else the first (as [`producer`]). Newest, not first: a resumed
+/// Claude Code session (`claude --resume`) is run by a new process, and the old one being gone
+/// must not end it.
+pub fn latest_producer(conn: &Connection, run_id: &str) -> Result<Option<Producer>, StoreError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT host, pid, payload FROM (SELECT host, pid, payload, seq FROM events \
+             WHERE run_id = ?1 ORDER BY seq DESC LIMIT ?2) WHERE pid IS NOT NULL \
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![run_id, PRODUCER_SCAN], |row| {
+            let payload: Map<String, Value> = json_column(row, 2)?;
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, i64>(1)?,
+                payload,
+            ))
+        })
+        .optional()?;
+    match found {
+        Some((host, pid, payload)) => Ok(Some(producer_of(host, pid, &payload))),
+        None => producer(conn, run_id),
+    }
 }
 
 /// Reads what a producer says about itself from its first event's payload: at the top

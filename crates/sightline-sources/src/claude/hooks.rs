@@ -962,4 +962,85 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_producer_named_by_sightline_hook_becomes_the_events_pid() {
+        let e = hook(json!({"session_id": "s", "hook_event_name": "Stop"}));
+        let p = json!({"pid": 4242, "start_ticks": 99, "boot_id": "b", "pid_ns": "pid:[1]", "host": "box"});
+        let e = with_producer(e, Some(&p));
+        assert_eq!(e.pid, Some(4242));
+        assert_eq!(e.host.as_deref(), Some("box"));
+        assert_eq!(
+            e.payload["sightline_producer"],
+            json!({"pid": 4242, "start_ticks": 99, "boot_id": "b", "pid_ns": "pid:[1]"})
+        );
+        // Malformed or out of range: ignored, the event is kept as it was.
+        for bad in [
+            json!({"pid": -1}),
+            json!({"pid": "12"}),
+            json!([1]),
+            json!({"pid": 1u64 << 40}),
+        ] {
+            let e = with_producer(
+                hook(json!({"session_id": "s", "hook_event_name": "Stop"})),
+                Some(&bad),
+            );
+            assert_eq!(e.pid, None, "{bad}");
+            assert!(!e.payload.contains_key("sightline_producer"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_producer_travels_in_a_header_or_on_a_spool_line() {
+        let request = |ct: &str, headers: Vec<(String, String)>, body: &str| HttpRequest {
+            headers: [vec![("content-type".to_string(), ct.to_string())], headers].concat(),
+            params: vec![],
+            body: body.to_string().into_bytes().into(),
+            now: now(),
+        };
+        let hooks = ClaudeHooks::default();
+        let single = request(
+            "application/json",
+            vec![(PRODUCER_HEADER.into(), r#"{"pid": 77, "host": "h"}"#.into())],
+            r#"{"session_id": "s", "hook_event_name": "Stop"}"#,
+        );
+        let d = hooks.decode(&single).unwrap();
+        assert_eq!(d.events[0].pid, Some(77));
+        let spool = request(
+            "application/x-ndjson",
+            vec![],
+            "{\"id\":\"a\",\"ts\":1000,\"producer\":{\"pid\":78,\"host\":\"h\"},\"payload\":{\"session_id\":\"s\",\"hook_event_name\":\"Stop\"}}\n\
+             {\"id\":\"b\",\"ts\":1001,\"payload\":{\"session_id\":\"s\",\"hook_event_name\":\"Stop\"}}\n",
+        );
+        let d = hooks.decode(&spool).unwrap();
+        assert_eq!(
+            d.events.iter().map(|e| e.pid).collect::<Vec<_>>(),
+            vec![Some(78), None]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_producer_header_is_taken_or_ignored_without_panicking(text in "\\PC{0,200}") {
+            let base = hook(json!({"session_id": "s", "hook_event_name": "Stop"}));
+            let parsed = serde_json::from_str::<Value>(&text).ok();
+            let e = with_producer(base, parsed.as_ref());
+            if let Some(pid) = e.pid {
+                proptest::prop_assert!((1..=i64::from(i32::MAX)).contains(&pid));
+            }
+            for k in ["boot_id", "pid_ns"] {
+                let v = &e.payload.get("sightline_producer").map(|p| p[k].clone()).unwrap_or(Value::Null);
+                proptest::prop_assert!(v.as_str().is_none_or(|s| s.chars().count() <= 64));
+            }
+        }
+
+        #[test]
+        fn any_well_formed_producer_is_kept(pid in 1i64..=i64::from(i32::MAX), ticks in proptest::prelude::any::<u64>(), host in "[a-z0-9.-]{1,80}") {
+            let p = json!({"pid": pid, "start_ticks": ticks, "host": host});
+            let e = with_producer(hook(json!({"session_id": "s", "hook_event_name": "Stop"})), Some(&p));
+            proptest::prop_assert_eq!(e.pid, Some(pid));
+            proptest::prop_assert_eq!(e.host, Some(host.chars().take(64).collect::<String>()));
+            proptest::prop_assert_eq!(&e.payload["sightline_producer"]["start_ticks"], &json!(ticks));
+        }
+    }
 }
