@@ -130,6 +130,7 @@ pub fn start(core: Core, settings: Settings) -> Sweeper {
     core.health().ensure(NAME);
     let task = tokio::spawn(async move {
         let every = settings.every.max(Duration::from_millis(100));
+        let mut memo = ProducerMemo::default();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -138,7 +139,15 @@ pub fn start(core: Core, settings: Settings) -> Sweeper {
             if *stopped.borrow() || core.is_closing() {
                 return;
             }
-            match sweep(&core, &settings, Timestamp::now(), stopped.clone()).await {
+            match sweep_with(
+                &core,
+                &settings,
+                Timestamp::now(),
+                stopped.clone(),
+                &mut memo,
+            )
+            .await
+            {
                 Ok(report) if report != Report::default() => {
                     tracing::info!(?report, "liveness sweep");
                 }
@@ -163,6 +172,13 @@ struct Snapshot {
     revive: Vec<(OpenRun, Vec<OpenSession>)>,
 }
 
+/// What the last sweep found about each open agent run's process, keyed by run and valid while
+/// the run's `last_event_at` is unchanged. Without it every sweep re-reads up to 400 events of
+/// each of up to 500 open or idle Claude runs (a backfill of old transcripts leaves hundreds
+/// idle for good), a constant load for an answer that only a new event can change.
+#[derive(Debug, Default)]
+pub struct ProducerMemo(std::collections::HashMap<String, (i64, Option<Producer>)>);
+
 /// One sweep at `now`: reads what is open, judges it, and submits the events that end it.
 pub async fn sweep(
     core: &Core,
@@ -170,6 +186,18 @@ pub async fn sweep(
     now: Timestamp,
     stop: watch::Receiver<bool>,
 ) -> Result<Report, LivenessError> {
+    sweep_with(core, settings, now, stop, &mut ProducerMemo::default()).await
+}
+
+/// [`sweep`], reusing what earlier sweeps learned about each agent run's process.
+pub async fn sweep_with(
+    core: &Core,
+    settings: &Settings,
+    now: Timestamp,
+    stop: watch::Receiver<bool>,
+    memo: &mut ProducerMemo,
+) -> Result<Report, LivenessError> {
+    let mut known = std::mem::take(&mut memo.0);
     let idle_since = settings.idle_after.map(|d| {
         now.millis()
             .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64)
@@ -193,21 +221,34 @@ pub async fn sweep(
             };
             let revive = rows::silenced_runs_heard_again(conn)?;
             let mut agent_pids = Vec::new();
+            let mut seen = std::collections::HashMap::new();
             for run in rows::open_or_idle_runs(conn, rows::SESSION_PID_SOURCES)? {
-                if let Some(producer) = rows::latest_producer(conn, &run.run_id)? {
+                let producer = match known.remove(&run.run_id) {
+                    Some((at, producer)) if at == run.last_event_at => producer,
+                    _ => rows::latest_producer(conn, &run.run_id)?,
+                };
+                // Only the runs still open are remembered, so the memo stays as small as the
+                // list it serves.
+                seen.insert(run.run_id.clone(), (run.last_event_at, producer.clone()));
+                if let Some(producer) = producer {
                     let sessions = rows::sessions_of_run(conn, &run.run_id)?;
                     agent_pids.push((run, producer, sessions));
                 }
             }
-            Ok(Snapshot {
-                processes,
-                idle_runs,
-                idle_sessions,
-                agent_pids,
-                revive,
-            })
+            Ok((
+                Snapshot {
+                    processes,
+                    idle_runs,
+                    idle_sessions,
+                    agent_pids,
+                    revive,
+                },
+                seen,
+            ))
         })
         .await?;
+    let (snapshot, seen) = snapshot;
+    memo.0 = seen;
 
     let here = Machine::current();
     let mut events = Vec::new();

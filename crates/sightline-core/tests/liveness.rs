@@ -53,6 +53,18 @@ async fn session(core: &Core, run_id: &str, id: &str) -> Session {
         .expect("the session exists")
 }
 
+async fn sweep_memo(
+    core: &Core,
+    settings: &Settings,
+    now: i64,
+    memo: &mut liveness::ProducerMemo,
+) -> liveness::Report {
+    let (_keep, stopped) = watch::channel(false);
+    liveness::sweep_with(core, settings, Timestamp(now), stopped, memo)
+        .await
+        .unwrap()
+}
+
 async fn sweep(core: &Core, settings: &Settings, now: i64) -> liveness::Report {
     let (_stop, stopped) = watch::channel(false);
     liveness::sweep(core, settings, Timestamp(now), stopped)
@@ -372,4 +384,77 @@ async fn a_claude_session_whose_process_is_gone_ends_and_one_without_a_pid_is_le
     // A second sweep finds nothing more to do.
     let again = sweep(&core, &settings, now + 5_000).await;
     assert_eq!(again, liveness::Report::default(), "{again:?}");
+}
+
+/// The sweeper remembers each agent run's process while the run has no new event: a later sweep
+/// with that memory still ends the session when the process goes (nothing new was read), and a
+/// run that named no process is read again once a new event arrives.
+#[tokio::test]
+async fn the_producer_memo_still_ends_a_gone_process_and_rereads_a_run_with_news() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let host = hostname();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string();
+    // A real process of this test's own, standing in for Claude Code; ended by its pid below.
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i64;
+    let ticks =
+        liveness::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
+            .unwrap()
+            .1;
+    let start = |run: &str, pid: Option<i64>, ts: i64| {
+        let mut e = json!({"source": "claude", "source_event": "UserPromptSubmit", "entity_type": "prompt",
+            "title": "p", "run_id": run, "session_id": run, "status": "running", "ts": at(ts), "payload": {}});
+        if let Some(pid) = pid {
+            e["pid"] = json!(pid);
+            e["host"] = json!(host);
+            e["payload"]["sightline_producer"] =
+                json!({"pid": pid, "start_ticks": ticks, "boot_id": boot});
+        }
+        e
+    };
+    submit(
+        &core,
+        vec![
+            start("watched", Some(pid), now - 2_000),
+            start("later", None, now - 2_000),
+        ],
+    )
+    .await;
+    let settings = Settings {
+        idle_after: None,
+        ..Settings::default()
+    };
+    let mut memo = liveness::ProducerMemo::default();
+    let first = sweep_memo(&core, &settings, now, &mut memo).await;
+    assert_eq!(first, liveness::Report::default(), "alive: {first:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let second = sweep_memo(&core, &settings, now + 1_000, &mut memo).await;
+    assert_eq!(second.failed_runs, 1, "{second:?}");
+    let s = session(&core, "watched", "watched").await;
+    assert_eq!(s.liveness_rule.as_deref(), Some("pid"), "{s:?}");
+    // "later" named no process; now an event names one that is gone: the memo must not hide it.
+    let gone = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let p = c.id() as i64;
+        c.wait().unwrap();
+        p
+    };
+    submit(&core, vec![start("later", Some(gone), now - 500)]).await;
+    let third = sweep_memo(&core, &settings, now + 2_000, &mut memo).await;
+    assert_eq!(third.failed_runs, 1, "{third:?}");
+    assert_eq!(
+        session(&core, "later", "later")
+            .await
+            .liveness_rule
+            .as_deref(),
+        Some("pid")
+    );
 }
