@@ -12,6 +12,12 @@ mod progress;
 
 use clap::Parser;
 
+// The hub's threads allocate events on one thread and free them on another (the HTTP workers
+// parse, the writer and the indexer drop): glibc's malloc spent ~15 % of the hub's CPU under
+// batched ingest on that (docs/BENCHMARKS.md), mimalloc frees across threads cheaply.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = cli::Cli::parse();
     logging::init(args.log_format);
