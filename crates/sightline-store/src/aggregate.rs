@@ -82,6 +82,9 @@ pub struct Delta {
     pub events: i64,
     pub errors: i64,
     pub usage: Usage,
+    /// The first working directory the batch's events name (`live::cwd_of`); a run keeps the
+    /// first it is told, so listing runs with their project reads a column, not events.
+    pub cwd: Option<String>,
 }
 
 impl Delta {
@@ -103,6 +106,7 @@ impl Delta {
             events: 0,
             errors: 0,
             usage: Usage::default(),
+            cwd: None,
         }
     }
 
@@ -119,6 +123,9 @@ impl Delta {
         }
         if self.parent_session_id.is_none() {
             self.parent_session_id = e.parent_session_id.clone();
+        }
+        if self.cwd.is_none() {
+            self.cwd = crate::live::cwd_of(e);
         }
         self.started_at = self.started_at.min(e.ts.millis());
         self.last_event_at = self.last_event_at.max(e.ts.millis());
@@ -347,6 +354,12 @@ impl BatchAggregates {
                 upsert.execute(params_from_iter(
                     keys.into_iter().chain(d.values(Some(new_sessions))),
                 ))?;
+                if let Some(cwd) = &d.cwd {
+                    tx.prepare_cached(
+                        "UPDATE runs SET cwd = ?2 WHERE run_id = ?1 AND cwd IS NULL",
+                    )?
+                    .execute(rusqlite::params![id, cwd])?;
+                }
             }
         }
         // A workflow's end ends every session of it still open (docs/CONTRACT.md §2.5).

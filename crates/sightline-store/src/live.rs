@@ -467,20 +467,38 @@ pub fn cwd_of(e: &Event) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The working directory of a run: the first one its earliest events name (at most
-/// `DETAIL_WALK` rows from its start).
+/// The working directory of a run: the first one its events named, kept on its row as they
+/// were stored (`aggregate.rs`); one primary-key read.
 pub fn run_cwd(conn: &Connection, run_id: &str) -> Result<Option<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
+    Ok(conn
+        .prepare_cached("SELECT cwd FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// Fills `runs.cwd` of a database stored before the column existed: for each run, the first
+/// directory its earliest events name (at most [`DETAIL_WALK`] rows from its start). Run once,
+/// by the migration that adds the column.
+pub(crate) fn backfill_run_cwds(conn: &Connection) -> Result<(), StoreError> {
+    let ids: Vec<String> = conn
+        .prepare("SELECT run_id FROM runs WHERE cwd IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut events = conn.prepare(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 ORDER BY seq LIMIT ?2"
     ))?;
-    let mut rows = stmt.query(params![run_id, DETAIL_WALK])?;
-    while let Some(row) = rows.next()? {
-        let e = event_from_row(row)?;
-        if let Some(cwd) = cwd_of(&e) {
-            return Ok(Some(cwd));
+    let mut set = conn.prepare("UPDATE runs SET cwd = ?2 WHERE run_id = ?1")?;
+    for id in ids {
+        let mut rows = events.query(params![id, DETAIL_WALK])?;
+        while let Some(row) = rows.next()? {
+            if let Some(cwd) = cwd_of(&event_from_row(row)?) {
+                set.execute(params![id, cwd])?;
+                break;
+            }
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Entity types a conversation shows: what was asked, answered and done.

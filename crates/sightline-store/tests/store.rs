@@ -600,3 +600,50 @@ async fn a_dictionary_that_compresses_poorly_is_replaced_early() {
         .unwrap();
     assert_eq!(all.items.len(), 5000);
 }
+
+/// A run keeps the first working directory its events name (payload `cwd`/`directory`, or a
+/// `dir:` tag) on its row, and a database stored before that column existed gets it filled
+/// when it is opened by this version.
+#[tokio::test]
+async fn a_run_keeps_its_first_directory_and_an_older_database_gets_it_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd_of = |store: &Store, id: &'static str| {
+        store
+            .read_blocking(move |c| sightline_store::live::run_cwd(c, id))
+            .unwrap()
+    };
+    {
+        let (store, _) = open(&dir);
+        let mut first = tool("r1", "s1", "a", "running");
+        first["payload"] = json!({"tool_name": "Bash"});
+        let mut named = tool("r1", "s1", "b", "success");
+        named["payload"] = json!({"cwd": "/home/dev/first"});
+        let mut moved = tool("r1", "s1", "c", "success");
+        moved["payload"] = json!({"directory": "/home/dev/second"});
+        for v in [first, named, moved] {
+            store.write(vec![event(v)]).await.unwrap();
+        }
+        let mut tagged = tool("r2", "s2", "d", "running");
+        tagged["tags"] = json!(["dir:/srv/tagged"]);
+        store.write(vec![event(tagged)]).await.unwrap();
+        store
+            .write(vec![event(tool("r3", "s3", "e", "running"))])
+            .await
+            .unwrap();
+        assert_eq!(cwd_of(&store, "r1").as_deref(), Some("/home/dev/first"));
+        assert_eq!(cwd_of(&store, "r2").as_deref(), Some("/srv/tagged"));
+        assert_eq!(cwd_of(&store, "r3"), None);
+        store.close();
+    }
+    // What a database of schema 5 looks like: no column, the directory only in the events.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("db.sqlite")).unwrap();
+        conn.execute_batch("ALTER TABLE runs DROP COLUMN cwd; PRAGMA user_version = 5;")
+            .unwrap();
+    }
+    let (store, _) = open(&dir);
+    assert_eq!(cwd_of(&store, "r1").as_deref(), Some("/home/dev/first"));
+    assert_eq!(cwd_of(&store, "r2").as_deref(), Some("/srv/tagged"));
+    assert_eq!(cwd_of(&store, "r3"), None);
+    store.close();
+}
