@@ -10,12 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { docScreenshots, launch } from './browser.mjs';
 import { fixtures } from './fixtures.mjs';
 import { runTraced } from './agent.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.join(here, '..', '..', 'docs', 'screenshots');
+const SHOTS = docScreenshots();
 const T = 'i' + Date.now().toString(36);
 const BIG = `big-${T}`;
 const BIG_N = 2600; // more than two pages of 1,000

@@ -19,11 +19,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { docScreenshots, launch } from './browser.mjs';
 import { fixtures } from './fixtures.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.join(here, '..', '..', 'docs', 'screenshots');
+const SHOTS = docScreenshots();
 const T = 'k' + Date.now().toString(36);
 const HOOKED = `sess-orbit-${T}`; // a Claude Code session posted as hooks, in a git repository
 

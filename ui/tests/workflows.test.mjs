@@ -11,10 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { docScreenshots, launch } from './browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.join(here, '..', '..', 'docs', 'screenshots');
+const SHOTS = docScreenshots();
 const T = 'w' + Date.now().toString(36);
 const SYNC = `crm-sync-${T}`;
 const DEPLOY = `deploy-${T}`;
