@@ -177,21 +177,14 @@ pub fn open_runs(
     sources: &[Source],
     quiet_since: i64,
 ) -> Result<Vec<OpenRun>, StoreError> {
-    if sources.is_empty() {
-        return Ok(Vec::new());
-    }
-    // `runs_open` holds only rows with ended_at NULL: the sweep never walks finished history.
-    let sql = format!(
-        "SELECT {OPEN_RUN_COLUMNS} FROM runs INDEXED BY runs_open \
-         WHERE ended_at IS NULL AND last_event_at <= ?1 AND liveness_rule IS NULL AND {ACTIVE} \
-           AND source IN ({}) ORDER BY last_event_at LIMIT ?2",
-        codes(sources)
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(params![quiet_since, SWEEP_LIMIT as i64], open_run)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    quiet_open(
+        conn,
+        "runs",
+        OPEN_RUN_COLUMNS,
+        sources,
+        quiet_since,
+        open_run,
+    )
 }
 
 /// Open sessions of `sources` still at work and quiet since `quiet_since`, oldest first.
@@ -200,18 +193,39 @@ pub fn open_sessions(
     sources: &[Source],
     quiet_since: i64,
 ) -> Result<Vec<OpenSession>, StoreError> {
+    quiet_open(
+        conn,
+        "sessions",
+        OPEN_SESSION_COLUMNS,
+        sources,
+        quiet_since,
+        open_session,
+    )
+}
+
+/// The one query behind [`open_runs`] and [`open_sessions`]: rows of `table` still at work and
+/// quiet since `quiet_since`. The `{table}_open` index holds only rows with ended_at NULL, so
+/// the sweep never walks finished history.
+fn quiet_open<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    sources: &[Source],
+    quiet_since: i64,
+    row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
     if sources.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {OPEN_SESSION_COLUMNS} FROM sessions INDEXED BY sessions_open \
+        "SELECT {columns} FROM {table} INDEXED BY {table}_open \
          WHERE ended_at IS NULL AND last_event_at <= ?1 AND liveness_rule IS NULL AND {ACTIVE} \
            AND source IN ({}) ORDER BY last_event_at LIMIT ?2",
         codes(sources)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(params![quiet_since, SWEEP_LIMIT as i64], open_session)?
+        .query_map(params![quiet_since, SWEEP_LIMIT as i64], row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
