@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
@@ -250,53 +249,6 @@ fn a_source_is_started_stopped_and_reconfigured_and_a_restart_keeps_it() {
     );
 }
 
-/// A webhook receiver answering 200 to every POST; each body goes to the channel.
-fn receiver() -> (String, mpsc::Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/services/T0/B0/secret-path",
-        listener.local_addr().unwrap()
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    if conn
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
-
 fn failed_run(url: &str, run: &str, title: &str) {
     let (status, body) = call(
         "POST",
@@ -326,7 +278,7 @@ fn a_notification_rule_set_in_settings_reaches_a_webhook_rate_limited_and_surviv
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "# mine\n").unwrap();
-    let (webhook, rx) = receiver();
+    let (webhook, rx) = sightline_testkit::webhook::webhook_receiver(200);
     let hub = serve(dir.path(), &config);
     let notify_url = format!("{}/api/v1/settings/notify", hub.url);
 

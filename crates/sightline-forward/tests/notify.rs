@@ -4,8 +4,6 @@
 //! counted; a failed run and a run passing the cost budget each raise one alert; a receiver that
 //! answers 500 shows in the `notify` health entry.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,58 +11,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sightline_forward::notify::{self, NotifySettings, Rule};
 use sightline_testkit::*;
-
-/// A webhook receiver answering every POST with `status`; each body goes to the channel.
-fn receiver(status: u16) -> (String, mpsc::Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/services/T000/B000/secret",
-        listener.local_addr().unwrap()
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    let mut first = true;
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if first {
-                            assert!(
-                                line.starts_with("POST /services/T000/B000/secret"),
-                                "{line}"
-                            );
-                            first = false;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let _ = tx.send(serde_json::from_slice(&body).unwrap());
-                    let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
-                    if conn.write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
 
 fn text_of(rx: &mpsc::Receiver<Value>, what: &str) -> String {
     let body = rx
@@ -82,7 +28,7 @@ fn text_of(rx: &mpsc::Receiver<Value>, what: &str) -> String {
 #[test]
 fn waiting_failure_and_cost_reach_a_webhook_rate_limited() {
     let hub = TestHub::start();
-    let (url, rx) = receiver(200);
+    let (url, rx) = webhook::webhook_receiver(200);
     let settings = NotifySettings {
         webhooks: vec![url],
         cost_budget_usd: Some(1.0),
@@ -167,7 +113,7 @@ fn waiting_failure_and_cost_reach_a_webhook_rate_limited() {
 #[test]
 fn a_refusing_webhook_shows_in_health_and_rules_can_be_narrowed() {
     let hub = TestHub::start();
-    let (url, rx) = receiver(500);
+    let (url, rx) = webhook::webhook_receiver(500);
     let settings = NotifySettings {
         webhooks: vec![url],
         rules: vec![Rule::Failure],

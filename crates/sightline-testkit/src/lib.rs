@@ -12,6 +12,7 @@ pub mod peers;
 #[path = "../../sightline-schema/tests/secrets/corpus.rs"]
 pub mod secrets;
 pub mod tls;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
