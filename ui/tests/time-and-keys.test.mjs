@@ -306,15 +306,23 @@ describe('time and keys', () => {
     await page.waitForSelector(`#pal-0[data-key="session:sess-tests-${T}"]`, { timeout: 5000 });
     await page.keyboard.press('Enter');
     await page.waitForURL(new RegExp(`#/session/sess-tests-${T}$`));
+    // The URL changes before the app's hashchange handler runs (and a route change closes every
+    // overlay), so wait for the page itself before the next Ctrl-K, and for the box before typing.
+    await page.waitForSelector('[data-testid="conversation"]', { timeout: 10000 });
+    const openPalette = async () => {
+      await page.keyboard.press('Control+k');
+      await dlg.waitFor({ timeout: 3000 });
+      await page.waitForFunction(() => document.activeElement?.dataset.testid === 'palette-input', null, { timeout: 3000 });
+    };
     // A page by name; Escape closes without going anywhere.
-    await page.keyboard.press('Control+k');
+    await openPalette();
     await page.keyboard.type('incid');
     await page.waitForSelector('#pal-0[data-key="page:incidents"]', { timeout: 3000 });
     await page.keyboard.press('Escape');
     assert.equal(await dlg.count(), 0);
     assert.match(page.url(), new RegExp(`#/session/sess-tests-${T}$`));
     // Nothing matches: said so.
-    await page.keyboard.press('Control+k');
+    await openPalette();
     await page.keyboard.type('zzqqxx-no-such-thing');
     await page.waitForSelector('#pal-list[data-count="0"]', { timeout: 3000 });
     await page.keyboard.press('Escape');
