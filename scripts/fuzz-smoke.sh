@@ -2,7 +2,7 @@
 # A short run of every fuzz target (fuzz/fuzz_targets, as `cargo fuzz list` names them: the
 # schema's redact, validate_event, filter_parse, timestamp_parse and the source mappings'
 # otlp_logs, otlp_traces, otlp_metrics, claude_hook, claude_transcript, opencode, and the store's
-# search_query; each needs
+# search_query, and the WebSocket protocol's ws_message; each needs
 # fuzz/corpus/<target>) on its committed corpus, ~20 s each:
 # the corpus replays first, so a change that breaks an input found before fails here, and the
 # rest of the time mutates from there. Installs cargo-fuzz (pinned) when it is missing; fails

@@ -8,6 +8,7 @@
 //! subscriber hold up another, and never expose a lock a caller could poison.
 
 pub mod bus;
+pub mod client_message;
 pub mod control;
 pub mod health;
 pub mod ingest;

@@ -18,8 +18,8 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{Value, json};
+use sightline_core::client_message::{self, ClientMessage};
 use sightline_core::ingest::parse_batch;
 use sightline_core::{HttpRequest, IngestError, Subscription, Transport};
 use sightline_schema::{Event, Filter, Timestamp};
@@ -67,44 +67,6 @@ pub mod close {
     pub const RATE_LIMITED: u16 = 4008;
     /// The client stopped reading: a frame waited longer than `SEND_STALL`.
     pub const SLOW_CONSUMER: u16 = 4009;
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    Auth {
-        token: String,
-    },
-    Subscribe {
-        id: Value,
-        #[serde(default)]
-        filter: Option<Box<Filter>>,
-        #[serde(default)]
-        since: Option<u64>,
-        #[serde(default)]
-        epoch: Option<String>,
-    },
-    Unsubscribe {
-        id: Value,
-    },
-    Publish {
-        #[serde(default)]
-        id: Option<Value>,
-        events: Value,
-    },
-    WorkflowUpdate {
-        #[serde(default)]
-        id: Option<Value>,
-        workflow_id: String,
-        updates: Value,
-    },
-    Ping {
-        #[serde(default)]
-        id: Option<Value>,
-    },
-    /// Clients may acknowledge what they processed; the hub keeps no per-client state, so
-    /// this is accepted and ignored (resume uses the client's own last seq).
-    Ack {},
 }
 
 /// `GET /ws`.
@@ -300,14 +262,7 @@ impl Connection {
     /// Answers `rate_limited`, echoing the message's `id` so that a client can tell which
     /// publish was refused (the rest of the message is skipped, not parsed into values).
     async fn refuse_rate_limited(&self, text_msg: &str, message: &str, retry: Duration) {
-        #[derive(Deserialize)]
-        struct IdOnly {
-            #[serde(default)]
-            id: Option<Value>,
-        }
-        let id = serde_json::from_str::<IdOnly>(text_msg)
-            .ok()
-            .and_then(|m| m.id);
+        let id = client_message::message_id(text_msg);
         let mut v = json!({"type": "error", "code": "rate_limited", "message": message,
             "retry_after_ms": retry.as_millis() as u64});
         if let Some(id) = id {
@@ -338,17 +293,10 @@ impl Connection {
                 .await;
             return true;
         }
-        let msg: ClientMessage = match serde_json::from_str(text_msg) {
+        let msg = match client_message::parse(text_msg) {
             Ok(m) => m,
             Err(e) => {
-                let _ = self
-                    .out
-                    .send(error_frame(
-                        "bad_message",
-                        format!("{e}; see docs/PROTOCOL.md for the message types"),
-                        None,
-                    ))
-                    .await;
+                let _ = self.out.send(error_frame("bad_message", e, None)).await;
                 return true;
             }
         };
