@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,78 +18,29 @@ use std::time::{Duration, Instant};
 use common::{BIN, Served, serve_command};
 use serde_json::{Value, json};
 use sightline_testkit::get_status;
-use sightline_testkit::peers::claude_command;
+use sightline_testkit::peers::{
+    claude_command, claude_settings_file, messages_sse, mock_messages_api,
+};
 
-/// Reads one request (Content-Length or chunked body) and answers every `POST /v1/messages`
-/// with one Bash tool call that sleeps (the turn is then mid-tool until it is killed).
-fn serve_api(stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let (mut length, mut chunked) = (0usize, false);
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
-            break;
-        }
-        let lower = header.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        reader.read_exact(&mut body)?;
-    }
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (content_type, reply) = if !line.starts_with("POST /v1/messages") {
-        ("application/json", "{}".to_string())
-    } else if line.contains("count_tokens") {
-        ("application/json", r#"{"input_tokens": 10}"#.to_string())
-    } else {
-        let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
-        let input = json!({"command": "sleep 60", "description": "wait"});
-        let events = [
-            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
-                "role": "assistant", "model": model, "content": [], "stop_reason": null,
-                "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use",
-                "id": "toolu_liveness_sleep", "name": "Bash", "input": {}}}),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta",
-                "partial_json": input.to_string()}}),
-            json!({"type": "content_block_stop", "index": 0}),
-            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use",
-                "stop_sequence": null}, "usage": {"output_tokens": 5}}),
-            json!({"type": "message_stop"}),
-        ];
-        let sse = events
-            .iter()
-            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
-            .collect::<String>();
-        ("text/event-stream", sse)
-    };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        reply.len()
-    );
-    out.write_all(head.as_bytes())?;
-    out.write_all(reply.as_bytes())?;
-    out.flush()
+/// The mock model's only answer: one Bash tool call that sleeps (the turn is then mid-tool
+/// until it is killed).
+fn sleeping_bash(request: &Value) -> (String, Vec<u8>) {
+    let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
+    let input = json!({"command": "sleep 60", "description": "wait"});
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use",
+            "id": "toolu_liveness_sleep", "name": "Bash", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta",
+            "partial_json": input.to_string()}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use",
+            "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+        json!({"type": "message_stop"}),
+    ];
+    (String::new(), messages_sse(&events))
 }
 
 fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -116,16 +66,7 @@ fn a_claude_session_whose_process_is_killed_mid_tool_ends_failed() {
         .env_remove("SIGHTLINE_SOURCES");
     let hub = Served::spawn(serve);
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                // A broken connection is the client's business; the test checks results.
-                let _ = serve_api(stream);
-            });
-        }
-    });
+    let api_url = mock_messages_api(sleeping_bash);
 
     let (home, claude_dir, repo) = (
         tmp.path().join("home"),
@@ -141,12 +82,15 @@ fn a_claude_session_whose_process_is_killed_mid_tool_ends_failed() {
         tmp.path().join("spool").display(),
         hub.url
     )}]}]);
-    let settings = json!({"hooks": {
-        "SessionStart": hook, "UserPromptSubmit": hook, "PreToolUse": hook,
-        "PostToolUse": hook, "Stop": hook, "SessionEnd": hook,
-    }});
-    let settings_file = tmp.path().join("settings.json");
-    std::fs::write(&settings_file, settings.to_string()).unwrap();
+    let events = [
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "Stop",
+        "SessionEnd",
+    ];
+    let settings_file = claude_settings_file(tmp.path(), &[(&events[..], hook)]);
     let session = format!(
         "{:08x}-0000-4000-8000-{:012x}",
         std::process::id(),

@@ -19,14 +19,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestHub;
-use common::peers::{claude_binary, claude_command};
+use common::peers::{
+    claude_binary, claude_command, claude_settings_file, messages_sse, mock_messages_api,
+};
 use serde_json::{Value, json};
 
 /// What the mock answered: (request id, input tokens, output tokens, for the subagent) per
@@ -42,99 +42,20 @@ struct MockApi {
 
 impl MockApi {
     fn start(tag: &str) -> MockApi {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let answered: Answered = Arc::default();
         let (tag, answers) = (tag.to_string(), answered.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (tag, answers) = (tag.clone(), answers.clone());
-                std::thread::spawn(move || {
-                    // A broken connection is the client's business; the test checks results.
-                    let _ = serve(stream, &tag, &answers);
-                });
-            }
+        let url = mock_messages_api(move |request| {
+            let (blocks, stop) = decide(request, &tag);
+            let mut answers = answers.lock().unwrap();
+            let n = answers.len() as u64 + 1;
+            let request_id = format!("req_{tag}_{n}");
+            let (input, output) = (100 + n, 20 + n);
+            let sub = request["messages"][0].to_string().contains("SUBAGENT-JOB");
+            answers.push((request_id.clone(), input, output, sub));
+            (request_id, sse(request, n, input, output, &blocks, stop))
         });
         MockApi { url, answered }
     }
-}
-
-/// Reads one HTTP/1.1 request (Content-Length or chunked body): (request line, body).
-fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, Vec<u8>)> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut length = 0usize;
-    let mut chunked = false;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
-            break;
-        }
-        let lower = header.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        reader.read_exact(&mut body)?;
-    }
-    Ok((line, body))
-}
-
-fn serve(stream: TcpStream, tag: &str, answered: &Answered) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    let (line, body) = read_request(&mut reader)?;
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, content_type, request_id, reply) = if !line.starts_with("POST /v1/messages") {
-        (404, "application/json", String::new(), b"{}".to_vec())
-    } else if line.contains("count_tokens") {
-        (
-            200,
-            "application/json",
-            String::new(),
-            br#"{"input_tokens": 10}"#.to_vec(),
-        )
-    } else {
-        let (blocks, stop) = decide(&request, tag);
-        let mut answers = answered.lock().unwrap();
-        let n = answers.len() as u64 + 1;
-        let request_id = format!("req_{tag}_{n}");
-        let (input, output) = (100 + n, 20 + n);
-        let sub = request["messages"][0].to_string().contains("SUBAGENT-JOB");
-        answers.push((request_id.clone(), input, output, sub));
-        (
-            200,
-            "text/event-stream",
-            request_id,
-            sse(&request, n, input, output, &blocks, stop),
-        )
-    };
-    let head = format!(
-        "HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\nrequest-id: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        reply.len()
-    );
-    out.write_all(head.as_bytes())?;
-    out.write_all(&reply)?;
-    out.flush()
 }
 
 /// A content block of a scripted answer.
@@ -293,36 +214,28 @@ fn decide(request: &Value, tag: &str) -> (Vec<Block>, &'static str) {
 /// The Messages API's stream for one answer.
 fn sse(request: &Value, n: u64, input: u64, output: u64, blocks: &[Block], stop: &str) -> Vec<u8> {
     let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
-    let mut events = vec![(
-        "message_start",
+    let mut events = vec![
         json!({"type": "message_start", "message": {"id": format!("msg_{n}"), "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null,
             "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1,
             "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}}),
-    )];
+    ];
     for (i, block) in blocks.iter().enumerate() {
         match block {
             Block::Text(t) => {
-                events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})));
-                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}})));
+                events.push(json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}));
+                events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}}));
             }
             Block::Tool(id, name, input) => {
-                events.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
-                events.push(("content_block_delta", json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}})));
+                events.push(json!({"type": "content_block_start", "index": i, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}));
+                events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}));
             }
         }
-        events.push((
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": i}),
-        ));
+        events.push(json!({"type": "content_block_stop", "index": i}));
     }
-    events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}})));
-    events.push(("message_stop", json!({"type": "message_stop"})));
-    events
-        .into_iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect::<String>()
-        .into_bytes()
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}));
+    events.push(json!({"type": "message_stop"}));
+    messages_sse(&events)
 }
 
 /// Every hook event of this Claude Code version, each posted to the hub (`http`), but
@@ -358,24 +271,24 @@ const HOOK_EVENTS: &[&str] = &[
     "MessageDisplay",
 ];
 
-fn settings(hub: &str) -> Value {
+/// Writes the test's Claude Code settings into `dir`: every hook event posted to the hub.
+fn settings(dir: &Path, hub: &str) -> std::path::PathBuf {
     let url = format!("{hub}/api/v1/hooks/claude");
-    let mut hooks = serde_json::Map::new();
-    for event in HOOK_EVENTS {
-        hooks.insert(
-            event.to_string(),
-            json!([{"hooks": [{"type": "http", "url": url}]}]),
-        );
-    }
-    for event in ["SessionStart", "Setup"] {
-        hooks.insert(
-            event.to_string(),
-            json!([{"hooks": [{"type": "command", "command": format!(
-                "curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}"
-            )}]}]),
-        );
-    }
-    json!({"hooks": hooks})
+    let curl =
+        format!("curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}");
+    claude_settings_file(
+        dir,
+        &[
+            (
+                HOOK_EVENTS,
+                json!([{"hooks": [{"type": "http", "url": url}]}]),
+            ),
+            (
+                &["SessionStart", "Setup"][..],
+                json!([{"hooks": [{"type": "command", "command": curl}]}]),
+            ),
+        ],
+    )
 }
 
 /// Runs one `claude -p` turn; returns its JSON result.
@@ -477,8 +390,7 @@ fn a_real_claude_code_session_is_one_joined_run() {
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "init"]);
-    let settings_file = tmp.path().join("settings.json");
-    std::fs::write(&settings_file, settings(&hub.url).to_string()).unwrap();
+    let settings_file = settings(tmp.path(), &hub.url);
     let dirs = (
         home.as_path(),
         config.claude_dir.as_path(),

@@ -1,11 +1,17 @@
 //! Real peers the integration tests install for themselves, into a cache that outlives one run
-//! (`$SIGHTLINE_TEST_CACHE`, default `~/.cache/sightline-tests`). Shared by this crate's tests
-//! and the CLI's, so OpenCode is found and
-//! installed one way. A peer that cannot be installed fails the test saying so.
+//! (`$SIGHTLINE_TEST_CACHE`, default `~/.cache/sightline-tests`), and what they are run
+//! against: the Claude Code settings of a test and a mock of the model API it talks to. Shared
+//! by the sources' tests and the CLI's, so each peer is found, installed and fed one way. A
+//! peer that cannot be installed fails the test saying so; nothing here ever talks to a real
+//! model provider.
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("SIGHTLINE_TEST_CACHE")
@@ -185,6 +191,128 @@ pub fn claude_command(home: &Path, claude_dir: &Path, cwd: &Path, api_url: &str)
         .env("SHELL", "/bin/bash")
         .env("TERM", "dumb");
     cmd
+}
+
+/// Writes `dir/settings.json` for `claude --settings`: each `(events, hook)` pair sets the
+/// hook list `hook` (`[{"hooks": [...]}]`) on every event it names; returns the file's path.
+pub fn claude_settings_file(dir: &Path, hooks: &[(&[&str], Value)]) -> PathBuf {
+    let mut map = serde_json::Map::new();
+    for (events, hook) in hooks {
+        for event in *events {
+            map.insert(event.to_string(), hook.clone());
+        }
+    }
+    let file = dir.join("settings.json");
+    std::fs::write(&file, serde_json::json!({ "hooks": map }).to_string()).unwrap();
+    file
+}
+
+/// One request a mock peer API received: its request line and its body (de-chunked).
+pub struct MockRequest {
+    pub line: String,
+    pub body: Vec<u8>,
+}
+
+/// Reads one HTTP/1.1 request, its body sent with a Content-Length or chunked (as Node's
+/// fetch sends it).
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<MockRequest> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let (mut length, mut chunked) = (0usize, false);
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+            break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    Ok(MockRequest { line, body })
+}
+
+/// A mock of the Anthropic Messages API on 127.0.0.1:0, for [`claude_command`]'s `api_url`
+/// (returned): `POST /v1/messages/count_tokens` counts 10 tokens, a request to any other path
+/// is a 404, and each `POST /v1/messages` is answered by `answer`, given the request's JSON
+/// (null when it is not JSON): the request id for the `request-id` header (empty: none) and
+/// the body of a `text/event-stream` answer (see [`messages_sse`]). One request per
+/// connection, each on a thread of its own.
+pub fn mock_messages_api(
+    answer: impl Fn(&Value) -> (String, Vec<u8>) + Send + Sync + 'static,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                // A broken connection is the client's business; the test checks results.
+                let _ = serve_messages(stream, &*answer);
+            });
+        }
+    });
+    url
+}
+
+fn serve_messages(
+    stream: std::net::TcpStream,
+    answer: &dyn Fn(&Value) -> (String, Vec<u8>),
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let MockRequest { line, body } = read_request(&mut reader)?;
+    let (status, content_type, request_id, reply) = if !line.starts_with("POST /v1/messages") {
+        (404, "application/json", String::new(), b"{}".to_vec())
+    } else if line.contains("count_tokens") {
+        let count = br#"{"input_tokens": 10}"#.to_vec();
+        (200, "application/json", String::new(), count)
+    } else {
+        let request = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (request_id, stream) = answer(&request);
+        (200, "text/event-stream", request_id, stream)
+    };
+    let request_id = if request_id.is_empty() {
+        String::new()
+    } else {
+        format!("request-id: {request_id}\r\n")
+    };
+    let head = format!(
+        "HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\n{request_id}content-length: {}\r\nconnection: close\r\n\r\n",
+        reply.len()
+    );
+    out.write_all(head.as_bytes())?;
+    out.write_all(&reply)?;
+    out.flush()
+}
+
+/// The Messages API's SSE stream of `events`, each named by its `type`.
+pub fn messages_sse(events: &[Value]) -> Vec<u8> {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// The Codex CLI version the real-binary tests pin: the rollout lines and telemetry they check
