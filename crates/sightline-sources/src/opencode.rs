@@ -12,11 +12,14 @@
 //! stream and the plugin's spool of the same event are stored once.
 //!
 //! The SSE client reconnects with backoff and, on each connect, lists `/session` so that
-//! sessions created while it was away still appear. When the server goes away (the stream ends
-//! and the next connect finds nothing listening), the sessions the stream saw events for end
-//! (docs/SOURCES-SETUP.md, "Liveness"): one that was working fails, an idle one succeeds, each
-//! marked `ended_by: "liveness"` and dated at the stream's last frame, so a real event that
-//! arrives later (the plugin's spool) still wins. A JSONL line that is not JSON, or whose
+//! sessions created while it was away still appear. When the server goes away, the sessions the
+//! stream saw events for end (docs/SOURCES-SETUP.md, "Liveness"): one rule for a killed and a
+//! hung server — the stream stops (it ends, or carries not even a heartbeat for [`SILENCE`],
+//! three of OpenCode's 10 s heartbeats) and the next connect gets no answer (refused, or none
+//! within [`HANDSHAKE`]: a stopped server's kernel still accepts). One that was working fails,
+//! an idle one succeeds, each marked `ended_by: "liveness"` and dated at the stream's last
+//! frame, so a real event that arrives later (the plugin's spool) still wins. The client keeps
+//! retrying with its backoff, and a server that comes back (SIGCONT) is followed again. A JSONL line that is not JSON, or whose
 //! mapping fails or panics, becomes an error event and a health error and is skipped (the offset
 //! moves past it); on the stream, such an event is a health error. It must never send anything
 //! to OpenCode but reads (GET) and never fail because of an unknown event type.
@@ -475,6 +478,21 @@ fn base64(input: &[u8]) -> String {
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
+/// How often OpenCode's server sends `server.heartbeat` on `/event` (opencode-ai 1.18.33: one
+/// every 10 s, measured on the raw stream, right after `server.connected`).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A stream that carries nothing, not even a heartbeat, for three heartbeat intervals is dead:
+/// the connection is dropped and a reconnect asks whether the server is still there. One missed
+/// heartbeat is not enough (a busy event loop can be late); three is not a server at work.
+pub const SILENCE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
+
+/// How long a connect may take to get an HTTP answer (or `/session` its list). A server that is
+/// stopped (SIGSTOP) or wedged still has its socket, so the kernel accepts the connection and
+/// nothing ever answers: without this bound the reconnect would wait forever. A live server on
+/// loopback answers in milliseconds; one heartbeat interval is far past that.
+pub const HANDSHAKE: Duration = HEARTBEAT;
+
 /// The SSE subscriber.
 pub struct OpenCodeAdapter {
     pub url: String,
@@ -515,22 +533,31 @@ impl OpenCodeAdapter {
         ctx: &AdapterContext,
         state: &mut OcState,
     ) -> Result<(), AdapterError> {
-        let resp = client
-            .request(self.request("/session")?)
-            .await
-            .map_err(|e| AdapterError::Other(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(AdapterError::Other(format!(
-                "GET /session answered {}",
-                resp.status()
-            )));
-        }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| AdapterError::Other(e.to_string()))?
-            .to_bytes();
+        let get = async {
+            let resp = client
+                .request(self.request("/session")?)
+                .await
+                .map_err(|e| AdapterError::Other(e.to_string()))?;
+            if !resp.status().is_success() {
+                return Err(AdapterError::Other(format!(
+                    "GET /session answered {}",
+                    resp.status()
+                )));
+            }
+            Ok(resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| AdapterError::Other(e.to_string()))?
+                .to_bytes())
+        };
+        let body = tokio::time::timeout(HANDSHAKE, get).await.map_err(|_| {
+            AdapterError::Other(format!(
+                "OpenCode at {} did not list its sessions within {} s",
+                self.url,
+                HANDSHAKE.as_secs()
+            ))
+        })??;
         let mut sessions: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
         sessions.sort_by_key(|s| {
             s.get("time")
@@ -562,12 +589,26 @@ impl OpenCodeAdapter {
         state: &mut OcState,
         following: &mut Following,
     ) -> Result<(), AdapterError> {
-        let resp = client.request(self.request("/event")?).await.map_err(|e| {
-            AdapterError::Other(format!(
-                "cannot reach OpenCode at {}: {e}; retrying (start `opencode serve`, or point SIGHTLINE_OPENCODE_URL at it)",
-                self.url
-            ))
-        })?;
+        let connect = tokio::time::timeout(HANDSHAKE, client.request(self.request("/event")?));
+        let resp = tokio::select! {
+            r = connect => r,
+            _ = ctx.stopped() => return Ok(()),
+        };
+        // No answer in time counts as nothing listening: a hung server is a gone one.
+        let resp = resp
+            .map_err(|_| {
+                AdapterError::Other(format!(
+                    "OpenCode at {} accepted the connection but did not answer within {} s (is it stopped or hung?); retrying",
+                    self.url,
+                    HANDSHAKE.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                AdapterError::Other(format!(
+                    "cannot reach OpenCode at {}: {e}; retrying (start `opencode serve`, or point SIGHTLINE_OPENCODE_URL at it)",
+                    self.url
+                ))
+            })?;
         following.reached = true;
         if resp.status() == hyper::StatusCode::UNAUTHORIZED {
             return Err(AdapterError::Other(
@@ -581,6 +622,7 @@ impl OpenCodeAdapter {
             )));
         }
         ctx.set_state("running");
+        following.connected = true;
         self.list_sessions(client, ctx, state).await?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
@@ -588,8 +630,14 @@ impl OpenCodeAdapter {
             let frame = tokio::select! {
                 f = body.frame() => f,
                 _ = ctx.stopped() => return Ok(()),
-                // OpenCode sends a heartbeat about every 10 s: silence means a dead connection.
-                _ = tokio::time::sleep(Duration::from_secs(45)) => return Err(AdapterError::Other("no data from OpenCode for 45 s".into())),
+                // Silence past a few heartbeats: a dead connection or a hung server. Dropping
+                // the stream makes the next connect tell which (see `run`).
+                _ = tokio::time::sleep(SILENCE) => return Err(AdapterError::Other(format!(
+                    "no event or heartbeat from OpenCode at {} for {} s (it sends one every {} s); reconnecting",
+                    self.url,
+                    SILENCE.as_secs(),
+                    HEARTBEAT.as_secs()
+                ))),
             };
             let Some(frame) = frame else {
                 return Err(AdapterError::Other(
@@ -643,8 +691,10 @@ struct Following {
     sessions: HashMap<String, Followed>,
     /// When the stream last carried anything (a heartbeat included).
     last_frame: Timestamp,
-    /// Whether the current attempt got an HTTP answer (a server is there).
+    /// Whether the current attempt got an HTTP answer in time (a server is there).
     reached: bool,
+    /// Whether the current attempt got as far as the stream (the server answered 2xx).
+    connected: bool,
 }
 
 struct Followed {
@@ -779,10 +829,16 @@ impl Adapter for OpenCodeAdapter {
             let mut backoff = Duration::from_millis(250);
             loop {
                 following.reached = false;
+                following.connected = false;
                 match self.stream(&client, &ctx, &mut state, &mut following).await {
                     Ok(()) => return Ok(()),
                     Err(e) => {
-                        // Nothing answers where the server was: its sessions are over.
+                        // A stream that ran is a new outage: retry soon, and say so once.
+                        if following.connected {
+                            backoff = Duration::from_millis(250);
+                        }
+                        // Nothing answers where the server was (refused, or accepted and never
+                        // answered within HANDSHAKE: stopped or hung): its sessions are over.
                         if !following.reached && !following.sessions.is_empty() {
                             let ended = following.end_all(&self.url, &e.to_string());
                             if let Err(e) = ctx.emit(ended).await {
@@ -801,9 +857,6 @@ impl Adapter for OpenCodeAdapter {
                     return Ok(());
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
-                if ctx.sink.state().as_deref() == Some("running") {
-                    backoff = Duration::from_millis(250);
-                }
             }
         })
     }

@@ -81,6 +81,49 @@ fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode
     }
 }
 
+/// Waits until the hub's OpenCode adapter is connected (health says running).
+fn wait_connected(hub: &TestHub, within: Duration) {
+    let start = Instant::now();
+    while !hub.get("/api/v1/health")["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "opencode" && a["state"] == "running")
+    {
+        assert!(
+            start.elapsed() < within,
+            "the OpenCode adapter did not connect within {within:?}: {}",
+            hub.get("/api/v1/health")["adapters"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A real OpenCode server whose only model, `mock/m` (described by `model`), is served by
+/// `handler` (an OpenAI-compatible chat completions endpoint on the hub's runtime), with the
+/// hub's OpenCode adapter connected to it.
+fn opencode_on_model(
+    hub: &mut TestHub,
+    handler: axum::routing::MethodRouter,
+    model: Value,
+) -> OpenCode {
+    let addr = hub.runtime.block_on(async {
+        let app = axum::Router::new().route("/v1/chat/completions", handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    let config = json!({"model": "mock/m", "provider": {"mock": {"npm": "@ai-sdk/openai-compatible",
+        "options": {"baseURL": format!("http://{addr}/v1"), "apiKey": "x"}, "models": {"m": model}}}});
+    let oc = start_opencode(Some(&config.to_string()));
+    let mut adapter_config = hub.config();
+    adapter_config.opencode_url = oc.url.clone();
+    hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
+    wait_connected(hub, Duration::from_secs(30));
+    oc
+}
+
 fn create_session(oc: &OpenCode, body: Value) -> Value {
     let (status, v) = post(
         &format!("{}/session", oc.url),
@@ -98,20 +141,7 @@ fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
     let mut config = hub.config();
     config.opencode_url = oc.url.clone();
     hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode"]);
-    // Wait until the adapter is connected (health says running).
-    let start = Instant::now();
-    while !hub.get("/api/v1/health")["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|a| a["name"] == "opencode" && a["state"] == "running")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the OpenCode adapter did not connect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_connected(&hub, Duration::from_secs(30));
     let parent = create_session(&oc, json!({"title": "sightline parent"}));
     let pid = parent["id"].as_str().unwrap().to_string();
     let child = create_session(&oc, json!({"title": "sightline child", "parentID": pid}));
@@ -251,35 +281,13 @@ async fn mock_model(axum::Json(body): axum::Json<Value>) -> axum::response::Resp
 #[test]
 fn a_real_prompt_gives_tool_lifecycle_tokens_and_cost() {
     let mut hub = TestHub::start();
-    let model = hub.runtime.block_on(async {
-        let app =
-            axum::Router::new().route("/v1/chat/completions", axum::routing::post(mock_model));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
     // Priced at $1000/M input and $2000/M output so the cost is easy to count:
     // 100·1000 + 20·2000 = 0.14, then 150·1000 + 5·2000 = 0.16; 0.30 in all.
-    let config = json!({"model": "mock/m", "provider": {"mock": {"npm": "@ai-sdk/openai-compatible",
-        "options": {"baseURL": format!("http://{model}/v1"), "apiKey": "x"}, "models": {"m": {"cost": {"input": 1000, "output": 2000}}}}}});
-    let oc = start_opencode(Some(&config.to_string()));
-    let mut adapter_config = hub.config();
-    adapter_config.opencode_url = oc.url.clone();
-    hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
-    let start = Instant::now();
-    while !hub.get("/api/v1/health")["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|a| a["name"] == "opencode" && a["state"] == "running")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the OpenCode adapter did not connect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let oc = opencode_on_model(
+        &mut hub,
+        axum::routing::post(mock_model),
+        json!({"cost": {"input": 1000, "output": 2000}}),
+    );
     let sid = create_session(&oc, json!({"title": "prompted"}))["id"]
         .as_str()
         .unwrap()
@@ -383,51 +391,33 @@ async fn stuck_model() -> axum::response::Response {
     axum::response::Response::new(axum::body::Body::empty())
 }
 
-/// Liveness (docs/SOURCES-SETUP.md): the OpenCode server killed by its pid, without a word to
-/// its clients; the sessions the stream followed end within a reconnect (a working one failed,
-/// an idle one succeeded), marked as ended by the hub and saying why.
-#[test]
-fn a_vanished_opencode_server_ends_its_sessions() {
-    let mut hub = TestHub::start();
-    let model = hub.runtime.block_on(async {
-        let app =
-            axum::Router::new().route("/v1/chat/completions", axum::routing::post(stuck_model));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
-    let config = json!({"model": "mock/m", "provider": {"mock": {"npm": "@ai-sdk/openai-compatible",
-        "options": {"baseURL": format!("http://{model}/v1"), "apiKey": "x"}, "models": {"m": {}}}}});
-    let mut oc = start_opencode(Some(&config.to_string()));
-    let mut adapter_config = hub.config();
-    adapter_config.opencode_url = oc.url.clone();
-    hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
-    let start = Instant::now();
-    while !hub.get("/api/v1/health")["adapters"]
+/// A session's row in the hub (`null` until its first event is stored).
+fn status_of(hub: &TestHub, sid: &str) -> Value {
+    // 404 until the session's first event is stored.
+    let (_, run) = sightline_testkit::get_status(&format!("{}/api/v1/runs/{sid}", hub.url));
+    run["sessions"]
         .as_array()
-        .unwrap()
-        .iter()
-        .any(|a| a["name"] == "opencode" && a["state"] == "running")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the OpenCode adapter did not connect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let idle = create_session(&oc, json!({"title": "left idle"}))["id"]
+        .and_then(|s| s.iter().find(|s| s["session_id"] == sid).cloned())
+        .unwrap_or_default()
+}
+
+/// Two sessions on `oc` (a server on [`stuck_model`]), shown in the hub as one left idle and one
+/// working on a prompt that never ends; the thread holding that prompt's request ends when the
+/// server does. Returns (idle, working, thread).
+fn idle_and_working(hub: &TestHub, oc: &OpenCode) -> (String, String, std::thread::JoinHandle<()>) {
+    let idle = create_session(oc, json!({"title": "left idle"}))["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let working = create_session(&oc, json!({"title": "working"}))["id"]
+    let working = create_session(oc, json!({"title": "working"}))["id"]
         .as_str()
         .unwrap()
         .to_string();
-    // The prompt's request waits on the stuck model; it fails when the server dies.
+    // The prompt's request waits on the stuck model; it fails when the server dies. Its
+    // timeout outlasts the tests, so the client never gives up (and aborts the prompt) first.
     let prompt_url = format!("{}/session/{working}/message", oc.url);
     let prompt = std::thread::spawn(move || {
-        let _ = sightline_testkit::agent_with(Duration::from_secs(60))
+        let _ = sightline_testkit::agent_with(Duration::from_secs(280))
             .post(&prompt_url)
             .header("content-type", "application/json")
             .send(
@@ -436,27 +426,30 @@ fn a_vanished_opencode_server_ends_its_sessions() {
                     .as_bytes(),
             );
     });
-    let status_of = |hub: &TestHub, sid: &str| -> Value {
-        // 404 until the session's first event is stored.
-        let (_, run) = sightline_testkit::get_status(&format!("{}/api/v1/runs/{sid}", hub.url));
-        run["sessions"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["session_id"] == sid).cloned())
-            .unwrap_or_default()
-    };
     let start = Instant::now();
-    while status_of(&hub, &working)["status"] != "running"
-        || status_of(&hub, &idle)["status"] != "idle"
+    while status_of(hub, &working)["status"] != "running"
+        || status_of(hub, &idle)["status"] != "idle"
     {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the sessions never showed working and idle: {} {}",
-            status_of(&hub, &working),
-            status_of(&hub, &idle)
+            status_of(hub, &working),
+            status_of(hub, &idle)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(status_of(&hub, &working)["alive"], true);
+    assert_eq!(status_of(hub, &working)["alive"], true);
+    (idle, working, prompt)
+}
+
+/// Liveness (docs/SOURCES-SETUP.md): the OpenCode server killed by its pid, without a word to
+/// its clients; the sessions the stream followed end within a reconnect (a working one failed,
+/// an idle one succeeded), marked as ended by the hub and saying why.
+#[test]
+fn a_vanished_opencode_server_ends_its_sessions() {
+    let mut hub = TestHub::start();
+    let mut oc = opencode_on_model(&mut hub, axum::routing::post(stuck_model), json!({}));
+    let (idle, working, prompt) = idle_and_working(&hub, &oc);
 
     // SIGKILL, by the pid this test started.
     oc.child.kill().unwrap();
@@ -504,5 +497,114 @@ fn a_vanished_opencode_server_ends_its_sessions() {
         hub.get(&format!("/api/v1/runs/{working}"))["run"]["status"],
         "failed"
     );
+    prompt.join().unwrap();
+}
+
+/// Liveness (docs/SOURCES-SETUP.md): the OpenCode server stopped (SIGSTOP, by the pid this test
+/// started) keeps its socket, so its stream goes silent and a reconnect is accepted and never
+/// answered. Its sessions end within the documented bound (three missed heartbeats, then one
+/// unanswered connect), the same way as a killed server's; continued (SIGCONT), the server is
+/// followed again without reopening them.
+#[test]
+fn a_hung_opencode_server_ends_its_sessions_and_is_followed_again_when_continued() {
+    use sightline_sources::opencode::{HANDSHAKE, SILENCE};
+    let mut hub = TestHub::start();
+    let oc = opencode_on_model(&mut hub, axum::routing::post(stuck_model), json!({}));
+    let (idle, working, prompt) = idle_and_working(&hub, &oc);
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &oc.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {}: {status}", oc.child.id());
+    };
+
+    signal("-STOP");
+    let stopped = Instant::now();
+    // SOURCES-SETUP.md: ended within SILENCE + HANDSHAKE (+ the first retry's 250 ms), 40 s;
+    // 5 s more for a loaded machine.
+    let bound = SILENCE + HANDSHAKE + Duration::from_secs(5);
+    while status_of(&hub, &working)["ended_at"].is_null()
+        || status_of(&hub, &idle)["ended_at"].is_null()
+    {
+        assert!(
+            stopped.elapsed() < bound,
+            "still open {:?} after SIGSTOP: {} {}",
+            stopped.elapsed(),
+            status_of(&hub, &working),
+            status_of(&hub, &idle)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = stopped.elapsed();
+    println!("sessions ended {took:?} after SIGSTOP");
+    // Not before the stream had been silent for SILENCE less one heartbeat (the last one may
+    // have come just before the stop): a hang is told by silence, not by anything else.
+    assert!(took >= SILENCE - Duration::from_secs(10), "{took:?}");
+    let w = status_of(&hub, &working);
+    assert_eq!(w["status"], "failed", "{w}");
+    assert_eq!(w["alive"], false, "{w}");
+    assert_eq!(w["ended_by"], "liveness", "{w}");
+    assert_eq!(w["liveness_rule"], "stream", "{w}");
+    assert!(
+        w["liveness_reason"]
+            .as_str()
+            .unwrap()
+            .contains("went away while the session was working"),
+        "{w}"
+    );
+    let i = status_of(&hub, &idle);
+    assert_eq!(i["status"], "success", "{i}");
+    assert_eq!(i["ended_by"], "liveness", "{i}");
+    // The liveness event says what was seen: a connect that was accepted and never answered.
+    let events = hub.events();
+    let ended = events
+        .iter()
+        .find(|e| e["session_id"] == working.as_str() && e["source_event"] == "liveness_failed")
+        .expect("the working session's liveness event");
+    assert!(
+        ended["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("did not answer within")),
+        "{ended}"
+    );
+    let health = hub.get("/api/v1/health")["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "opencode")
+        .cloned()
+        .unwrap();
+    assert_ne!(health["state"], "running", "{health}");
+    assert!(
+        health["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no event or heartbeat")),
+        "{health}"
+    );
+
+    // Continued: the adapter reconnects within its backoff (10 s at most) and follows the
+    // server again; its listing of old sessions does not reopen the ones it ended.
+    signal("-CONT");
+    wait_connected(&hub, Duration::from_secs(30));
+    let fresh = create_session(&oc, json!({"title": "after SIGCONT"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    hub.wait_for(
+        "the session made after SIGCONT",
+        Duration::from_secs(20),
+        |e| {
+            e.iter().any(|e| {
+                e["session_id"] == fresh.as_str() && e["source_event"] == "session.created"
+            })
+        },
+    );
+    let i = status_of(&hub, &idle);
+    assert_eq!(i["status"], "success", "{i}");
+    assert_eq!(i["ended_by"], "liveness", "{i}");
+    assert_eq!(status_of(&hub, &fresh)["alive"], true);
+    // Killed by its pid (Drop), which also ends the prompt's request.
+    drop(oc);
     prompt.join().unwrap();
 }
