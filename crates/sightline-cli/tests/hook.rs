@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::TestHub;
+use common::{TestHub, run_with_stdin};
 
 fn hook(url: &str, spool: &std::path::Path, payload: &Value) -> (i32, String, Duration) {
     hook_with(url, spool, payload, &[])
@@ -29,24 +29,16 @@ fn hook_with(
     envs: &[(&str, &str)],
 ) -> (i32, String, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .arg("hook")
-        .envs(envs.iter().copied())
-        .env("SIGHTLINE_URL", url)
-        .env("SIGHTLINE_SPOOL_DIR", spool)
-        .env_remove("SIGHTLINE_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .arg("hook")
+            .envs(envs.iter().copied())
+            .env("SIGHTLINE_URL", url)
+            .env("SIGHTLINE_SPOOL_DIR", spool)
+            .env_remove("SIGHTLINE_TOKEN")
+            .stderr(Stdio::null()),
+        payload.to_string().as_bytes(),
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -110,16 +102,14 @@ fn spools_while_the_hub_is_down_and_delivers_exactly_once() {
     let spooled = std::fs::read_to_string(spool.join("claude-hooks.jsonl")).unwrap();
     assert_eq!(spooled.lines().count(), 5, "{spooled}");
     // Garbage on stdin: still exit 0, nothing spooled.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .arg("hook")
-        .env("SIGHTLINE_URL", &url)
-        .env("SIGHTLINE_SPOOL_DIR", &spool)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"not json").unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let garbage = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .arg("hook")
+            .env("SIGHTLINE_URL", &url)
+            .env("SIGHTLINE_SPOOL_DIR", &spool),
+        b"not json",
+    );
+    assert_eq!(garbage.status.code(), Some(0));
 
     let hub = TestHub::serve(&dir.path().join("db.sqlite"), port);
     let (code, _, _) = hook(&hub.url, &spool, &payload(5));

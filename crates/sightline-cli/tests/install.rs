@@ -2,7 +2,6 @@
 //! and removed cleanly; the OpenCode plugin loaded by a real `opencode serve` forwards its bus
 //! events to the hub, and spools them to JSONL when the hub is down.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::TestHub;
+use common::{TestHub, run_with_stdin};
 use peers::opencode_binary;
 use sightline_testkit::peers;
 
@@ -360,25 +359,17 @@ fn the_hook_command_runs_from_any_path() {
         .to_string();
 
     let hub = TestHub::start();
-    let mut child = Command::new("sh")
-        .args(["-c", &command])
-        .env("SIGHTLINE_URL", &hub.url)
-        .env("SIGHTLINE_SPOOL_DIR", root.path().join("spool"))
-        .env_remove("SIGHTLINE_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let payload = json!({"session_id": "sess-quoted", "hook_event_name": "UserPromptSubmit",
         "cwd": "/tmp", "prompt": "from a quoted path"});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        Command::new("sh")
+            .args(["-c", &command])
+            .env("SIGHTLINE_URL", &hub.url)
+            .env("SIGHTLINE_SPOOL_DIR", root.path().join("spool"))
+            .env_remove("SIGHTLINE_TOKEN")
+            .stderr(Stdio::piped()),
+        payload.to_string().as_bytes(),
+    );
     assert!(out.status.success(), "`{command}`: {out:?}");
     hub.wait_for("the hook's event", Duration::from_secs(10), |evs| {
         evs.iter()
@@ -394,4 +385,104 @@ fn the_hook_command_runs_from_any_path() {
         String::from_utf8_lossy(&again.stdout).contains("nothing changed"),
         "{again:?}"
     );
+}
+
+/// `install opencode` changes its plugin the way the other targets change theirs: through a
+/// symlink to its target (the link stays a link, no temporary file left beside it), nothing the
+/// second time, `--dry-run` writes nothing, a new URL keeps the replaced version as a backup,
+/// and a file at that path that is not ours is refused and left as it was.
+#[test]
+fn opencode_plugin_install_backs_up_and_writes_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let dotfiles = d.join("dotfiles");
+    let plugins = d.join("plugins");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::create_dir_all(&plugins).unwrap();
+    let target = dotfiles.join("sightline.js");
+    let link = plugins.join("sightline.js");
+    std::os::unix::fs::symlink("../dotfiles/sightline.js", &link).unwrap();
+    // The link dangles until the first install writes its target.
+    let install = |path: &Path, url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "opencode",
+            "--settings",
+            path.to_str().unwrap(),
+            "--url",
+            url,
+        ];
+        args.extend_from_slice(extra);
+        sightline(&args, &[("XDG_DATA_HOME", &data)])
+    };
+    let is_link = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    };
+
+    let (code, out) = install(&link, "http://127.0.0.1:7001", &[]);
+    assert!(code == 0 && out.contains("installed"), "{out}");
+    assert!(is_link(&link), "the link is still a link");
+    let first = std::fs::read_to_string(&target).unwrap();
+    assert!(first.contains("\"http://127.0.0.1:7001\""), "{first}");
+    assert_eq!(names(&dotfiles), vec!["sightline.js"]);
+    assert_eq!(names(&plugins), vec!["sightline.js"], "nothing to back up");
+
+    let (code, out) = install(&link, "http://127.0.0.1:7001", &[]);
+    assert!(code == 0 && out.contains("nothing changed"), "{out}");
+    assert_eq!(
+        names(&plugins),
+        vec!["sightline.js"],
+        "no backup of no change"
+    );
+
+    let (code, out) = install(&link, "http://127.0.0.1:7002", &["--dry-run"]);
+    assert!(code == 0 && out.contains("would change"), "{out}");
+    assert!(out.contains("\"http://127.0.0.1:7002\""), "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), first);
+    assert_eq!(
+        names(&plugins),
+        vec!["sightline.js"],
+        "a dry run writes nothing"
+    );
+
+    let (code, out) = install(&link, "http://127.0.0.1:7002", &[]);
+    assert!(code == 0 && out.contains("updated"), "{out}");
+    assert!(out.contains("backup: "), "{out}");
+    assert!(is_link(&link), "the link is still a link");
+    let second = std::fs::read_to_string(&target).unwrap();
+    assert!(second.contains("\"http://127.0.0.1:7002\""), "{second}");
+    assert_eq!(
+        names(&dotfiles),
+        vec!["sightline.js"],
+        "no temporary file left beside the target"
+    );
+    let listed = names(&plugins);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let backup = listed
+        .iter()
+        .find(|n| n.starts_with("sightline.js.sightline-backup-"))
+        .unwrap_or_else(|| panic!("no backup in {listed:?}"));
+    // Not a `.js` name, so OpenCode does not load the backup as a second plugin.
+    assert!(!backup.ends_with(".js"), "{backup}");
+    assert_eq!(
+        std::fs::read_to_string(plugins.join(backup)).unwrap(),
+        first,
+        "the backup is the replaced version"
+    );
+
+    // Someone else's plugin at that path: refused, untouched, no backup made.
+    let theirs = plugins.join("theirs.js");
+    std::fs::write(&theirs, "export const Theirs = async () => ({});\n").unwrap();
+    let (code, out) = install(&theirs, "http://127.0.0.1:7002", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("is not sightline's plugin"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&theirs).unwrap(),
+        "export const Theirs = async () => ({});\n"
+    );
+    assert_eq!(names(&plugins).len(), 3, "{:?}", names(&plugins));
 }

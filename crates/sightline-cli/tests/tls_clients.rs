@@ -6,7 +6,6 @@
 //! port) each fails with a message that says what to do, and `hook` still exits 0, spools and
 //! says why on stderr.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 use sightline_testkit::tls::TestCa;
 
 mod common;
-use common::{BIN, Served, serve_command};
+use common::{BIN, Served, run_with_stdin, serve_command};
 
 /// A hub serving TLS with the CA's server certificate, in its own temporary directory.
 struct TlsHub {
@@ -190,22 +189,12 @@ fn hook(url: &str, spool: &Path, ca: Option<&Path>, prompt: &str) -> Output {
     if let Some(ca) = ca {
         cmd.arg("--cacert").arg(ca);
     }
-    let mut child = cmd
-        .env("SIGHTLINE_SPOOL_DIR", spool)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let payload = json!({"session_id": "sess-tls", "transcript_path": "/t.jsonl", "cwd": "/tmp",
         "permission_mode": "default", "hook_event_name": "UserPromptSubmit", "prompt": prompt});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_stdin(
+        cmd.env("SIGHTLINE_SPOOL_DIR", spool).stderr(Stdio::piped()),
+        payload.to_string().as_bytes(),
+    )
 }
 
 fn prompts(ca: &TestCa, hub: &str) -> Vec<String> {

@@ -72,6 +72,14 @@ async fn sweep(core: &Core, settings: &Settings, now: i64) -> liveness::Report {
         .unwrap()
 }
 
+/// The sweep's settings with the idle rule after `minutes` (`None`: off), the rest default.
+fn idle_after(minutes: Option<u64>) -> Settings {
+    Settings {
+        idle_after: minutes.map(|m| Duration::from_secs(m * 60)),
+        ..Settings::default()
+    }
+}
+
 fn open() -> (tempfile::TempDir, Core) {
     let dir = tempfile::tempdir().unwrap();
     let core = Core::open(StoreConfig::new(dir.path().join("db.sqlite"))).unwrap();
@@ -111,10 +119,7 @@ async fn an_agent_session_quiet_past_the_idle_time_is_idle_and_work_brings_it_ba
         ],
     )
     .await;
-    let settings = Settings {
-        idle_after: Some(Duration::from_secs(30 * 60)),
-        ..Settings::default()
-    };
+    let settings = idle_after(Some(30));
     let report = sweep(&core, &settings, now).await;
     assert_eq!(
         (report.idle_runs, report.idle_sessions),
@@ -349,10 +354,7 @@ async fn a_claude_session_whose_process_is_gone_ends_and_one_without_a_pid_is_le
     )
     .await;
     // First the idle rule alone (no pid checked yet would matter: "gone" is idle already).
-    let settings = Settings {
-        idle_after: Some(Duration::from_secs(30 * 60)),
-        ..Settings::default()
-    };
+    let settings = idle_after(Some(30));
     let report = sweep(&core, &settings, now).await;
     assert_eq!(
         (report.ended_runs, report.ended_sessions),
@@ -427,10 +429,7 @@ async fn the_producer_memo_still_ends_a_gone_process_and_rereads_a_run_with_news
         ],
     )
     .await;
-    let settings = Settings {
-        idle_after: None,
-        ..Settings::default()
-    };
+    let settings = idle_after(None);
     let mut memo = liveness::ProducerMemo::default();
     let first = sweep_memo(&core, &settings, now, &mut memo).await;
     assert_eq!(first, liveness::Report::default(), "alive: {first:?}");

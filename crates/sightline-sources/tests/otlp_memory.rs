@@ -92,6 +92,22 @@ fn measure(name: &str, request_bytes: usize, decoded: &Decoded) -> (usize, usize
     (total, largest_resource)
 }
 
+/// Decodes a request that carries [`big_resource`] and checks what the resource must not cost:
+/// the events' JSON at most [`MAX_RATIO`] times the request, no `payload.resource` above 1 KiB.
+fn decode_big_resource(name: &str, signal: Signal, body: Vec<u8>) -> (usize, Decoded) {
+    let (len, decoded) = decode(signal, body);
+    let (total, largest_resource) = measure(name, len, &decoded);
+    assert!(
+        total <= MAX_RATIO * len,
+        "events' JSON {total} B > {MAX_RATIO} × request {len} B"
+    );
+    assert!(
+        largest_resource <= 1024,
+        "payload.resource is {largest_resource} B"
+    );
+    (len, decoded)
+}
+
 #[test]
 fn big_resource_attributes_are_not_copied_into_every_log_event() {
     let records: Vec<LogRecord> = (0..3000)
@@ -116,25 +132,16 @@ fn big_resource_attributes_are_not_copied_into_every_log_event() {
             ..Default::default()
         }],
     };
-    let (len, decoded) = decode(Signal::Logs, request.encode_to_vec());
+    let (len, decoded) = decode_big_resource("logs", Signal::Logs, request.encode_to_vec());
     assert!(
         len > 100_000,
         "the request carries the big resource: {len} B"
     );
-    let (total, largest_resource) = measure("logs", len, &decoded);
     assert_eq!(decoded.events.len() + decoded.refused.len(), 3000);
     assert_eq!(
         decoded.events.len(),
         3000,
         "a request this size keeps every record"
-    );
-    assert!(
-        total <= MAX_RATIO * len,
-        "events' JSON {total} B > {MAX_RATIO} × request {len} B"
-    );
-    assert!(
-        largest_resource <= 1024,
-        "payload.resource is {largest_resource} B"
     );
     // What the mapping reads from the resource still arrives.
     let e = &decoded.events[0];
@@ -173,17 +180,8 @@ fn big_resource_attributes_are_not_copied_into_every_span_or_point() {
             ..Default::default()
         }],
     };
-    let (len, decoded) = decode(Signal::Traces, request.encode_to_vec());
-    let (total, largest_resource) = measure("traces", len, &decoded);
+    let (_, decoded) = decode_big_resource("traces", Signal::Traces, request.encode_to_vec());
     assert_eq!(decoded.events.len(), 2000);
-    assert!(
-        total <= MAX_RATIO * len,
-        "events' JSON {total} B > {MAX_RATIO} × request {len} B"
-    );
-    assert!(
-        largest_resource <= 1024,
-        "payload.resource is {largest_resource} B"
-    );
 
     let points: Vec<NumberDataPoint> = (0..2000u64)
         .map(|i| NumberDataPoint {
@@ -209,17 +207,8 @@ fn big_resource_attributes_are_not_copied_into_every_span_or_point() {
             ..Default::default()
         }],
     };
-    let (len, decoded) = decode(Signal::Metrics, request.encode_to_vec());
-    let (total, largest_resource) = measure("metrics", len, &decoded);
+    let (_, decoded) = decode_big_resource("metrics", Signal::Metrics, request.encode_to_vec());
     assert_eq!(decoded.events.len(), 2000);
-    assert!(
-        total <= MAX_RATIO * len,
-        "events' JSON {total} B > {MAX_RATIO} × request {len} B"
-    );
-    assert!(
-        largest_resource <= 1024,
-        "payload.resource is {largest_resource} B"
-    );
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! In-process hubs, the HTTP agent and free ports come from `sightline_testkit`.
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sightline");
 
@@ -37,6 +37,18 @@ pub fn sightline_with(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs `cmd` with `input` on its stdin (how Claude Code hands a hook command its payload) and
+/// returns what it printed: stdout captured, stderr as the caller set it (inherited if not).
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// A running `sightline serve` child, killed when dropped.
