@@ -105,6 +105,39 @@ fn append(path: &Path, line: &str) {
     writeln!(f, "{line}").unwrap();
 }
 
+/// Every background source of the registry is in Settings with the kind and description its
+/// registration gives (walking the registry, so a new source is checked without a line here),
+/// and Settings lists nothing else.
+#[test]
+fn every_registered_source_is_listed_with_the_kind_its_registration_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let hub = serve(dir.path(), &config);
+    let (status, list) = call("GET", &format!("{}/api/v1/settings/sources", hub.url), None);
+    assert_eq!(status, 200, "{list}");
+    let registry = sightline_sources::REGISTRY;
+    assert!(registry.len() >= 7, "the registry is not empty");
+    for r in registry {
+        let listed = source(&list, r.name);
+        let (kind, description) = r.describe();
+        assert_eq!(
+            listed["setting"],
+            serde_json::to_value(kind).unwrap(),
+            "{}: {listed}",
+            r.name
+        );
+        assert_eq!(listed["description"], description, "{listed}");
+        assert!(
+            r.settings.is_some(),
+            "{} is registered without settings: Settings could only start and stop it",
+            r.name
+        );
+    }
+    let listed = list["sources"].as_array().unwrap();
+    assert_eq!(listed.len(), registry.len(), "{list}");
+}
+
 #[test]
 fn a_source_is_started_stopped_and_reconfigured_and_a_restart_keeps_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use serde_json::Value;
+use sightline_core::supervisor::SettingKind;
 use sightline_core::{Core, IngestError, Sink};
 use sightline_schema::{Event, Timestamp};
 use thiserror::Error;
@@ -134,6 +135,30 @@ pub struct Registration {
     /// Started when `--source` is not given.
     pub default_on: bool,
     pub build: fn(&AdapterConfig) -> Result<Arc<dyn Adapter>, AdapterError>,
+    /// What Settings may change about it and what it reads. `None`: it is still listed in
+    /// `GET /api/v1/settings/sources` and can be started and stopped, but nothing about it is
+    /// editable (kept here, beside the source, so a new source cannot miss a second list).
+    pub settings: Option<Settings>,
+}
+
+/// A source's settings as the Settings page shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// What may be changed: nothing but running, a URL, one directory, or paths.
+    pub kind: SettingKind,
+    /// One line on what it reads, naming the variable it takes its default from.
+    pub description: &'static str,
+}
+
+impl Registration {
+    /// Its settings kind and description; a source registered without settings is start and
+    /// stop only, with a generic description.
+    pub fn describe(&self) -> (SettingKind, &'static str) {
+        match self.settings {
+            Some(s) => (s.kind, s.description),
+            None => (SettingKind::None, "a background source"),
+        }
+    }
 }
 
 /// adapter → key → value, and whether it changed since the last flush.

@@ -10,7 +10,8 @@
 //!   [`framework::Adapters`], selected by `serve --source`. Transcript tailer, Codex rollouts,
 //!   Gemini session logs, OpenCode stream, JSONL replay, log parser, tmux.
 //!
-//! To add one: a file here, and one line in [`endpoints`] or [`REGISTRY`]. Sources must never
+//! To add one: a file here, and one line in [`endpoints`] or [`REGISTRY`] (a registration
+//! carries its own settings kind, so the Settings page needs nothing more). Sources must never
 //! write to the store directly, never depend on the server, and never let one source's failure
 //! stop another; their health is reported through the core's health registry.
 
@@ -37,44 +38,76 @@ use std::sync::Arc;
 
 use sightline_core::{Core, HttpSource};
 
-pub use framework::{Adapter, AdapterConfig, AdapterContext, AdapterError, Adapters, Registration};
+pub use framework::{
+    Adapter, AdapterConfig, AdapterContext, AdapterError, Adapters, Registration, Settings,
+};
+use sightline_core::supervisor::SettingKind;
 
-/// Background adapters this build can run, by `--source` name.
+/// Background adapters this build can run, by `--source` name, each with what Settings may
+/// change about it.
 pub const REGISTRY: &[Registration] = &[
     Registration {
         name: claude::transcript::NAME,
         default_on: true,
         build: claude::transcript::TranscriptAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Directory,
+            description: "Claude Code transcripts: its config directory (CLAUDE_CONFIG_DIR, ~/.claude); files under projects/",
+        }),
     },
     Registration {
         name: codex::NAME,
         default_on: true,
         build: codex::CodexAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Directory,
+            description: "Codex CLI session rollouts: its home (CODEX_HOME, ~/.codex); files under sessions/",
+        }),
     },
     Registration {
         name: gemini::NAME,
         default_on: true,
         build: gemini::GeminiAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Directory,
+            description: "Gemini CLI session logs: its directory (~/.gemini); files under tmp/*/chats/",
+        }),
     },
     Registration {
         name: opencode::NAME,
         default_on: true,
         build: opencode::OpenCodeAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Url,
+            description: "OpenCode's event stream: the URL of `opencode serve` (SIGHTLINE_OPENCODE_URL)",
+        }),
     },
     Registration {
         name: opencode::JSONL_NAME,
         default_on: true,
         build: opencode::JsonlAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Paths,
+            description: "OpenCode JSONL files or directories to replay and follow (SIGHTLINE_OPENCODE_JSONL; the plugin's spool is always read)",
+        }),
     },
     Registration {
         name: logparse::NAME,
         default_on: false,
         build: logparse::LogAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::Paths,
+            description: "Agent CLI log files (or directories of *.log): failure patterns become failed tool events (SIGHTLINE_LOG_FILES)",
+        }),
     },
     Registration {
         name: tmux::NAME,
         default_on: true,
         build: tmux::TmuxAdapter::build,
+        settings: Some(Settings {
+            kind: SettingKind::None,
+            description: "tmux sessions, windows and panes, with a busy, idle or waiting status per pane",
+        }),
     },
 ];
 

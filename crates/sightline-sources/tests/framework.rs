@@ -73,16 +73,19 @@ const REGISTRY: &[Registration] = &[
         name: "failing",
         default_on: true,
         build: failing,
+        settings: None,
     },
     Registration {
         name: "counter",
         default_on: true,
         build: counter,
+        settings: None,
     },
     Registration {
         name: "refuses",
         default_on: false,
         build: refuses,
+        settings: None,
     },
 ];
 

@@ -21,7 +21,7 @@ use sightline_core::supervisor::{
     MAX_PATHS, MAX_SETTING_LEN, SettingKind, SourceConfig, SourceFactory, SourceKind, check_url,
 };
 use sightline_sources::framework::{AdapterContext, CHECKPOINT_EVERY, Checkpoints};
-use sightline_sources::{AdapterConfig, REGISTRY};
+use sightline_sources::{AdapterConfig, REGISTRY, Registration};
 use tokio::task::JoinHandle;
 
 /// A `[source.<name>]` table of the config file.
@@ -33,41 +33,29 @@ pub struct SourceTable {
     pub paths: Option<Vec<String>>,
 }
 
-/// What each registered source takes, and what it reads. A source added to the registry
-/// without a line here can still be started and stopped.
+/// What Settings may change about a source and what it reads: from its registration, so a
+/// source added to the registry needs no line here (one without settings is start and stop
+/// only).
 fn describe(name: &str) -> (SettingKind, &'static str) {
-    use sightline_sources::{claude, codex, gemini, logparse, opencode, tmux};
-    match name {
-        n if n == claude::transcript::NAME => (
-            SettingKind::Directory,
-            "Claude Code transcripts: its config directory (CLAUDE_CONFIG_DIR, ~/.claude); files under projects/",
-        ),
-        n if n == codex::NAME => (
-            SettingKind::Directory,
-            "Codex CLI session rollouts: its home (CODEX_HOME, ~/.codex); files under sessions/",
-        ),
-        n if n == gemini::NAME => (
-            SettingKind::Directory,
-            "Gemini CLI session logs: its directory (~/.gemini); files under tmp/*/chats/",
-        ),
-        n if n == opencode::NAME => (
-            SettingKind::Url,
-            "OpenCode's event stream: the URL of `opencode serve` (SIGHTLINE_OPENCODE_URL)",
-        ),
-        n if n == opencode::JSONL_NAME => (
-            SettingKind::Paths,
-            "OpenCode JSONL files or directories to replay and follow (SIGHTLINE_OPENCODE_JSONL; the plugin's spool is always read)",
-        ),
-        n if n == logparse::NAME => (
-            SettingKind::Paths,
-            "Agent CLI log files (or directories of *.log): failure patterns become failed tool events (SIGHTLINE_LOG_FILES)",
-        ),
-        n if n == tmux::NAME => (
-            SettingKind::None,
-            "tmux sessions, windows and panes, with a busy, idle or waiting status per pane",
-        ),
-        _ => (SettingKind::None, "a background source"),
-    }
+    REGISTRY
+        .iter()
+        .find(|r| r.name == name)
+        .map_or((SettingKind::None, "a background source"), |r| r.describe())
+}
+
+/// The settings page's list: every registered source, in registry order.
+fn kinds_of(registry: &[Registration]) -> Vec<SourceKind> {
+    registry
+        .iter()
+        .map(|r| {
+            let (setting, description) = r.describe();
+            SourceKind {
+                name: r.name,
+                description,
+                setting,
+            }
+        })
+        .collect()
 }
 
 /// The configuration a source starts with from the environment (before its table).
@@ -252,17 +240,7 @@ fn check_path(p: &str, want_dir: bool) -> Result<(), String> {
 
 impl SourceFactory for Factory {
     fn kinds(&self) -> Vec<SourceKind> {
-        REGISTRY
-            .iter()
-            .map(|r| {
-                let (setting, description) = describe(r.name);
-                SourceKind {
-                    name: r.name,
-                    description,
-                    setting,
-                }
-            })
-            .collect()
+        kinds_of(REGISTRY)
     }
 
     fn check(&self, kind: &SourceKind, config: &SourceConfig) -> Result<(), String> {
@@ -385,6 +363,39 @@ mod tests {
         assert_eq!(unknown_tables(&tables), None);
         let typo = BTreeMap::from([("lgos".to_string(), SourceTable::default())]);
         assert_eq!(unknown_tables(&typo).as_deref(), Some("lgos"));
+    }
+
+    #[test]
+    fn a_source_registered_without_settings_is_listed_start_and_stop_only() {
+        fn never(
+            _: &AdapterConfig,
+        ) -> Result<Arc<dyn sightline_sources::Adapter>, sightline_sources::AdapterError> {
+            Err(sightline_sources::AdapterError::Unknown("never".into()))
+        }
+        let registry = [
+            Registration {
+                name: "bare",
+                default_on: false,
+                build: never,
+                settings: None,
+            },
+            Registration {
+                name: "editable",
+                default_on: false,
+                build: never,
+                settings: Some(sightline_sources::Settings {
+                    kind: SettingKind::Paths,
+                    description: "some files",
+                }),
+            },
+        ];
+        let kinds = kinds_of(&registry);
+        let names: Vec<_> = kinds.iter().map(|k| k.name).collect();
+        assert_eq!(names, ["bare", "editable"]);
+        assert_eq!(kinds[0].setting, SettingKind::None);
+        assert_eq!(kinds[0].description, "a background source");
+        assert_eq!(kinds[1].setting, SettingKind::Paths);
+        assert_eq!(kinds[1].description, "some files");
     }
 
     #[test]
