@@ -24,3 +24,29 @@ export function docScreenshots() {
     ? path.join(here, '..', '..', 'docs', 'screenshots')
     : path.join(here, '..', 'test-results', 'docs');
 }
+
+/**
+ * The dashboard suites' browser: headless Chromium with one context (a 1440×900 light desktop
+ * unless `viewport` and `colorScheme` say otherwise; `prepare(ctx)` runs before the page opens,
+ * e.g. to grant permissions or add init scripts) and one page. With `errors` (an array), every
+ * uncaught page error is pushed to it, and every console error but those `ignore` matches
+ * (resource loads by default; `ignore: null` leaves the console unwatched), so a suite can assert
+ * that the dashboard raised none.
+ */
+export async function openDashboard({
+  errors = null,
+  viewport = { width: 1440, height: 900 },
+  colorScheme = 'light',
+  ignore = /Failed to load resource/,
+  prepare = null,
+} = {}) {
+  const browser = await launch();
+  const ctx = await browser.newContext({ viewport, colorScheme });
+  if (prepare) await prepare(ctx);
+  const page = await ctx.newPage();
+  if (errors) {
+    page.on('pageerror', (e) => errors.push(e.message));
+    if (ignore) page.on('console', (m) => { if (m.type() === 'error' && !ignore.test(m.text())) errors.push(m.text()); });
+  }
+  return { browser, ctx, page };
+}

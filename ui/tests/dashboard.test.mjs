@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { openDashboard } from './browser.mjs';
 import { fixtures, liveBurst } from './fixtures.mjs';
 import { runTraced } from './agent.mjs';
 
@@ -33,11 +33,7 @@ before(async () => {
   hub = await startHub();
   const r = await hub.post(fixtures(T));
   assert.equal(r.accepted, fixtures(T).length);
-  browser = await launch();
-  ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+  ({ browser, ctx, page } = await openDashboard({ errors: pageErrors }));
 });
 
 after(async () => {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { docScreenshots, launch } from './browser.mjs';
+import { docScreenshots, openDashboard } from './browser.mjs';
 import { fixtures } from './fixtures.mjs';
 import { runTraced } from './agent.mjs';
 
@@ -68,10 +68,7 @@ before(async () => {
   await post(fixtures(T));
   await post(bigRun(base));
   await post(failures(base));
-  browser = await launch();
-  ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  ({ browser, ctx, page } = await openDashboard({ errors: pageErrors, ignore: null }));
 });
 
 after(async () => {

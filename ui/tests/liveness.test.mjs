@@ -10,15 +10,14 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { openDashboard } from './browser.mjs';
 
 const T = 'lv' + Date.now().toString(36);
 let hub, browser, page;
 
 before(async () => {
   hub = await startHub({ plugins: false, args: ['--liveness-every', '0.5'] });
-  browser = await launch();
-  page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  ({ browser, page } = await openDashboard({ viewport: { width: 1280, height: 800 } }));
 });
 
 after(async () => {

@@ -3,7 +3,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { openDashboard } from './browser.mjs';
 
 let hub, browser;
 after(async () => { await browser?.close(); await hub?.stop(); });
@@ -13,10 +13,10 @@ const ev = (sid, title) => ({ source: 'claude', source_event: 'SessionStart', ru
 test('live view reconnects after a hub restart with a new database', async () => {
   hub = await startHub({ plugins: false });
   const port = new URL(hub.url).port;
-  browser = await launch();
-  const page = await browser.newPage();
   const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  const opened = await openDashboard({ errors, ignore: null, viewport: { width: 1280, height: 720 } });
+  browser = opened.browser;
+  const page = opened.page;
   await page.goto(hub.url + '/#/live');
   await hub.post([ev('before-restart', 'first hub')]);
   await page.waitForSelector('[data-lane="before-restart"]', { timeout: 10000 });

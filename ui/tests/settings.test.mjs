@@ -11,7 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { openDashboard } from './browser.mjs';
 
 let hub, browser, page, config, logFile, receiver, webhook;
 const received = [];
@@ -45,10 +45,7 @@ before(async () => {
   await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
   webhook = `http://127.0.0.1:${receiver.address().port}/services/T0/B0/secret`;
   hub = await startHub({ dir, args: ['--config', config] });
-  browser = await launch();
-  const ctx = await browser.newContext({ viewport: { width: 1440, height: 1200 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  ({ browser, page } = await openDashboard({ errors: pageErrors, ignore: null, viewport: { width: 1440, height: 1200 } }));
 });
 
 after(async () => {

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { docScreenshots, launch } from './browser.mjs';
+import { docScreenshots, openDashboard } from './browser.mjs';
 import { fixtures } from './fixtures.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -56,11 +56,7 @@ before(async () => {
   await hook({ ...base, hook_event_name: 'UserPromptSubmit', prompt: 'Tighten the docking tolerances' });
   await hook({ ...base, hook_event_name: 'PreToolUse', tool_name: 'Read', tool_use_id: `tu-1-${T}`, tool_input: { file_path: 'dock.rs' } });
   await hook({ ...base, hook_event_name: 'PostToolUse', tool_name: 'Read', tool_use_id: `tu-1-${T}`, tool_input: { file_path: 'dock.rs' }, tool_response: { ok: true } });
-  browser = await launch();
-  ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+  ({ browser, ctx, page } = await openDashboard({ errors: pageErrors }));
 });
 
 after(async () => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { launch } from './browser.mjs';
+import { openDashboard } from './browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = path.join(here, '..', 'test-results');
@@ -56,19 +56,20 @@ before(async () => {
   fs.mkdirSync(path.join(repo, 'flaky-hunt', '.git'), { recursive: true });
   fs.mkdirSync(path.join(repo, 'flaky-hunt', 'crates', 'core'), { recursive: true });
   cwd = path.join(repo, 'flaky-hunt', 'crates', 'core');
-  browser = await launch();
-  ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
-  await ctx.grantPermissions(['notifications'], { origin: hub.url });
-  // Record the page's notifications (headless Chromium shows none on screen).
-  await ctx.addInitScript(() => {
-    window.__notes = [];
-    const Real = window.Notification;
-    class Recorded { constructor(title, opts) { window.__notes.push({ title, body: opts?.body }); } static get permission() { return Real ? Real.permission : 'granted'; } static requestPermission() { return Promise.resolve('granted'); } }
-    window.Notification = Recorded;
-  });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR/.test(m.text())) pageErrors.push(m.text()); });
+  ({ browser, ctx, page } = await openDashboard({
+    errors: pageErrors,
+    ignore: /Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR/,
+    async prepare(ctx) {
+      await ctx.grantPermissions(['notifications'], { origin: hub.url });
+      // Record the page's notifications (headless Chromium shows none on screen).
+      await ctx.addInitScript(() => {
+        window.__notes = [];
+        const Real = window.Notification;
+        class Recorded { constructor(title, opts) { window.__notes.push({ title, body: opts?.body }); } static get permission() { return Real ? Real.permission : 'granted'; } static requestPermission() { return Promise.resolve('granted'); } }
+        window.Notification = Recorded;
+      });
+    },
+  }));
 
   const base = { session_id: MAIN, cwd, transcript_path: '/dev/null' };
   await hook({ ...base, hook_event_name: 'SessionStart', source: 'startup', model: 'claude-sonnet-4-5' });

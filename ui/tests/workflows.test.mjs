@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { docScreenshots, launch } from './browser.mjs';
+import { docScreenshots, openDashboard } from './browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = docScreenshots();
@@ -92,11 +92,7 @@ before(async () => {
     { type: 'progress', timestamp: at(b, 47), data: { step: 'transform', progress: 40 } },
     { type: 'status', timestamp: at(b, 47), data: { step: 'load', status: 'queued' } },
   ]);
-  browser = await launch();
-  ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+  ({ browser, ctx, page } = await openDashboard({ errors: pageErrors }));
 });
 
 after(async () => {
