@@ -2,10 +2,35 @@
 
 // The event and its vocabularies are generated from the Rust types (crates/sightline-schema,
 // tests/generated.rs), so they cannot drift from what the hub writes; never edit them here.
-// `SEvent` is the dashboard's name for the generated `SightlineEvent`.
-import type { SightlineEvent, Status } from './generated/event';
-export type { EntityType, Severity, Source, Status } from './generated/event';
+// `SEvent` is the dashboard's name for the generated `SightlineEvent`; `Filter` (the one filter
+// of SSE, search, count and export, docs/CONTRACT.md §5: lists OR within, AND across) is the
+// generated one too, so its lists hold the vocabularies' words, not any string.
+import type { EntityType, Severity, SightlineEvent, Source, Status } from './generated/event';
+export type { EntityType, Filter, Severity, Source, Status } from './generated/event';
 export type SEvent = SightlineEvent;
+
+// Text from outside (the URL, a stats key) narrowed to a vocabulary, so a filter is built from
+// known words only (the hub answers an unknown one with a 400). Each table must name every word
+// of its generated type (`satisfies Record<..>`), so a word added to the schema fails the check
+// here until it is listed.
+const oneOf = <T extends string>(words: Record<T, true>) => {
+  const known = new Set<string>(Object.keys(words));
+  return (s: string): s is T => known.has(s);
+};
+export const isSource = oneOf({
+  claude: true, opencode: true, docker: true, workflow: true, tmux: true, python: true,
+  process: true, otlp: true, custom: true, codex: true, gemini: true,
+} satisfies Record<Source, true>);
+export const isEntityType = oneOf({
+  run: true, session: true, task: true, tool: true, permission: true, message: true, prompt: true,
+  todo: true, workflow: true, step: true, process: true, call: true, exception: true, log: true,
+  metric: true, pane: true,
+} satisfies Record<EntityType, true>);
+export const isSeverity = oneOf({ debug: true, info: true, warn: true, error: true } satisfies Record<Severity, true>);
+export const isStatus = oneOf({
+  queued: true, running: true, idle: true, retry: true, success: true, failed: true, blocked: true,
+  cancelled: true,
+} satisfies Record<Status, true>);
 
 export interface Run {
   run_id: string;
@@ -106,22 +131,6 @@ export interface Health {
   queue: { depth: number; capacity: number; dropped: number; rejected: number };
   adapters: { name: string; state: string; last_event_at: string | null; lag_ms: number | null; errors: number; last_error: string | null }[];
   subscribers: number;
-}
-
-/** The filter shared by SSE, search and export (docs/CONTRACT.md §5). Lists are OR within, AND across. */
-export interface Filter {
-  sources?: string[];
-  source_events?: string[];
-  runs?: string[];
-  correlations?: string[];
-  sessions?: string[];
-  agents?: string[];
-  entity_types?: string[];
-  statuses?: string[];
-  severities?: string[];
-  since?: string;
-  until?: string;
-  q?: string;
 }
 
 export interface PluginInfo {
