@@ -123,6 +123,17 @@ impl TestHub {
             }
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
+        Self::assemble(runtime, running, scheme, dir, db)
+    }
+
+    /// The `TestHub` of a hub started on `runtime`, its URL in `scheme`.
+    fn assemble(
+        runtime: tokio::runtime::Runtime,
+        running: Running,
+        scheme: &str,
+        dir: tempfile::TempDir,
+        db: PathBuf,
+    ) -> TestHub {
         let url = format!("{scheme}://{}", running.addr);
         TestHub {
             running: Some(running),
@@ -172,16 +183,10 @@ impl TestHub {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             start(hub, listener).unwrap()
         });
-        let url = format!("http://{}", running.addr);
-        let hub = TestHub {
-            running: Some(running),
-            adapters: None,
-            url,
-            dir,
-            db,
-            runtime,
-        };
-        (hub, Gate(gate))
+        (
+            Self::assemble(runtime, running, "http", dir, db),
+            Gate(gate),
+        )
     }
 
     /// The hub's core (store, bus, health, ingest).

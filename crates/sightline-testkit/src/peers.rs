@@ -49,34 +49,7 @@ fn installed_opencode(dir: &Path) -> Option<PathBuf> {
 }
 
 fn install_opencode() -> PathBuf {
-    let dir = cache_dir().join("opencode");
-    if let Some(p) = installed_opencode(&dir) {
-        return p;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name":"sightline-opencode-test","private":true}"#,
-    )
-    .unwrap();
-    let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "opencode-ai"])
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("OPENCODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
-        });
-    assert!(
-        out.status.success(),
-        "OPENCODE TEST CANNOT RUN: `npm install opencode-ai` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    installed_opencode(&dir).unwrap_or_else(|| {
-        panic!(
-            "OPENCODE TEST CANNOT RUN: opencode-ai installed but no opencode binary in {}",
-            dir.display()
-        )
-    })
+    npm_peer("OPENCODE", "opencode", "opencode-ai", installed_opencode)
 }
 
 /// `opencode serve` on 127.0.0.1:`port`, isolated in `home` (its own config, data, cache and
@@ -140,35 +113,12 @@ fn installed_claude(dir: &Path) -> Option<PathBuf> {
 }
 
 fn install_claude() -> PathBuf {
-    let dir = cache_dir().join(format!("claude-{CLAUDE_CODE_VERSION}"));
-    if let Some(p) = installed_claude(&dir) {
-        return p;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name":"sightline-claude-test","private":true}"#,
+    npm_peer(
+        "CLAUDE CODE",
+        &format!("claude-{CLAUDE_CODE_VERSION}"),
+        &format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"),
+        installed_claude,
     )
-    .unwrap();
-    let package = format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}");
-    let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", &package])
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("CLAUDE CODE TEST CANNOT RUN: npm is not available ({e}); install Node.js/npm")
-        });
-    assert!(
-        out.status.success(),
-        "CLAUDE CODE TEST CANNOT RUN: `npm install {package}` failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    installed_claude(&dir).unwrap_or_else(|| {
-        panic!(
-            "CLAUDE CODE TEST CANNOT RUN: {package} installed but no claude binary in {}",
-            dir.display()
-        )
-    })
 }
 
 /// `claude` isolated in `home` (its own HOME and config dir `claude_dir`, no update, no
