@@ -64,6 +64,61 @@ function agg(list, key) {
   return [...m.values()].map((r) => { r.session_count = r._s.size; delete r._s; r.duration_ms = Date.parse(r.ended_at ?? r.last_event_at) - Date.parse(r.started_at); return r; });
 }
 
+// Workflows as GET /api/v1/workflows serves them (docs/API.md; the hub computes them in
+// crates/sightline-store/src/workflow.rs): the run row, steps with their attempts (the producer's
+// `attempt` metric, else counted: a step that ended and runs again starts the next), one progress
+// figure. The bounds (5,000 steps, 100 attempts) are not modelled: a mock never holds that many.
+const TERMINAL = ['success', 'failed', 'cancelled'];
+function workflowOf(id) {
+  const l = events.filter((e) => e.run_id === id);
+  if (!l.length) return null;
+  const r = agg(l, 'run_id')[0];
+  const run = { run_id: r.run_id, source: r.source, agent: r.agent, title: r.title, status: r.status, started_at: r.started_at, ended_at: r.ended_at, last_event_at: r.last_event_at, duration_ms: r.duration_ms, event_count: r.event_count, error_count: r.error_count, session_count: r.session_count, input_tokens: r.input_tokens, output_tokens: r.output_tokens, cache_read_tokens: r.cache_read_tokens, cache_write_tokens: r.cache_write_tokens, cost_usd: r.cost_usd, alive: r.status && TERMINAL.includes(r.status) ? false : null, ended_by: null, liveness_rule: null, liveness_reason: null };
+  const steps = new Map(); let reported = null;
+  for (const e of l) {
+    const progress = e.metrics?.progress;
+    if (e.entity_type === 'workflow') { if (progress != null) reported = Math.min(100, Math.max(0, progress)); continue; }
+    if (e.entity_type !== 'step') continue;
+    const name = e.entity_id ?? e.title;
+    let st = steps.get(name);
+    if (!st) steps.set(name, (st = { step: { name, status: null, progress: null, started_at: e.ts, ended_at: null, duration_ms: null, attempt_count: 0, attempts: [], attempts_omitted: 0, last_seq: e.seq }, closed: false }));
+    const s = st.step; s.last_seq = Math.max(s.last_seq, e.seq);
+    const told = Number.isInteger(e.metrics?.attempt) && e.metrics.attempt >= 1 ? e.metrics.attempt : null;
+    const cur = s.attempts.at(-1)?.attempt ?? null;
+    const progressOnly = e.source_event === 'progress';
+    const reopens = [null, 'running', 'queued', 'blocked'].includes(e.status ?? null);
+    const n = told ?? (cur == null ? 1 : st.closed && !progressOnly && reopens ? cur + 1 : cur);
+    let a = s.attempts.find((x) => x.attempt === n);
+    if (!a) { s.attempt_count++; s.attempts.push((a = { attempt: n, status: null, started_at: e.ts, ended_at: null, duration_ms: null, error: null, first_seq: e.seq, last_seq: e.seq })); s.progress = null; }
+    const latest = a === s.attempts.at(-1);
+    a.last_seq = Math.max(a.last_seq, e.seq);
+    if (e.ts < a.started_at) a.started_at = e.ts;
+    const ended = TERMINAL.includes(a.status);
+    if (e.status && !(ended && (e.status === 'retry' || progressOnly))) {
+      a.status = e.status;
+      if (TERMINAL.includes(e.status) || e.status === 'retry') { a.ended_at = e.ts; a.duration_ms = e.duration_ms ?? Math.max(0, Date.parse(e.ts) - Date.parse(a.started_at)); }
+      else { a.ended_at = null; a.duration_ms = null; }
+    }
+    if ((e.severity === 'error' || e.status === 'failed') && a.error == null) a.error = e.summary ?? e.title;
+    if (latest) { st.closed = a.ended_at != null; if (progress != null) s.progress = Math.min(100, Math.max(0, progress)); }
+  }
+  const end = TERMINAL.includes(run.status) ? run.status : null;
+  const list = [...steps.values()].map(({ step: s }) => {
+    s.attempts.sort((x, y) => x.attempt - y.attempt);
+    const last = s.attempts.at(-1);
+    if (end && !TERMINAL.includes(last.status)) {
+      last.status = end;
+      if (last.ended_at == null) { last.ended_at = run.ended_at; last.duration_ms = run.ended_at ? Math.max(0, Date.parse(run.ended_at) - Date.parse(last.started_at)) : null; }
+    }
+    s.status = last.status; s.ended_at = last.ended_at; s.duration_ms = last.duration_ms;
+    if (s.status === 'success') s.progress = 100;
+    return s;
+  });
+  const done = list.filter((s) => s.status === 'success').length;
+  const [percent, basis] = list.length ? [(done * 100) / list.length, 'steps'] : run.status === 'success' ? [100, 'ended'] : reported != null ? [reported, 'reported'] : [0, 'none'];
+  return { run, progress: { steps_done: done, steps_known: list.length, percent, basis, exact: true }, steps: list, steps_omitted: 0, steps_retried: list.filter((s) => s.attempt_count > 1).length };
+}
+
 function json(res, code, body) { res.writeHead(code, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)); }
 
 const plugins = JSON.parse(process.env.SIGHTLINE_PLUGINS ?? JSON.stringify([
@@ -119,6 +174,21 @@ const server = http.createServer(async (req, res) => {
     if (q.get('agent')) runs = runs.filter((r) => r.agent === q.get('agent'));
     runs.sort((a, b) => (a.last_event_at < b.last_event_at ? 1 : -1));
     return json(res, 200, { runs: runs.slice(0, Number(q.get('limit') ?? 50)), next_cursor: null });
+  }
+  if (p === '/api/v1/workflows') {
+    const q = u.searchParams;
+    const raw = q.get('limit') || '100';
+    if (!/^\d+$/.test(raw)) return json(res, 400, { error: { code: 'bad_request', message: `limit: \`${raw}\` is not a whole number (1 to 200)` } });
+    const lim = Math.min(200, Math.max(1, Number(raw)));
+    // The cursor is opaque to clients; here it is the offset into the newest-first list.
+    const from = Number(q.get('cursor') || 0);
+    const ids = agg(events.filter((e) => e.source === 'workflow'), 'run_id').sort((a, b) => (a.last_event_at < b.last_event_at ? 1 : -1)).map((r) => r.run_id);
+    const page = ids.slice(from, from + lim);
+    return json(res, 200, { workflows: page.map(workflowOf), next_cursor: from + lim < ids.length ? String(from + lim) : null });
+  }
+  if ((m = p.match(/^\/api\/v1\/workflows\/([^/]+)$/))) {
+    const id = decodeURIComponent(m[1]); const w = workflowOf(id);
+    return w ? json(res, 200, w) : json(res, 404, { error: { code: 'not_found', message: `no workflow \`${id}\`: its updates go to POST /api/v1/workflows/{id}/updates` } });
   }
   if ((m = p.match(/^\/api\/v1\/events\/(\d+)$/))) return json(res, 200, events[Number(m[1]) - 1]);
   if (p === '/api/v1/stats') {
