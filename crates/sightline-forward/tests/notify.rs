@@ -98,14 +98,7 @@ fn waiting_failure_and_cost_reach_a_webhook_rate_limited() {
         rx.recv_timeout(Duration::from_millis(1000)).is_err(),
         "one cost alert per run"
     );
-    let health = hub.get("/api/v1/health");
-    let entry = health["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "notify")
-        .expect("notify in health")
-        .clone();
+    let entry = hub.adapter_health("notify").expect("notify in health");
     assert_eq!(entry["events"], 3, "{entry}");
     hub.runtime.block_on(notifier.stop());
 }

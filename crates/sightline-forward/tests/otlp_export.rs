@@ -116,14 +116,7 @@ fn retries_with_backoff_on_429_and_503_until_taken() {
         gaps[2] >= Duration::from_millis(950),
         "Retry-After: 1 honoured: {gaps:?}"
     );
-    let health = get(&format!("{}/api/v1/health", hub.url));
-    let entry = health["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "otlp-export")
-        .unwrap()
-        .clone();
+    let entry = hub.adapter_health("otlp-export").unwrap();
     assert!(entry["errors"].as_u64().unwrap() >= 3, "{entry}");
 }
 
@@ -168,14 +161,7 @@ fn a_stalled_collector_fills_the_bounded_queue_and_drops_are_counted() {
         assert!(Instant::now() < deadline, "drops counted: {stats:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let health = get(&format!("{}/api/v1/health", hub.url));
-    let entry = health["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "otlp-export")
-        .unwrap()
-        .clone();
+    let entry = hub.adapter_health("otlp-export").unwrap();
     assert!(
         entry["last_error"].as_str().unwrap().contains("dropped"),
         "{entry}"

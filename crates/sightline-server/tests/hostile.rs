@@ -252,14 +252,7 @@ fn a_panicking_source_answers_500_and_the_hub_goes_on() {
             "{body}"
         );
     }
-    let health = get(&format!("{url}/api/v1/health"));
-    let buggy = health["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "buggy")
-        .unwrap()
-        .clone();
+    let buggy = adapter_health(&url, "buggy").unwrap();
     assert_eq!(buggy["errors"], 3, "{buggy}");
     let (status, _) = post(
         &format!("{url}/api/v1/events"),

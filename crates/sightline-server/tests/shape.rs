@@ -262,12 +262,7 @@ fn openapi_lists_every_route_with_its_role_and_real_schemas() {
 }
 
 fn health_of(hub: &TestHub, name: &str) -> Value {
-    hub.get("/api/v1/health")["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .cloned()
+    hub.adapter_health(name)
         .unwrap_or_else(|| panic!("no health entry `{name}`"))
 }
 

@@ -25,13 +25,8 @@ fn append(path: &Path, lines: &[String]) {
 }
 
 fn errors_in_health(hub: &TestHub, name: &str) -> u64 {
-    hub.get("/api/v1/health")["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .map(|a| a["errors"].as_u64().unwrap_or(0))
-        .unwrap_or(0)
+    hub.adapter_health(name)
+        .map_or(0, |a| a["errors"].as_u64().unwrap_or(0))
 }
 
 fn error_events(events: &[Value]) -> Vec<Value> {

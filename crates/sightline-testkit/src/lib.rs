@@ -239,6 +239,11 @@ impl TestHub {
         get(&format!("{}{path}", self.url))
     }
 
+    /// This hub's health entry of the source or adapter `name` (see [`adapter_health`]).
+    pub fn adapter_health(&self, name: &str) -> Option<Value> {
+        adapter_health(&self.url, name)
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         post(
             &format!("{}{path}", self.url),
@@ -433,6 +438,18 @@ pub fn get_text(url: &str) -> (u16, String) {
             .read_to_string()
             .unwrap(),
     )
+}
+
+/// The entry of the source or adapter `name` in `GET /api/v1/health`'s `adapters` of the hub at
+/// `hub_url`; `None` when the hub does not list it.
+pub fn adapter_health(hub_url: &str, name: &str) -> Option<Value> {
+    let health = get(&format!("{hub_url}/api/v1/health"));
+    health["adapters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("health lists no adapters: {health}"))
+        .iter()
+        .find(|a| a["name"] == name)
+        .cloned()
 }
 
 pub fn get(url: &str) -> Value {
