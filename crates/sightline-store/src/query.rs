@@ -99,6 +99,9 @@ pub struct RunDetail {
     pub by_severity: BTreeMap<String, i64>,
 }
 
+/// Runs per page of `GET /api/v1/runs` (a larger `limit` is clamped to it).
+pub const MAX_RUN_PAGE: usize = 1000;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Page<T: Serialize, C: Serialize> {
     #[serde(flatten)]
@@ -348,7 +351,7 @@ pub fn list_runs_where<T: Serialize>(
             "(last_event_at < {at} OR (last_event_at = {at} AND run_id < {id}))"
         ));
     }
-    let limit = q.limit.clamp(1, 1000);
+    let limit = q.limit.clamp(1, MAX_RUN_PAGE);
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE {} ORDER BY last_event_at DESC, run_id DESC LIMIT {}",
         clauses.join(" AND "),

@@ -56,6 +56,32 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// Where a cursor-paged list (`/runs`, `/workflows`) starts and how long a page is.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Paging {
+    /// A whole number; the store clamps it to 1..=`max`.
+    pub limit: usize,
+    /// The opaque `next_cursor` of the previous page; empty is none.
+    pub cursor: Option<String>,
+}
+
+/// Reads `limit` and `cursor` the one way every cursor-paged list takes them, so a bad limit
+/// gets the same answer everywhere and says what would be taken.
+pub(crate) fn paging(
+    params: &HashMap<String, String>,
+    default_limit: usize,
+    max: usize,
+) -> Result<Paging, ApiError> {
+    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
+        None => default_limit,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::BadRequest(format!("limit: `{v}` is not a whole number (1 to {max})"))
+        })?,
+    };
+    let cursor = params.get("cursor").filter(|c| !c.is_empty()).cloned();
+    Ok(Paging { limit, cursor })
+}
+
 fn time(params: &HashMap<String, String>, key: &str) -> Result<Option<Timestamp>, ApiError> {
     params
         .get(key)
@@ -187,6 +213,7 @@ pub struct Incidents {
 }
 
 pub async fn runs(State(hub): State<Hub>, Query(p): Params) -> Result<Json<RunsPage>, ApiError> {
+    let Paging { limit, cursor } = paging(&p, 50, query::MAX_RUN_PAGE)?;
     let q = RunQuery {
         statuses: list(&p, &["status", "statuses"], Status::parse, Status::names)?,
         sources: list(&p, &["source", "sources"], Source::parse, Source::names)?,
@@ -198,8 +225,8 @@ pub async fn runs(State(hub): State<Hub>, Query(p): Params) -> Result<Json<RunsP
         q: p.get("q").filter(|q| !q.is_empty()).cloned(),
         since: time(&p, "since")?,
         until: time(&p, "until")?,
-        limit: number(&p, "limit", 50usize)?,
-        cursor: p.get("cursor").filter(|c| !c.is_empty()).cloned(),
+        limit,
+        cursor,
         q_runs: Vec::new(),
     };
     let wanted = p.get("project").filter(|p| !p.is_empty()).cloned();
@@ -354,4 +381,57 @@ pub async fn incidents(
         .read(move |c| query::incidents(c, since, window_ms, limit))
         .await?;
     Ok(Json(Incidents { incidents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn paging_reads_limit_and_cursor_the_same_way_for_every_list() {
+        assert_eq!(
+            paging(&params(&[]), 50, 1000).unwrap(),
+            Paging {
+                limit: 50,
+                cursor: None
+            }
+        );
+        assert_eq!(
+            paging(&params(&[("limit", ""), ("cursor", "")]), 100, 200).unwrap(),
+            Paging {
+                limit: 100,
+                cursor: None
+            },
+            "empty is absent"
+        );
+        assert_eq!(
+            paging(
+                &params(&[("limit", "7"), ("cursor", "123:run-a")]),
+                100,
+                200
+            )
+            .unwrap(),
+            Paging {
+                limit: 7,
+                cursor: Some("123:run-a".into())
+            }
+        );
+        for bad in ["-1", "x", "1.5", "99999999999999999999999"] {
+            let Err(ApiError::BadRequest(message)) = paging(&params(&[("limit", bad)]), 100, 200)
+            else {
+                panic!("limit={bad} was taken");
+            };
+            assert!(
+                message.contains("1 to 200") && message.contains(bad),
+                "{message}"
+            );
+        }
+    }
 }

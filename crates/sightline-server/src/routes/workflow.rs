@@ -21,6 +21,7 @@ use sightline_store::workflow::{self as wf, Workflow, WorkflowsPage};
 
 use crate::error::ApiError;
 use crate::hub::Hub;
+use crate::routes::query::{Paging, paging};
 
 /// The largest message a workflow-stream client may send.
 const CLIENT_MESSAGE_MAX: usize = 4 * 1024;
@@ -66,16 +67,7 @@ pub async fn list(
     State(hub): State<Hub>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<WorkflowsPage>, ApiError> {
-    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
-        None => 100,
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "limit: `{v}` is not a whole number (1 to {})",
-                wf::MAX_PAGE
-            ))
-        })?,
-    };
-    let cursor = params.get("cursor").filter(|v| !v.is_empty()).cloned();
+    let Paging { limit, cursor } = paging(&params, 100, wf::MAX_PAGE)?;
     let page = hub
         .store()
         .read(move |c| wf::workflows(c, limit, cursor))
