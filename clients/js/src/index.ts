@@ -64,7 +64,18 @@ export interface WorkflowUpdateData {
   step?: string;
   error?: string;
   level?: string;
+  /** Which attempt of a retried step this is: a whole number from 1 (docs/PROTOCOL.md). */
+  attempt?: number;
   [key: string]: unknown;
+}
+
+/** Options of {@link WorkflowReporter.step}. */
+export interface StepOptions {
+  /**
+   * The attempt this run of the step is, a whole number from 1, when the caller retries it
+   * itself. Without it the hub counts: a step that ended and runs again is the next attempt.
+   */
+  attempt?: number;
 }
 
 /** The minimal WebSocket surface used (the browser's, Node 22's global, or `ws`). */
@@ -790,6 +801,8 @@ export class SightlineClient {
 /** Reports one workflow execution. */
 export class WorkflowReporter {
   currentStep: string | undefined;
+  /** The attempt given to the current step's `step()`, sent with its later updates too. */
+  currentAttempt: number | undefined;
   private started = Date.now();
 
   constructor(readonly client: SightlineClient, readonly id: string, readonly name?: string) {}
@@ -808,29 +821,47 @@ export class WorkflowReporter {
     return this.update('status', { status: 'running', message: message ?? `${this.name ?? this.id} started` });
   }
 
-  async step(step: string, message?: string) {
-    if (this.currentStep && this.currentStep !== step) await this.update('status', { status: 'success', step: this.currentStep });
+  /**
+   * Starts a step (ending the previous one with success). `attempt` names which attempt of a
+   * retried step this is; it is sent with the step's later progress, logs, errors and end too.
+   * Throws a RangeError, sending nothing, when it is not a whole number from 1.
+   */
+  async step(step: string, message?: string, options: StepOptions = {}) {
+    const { attempt } = options;
+    if (attempt !== undefined && !(Number.isSafeInteger(attempt) && attempt >= 1)) {
+      throw new RangeError(`attempt must be a whole number from 1, got ${attempt}`);
+    }
+    if (this.currentStep && this.currentStep !== step) await this.update('status', { status: 'success', step: this.currentStep, attempt: this.currentAttempt });
     this.currentStep = step;
-    return this.update('status', { status: 'running', step, message });
+    this.currentAttempt = attempt;
+    return this.update('status', { status: 'running', step, message, attempt });
+  }
+
+  /** The attempt to send with an update of `step`: the current step's, else none. */
+  private attemptOf(step: string | undefined) {
+    return step !== undefined && step === this.currentStep ? this.currentAttempt : undefined;
   }
 
   progress(progress: number, step?: string, message?: string) {
-    return this.update('progress', { progress, step: step ?? this.currentStep, message });
+    const s = step ?? this.currentStep;
+    return this.update('progress', { progress, step: s, message, attempt: this.attemptOf(s) });
   }
 
   log(message: string, level: Severity = 'info') {
-    return this.update('log', { message, level, step: this.currentStep });
+    return this.update('log', { message, level, step: this.currentStep, attempt: this.attemptOf(this.currentStep) });
   }
 
   error(error: unknown, step?: string) {
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    return this.update('error', { error: text, step: step ?? this.currentStep });
+    const s = step ?? this.currentStep;
+    return this.update('error', { error: text, step: s, attempt: this.attemptOf(s) });
   }
 
   async complete(status: 'success' | 'failed' | 'cancelled' = 'success', message?: string) {
     if (this.currentStep) {
-      await this.update('status', { status, step: this.currentStep });
+      await this.update('status', { status, step: this.currentStep, attempt: this.currentAttempt });
       this.currentStep = undefined;
+      this.currentAttempt = undefined;
     }
     return this.update('complete', { status, message, duration_ms: Date.now() - this.started });
   }

@@ -83,6 +83,40 @@ test('workflow reporter: steps, progress, logs, errors, completion', async () =>
   }
 });
 
+test('workflow reporter: a step retried with its attempt number is one step with two attempts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
+  const hub = await startHub({ db: join(dir, 'db.sqlite') });
+  const client = new SightlineClient({ url: hub.url });
+  try {
+    const wf = client.workflow('wf-js-retry', 'deploy');
+    await wf.start();
+    // The caller names attempt 3 then 4 (earlier ones ran elsewhere): counted, the hub would
+    // have said 1 and 2.
+    await wf.step('push', 'first try', { attempt: 3 });
+    await wf.progress(40);
+    await wf.error(new Error('registry 503'));
+    await wf.step('push', 'again', { attempt: 4 });
+    await wf.log('pushed');
+    await wf.complete('success');
+    await assert.rejects(wf.step('push', 'bad', { attempt: 0 }), RangeError);
+    await assert.rejects(wf.step('push', 'bad', { attempt: 1.5 }), RangeError);
+    const got = await client.request('GET', '/api/v1/workflows/wf-js-retry');
+    assert.equal(got.steps.length, 1, JSON.stringify(got.steps));
+    const [push] = got.steps;
+    assert.equal(push.name, 'push');
+    assert.equal(push.attempt_count, 2);
+    assert.deepEqual(push.attempts.map((a) => [a.attempt, a.status]), [[3, 'failed'], [4, 'success']]);
+    assert.match(push.attempts[0].error, /registry 503/);
+    assert.equal(got.steps_retried, 1);
+    // The attempt travels with the step's later updates, not only with step().
+    const sent = (await client.search({ runs: ['wf-js-retry'] })).filter((e) => e.entity_type === 'step');
+    assert.ok(sent.every((e) => e.metrics?.attempt === 3 || e.metrics?.attempt === 4), JSON.stringify(sent.map((e) => [e.source_event, e.metrics])));
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
+
 test('reconnects across a hub restart and resumes with no loss and no repeat', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sl-js-'));
   const db = join(dir, 'db.sqlite');
