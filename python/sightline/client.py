@@ -358,6 +358,8 @@ class Workflow:
         self.id = workflow_id
         self.name = name
         self.current_step: Optional[str] = None
+        # The attempt given to the current step's step(), sent with its later updates too.
+        self.current_attempt: Optional[int] = None
         self._started = time.monotonic()
 
     def update(self, kind: str, **data: Any) -> int:
@@ -374,27 +376,45 @@ class Workflow:
     def status(self, status: str, message: Optional[str] = None, step: Optional[str] = None) -> int:
         return self.update("status", status=status, message=message, step=step)
 
-    def step(self, step: str, message: Optional[str] = None) -> int:
-        """Starts a step (ending the previous one)."""
+    def step(self, step: str, message: Optional[str] = None, *, attempt: Optional[int] = None) -> int:
+        """Starts a step (ending the previous one with success).
+
+        ``attempt`` names which attempt of a step the caller retries itself this is (a whole
+        number from 1); it is sent with the step's later progress, logs, errors and end too.
+        Without it the hub counts: a step that ended and starts again is the next attempt.
+        Raises ValueError, sending nothing, for anything but a whole number from 1."""
+        if attempt is not None and (
+            isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1
+        ):
+            raise ValueError(f"attempt must be a whole number from 1, got {attempt!r}")
         if self.current_step and self.current_step != step:
-            self.update("status", status="success", step=self.current_step)
+            self.update("status", status="success", step=self.current_step, attempt=self.current_attempt)
         self.current_step = step
-        return self.update("status", status="running", step=step, message=message)
+        self.current_attempt = attempt
+        return self.update("status", status="running", step=step, message=message, attempt=attempt)
+
+    def _attempt_of(self, step: Optional[str]) -> Optional[int]:
+        """The attempt to send with an update of ``step``: the current step's, else none."""
+        return self.current_attempt if step is not None and step == self.current_step else None
 
     def progress(self, percent: float, step: Optional[str] = None, message: Optional[str] = None) -> int:
-        return self.update("progress", progress=percent, step=step or self.current_step, message=message)
+        step = step or self.current_step
+        return self.update("progress", progress=percent, step=step, message=message, attempt=self._attempt_of(step))
 
     def log(self, message: str, level: str = "info") -> int:
-        return self.update("log", message=message, level=level, step=self.current_step)
+        step = self.current_step
+        return self.update("log", message=message, level=level, step=step, attempt=self._attempt_of(step))
 
     def error(self, error: Union[str, BaseException], step: Optional[str] = None) -> int:
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return self.update("error", error=text, step=step or self.current_step)
+        step = step or self.current_step
+        return self.update("error", error=text, step=step, attempt=self._attempt_of(step))
 
     def complete(self, status: str = "success", message: Optional[str] = None) -> int:
         if self.current_step:
-            self.update("status", status=status, step=self.current_step)
+            self.update("status", status=status, step=self.current_step, attempt=self.current_attempt)
             self.current_step = None
+            self.current_attempt = None
         duration_ms = round((time.monotonic() - self._started) * 1000, 1)
         return self.update("complete", status=status, message=message, duration_ms=duration_ms)
 

@@ -121,6 +121,32 @@ def test_workflow_context_manager_reports_steps_progress_errors_completion(hub):
     assert {e["entity_id"] for e in progress} == {"compile", "test"}
 
 
+def test_a_step_retried_with_its_attempt_number_is_one_step_with_two_attempts(hub):
+    c = sl.Client(hub.url)
+    wf = c.workflow("wf-retry", name="deploy")
+    wf.status("running")
+    # Attempts 3 and 4 (earlier ones ran elsewhere): counted, the hub would have said 1 and 2.
+    wf.step("push", "first try", attempt=3)
+    wf.progress(40)
+    wf.error(OSError("registry 503"))
+    wf.step("push", "again", attempt=4)
+    wf.log("pushed")
+    wf.complete("success")
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError):
+            wf.step("push", attempt=bad)
+    got = c.request("GET", "/api/v1/workflows/wf-retry")
+    assert [s["name"] for s in got["steps"]] == ["push"], got["steps"]
+    push = got["steps"][0]
+    assert push["attempt_count"] == 2
+    assert [(a["attempt"], a["status"]) for a in push["attempts"]] == [(3, "failed"), (4, "success")]
+    assert "registry 503" in push["attempts"][0]["error"]
+    assert got["steps_retried"] == 1
+    # The attempt travels with the step's later updates, not only with step().
+    steps = [e for e in c.search(runs=["wf-retry"]) if e["entity_type"] == "step"]
+    assert steps and all((e.get("metrics") or {}).get("attempt") in (3, 4) for e in steps), steps
+
+
 def test_reconnect_across_a_hub_restart_loses_nothing(tmp_path):
     db = tmp_path / "db.sqlite"
     port = free_port()
