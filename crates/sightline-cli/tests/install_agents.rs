@@ -4,8 +4,6 @@
 //! kit) then sends its telemetry to a real hub through that section. Gemini CLI's
 //! `settings.json` gets its `telemetry` block the same way.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::TestHub;
-use sightline_testkit::peers::{codex_binary, codex_command};
+use sightline_testkit::peers::{MockReply, codex_binary, codex_command, mock_http};
 
 use common::sightline_with as sightline;
 
@@ -30,44 +28,13 @@ fn backups(dir: &Path, name: &str) -> usize {
         .count()
 }
 
-/// A one-connection-at-a-time HTTP mock on a thread: each request's path goes to `answer`,
-/// which gives the content type and body sent back; then the connection closes.
+/// An HTTP mock (the test kit's [`mock_http`]): each request's path goes to `answer`, which
+/// gives the content type and body sent back.
 fn http_mock(answer: fn(&str) -> (&'static str, String)) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            let mut path = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if path.is_empty() {
-                    path = line.split(' ').nth(1).unwrap_or("/").to_string();
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let (content_type, text) = answer(&path);
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
-    });
-    addr
+    mock_http(move |request| {
+        let (content_type, text) = answer(request.line.split(' ').nth(1).unwrap_or("/"));
+        MockReply::ok(content_type, text)
+    })
 }
 
 /// The OpenAI Responses API: a stream with one assistant message and `response.completed`.

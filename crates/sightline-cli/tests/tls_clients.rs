@@ -53,6 +53,15 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run sightline")
 }
 
+/// Asserts that the command failed (exit 1) saying each of `words` on stderr.
+fn failed_saying(out: &Output, words: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for word in words {
+        assert!(err.contains(word), "`{word}` is not in: {err}");
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -106,14 +115,8 @@ fn status_trusts_the_private_ca_from_the_flag_or_the_environment_and_says_what_t
 
     // No CA: the system's roots do not know this one.
     let out = run(&mut sightline(&["status", "--url", url]));
-    assert_eq!(out.status.code(), Some(1));
+    failed_saying(&out, &["is not trusted", "--cacert", "SIGHTLINE_CA_FILE"]);
     let err = text(&out.stderr);
-    assert!(
-        err.contains("is not trusted")
-            && err.contains("--cacert")
-            && err.contains("SIGHTLINE_CA_FILE"),
-        "{err}"
-    );
     assert!(
         !err.contains("start one with"),
         "a TLS problem is not a dead hub: {err}"
@@ -128,21 +131,14 @@ fn status_trusts_the_private_ca_from_the_flag_or_the_environment_and_says_what_t
         "--cacert",
         other.ca.to_str().unwrap(),
     ]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("is not trusted"),
-        "{}",
-        text(&out.stderr)
-    );
+    failed_saying(&out, &["is not trusted"]);
 
     // Plain HTTP to the TLS port.
     let plain = url.replacen("https://", "http://", 1);
     let out = run(&mut sightline(&[
         "status", "--url", &plain, "--cacert", ca_path,
     ]));
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.contains(&format!("use {url}")), "{err}");
+    failed_saying(&out, &[&format!("use {url}")]);
 
     // A CA file that is missing, or holds no certificate.
     let missing = ca.dir().join("nope.pem");
@@ -153,19 +149,9 @@ fn status_trusts_the_private_ca_from_the_flag_or_the_environment_and_says_what_t
         "--cacert",
         missing.to_str().unwrap(),
     ]));
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("cannot read the CA file") && err.contains("nope.pem"),
-        "{err}"
-    );
+    failed_saying(&out, &["cannot read the CA file", "nope.pem"]);
     let out = run(sightline(&["status", "--url", url]).env("SIGHTLINE_CA_FILE", &ca.key));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("holds no certificate"),
-        "{}",
-        text(&out.stderr)
-    );
+    failed_saying(&out, &["holds no certificate"]);
 
     // https:// to a plain hub.
     let plain_dir = tempfile::tempdir().unwrap();
@@ -176,12 +162,7 @@ fn status_trusts_the_private_ca_from_the_flag_or_the_environment_and_says_what_t
     let out = run(&mut sightline(&[
         "status", "--url", &wrong, "--cacert", ca_path,
     ]));
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("does not speak TLS") && err.contains("use http://"),
-        "{err}"
-    );
+    failed_saying(&out, &["does not speak TLS", "use http://"]);
 }
 
 fn hook(url: &str, spool: &Path, ca: Option<&Path>, prompt: &str) -> Output {
@@ -308,12 +289,7 @@ fn replay_export_import_tail_run_and_stop_over_tls() {
         &url,
         exported.to_str().unwrap(),
     ]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("is not trusted"),
-        "{}",
-        text(&out.stderr)
-    );
+    failed_saying(&out, &["is not trusted"]);
 
     // tail: the stream over TLS.
     let out = run(&mut sightline(&[
@@ -337,12 +313,7 @@ fn replay_export_import_tail_run_and_stop_over_tls() {
     assert_eq!(streamed[0]["seq"], 1);
     assert_eq!(streamed[0]["run_id"], "run-tls");
     let out = run(&mut sightline(&["tail", "--url", &url, "--limit", "1"]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("is not trusted"),
-        "{}",
-        text(&out.stderr)
-    );
+    failed_saying(&out, &["is not trusted"]);
 
     // run: a program watched from outside, its process events sent over TLS.
     let out = run(&mut sightline(&[

@@ -201,59 +201,97 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<MockRequest> {
     Ok(MockRequest { line, body })
 }
 
-/// A mock of the Anthropic Messages API on 127.0.0.1:0, for [`claude_command`]'s `api_url`
-/// (returned): `POST /v1/messages/count_tokens` counts 10 tokens, a request to any other path
-/// is a 404, and each `POST /v1/messages` is answered by `answer`, given the request's JSON
-/// (null when it is not JSON): the request id for the `request-id` header (empty: none) and
-/// the body of a `text/event-stream` answer (see [`messages_sse`]). One request per
-/// connection, each on a thread of its own.
-pub fn mock_messages_api(
-    answer: impl Fn(&Value) -> (String, Vec<u8>) + Send + Sync + 'static,
-) -> String {
+/// What a mock peer API answers: a status, a content type, more headers, a body.
+pub struct MockReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl MockReply {
+    /// A 200 answer of `content_type`.
+    pub fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> MockReply {
+        MockReply {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+}
+
+/// A mock HTTP/1.1 API on 127.0.0.1:0 (its address returned) standing in for a model provider
+/// or a peer's backend: each connection carries one request, answered by `answer`, then
+/// closed; each connection on a thread of its own. A broken connection is the client's
+/// business: the tests check results.
+pub fn mock_http(
+    answer: impl Fn(&MockRequest) -> MockReply + Send + Sync + 'static,
+) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
     let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let answer = answer.clone();
             std::thread::spawn(move || {
-                // A broken connection is the client's business; the test checks results.
-                let _ = serve_messages(stream, &*answer);
+                let _ = serve_one(stream, &*answer);
             });
         }
     });
-    url
+    addr
 }
 
-fn serve_messages(
+fn serve_one(
     stream: std::net::TcpStream,
-    answer: &dyn Fn(&Value) -> (String, Vec<u8>),
+    answer: &dyn Fn(&MockRequest) -> MockReply,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    let MockRequest { line, body } = read_request(&mut reader)?;
-    let (status, content_type, request_id, reply) = if !line.starts_with("POST /v1/messages") {
-        (404, "application/json", String::new(), b"{}".to_vec())
-    } else if line.contains("count_tokens") {
-        let count = br#"{"input_tokens": 10}"#.to_vec();
-        (200, "application/json", String::new(), count)
-    } else {
-        let request = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (request_id, stream) = answer(&request);
-        (200, "text/event-stream", request_id, stream)
-    };
-    let request_id = if request_id.is_empty() {
-        String::new()
-    } else {
-        format!("request-id: {request_id}\r\n")
-    };
-    let head = format!(
-        "HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\n{request_id}content-length: {}\r\nconnection: close\r\n\r\n",
-        reply.len()
+    let request = read_request(&mut reader)?;
+    let reply = answer(&request);
+    let mut head = format!(
+        "HTTP/1.1 {} OK\r\ncontent-type: {}\r\n",
+        reply.status, reply.content_type
     );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        reply.body.len()
+    ));
     out.write_all(head.as_bytes())?;
-    out.write_all(&reply)?;
+    out.write_all(&reply.body)?;
     out.flush()
+}
+
+/// A mock of the Anthropic Messages API (see [`mock_http`]), for [`claude_command`]'s
+/// `api_url` (returned): `POST /v1/messages/count_tokens` counts 10 tokens, a request to any
+/// other path is a 404, and each `POST /v1/messages` is answered by `answer`, given the
+/// request's JSON (null when it is not JSON): the request id for the `request-id` header
+/// (empty: none) and the body of a `text/event-stream` answer (see [`messages_sse`]).
+pub fn mock_messages_api(
+    answer: impl Fn(&Value) -> (String, Vec<u8>) + Send + Sync + 'static,
+) -> String {
+    let addr = mock_http(move |MockRequest { line, body }| {
+        if !line.starts_with("POST /v1/messages") {
+            let mut reply = MockReply::ok("application/json", "{}");
+            reply.status = 404;
+            reply
+        } else if line.contains("count_tokens") {
+            MockReply::ok("application/json", r#"{"input_tokens": 10}"#)
+        } else {
+            let request = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let (request_id, stream) = answer(&request);
+            let mut reply = MockReply::ok("text/event-stream", stream);
+            if !request_id.is_empty() {
+                reply.headers.push(("request-id", request_id));
+            }
+            reply
+        }
+    });
+    format!("http://{addr}")
 }
 
 /// The Messages API's SSE stream of `events`, each named by its `type`.
