@@ -246,3 +246,48 @@ def test_spool_files_are_private_and_hold_redacted_events(tmp_path):
     start = next(json.loads(line) for line in text.splitlines() if '"process_start"' in line)
     assert start["payload"]["argv"][1:] == ["--password", "[REDACTED]", "--api-key=[REDACTED]", "plain"]
     assert "pw-on-the-command-line" not in text and "argv-key-0123" not in text
+
+
+def test_a_token_without_the_ingest_role_keeps_the_events_for_when_it_is_fixed(tmp_path):
+    """Issue 11, item 10: a 403 (a valid token that may only read) is an auth answer like 401:
+    the batch is kept and spooled, never dropped, and a later process with a token that may
+    ingest delivers every event."""
+    reader, producer = "reader-token-0123456789", "producer-token-0123456789"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{reader} read reader\n{producer} ingest producer\n")
+    h = Hub(tmp_path, "--token-file", str(tokens))
+    spool = tmp_path / "spool"
+    try:
+        run_id, p = run_traced(h, tmp_path, WORK.replace("FLUSH", "1"), "read-only-token",
+                               SIGHTLINE_TOKEN=reader, SIGHTLINE_TRANSPORT="http",
+                               SIGHTLINE_CONTROL="0", SIGHTLINE_FLUSH_TIMEOUT_S="0.5",
+                               SIGHTLINE_SPOOL_DIR=str(spool))
+        assert p.returncode == 0, p.stderr
+        report = json.loads(p.stdout.strip().splitlines()[-1])
+        assert report["sent"] == 0 and report["rejected"] == 0, report
+        assert report["left"] > 0 and "403" in (report["last_error"] or ""), report
+        files = list(spool.glob("python-*.ndjson"))
+        assert len(files) == 1, p.stderr
+        spooled = [json.loads(line) for line in files[0].read_text().splitlines()]
+        assert sum(e["source_event"] == "call" and short(e) == "work" for e in spooled) == 300
+
+        run2, p2 = run_traced(h, tmp_path, "print('next')\n", "ingest-token",
+                              SIGHTLINE_TOKEN=producer, SIGHTLINE_TRANSPORT="http",
+                              SIGHTLINE_CONTROL="0", SIGHTLINE_SPOOL_DIR=str(spool))
+        assert p2.returncode == 0, p2.stderr
+        import urllib.request
+        got = []
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            req = urllib.request.Request(
+                f"{h.url}/api/v1/search?runs={run_id}&source_events=call&limit=1000",
+                headers={"Authorization": f"Bearer {reader}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                got = json.loads(r.read())["events"]
+            if sum(short(e) == "work" for e in got) >= 300:
+                break
+            time.sleep(0.2)
+        assert sum(short(e) == "work" for e in got) == 300
+        assert not list(spool.glob("python-*"))
+    finally:
+        h.close()
