@@ -107,6 +107,13 @@ function subscribeInPage(page, name, { url, token, filter, since }) {
   );
 }
 
+/** Closes the page's clients, the page and the hub, the end of every test. */
+async function closeAll(page, hub) {
+  await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
+  await page.close();
+  await hub.stop();
+}
+
 const waitFor = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: WAIT, polling: 20 });
 const recorded = (page, name) => page.evaluate((name) => window.rec[name], name);
 
@@ -164,9 +171,7 @@ test('a filtered subscription from an allowed origin gets exactly the matching e
     assert.ok(socketUrls.length >= 1 && socketUrls.every((u) => u === hub.url.replace(/^http/, 'ws') + '/ws'), socketUrls.join(' '));
     assert.deepEqual(pageErrors, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
 
@@ -184,9 +189,7 @@ test('a page on an origin the hub does not allow is refused', async () => {
     assert.equal(await page.evaluate(() => window.clients.main.epoch), undefined);
     assert.deepEqual((await recorded(page, 'main')).events, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
 
@@ -229,9 +232,7 @@ test('publish from the browser: acknowledged after commit, stored once, seen by 
     assert.equal(run.run.status, 'success');
     assert.deepEqual(pageErrors, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
 
@@ -276,9 +277,7 @@ test('a hub with tokens: the browser authenticates with the auth message; a wron
     assert.ok(socketUrls.every((u) => !u.includes('access_token') && !u.includes('token-0001')), socketUrls.join(' '));
     assert.deepEqual(pageErrors, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
 
@@ -313,9 +312,7 @@ test('resume across a SIGKILL of the hub: every event exactly once, including th
     assert.deepEqual(got.errors, []);
     assert.deepEqual(pageErrors, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
 
@@ -348,8 +345,6 @@ test('onReset when the hub comes back with a new database', async () => {
     assert.deepEqual(got.errors, []);
     assert.deepEqual(pageErrors, []);
   } finally {
-    await page.evaluate(() => Object.values(window.clients ?? {}).forEach((c) => c.close()));
-    await page.close();
-    await hub.stop();
+    await closeAll(page, hub);
   }
 });
