@@ -1,0 +1,415 @@
+//! Claude Code's newer hook events driven by the real binary (the version the test kit pins,
+//! from npm) in `claude -p`, offline against a scripted mock of the Anthropic Messages API,
+//! with every hook posted to a real hub; each test asserts what the hub made of them through
+//! its API. Proven here: worktrees (`--worktree` at start-up, the `EnterWorktree` and
+//! `ExitWorktree` tools: `WorktreeCreate`, `WorktreeRemove`) and MCP elicitation (a stdio MCP
+//! server written here asks for input; `claude -p` cancels it: `Elicitation` blocks the
+//! session, `ElicitationResult` ends the wait). Tasks (`TaskCreated`, `TaskCompleted`) and a
+//! refused permission are proven in `claude_real.rs`; what cannot fire in `-p` mode (agent
+//! teams' `TeammateIdle`, `PermissionDenied`, which only the auto-mode classifier raises) is
+//! said in docs/SOURCES-SETUP.md.
+//!
+//! A `WorktreeCreate` hook replaces Claude Code's own `git worktree add`: it must print the
+//! directory it made. The test's hook does that (and posts the payload to the hub); this is why
+//! `sightline install claude` never subscribes to it.
+//!
+//! The tests fail, saying why, when npm cannot install Claude Code, or `curl` or `python3`
+//! (the command hooks, the MCP server) is missing; they never pass without running.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestHub;
+use common::peers::{claude_command, claude_settings_file, messages_sse, mock_messages_api};
+use serde_json::{Value, json};
+
+/// The marker in the prompt that tells the mock a request is the main conversation's.
+const MARKER: &str = "SURFACE-TASK";
+
+/// Starts a mock Messages API that answers the main conversation with `script`'s tool calls,
+/// one per answer (the n-th answer after n tool results), then `done`; anything else (a side
+/// request) gets `ok`. Returns its URL.
+fn mock_api(script: Vec<(&'static str, Value)>) -> String {
+    mock_messages_api(move |request| {
+        let empty = vec![];
+        let messages = request["messages"].as_array().unwrap_or(&empty);
+        let main = messages
+            .first()
+            .is_some_and(|m| m.to_string().contains(MARKER));
+        let results = messages
+            .iter()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .filter(|b| b["type"] == "tool_result")
+            .count();
+        let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
+        let mut events = vec![
+            json!({"type": "message_start", "message": {"id": "msg_surface",
+            "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ];
+        let stop = match script.get(results).filter(|_| main) {
+            Some((tool, input)) => {
+                events.push(
+                    json!({"type": "content_block_start", "index": 0, "content_block":
+                    {"type": "tool_use", "id": format!("toolu_surface_{results}"),
+                     "name": tool, "input": {}}}),
+                );
+                events.push(json!({"type": "content_block_delta", "index": 0, "delta":
+                    {"type": "input_json_delta", "partial_json": input.to_string()}}));
+                "tool_use"
+            }
+            None => {
+                let text = if main { "done" } else { "ok" };
+                events.push(json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}));
+                events.push(json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": text}}));
+                "end_turn"
+            }
+        };
+        events.push(json!({"type": "content_block_stop", "index": 0}));
+        events.push(
+            json!({"type": "message_delta", "delta": {"stop_reason": stop,
+            "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+        );
+        events.push(json!({"type": "message_stop"}));
+        (String::new(), messages_sse(&events))
+    })
+}
+
+/// Fails the test, loudly, when a program a hook or the MCP server needs is missing.
+fn require(program: &str, why: &str) {
+    let ok = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "CLAUDE CODE TEST CANNOT RUN: {program} is missing ({why})"
+    );
+}
+
+/// A session's directories: HOME, the project (a git repository with one commit) and the
+/// settings file, all under `root`.
+struct Dirs {
+    home: PathBuf,
+    repo: PathBuf,
+    settings: PathBuf,
+}
+
+/// The hook events these tests post to the hub over `http`; `SessionStart` takes only
+/// `command` hooks (curl posts it) and `WorktreeCreate` is the worktree hook of [`dirs`].
+const HTTP_HOOKS: &[&str] = &[
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "Notification",
+    "UserPromptSubmit",
+    "SessionEnd",
+    "Stop",
+    "PermissionRequest",
+    "PermissionDenied",
+    "Elicitation",
+    "ElicitationResult",
+    "WorktreeRemove",
+    "CwdChanged",
+];
+
+fn dirs(root: &Path, hub: &str) -> Dirs {
+    let (home, repo) = (root.join("home"), root.join("repo"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "# readme\n").unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &["commit", "-qm", "init"],
+    ] {
+        let ok = Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "git {args:?} failed in {}", repo.display());
+    }
+    let url = format!("{hub}/api/v1/hooks/claude");
+    let curl =
+        format!("curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}");
+    // WorktreeCreate replaces `git worktree add`: the hook posts its payload, makes the
+    // directory `<root>/trees/<name>` and prints it, which Claude Code then works in.
+    let trees = root.join("trees");
+    let worktree = format!(
+        "payload=$(cat); printf '%s' \"$payload\" | {curl} >/dev/null; \
+         name=$(printf '%s' \"$payload\" | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"name\"])'); \
+         mkdir -p '{trees}'/\"$name\" && echo '{trees}'/\"$name\"",
+        trees = trees.display()
+    );
+    let settings = claude_settings_file(
+        root,
+        &[
+            (
+                HTTP_HOOKS,
+                json!([{"hooks": [{"type": "http", "url": url}]}]),
+            ),
+            (
+                &["SessionStart"][..],
+                json!([{"hooks": [{"type": "command", "command": curl}]}]),
+            ),
+            (
+                &["WorktreeCreate"][..],
+                json!([{"hooks": [{"type": "command", "command": worktree}]}]),
+            ),
+        ],
+    );
+    Dirs {
+        home,
+        repo,
+        settings,
+    }
+}
+
+/// Runs `claude -p` (skipping permissions) with `args`; returns its JSON result.
+fn claude(hub: &TestHub, api: &str, dirs: &Dirs, args: &[&str]) -> Value {
+    let config = hub.config();
+    let out = claude_command(&dirs.home, &config.claude_dir, &dirs.repo, api)
+        .args(["-p", &format!("{MARKER}: go"), "--output-format", "json"])
+        .arg("--settings")
+        .arg(&dirs.settings)
+        .arg("--dangerously-skip-permissions")
+        .args(args)
+        .output()
+        .expect("claude runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude -p failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("claude's JSON result ({e}): {stdout}"))
+}
+
+/// The hub's events of `session` once it holds its `SessionEnd` (hooks post while Claude Code
+/// exits), oldest first.
+fn session_events(hub: &TestHub, session: &str) -> Vec<Value> {
+    hub.wait_for(
+        &format!("the SessionEnd of {session}"),
+        Duration::from_secs(20),
+        |events| {
+            events
+                .iter()
+                .any(|e| e["session_id"] == session && e["source_event"] == "SessionEnd")
+        },
+    )
+    .into_iter()
+    .filter(|e| e["session_id"] == session)
+    .collect()
+}
+
+fn find<'a>(events: &'a [Value], source_event: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["source_event"] == source_event)
+        .collect()
+}
+
+#[test]
+fn worktrees_created_and_removed_by_the_real_binary_are_session_events() {
+    require(
+        "curl",
+        "the SessionStart and WorktreeCreate hooks are commands",
+    );
+    require(
+        "python3",
+        "the WorktreeCreate hook reads the worktree's name",
+    );
+    let hub = TestHub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path(), &hub.url);
+    let api = mock_api(vec![
+        ("EnterWorktree", json!({"name": "feat-tool"})),
+        (
+            "ExitWorktree",
+            json!({"action": "remove", "discard_changes": true}),
+        ),
+    ]);
+
+    // `--worktree` at start-up: the hook runs before the session starts, from the project.
+    let first = claude(&hub, &api, &dirs, &["--worktree", "feat-start"]);
+    assert_eq!(first["result"], "done", "{first}");
+    let session = first["session_id"].as_str().unwrap().to_string();
+    let events = session_events(&hub, &session);
+    let created = find(&events, "WorktreeCreate");
+    assert_eq!(created.len(), 1, "{events:#?}");
+    assert_eq!(created[0]["title"], "Worktree created: feat-start");
+    assert_eq!(created[0]["severity"], "info");
+    let start = tmp.path().join("trees/feat-start");
+    assert!(start.is_dir(), "the hook's worktree {}", start.display());
+    // The session then runs in the worktree the hook printed.
+    let started = find(&events, "SessionStart");
+    assert_eq!(started.len(), 1, "{events:#?}");
+    assert_eq!(
+        started[0]["payload"]["cwd"].as_str(),
+        start.to_str(),
+        "{:#}",
+        started[0]
+    );
+
+    // The tools, mid-session: created, entered, then left and removed.
+    let second = claude(&hub, &api, &dirs, &[]);
+    assert_eq!(second["result"], "done", "{second}");
+    let session = second["session_id"].as_str().unwrap().to_string();
+    let events = session_events(&hub, &session);
+    let created = find(&events, "WorktreeCreate");
+    let removed = find(&events, "WorktreeRemove");
+    assert_eq!((created.len(), removed.len()), (1, 1), "{events:#?}");
+    let tool_path = tmp.path().join("trees/feat-tool");
+    assert_eq!(created[0]["title"], "Worktree created: feat-tool");
+    assert_eq!(
+        removed[0]["title"],
+        format!("Worktree removed: {}", tool_path.display())
+    );
+    for e in [created[0], removed[0]] {
+        assert_eq!(
+            (&e["severity"], &e["source"]),
+            (&json!("info"), &json!("claude")),
+            "{e:#}"
+        );
+    }
+    // In the order Claude Code ran them: each inside its tool's call.
+    let order: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["source_event"].as_str())
+        .filter(|s| s.starts_with("Worktree") || s.ends_with("ToolUse"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "PreToolUse",
+            "WorktreeCreate",
+            "PostToolUse",
+            "PreToolUse",
+            "WorktreeRemove",
+            "PostToolUse"
+        ],
+        "{events:#?}"
+    );
+}
+
+/// A stdio MCP server (newline-delimited JSON-RPC) with one tool, `ask`, that asks the client
+/// for a colour (`elicitation/create`) and returns what it answered.
+const ASKER: &str = r#"
+import json, sys
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+pending = None
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": m["params"].get("protocolVersion", "2025-06-18"), "capabilities": {"tools": {}}, "serverInfo": {"name": "asker", "version": "1"}}})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"tools": [{"name": "ask", "description": "asks the user for a colour", "inputSchema": {"type": "object", "properties": {}}}]}})
+    elif method == "tools/call":
+        pending = m["id"]
+        send({"jsonrpc": "2.0", "id": "elicit-1", "method": "elicitation/create", "params": {"message": "Which colour?", "requestedSchema": {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}}})
+    elif m.get("id") == "elicit-1":
+        send({"jsonrpc": "2.0", "id": pending, "result": {"content": [{"type": "text", "text": "answer: " + json.dumps(m.get("result") or m.get("error"))}]}})
+    elif "id" in m and method:
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {}})
+"#;
+
+#[test]
+fn an_mcp_elicitation_blocks_the_session_until_the_real_binary_answers_it() {
+    require("curl", "the SessionStart hook is a command");
+    require("python3", "the MCP server of this test is a Python script");
+    let hub = TestHub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path(), &hub.url);
+    let server = tmp.path().join("asker.py");
+    std::fs::write(&server, ASKER).unwrap();
+    let mcp = tmp.path().join("mcp.json");
+    let config = json!({"mcpServers": {"asker": {"command": "python3", "args": [server]}}});
+    std::fs::write(&mcp, config.to_string()).unwrap();
+    let api = mock_api(vec![("mcp__asker__ask", json!({}))]);
+
+    let result = claude(
+        &hub,
+        &api,
+        &dirs,
+        &["--mcp-config", mcp.to_str().unwrap(), "--strict-mcp-config"],
+    );
+    assert_eq!(result["result"], "done", "{result}");
+    let session = result["session_id"].as_str().unwrap().to_string();
+    let events = session_events(&hub, &session);
+    let asked = find(&events, "Elicitation");
+    let answered = find(&events, "ElicitationResult");
+    assert_eq!((asked.len(), answered.len()), (1, 1), "{events:#?}");
+    let (asked, answered) = (asked[0], answered[0]);
+    // The form waits for the user: the session is blocked on the server that asked.
+    assert_eq!(
+        (
+            &asked["entity_type"],
+            &asked["status"],
+            &asked["severity"],
+            &asked["entity_id"]
+        ),
+        (
+            &json!("permission"),
+            &json!("blocked"),
+            &json!("warn"),
+            &json!("asker")
+        ),
+        "{asked:#}"
+    );
+    assert_eq!(asked["title"], "Input requested by asker");
+    assert_eq!(asked["summary"], "Which colour?");
+    // `claude -p` has no one to ask: it cancels, which ends the wait (running again, and a
+    // warning, since the server got no answer).
+    assert_eq!(
+        (
+            &answered["entity_type"],
+            &answered["status"],
+            &answered["severity"],
+            &answered["entity_id"]
+        ),
+        (
+            &json!("permission"),
+            &json!("running"),
+            &json!("warn"),
+            &json!("asker")
+        ),
+        "{answered:#}"
+    );
+    assert_eq!(answered["title"], "Input for asker: cancel");
+    // Both inside the tool call that asked, in order.
+    let order: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["source_event"].as_str())
+        .filter(|s| s.starts_with("Elicitation") || s.ends_with("ToolUse"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "PreToolUse",
+            "Elicitation",
+            "ElicitationResult",
+            "PostToolUse"
+        ],
+        "{events:#?}"
+    );
+    // The session does not stay blocked: it ended with the run.
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["entity_type"] == "session" && !e["status"].is_null())
+        .expect("a session status");
+    assert_ne!(last["status"], "blocked", "{last:#}");
+}
