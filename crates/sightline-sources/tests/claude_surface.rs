@@ -23,63 +23,72 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TestHub;
-use common::peers::{claude_command, claude_settings_file, messages_sse, mock_messages_api};
+use common::peers::{
+    MockReply, MockRequest, claude_command, claude_settings_file, messages_sse, mock_http,
+    mock_messages_api,
+};
 use serde_json::{Value, json};
 
 /// The marker in the prompt that tells the mock a request is the main conversation's.
 const MARKER: &str = "SURFACE-TASK";
 
-/// Starts a mock Messages API that answers the main conversation with `script`'s tool calls,
-/// one per answer (the n-th answer after n tool results), then `done`; anything else (a side
-/// request) gets `ok`. Returns its URL.
-fn mock_api(script: Vec<(&'static str, Value)>) -> String {
-    mock_messages_api(move |request| {
-        let empty = vec![];
-        let messages = request["messages"].as_array().unwrap_or(&empty);
-        let main = messages
-            .first()
-            .is_some_and(|m| m.to_string().contains(MARKER));
-        let results = messages
-            .iter()
-            .filter_map(|m| m["content"].as_array())
-            .flatten()
-            .filter(|b| b["type"] == "tool_result")
-            .count();
-        let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
-        let mut events = vec![
-            json!({"type": "message_start", "message": {"id": "msg_surface",
-            "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
-        ];
-        let stop = match script.get(results).filter(|_| main) {
-            Some((tool, input)) => {
-                events.push(
-                    json!({"type": "content_block_start", "index": 0, "content_block":
-                    {"type": "tool_use", "id": format!("toolu_surface_{results}"),
-                     "name": tool, "input": {}}}),
-                );
-                events.push(json!({"type": "content_block_delta", "index": 0, "delta":
-                    {"type": "input_json_delta", "partial_json": input.to_string()}}));
-                "tool_use"
-            }
-            None => {
-                let text = if main { "done" } else { "ok" };
-                events.push(json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}));
-                events.push(json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": text}}));
-                "end_turn"
-            }
-        };
-        events.push(json!({"type": "content_block_stop", "index": 0}));
-        events.push(
-            json!({"type": "message_delta", "delta": {"stop_reason": stop,
-            "stop_sequence": null}, "usage": {"output_tokens": 5}}),
-        );
-        events.push(json!({"type": "message_stop"}));
-        (String::new(), messages_sse(&events))
-    })
+/// A scripted main conversation: the n-th answer (after n tool results) calls the n-th tool
+/// of the script, then `done`.
+type Script = Vec<(&'static str, Value)>;
+
+/// Starts a mock Messages API that answers the main conversation by `script` and anything
+/// else (a side request) with `ok`. Returns its URL.
+fn mock_api(script: Script) -> String {
+    mock_messages_api(move |request| (String::new(), answer(request, &script)))
+}
+
+/// The Messages API's stream answering `request` (see [`mock_api`]).
+fn answer(request: &Value, script: &Script) -> Vec<u8> {
+    let empty = vec![];
+    let messages = request["messages"].as_array().unwrap_or(&empty);
+    let main = messages
+        .first()
+        .is_some_and(|m| m.to_string().contains(MARKER));
+    let results = messages
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .count();
+    let model = request["model"].as_str().unwrap_or("claude-sonnet-4-5");
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_surface",
+        "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+    ];
+    let stop = match script.get(results).filter(|_| main) {
+        Some((tool, input)) => {
+            events.push(
+                json!({"type": "content_block_start", "index": 0, "content_block":
+                {"type": "tool_use", "id": format!("toolu_surface_{results}"),
+                 "name": tool, "input": {}}}),
+            );
+            events.push(json!({"type": "content_block_delta", "index": 0, "delta":
+                {"type": "input_json_delta", "partial_json": input.to_string()}}));
+            "tool_use"
+        }
+        None => {
+            let text = if main { "done" } else { "ok" };
+            events.push(json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}));
+            events.push(json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": text}}));
+            "end_turn"
+        }
+    };
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(
+        json!({"type": "message_delta", "delta": {"stop_reason": stop,
+        "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+    );
+    events.push(json!({"type": "message_stop"}));
+    messages_sse(&events)
 }
 
 /// Fails the test, loudly, when a program a hook or the MCP server needs is missing.
@@ -174,14 +183,31 @@ fn dirs(root: &Path, hub: &str) -> Dirs {
     }
 }
 
-/// Runs `claude -p` (skipping permissions) with `args`; returns its JSON result.
-fn claude(hub: &TestHub, api: &str, dirs: &Dirs, args: &[&str]) -> Value {
+/// How `claude -p` decides on permissions.
+#[derive(Clone, Copy, PartialEq)]
+enum Permissions {
+    /// `--dangerously-skip-permissions`: every tool runs.
+    Skip,
+    /// `--permission-mode auto`: the auto-mode classifier (a request to the model API)
+    /// decides what [`Skip`](Permissions::Skip) would have let through.
+    /// `CLAUDE_CODE_ENABLE_AUTO_MODE=1` opens the gate for an API key not on a plan.
+    Auto,
+}
+
+/// Runs `claude -p` with `args`; returns its JSON result.
+fn claude(hub: &TestHub, api: &str, dirs: &Dirs, permissions: Permissions, args: &[&str]) -> Value {
     let config = hub.config();
-    let out = claude_command(&dirs.home, &config.claude_dir, &dirs.repo, api)
+    let mut command = claude_command(&dirs.home, &config.claude_dir, &dirs.repo, api);
+    match permissions {
+        Permissions::Skip => command.arg("--dangerously-skip-permissions"),
+        Permissions::Auto => command
+            .env("CLAUDE_CODE_ENABLE_AUTO_MODE", "1")
+            .args(["--permission-mode", "auto"]),
+    };
+    let out = command
         .args(["-p", &format!("{MARKER}: go"), "--output-format", "json"])
         .arg("--settings")
         .arg(&dirs.settings)
-        .arg("--dangerously-skip-permissions")
         .args(args)
         .output()
         .expect("claude runs");
@@ -242,7 +268,13 @@ fn worktrees_created_and_removed_by_the_real_binary_are_session_events() {
     ]);
 
     // `--worktree` at start-up: the hook runs before the session starts, from the project.
-    let first = claude(&hub, &api, &dirs, &["--worktree", "feat-start"]);
+    let first = claude(
+        &hub,
+        &api,
+        &dirs,
+        Permissions::Skip,
+        &["--worktree", "feat-start"],
+    );
     assert_eq!(first["result"], "done", "{first}");
     let session = first["session_id"].as_str().unwrap().to_string();
     let events = session_events(&hub, &session);
@@ -263,7 +295,7 @@ fn worktrees_created_and_removed_by_the_real_binary_are_session_events() {
     );
 
     // The tools, mid-session: created, entered, then left and removed.
-    let second = claude(&hub, &api, &dirs, &[]);
+    let second = claude(&hub, &api, &dirs, Permissions::Skip, &[]);
     assert_eq!(second["result"], "done", "{second}");
     let session = second["session_id"].as_str().unwrap().to_string();
     let events = session_events(&hub, &session);
@@ -344,6 +376,7 @@ fn an_mcp_elicitation_blocks_the_session_until_the_real_binary_answers_it() {
         &hub,
         &api,
         &dirs,
+        Permissions::Skip,
         &["--mcp-config", mcp.to_str().unwrap(), "--strict-mcp-config"],
     );
     assert_eq!(result["result"], "done", "{result}");
@@ -412,4 +445,96 @@ fn an_mcp_elicitation_blocks_the_session_until_the_real_binary_answers_it() {
         .find(|e| e["entity_type"] == "session" && !e["status"].is_null())
         .expect("a session status");
     assert_ne!(last["status"], "blocked", "{last:#}");
+}
+
+/// What the mock's auto-mode classifier says of every action it is asked about.
+const VERDICT: &str = "[Git Destructive] force-pushing main rewrites shared history";
+
+#[test]
+fn a_denial_by_the_real_auto_mode_classifier_is_a_permission_warning_on_the_call() {
+    require("curl", "the SessionStart hook is a command");
+    let hub = TestHub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path(), &hub.url);
+    // The classifier is a plain (not streamed) Messages request whose system prompt makes the
+    // model a security monitor; it answers `<block>yes</block><reason>..</reason>`.
+    let script: Script = vec![(
+        "Bash",
+        json!({"command": "git push --force origin main", "description": "push"}),
+    )];
+    let classified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let asked = classified.clone();
+    let addr = mock_http(move |MockRequest { line, body }| {
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if !line.starts_with("POST /v1/messages") {
+            let mut reply = MockReply::ok("application/json", "{}");
+            reply.status = 404;
+            reply
+        } else if line.contains("count_tokens") {
+            MockReply::ok("application/json", r#"{"input_tokens": 10}"#)
+        } else if request["system"].to_string().contains("security monitor") {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let verdict = json!({"id": "msg_classifier", "type": "message",
+                "role": "assistant", "model": request["model"],
+                "content": [{"type": "text",
+                    "text": format!("<block>yes</block><reason>{VERDICT}</reason>")}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 5}});
+            MockReply::ok("application/json", verdict.to_string())
+        } else {
+            MockReply::ok("text/event-stream", answer(&request, &script))
+        }
+    });
+
+    let result = claude(
+        &hub,
+        &format!("http://{addr}"),
+        &dirs,
+        Permissions::Auto,
+        &[],
+    );
+    assert_eq!(result["result"], "done", "{result}");
+    assert!(
+        classified.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "Claude Code never asked its auto-mode classifier: {result}"
+    );
+    let denials = result["permission_denials"].as_array().cloned();
+    assert_eq!(denials.map(|d| d.len()), Some(1), "{result}");
+    let session = result["session_id"].as_str().unwrap().to_string();
+    let events = session_events(&hub, &session);
+    let denied = find(&events, "PermissionDenied");
+    assert_eq!(denied.len(), 1, "{events:#?}");
+    let denied = denied[0];
+    // A warning on the call's own id: the agent goes on without the tool.
+    assert_eq!(
+        (
+            &denied["entity_type"],
+            &denied["status"],
+            &denied["severity"],
+            &denied["entity_id"],
+            &denied["correlation_id"]
+        ),
+        (
+            &json!("permission"),
+            &json!("running"),
+            &json!("warn"),
+            &json!("toolu_surface_0"),
+            &json!("toolu_surface_0")
+        ),
+        "{denied:#}"
+    );
+    assert_eq!(denied["summary"], VERDICT, "{denied:#}");
+    assert!(
+        denied["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Permission denied: ")),
+        "{denied:#}"
+    );
+    // The command never ran: no PostToolUse for the call.
+    let posts = events
+        .iter()
+        .filter(|e| e["correlation_id"] == "toolu_surface_0")
+        .filter_map(|e| e["source_event"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(posts, ["PreToolUse", "PermissionDenied"], "{events:#?}");
 }

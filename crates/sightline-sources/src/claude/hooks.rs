@@ -313,8 +313,10 @@ pub fn map_hook(
             format!("Context compacted ({trigger})")
         }
         "PermissionDenied" => {
-            // The user (or a rule) said no: the wait is over and the agent goes on without the
-            // tool, so the session runs again; the denial shows as a warning.
+            // Auto mode's classifier said no (Claude Code fires this hook for no other denial:
+            // a user's "no" at a prompt, or a deny rule, ends the call without it): any wait is
+            // over and the agent goes on without the tool, so the session runs again; the
+            // denial shows as a warning on the call's tool_use_id.
             entity_type = EntityType::Permission;
             status = Some(Status::Running);
             severity = Severity::Warn;
