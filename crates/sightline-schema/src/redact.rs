@@ -709,8 +709,9 @@ fn find_secret(
         }
         Kind::UrlCredentials => url_credentials(text, end, spans),
         Kind::WebhookPath => {
+            // `@` too: a Teams webhook's path is `<guid>@<guid>/IncomingWebhook/<id>/<guid>`.
             let n = run_len(bytes, end, MAX_LOOKAHEAD, |b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_')
+                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'@')
             });
             if n < 8 {
                 return None;

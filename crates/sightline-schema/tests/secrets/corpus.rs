@@ -411,10 +411,11 @@ pub fn corpus() -> Vec<Secret> {
         tail(20, 32, HEX),
         tail(21, 32, HEX)
     );
+    // Each part too: a redaction that stops at the `@` leaves the last two.
     v.push(entry(
         "teams webhook",
         format!("https://acme.webhook.office.com/webhookb2/{teams}"),
-        &[&teams],
+        &[&teams, &tail(20, 32, HEX), &tail(21, 32, HEX)],
     ));
     // Cloud providers.
     let akia = format!("AKIA{}", tail(22, 16, UPPER_DIGITS));
