@@ -2,12 +2,13 @@
 //! from npm) in `claude -p`, offline against a scripted mock of the Anthropic Messages API,
 //! with every hook posted to a real hub; each test asserts what the hub made of them through
 //! its API. Proven here: worktrees (`--worktree` at start-up, the `EnterWorktree` and
-//! `ExitWorktree` tools: `WorktreeCreate`, `WorktreeRemove`) and MCP elicitation (a stdio MCP
+//! `ExitWorktree` tools: `WorktreeCreate`, `WorktreeRemove`), MCP elicitation (a stdio MCP
 //! server written here asks for input; `claude -p` cancels it: `Elicitation` blocks the
-//! session, `ElicitationResult` ends the wait). Tasks (`TaskCreated`, `TaskCompleted`) and a
-//! refused permission are proven in `claude_real.rs`; what cannot fire in `-p` mode (agent
-//! teams' `TeammateIdle`, `PermissionDenied`, which only the auto-mode classifier raises) is
-//! said in docs/SOURCES-SETUP.md.
+//! session, `ElicitationResult` ends the wait) and `PermissionDenied` (auto mode, whose
+//! classifier, a request to the same mock, refuses the call: the denial ends the call).
+//! Tasks (`TaskCreated`, `TaskCompleted`) are proven in `claude_real.rs`; what cannot fire in
+//! `-p` mode (agent teams' `TeammateIdle`: the session's team exists only in an interactive
+//! session) is said in docs/SOURCES-SETUP.md.
 //!
 //! A `WorktreeCreate` hook replaces Claude Code's own `git worktree add`: it must print the
 //! directory it made. The test's hook does that (and posts the payload to the hub); this is why
@@ -451,7 +452,7 @@ fn an_mcp_elicitation_blocks_the_session_until_the_real_binary_answers_it() {
 const VERDICT: &str = "[Git Destructive] force-pushing main rewrites shared history";
 
 #[test]
-fn a_denial_by_the_real_auto_mode_classifier_is_a_permission_warning_on_the_call() {
+fn a_denial_by_the_real_auto_mode_classifier_ends_the_call_it_refused() {
     require("curl", "the SessionStart hook is a command");
     let hub = TestHub::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -505,7 +506,7 @@ fn a_denial_by_the_real_auto_mode_classifier_is_a_permission_warning_on_the_call
     let denied = find(&events, "PermissionDenied");
     assert_eq!(denied.len(), 1, "{events:#?}");
     let denied = denied[0];
-    // A warning on the call's own id: the agent goes on without the tool.
+    // The call never runs: the denial ends it, cancelled with a warning, on its own id.
     assert_eq!(
         (
             &denied["entity_type"],
@@ -515,8 +516,8 @@ fn a_denial_by_the_real_auto_mode_classifier_is_a_permission_warning_on_the_call
             &denied["correlation_id"]
         ),
         (
-            &json!("permission"),
-            &json!("running"),
+            &json!("tool"),
+            &json!("cancelled"),
             &json!("warn"),
             &json!("toolu_surface_0"),
             &json!("toolu_surface_0")
@@ -537,4 +538,11 @@ fn a_denial_by_the_real_auto_mode_classifier_is_a_permission_warning_on_the_call
         .filter_map(|e| e["source_event"].as_str())
         .collect::<Vec<_>>();
     assert_eq!(posts, ["PreToolUse", "PermissionDenied"], "{events:#?}");
+    // The denial ends the call: the live view does not show it as the session's current work.
+    let live = hub.get(&format!("/api/v1/live?run={session}"));
+    let lane = live["sessions"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["session_id"] == session.as_str()))
+        .unwrap_or_else(|| panic!("{session} not in /live: {live:#}"));
+    assert!(lane["activity"].is_null(), "{lane:#}");
 }

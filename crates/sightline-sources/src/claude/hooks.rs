@@ -6,8 +6,8 @@
 //! the run is the root session; a subagent (`agent_id`) is a child session of it; a tool's
 //! Pre/Post pair shares `correlation_id = entity_id = tool_use_id` and the Post carries the
 //! duration; PermissionRequest, Elicitation and the Notification types that wait for the user
-//! block the session until work resumes or a PermissionDenied / ElicitationResult ends the
-//! wait; agent-teams tasks and idle teammates go to the teammate's lane; compaction is a task;
+//! block the session until work resumes or an ElicitationResult ends the wait; a
+//! PermissionDenied (auto mode's refusal) ends its tool call, `cancelled`; agent-teams tasks and idle teammates go to the teammate's lane; compaction is a task;
 //! bookkeeping (PostToolBatch, MessageDisplay, Setup, InstructionsLoaded, FileChanged) is kept at
 //! `debug`; unknown hook names are kept as generic `log` events. Each payload also tells
 //! [`super::link`] which subagent made a tool call and which prompt a session got, for the OTel
@@ -313,12 +313,13 @@ pub fn map_hook(
             format!("Context compacted ({trigger})")
         }
         "PermissionDenied" => {
-            // Auto mode's classifier said no (Claude Code fires this hook for no other denial:
-            // a user's "no" at a prompt, or a deny rule, ends the call without it): any wait is
-            // over and the agent goes on without the tool, so the session runs again; the
-            // denial shows as a warning on the call's tool_use_id.
-            entity_type = EntityType::Permission;
-            status = Some(Status::Running);
+            // Auto mode's classifier refused the call (Claude Code fires this hook for no other
+            // denial: a user's "no" at a prompt, or a deny rule, ends the call without it). The
+            // call never runs and no PostToolUse follows, so this ends it: the tool `cancelled`
+            // on its tool_use_id, a warning, as OTel's span of a refused call says. Being work,
+            // it also ends any wait, and the agent goes on without the tool.
+            entity_type = EntityType::Tool;
+            status = Some(Status::Cancelled);
             severity = Severity::Warn;
             entity_id = tool_use_id.clone().or_else(|| tool.clone());
             summary = text(&payload, "reason").map(|r| short(&r, 400));
@@ -726,10 +727,12 @@ mod tests {
         let denied = hook(
             json!({"session_id": "s", "hook_event_name": "PermissionDenied",
             "tool_name": "Bash", "tool_input": {"command": "rm -rf /"}, "tool_use_id": "toolu_d",
-            "reason": "user said no"}),
+            "reason": "[Irreversible Local Destruction] deletes the disk"}),
         );
-        assert_eq!(denied.entity_type, EntityType::Permission);
-        assert_eq!(denied.status, Some(Status::Running));
+        // The call never runs: the denial ends it (no PostToolUse follows).
+        assert_eq!(denied.entity_type, EntityType::Tool);
+        assert_eq!(denied.entity_id.as_deref(), Some("toolu_d"));
+        assert_eq!(denied.status, Some(Status::Cancelled));
         assert_eq!(denied.severity, Severity::Warn);
         assert_eq!(denied.correlation_id.as_deref(), Some("toolu_d"));
         let answered = hook(
