@@ -52,6 +52,18 @@ fi
 status=0
 summary=()
 
+# The hub's secret corpus as JSON, for tests/test_secrets.py (one corpus, written from the Rust
+# source at test time; the file holds secret-shaped values, so it lives under python/target,
+# which git ignores). The corpus test runs on the first interpreter only.
+export SIGHTLINE_SECRET_CORPUS="$HERE/target/secret-corpus.json"
+export SIGHTLINE_SECRETS_PY="${VERSIONS%% *}"
+echo "=== writing the secret corpus (cargo run -p sightline-schema --example secret_corpus) ==="
+if ! (cd "$REPO" && cargo run -q -p sightline-schema --example secret_corpus -- "$SIGHTLINE_SECRET_CORPUS"); then
+    # No skip: test_secrets.py fails when the file is missing, and this says why.
+    echo "run-tests.sh: could not write the secret corpus" >&2
+    rm -f "$SIGHTLINE_SECRET_CORPUS"; status=1; summary+=("secret corpus: not written")
+fi
+
 # The Rust unit tests of the extension (clock, JSON, HTTP and TLS clients, summaries), linked
 # against libpython 3.12: a plain cargo build links it (only maturin sets
 # PYO3_BUILD_EXTENSION_MODULE, which leaves it out of the wheel's extension).

@@ -22,7 +22,7 @@ from typing import Any
 from . import _asyncio, _native
 from ._config import Config
 from ._filters import Filter
-from ._snapshot import REDACTED, Limits, describe, exception_stack, is_secret_name, is_secret_value
+from ._snapshot import REDACTED, Limits, clip, describe, exception_stack, is_secret_name, is_secret_value
 
 _BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 _lock = threading.RLock()
@@ -92,7 +92,7 @@ class Agent:
             "run_id": self.run_id,
             "session_id": self.session_id if tid == self.main_tid else f"{self.run_id}:t{tid}",
             "entity_type": entity_type,
-            "title": title[:500],
+            "title": clip(title, 500),
             "pid": self.pid,
             "thread_id": tid,
             "host": self.host,
@@ -143,7 +143,7 @@ class Agent:
             self.event(
                 "process_start",
                 "process",
-                "python " + " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(_redact_argv(sys.argv)))[:300],
+                clip("python " + " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(_redact_argv(sys.argv))), 300),
                 status="running",
                 summary=f"Python {sys.version.split()[0]} pid {self.pid}",
                 payload={
@@ -389,7 +389,7 @@ class Agent:
                 self.event(
                     source_event,
                     "exception",
-                    f"{d['type']}: {d['message']}"[:300],
+                    clip(f"{d['type']}: {d['message']}", 300),
                     entity_id=d["type"],
                     status="failed",
                     severity="error",

@@ -44,8 +44,25 @@ class Limits:
         self.budget = total
 
 
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9+/=_.~%-]")
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9+/=_.~%-]+\Z")
+
+
+def clip(s: str, n: int) -> str:
+    """The first ``n`` characters of ``s``, without a word cut in two: when the cut falls
+    inside a run of token characters, the run's head goes too. The hub redacts tokens by their
+    whole shape (prefix, alphabet, length); the head of a cut token no longer has it and would
+    be stored as it is (summary.rs's ``clip`` does the same on the hot path)."""
+    if len(s) <= n:
+        return s
+    head = s[:n]
+    if _TOKEN_CHAR.match(s, n):
+        head = _TOKEN_TAIL.sub("", head)
+    return head
+
+
 def _cut(s: str, n: int) -> str:
-    return s if len(s) <= n else s[:n] + f"…[{len(s)} chars]"
+    return s if len(s) <= n else clip(s, n) + f"…[{len(s)} chars]"
 
 
 def _type_name(v: object) -> str:
@@ -237,6 +254,7 @@ def describe(exc: BaseException) -> dict:
 __all__ = [
     "REDACTED",
     "Limits",
+    "clip",
     "describe",
     "exception_stack",
     "frame_info",

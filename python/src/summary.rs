@@ -42,6 +42,31 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_NAMES.iter().any(|s| lower.contains(s))
 }
 
+/// Bytes a token may be made of (provider tokens, base64, URL-safe base64, JWT, hex, %-escapes).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-' | b'.' | b'~' | b'%')
+}
+
+/// The first `max` characters of `s`, without a word cut in two: when the cut falls inside a
+/// run of token bytes, the run's head goes too. Why: the hub redacts tokens by their whole
+/// shape (prefix, alphabet, length); the head of a cut token no longer has it, so it would be
+/// stored as it is, and the head of a 36-character token leaves little to guess.
+pub fn clip(s: &str, max: usize) -> &str {
+    let Some((end, _)) = s.char_indices().nth(max) else {
+        return s;
+    };
+    let bytes = s.as_bytes();
+    if !is_token_byte(bytes[end]) {
+        return &s[..end];
+    }
+    let run = bytes[..end]
+        .iter()
+        .rev()
+        .take_while(|b| is_token_byte(**b))
+        .count();
+    &s[..end - run]
+}
+
 /// True when a string value looks like a credential whatever its name.
 pub fn is_secret_value(s: &str) -> bool {
     let t = s.trim_start();
@@ -116,8 +141,7 @@ pub fn summarize(out: &mut String, obj: &Bound<'_, PyAny>, depth: u32) {
             if nchars <= MAX_STR {
                 json::push_str(out, s);
             } else {
-                let cut: String = s.chars().take(MAX_STR).collect();
-                json::push_str(out, &format!("{}…[{} chars]", cut, nchars));
+                json::push_str(out, &format!("{}…[{} chars]", clip(s, MAX_STR), nchars));
             }
         } else if ffi::PyBytes_CheckExact(p) != 0 {
             json::push_str(out, &format!("<bytes len={}>", ffi::PyBytes_Size(p)));
@@ -185,8 +209,7 @@ pub fn repr_json(out: &mut String, name: &str, obj: &Bound<'_, PyAny>, max: usiz
             if is_secret_value(&s) || is_secret_value(s.trim_matches('\'')) {
                 json::push_str(out, REDACTED);
             } else if s.chars().count() > max {
-                let cut: String = s.chars().take(max).collect();
-                json::push_str(out, &format!("{}…", cut));
+                json::push_str(out, &format!("{}…", clip(&s, max)));
             } else {
                 json::push_str(out, &s);
             }
@@ -228,5 +251,18 @@ mod tests {
         assert!(is_secret_value("-----BEGIN RSA PRIVATE KEY-----\nMII"));
         assert!(is_secret_value("sk-abcdef"));
         assert!(!is_secret_value("hello world"));
+    }
+
+    #[test]
+    fn a_cut_never_keeps_part_of_a_token() {
+        let token = format!("dop_v1_{}", "0123456789abcdef".repeat(4));
+        let text = format!("Grüße: {token} — fin");
+        assert_eq!(clip(&text, 20), "Grüße: ");
+        // A cut between words keeps the words; a string that fits is untouched.
+        assert_eq!(clip("hello world again", 12), "hello world ");
+        assert_eq!(clip("hello world", 11), "hello world");
+        assert_eq!(clip("hello world", 5), "hello");
+        assert_eq!(clip("秘密の合言葉", 3), "秘密の");
+        assert_eq!(clip(&token, 10), "");
     }
 }
