@@ -122,12 +122,17 @@ fn placement(p: &Value) -> (Option<String>, Option<String>, Option<String>, Stri
     }
 }
 
-/// The lane of the teammate an agent-teams payload is about: (session id, agent name). A
-/// teammate running in-process has no session of its own in the payload, so its lane is
-/// `<session>:teammate:<team>/<name>` under the lead's session.
+/// The lane of the teammate an agent-teams payload is about: (session id, agent name). The
+/// payload names the teammate only by `teammate_name`; the real binary opened its session
+/// with a `SubagentStart` (`agent_id` `a<name>-<hash>`, `agent_type` the name), so that session
+/// is its lane (one lane per teammate, not two). A teammate the hub has not seen start (a
+/// restarted hub) gets `<session>:teammate:<team>/<name>` under the lead's session.
 fn teammate_lane(p: &Value) -> Option<(String, String)> {
     let name = text(p, "teammate_name")?;
     let session = text(p, "session_id")?;
+    if let Some(agent_id) = link::teammate_agent(&session, &name) {
+        return Some((agent_id, name));
+    }
     let team = text(p, "team_name").unwrap_or_else(|| "team".into());
     Some((format!("{session}:teammate:{team}/{name}"), name))
 }
@@ -774,6 +779,43 @@ mod tests {
         assert_eq!(idle.entity_type, EntityType::Session);
         assert_eq!(idle.status, Some(Status::Idle));
         assert_eq!(idle.session_id, created.session_id);
+    }
+
+    #[test]
+    fn a_teammate_started_as_a_subagent_is_one_lane() {
+        // The payloads of Claude Code 2.1.197 (an in-process teammate `researcher`).
+        let started = hook(
+            json!({"session_id": "lead-rb", "hook_event_name": "SubagentStart",
+            "agent_id": "aresearcher-86d393b70a61774a", "agent_type": "researcher"}),
+        );
+        let idle = hook(
+            json!({"session_id": "lead-rb", "hook_event_name": "TeammateIdle",
+            "teammate_name": "researcher", "team_name": "session-lead-rb"}),
+        );
+        let task = hook(
+            json!({"session_id": "lead-rb", "hook_event_name": "TaskCreated",
+            "task_id": "1", "task_subject": "s", "teammate_name": "researcher",
+            "team_name": "session-lead-rb"}),
+        );
+        assert_eq!(
+            started.session_id.as_deref(),
+            Some("aresearcher-86d393b70a61774a")
+        );
+        for e in [&idle, &task] {
+            assert_eq!(e.session_id, started.session_id, "{}", e.source_event);
+            assert_eq!(e.parent_session_id.as_deref(), Some("lead-rb"));
+            assert_eq!(e.agent.as_deref(), Some("researcher"));
+        }
+        assert_eq!(idle.status, Some(Status::Idle));
+        // Another teammate of the same lead, never seen starting: its own lane.
+        let other = hook(
+            json!({"session_id": "lead-rb", "hook_event_name": "TeammateIdle",
+            "teammate_name": "writer", "team_name": "session-lead-rb"}),
+        );
+        assert_eq!(
+            other.session_id.as_deref(),
+            Some("lead-rb:teammate:session-lead-rb/writer")
+        );
     }
 
     #[test]

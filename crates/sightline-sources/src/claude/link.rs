@@ -1,5 +1,6 @@
 //! What one Claude Code route learns that another needs to place its events: which subagent a
-//! tool call ran in, what type a subagent is, and which prompt a turn answered.
+//! tool call ran in, what type a subagent is, which subagent a teammate is, and which prompt a
+//! turn answered.
 //!
 //! Claude Code reports one session through three routes that each see part of it: hooks carry
 //! `agent_id` and `prompt_id` on every payload, OpenTelemetry logs carry `prompt.id` and at most
@@ -177,6 +178,21 @@ pub fn subagent_at(session: &str, kind: &str, at_ms: i64) -> Option<String> {
         });
         let first = running.next()?;
         running.next().is_none().then(|| first.id.clone())
+    })
+}
+
+/// The newest subagent of `session` that is the agent-teams teammate `name`, if the hooks told
+/// of it: a teammate's `SubagentStart` names it by `agent_id` (`a<name>-<hash>` in 2.1.197) and
+/// `agent_type` (its name), while `TeammateIdle` and its tasks name only `teammate_name`.
+pub fn teammate_agent(session: &str, name: &str) -> Option<String> {
+    let prefix = format!("a{name}-");
+    with(|m| {
+        m.subagents
+            .get(session)?
+            .iter()
+            .rev()
+            .find(|a| a.kind == name || a.id.starts_with(&prefix))
+            .map(|a| a.id.clone())
     })
 }
 
