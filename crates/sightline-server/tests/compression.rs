@@ -198,3 +198,58 @@ fn the_event_stream_is_never_compressed_even_when_asked() {
     );
     assert!(contains(&raw, "data: {"), "plain SSE frames");
 }
+
+/// Issue 11, item 11: an export is streamed a page (5,000 events) at a time, never built whole
+/// in memory first. A body built whole would go out with a `content-length` in one piece; a
+/// streamed one is chunked, and its first chunk (the first page) is much smaller than the body.
+#[test]
+fn an_export_is_sent_as_it_is_read_not_built_whole_first() {
+    let hub = TestHub::start();
+    seed(&hub, "streamed", 12_500);
+    let url = format!("{}/api/v1/export?run_id=streamed&format=ndjson", hub.url);
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        !head.contains("content-length"),
+        "a streamed export: {head}"
+    );
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // Walk the chunks: several, none holding the whole export.
+    let mut body = &raw[end + 4..];
+    let mut sizes = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = String::from_utf8_lossy(&body[..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        sizes.push(size);
+        body = &body[size + 2..];
+    }
+    let total: usize = sizes.iter().sum();
+    let largest = *sizes.iter().max().unwrap();
+    assert!(sizes.len() >= 3, "three pages, several chunks: {sizes:?}");
+    assert!(
+        largest * 2 < total,
+        "no chunk holds most of the export: largest {largest} of {total}"
+    );
+    let (_, _, plain) = raw_get(&url, &[]);
+    assert_eq!(plain.len(), total);
+    assert_eq!(String::from_utf8(plain).unwrap().lines().count(), 12_500);
+}

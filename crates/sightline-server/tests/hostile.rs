@@ -365,3 +365,119 @@ fn generated_websocket_messages_get_answers_and_never_stop_the_hub() {
     );
     assert_eq!(status, 202, "the hub still takes events");
 }
+
+/// Issue 11, item 11: `/ws/workflow` takes nothing from its client but pings and a close, so a
+/// large message is refused (close 1009 or a dropped connection) instead of being buffered up
+/// to tungstenite's 64 MiB default. The old limit kept the socket open after 256 KiB: a
+/// socket still open after the timeout fails this test. A small message is ignored as before.
+#[test]
+fn the_workflow_stream_refuses_large_client_messages() {
+    let hub = TestHub::start();
+    let ws_url = format!("{}/ws/workflow/wf-big", hub.url.replace("http://", "ws://"));
+    hub.runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        // A small message changes nothing: the socket stays open and answers a ping.
+        ws.send(Message::text("hello")).await.unwrap();
+        ws.send(Message::Ping(b"still-there".to_vec().into()))
+            .await
+            .unwrap();
+        let pong = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Pong(p) = m {
+                    return Some(p.to_vec());
+                }
+            }
+            None
+        })
+        .await;
+        assert_eq!(
+            pong,
+            Ok(Some(b"still-there".to_vec())),
+            "a small message is ignored"
+        );
+        // A large one ends the connection.
+        let _ = ws.send(Message::text("x".repeat(256 * 1024))).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        return Some(frame.map(|f| u16::from(f.code)));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await;
+        match ended {
+            Ok(Some(Some(1009)) | Some(None) | None) => {}
+            other => panic!("a 256 KiB message must end the workflow socket: {other:?}"),
+        }
+    });
+    assert_eq!(get_status(&format!("{}/api/v1/health", hub.url)).0, 200);
+}
+
+/// Issue 11, item 8: refusals a web page can cause at will (a foreign Host, a wrong token)
+/// with attacker-sized paths and headers do not flood the audit log: fields are capped and
+/// refusals from one address are counted, not written one by one. 400 such requests with
+/// 16 KiB paths would write over 6 MB; now the file stays small and the hub keeps serving.
+#[test]
+fn a_flood_of_refused_requests_with_huge_paths_does_not_flood_the_audit_log() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = audit_dir.path().join("audit.jsonl");
+    let hub = TestHub::start_with(|_, s| {
+        s.token = Some(TOKEN.into());
+        s.security.audit_path = Some(audit.clone());
+        s.security.auth_failures_per_minute = 1_000_000;
+    });
+    let addr = hub.url.strip_prefix("http://").unwrap().to_string();
+    let huge = format!("/api/v1/runs/{}", "p".repeat(16 * 1024));
+    for i in 0..400 {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = if i % 2 == 0 {
+            format!("GET {huge} HTTP/1.1\r\nHost: evil-{i}.example\r\nConnection: close\r\n\r\n")
+        } else {
+            format!(
+                "GET {huge} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+                 Connection: close\r\n\r\n",
+                "w".repeat(8 * 1024)
+            )
+        };
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let status = String::from_utf8_lossy(&answer[..answer.len().min(12)]).to_string();
+        assert!(
+            status.contains(" 4"),
+            "request {i} is refused, not dropped: {status:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty(), "the refusals are audited");
+    // Unbounded, 400 entries of 16 KiB paths were 6.5 MB; capped and rate-limited per
+    // address and kind, a few dozen entries of well under 1 KiB each.
+    assert!(
+        text.len() < 512 * 1024,
+        "400 refusals wrote {} bytes in {} entries",
+        text.len(),
+        lines.len()
+    );
+    for line in &lines {
+        assert!(line.len() < 2048, "an entry of {} bytes", line.len());
+    }
+    let entries: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"host_refused") && kinds.contains(&"auth_failed"),
+        "{kinds:?}"
+    );
+    // The hub serves the owner as before.
+    assert_eq!(get_as(&format!("{}/api/v1/runs", hub.url), TOKEN), 200);
+}

@@ -259,4 +259,44 @@ mod tests {
         let again = AuditLog::open(Some(&path));
         assert!(again.query(0, None, 100_000).len() <= AUDIT_RING);
     }
+
+    /// Issue 11, item 8: at start only the file's last [`READ_BACK`] bytes are read, not the
+    /// whole file (which a flood may have made large). Written by hand with entries of ~1 KiB:
+    /// reading the whole file would fill the ring (2,000 entries, ids up to 3,000); reading the
+    /// tail gives about a thousand, all from the end, and a cut first line is skipped.
+    #[test]
+    fn only_the_tail_of_the_file_is_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut text = String::new();
+        for id in 1..=3_000u64 {
+            let mut e = refusal("192.0.2.7", "/z".into());
+            e.id = id;
+            e.detail = Some("d".repeat(900));
+            text.push_str(&serde_json::to_string(&e).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, &text).unwrap();
+        let log = AuditLog::open(Some(&path));
+        let back = log.query(0, None, 100_000);
+        let per_line = text.len() as u64 / 3_000;
+        let fit = (READ_BACK / per_line) as usize;
+        assert!(
+            !back.is_empty() && back.len() <= fit,
+            "{} entries read back; the last {READ_BACK} bytes hold at most {fit}",
+            back.len()
+        );
+        assert!(
+            back.first().unwrap().id > 3_000 - fit as u64,
+            "first id read back {}",
+            back.first().unwrap().id
+        );
+        assert_eq!(back.last().unwrap().id, 3_000);
+        // New entries continue the ids of the file, not from 1.
+        log.record(AuditEntry {
+            kind: "admin_action".into(),
+            ..refusal("192.0.2.7", "/after".into())
+        });
+        assert_eq!(log.query(3_000, None, 10)[0].id, 3_001);
+    }
 }

@@ -339,6 +339,24 @@ mod tests {
         assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
     }
 
+    proptest::proptest! {
+        /// Issue 11, item 13: the query string arrives before authentication, so decoding it
+        /// must take any text without panicking, and undo what a client's encoding did.
+        #[test]
+        fn any_query_text_decodes_without_panic_and_encoding_round_trips(
+            raw in "(%|[0-9a-fA-F]|\\PC|\\+){0,40}",
+            token in "\\PC{0,30}",
+        ) {
+            let _ = percent_decode(&raw);
+            let _ = presented_token(&HeaderMap::new(), Some(&format!("access_token={raw}")));
+            let encoded: String = token
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect();
+            proptest::prop_assert_eq!(percent_decode(&encoded), token);
+        }
+    }
+
     #[test]
     fn query_token_is_decoded() {
         let h = HeaderMap::new();
