@@ -6,16 +6,18 @@
 //! server written here asks for input; `claude -p` cancels it: `Elicitation` blocks the
 //! session, `ElicitationResult` ends the wait) and `PermissionDenied` (auto mode, whose
 //! classifier, a request to the same mock, refuses the call: the denial ends the call).
-//! Tasks (`TaskCreated`, `TaskCompleted`) are proven in `claude_real.rs`; what cannot fire in
-//! `-p` mode (agent teams' `TeammateIdle`: the session's team exists only in an interactive
-//! session) is said in docs/SOURCES-SETUP.md.
+//! Agent teams exist only in an interactive session, so that test runs `claude` in a tmux pane:
+//! a teammate is one lane (its `SubagentStart`, tasks and `TeammateIdle`) under the lead.
+//! Tasks of the session itself are proven in `claude_real.rs`; what no test here can make fire
+//! is said in docs/SOURCES-SETUP.md.
 //!
 //! A `WorktreeCreate` hook replaces Claude Code's own `git worktree add`: it must print the
 //! directory it made. The test's hook does that (and posts the payload to the hub); this is why
 //! `sightline install claude` never subscribes to it.
 //!
-//! The tests fail, saying why, when npm cannot install Claude Code, or `curl` or `python3`
-//! (the command hooks, the MCP server) is missing; they never pass without running.
+//! The tests fail, saying why, when npm cannot install Claude Code, or `curl`, `python3` or
+//! `tmux` (the command hooks, the MCP server, the interactive pane) is missing; they never
+//! pass without running.
 
 mod common;
 
@@ -45,11 +47,17 @@ fn mock_api(script: Script) -> String {
 
 /// The Messages API's stream answering `request` (see [`mock_api`]).
 fn answer(request: &Value, script: &Script) -> Vec<u8> {
+    scripted(request, MARKER, script)
+}
+
+/// The stream answering `request` when it is the conversation whose first message holds
+/// `marker`, by `script`; else a short text.
+fn scripted(request: &Value, marker: &str, script: &Script) -> Vec<u8> {
     let empty = vec![];
     let messages = request["messages"].as_array().unwrap_or(&empty);
     let main = messages
         .first()
-        .is_some_and(|m| m.to_string().contains(MARKER));
+        .is_some_and(|m| m.to_string().contains(marker));
     let results = messages
         .iter()
         .filter_map(|m| m["content"].as_array())
@@ -94,10 +102,13 @@ fn answer(request: &Value, script: &Script) -> Vec<u8> {
 
 /// Fails the test, loudly, when a program a hook or the MCP server needs is missing.
 fn require(program: &str, why: &str) {
-    let ok = Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    // tmux knows only `-V`.
+    let ok = ["--version", "-V"].iter().any(|flag| {
+        Command::new(program)
+            .arg(flag)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     assert!(
         ok,
         "CLAUDE CODE TEST CANNOT RUN: {program} is missing ({why})"
@@ -128,6 +139,11 @@ const HTTP_HOOKS: &[&str] = &[
     "ElicitationResult",
     "WorktreeRemove",
     "CwdChanged",
+    "SubagentStart",
+    "SubagentStop",
+    "TaskCreated",
+    "TaskCompleted",
+    "TeammateIdle",
 ];
 
 fn dirs(root: &Path, hub: &str) -> Dirs {
@@ -545,4 +561,155 @@ fn a_denial_by_the_real_auto_mode_classifier_ends_the_call_it_refused() {
         .and_then(|s| s.iter().find(|s| s["session_id"] == session.as_str()))
         .unwrap_or_else(|| panic!("{session} not in /live: {live:#}"));
     assert!(lane["activity"].is_null(), "{lane:#}");
+}
+
+/// The teammate's job, in the prompt the lead gives it: the mock scripts its conversation.
+const TEAMMATE_JOB: &str = "TEAMMATE-JOB";
+
+/// Agent teams need an interactive session (in `-p` mode Claude Code sets up no team, and an
+/// `Agent` call with a `name` runs as a plain subagent), so this one runs `claude` in a tmux
+/// pane, its first-run screens answered in its config (onboarding done, the project trusted,
+/// the test's API key approved). The lead spawns the teammate `researcher`, which creates a
+/// task, completes it and goes idle.
+#[test]
+fn an_agent_teams_teammate_is_one_lane_with_its_tasks_and_goes_idle() {
+    require("curl", "the SessionStart hook is a command");
+    require(
+        "tmux",
+        "agent teams need an interactive Claude Code, run here in a tmux pane",
+    );
+    let hub = TestHub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = dirs(tmp.path(), &hub.url);
+    let lead: Script = vec![(
+        "Agent",
+        json!({"description": "research", "prompt": format!("{TEAMMATE_JOB}: track one task"),
+            "subagent_type": "general-purpose", "name": "researcher"}),
+    )];
+    let teammate: Script = vec![
+        (
+            "TaskCreate",
+            json!({"subject": "read the notes", "description": "all of them"}),
+        ),
+        ("TaskUpdate", json!({"taskId": "1", "status": "completed"})),
+    ];
+    let api = mock_messages_api(move |request| {
+        let first = request["messages"][0].to_string();
+        let stream = if first.contains(TEAMMATE_JOB) {
+            scripted(request, TEAMMATE_JOB, &teammate)
+        } else {
+            scripted(request, MARKER, &lead)
+        };
+        (String::new(), stream)
+    });
+    let config = hub.config();
+    std::fs::create_dir_all(&config.claude_dir).unwrap();
+    let key = "sk-ant-test-not-a-key";
+    let state = json!({"hasCompletedOnboarding": true, "theme": "dark",
+        "bypassPermissionsModeAccepted": true,
+        "projects": {dirs.repo.to_string_lossy(): {"hasTrustDialogAccepted": true,
+            "hasCompletedProjectOnboarding": true}},
+        "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}});
+    std::fs::write(config.claude_dir.join(".claude.json"), state.to_string()).unwrap();
+
+    // The pane runs the kit's isolated `claude` (its environment, a terminal it can draw on).
+    let command = claude_command(&dirs.home, &config.claude_dir, &dirs.repo, &api);
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = String::from("cd ") + &quote(dirs.repo.as_os_str()) + " && exec env -i";
+    for (k, v) in command.get_envs() {
+        if k == "TERM" {
+            continue;
+        }
+        if let Some(v) = v {
+            line += &format!(" {}={}", k.to_string_lossy(), quote(v));
+        }
+    }
+    line += " TERM=xterm-256color CLAUDE_CODE_EXPERIMENTAL_AGENT_TEAMS=1 ";
+    line += &quote(command.get_program());
+    line += &format!(
+        " '{MARKER}: go' --teammate-mode in-process --dangerously-skip-permissions --settings {}",
+        quote(dirs.settings.as_os_str())
+    );
+    let socket = tmp.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    };
+    let started = tmux(&["new-session", "-d", "-x", "200", "-y", "50", &line]);
+    assert!(
+        started.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    struct KillOnDrop<F: FnMut()>(F);
+    impl<F: FnMut()> Drop for KillOnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _kill = KillOnDrop(|| {
+        let _ = tmux(&["kill-server"]);
+    });
+
+    let idle_seen = |events: &[Value]| events.iter().any(|e| e["source_event"] == "TeammateIdle");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let events = hub.events();
+        if idle_seen(&events) {
+            break events;
+        }
+        if std::time::Instant::now() > deadline {
+            let pane = tmux(&["capture-pane", "-p"]);
+            panic!(
+                "no TeammateIdle at the hub in 60 s; the pane shows:\n{}\nevents: {events:#?}",
+                String::from_utf8_lossy(&pane.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let one = |name: &str| -> &Value {
+        let found = find(&events, name);
+        assert_eq!(found.len(), 1, "{name}: {events:#?}");
+        found[0]
+    };
+    let start = one("SubagentStart");
+    let idle = one("TeammateIdle");
+    let lane = start["session_id"]
+        .as_str()
+        .expect("the teammate's session");
+    let lead_session = start["parent_session_id"].as_str().expect("its lead");
+    assert_ne!(lane, lead_session);
+    // One lane for the teammate: its start, its tasks and its idle, under the lead.
+    for e in [start, idle, one("TaskCreated"), one("TaskCompleted")] {
+        assert_eq!(
+            (e["session_id"].as_str(), e["parent_session_id"].as_str()),
+            (Some(lane), Some(lead_session)),
+            "{e:#}"
+        );
+        assert_eq!(e["agent"], "researcher", "{e:#}");
+    }
+    assert_eq!(
+        (&idle["entity_type"], &idle["status"]),
+        (&json!("session"), &json!("idle")),
+        "{idle:#}"
+    );
+    let created = one("TaskCreated");
+    assert_eq!(created["title"], "Task created: read the notes");
+    assert_eq!(one("TaskCompleted")["entity_id"], created["entity_id"]);
+    // The hub's tree: the teammate is a child session of the lead, idle.
+    let tree = hub.get(&format!("/api/v1/sessions/{lead_session}/tree"));
+    let children = tree["tree"]["children"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let member = children
+        .iter()
+        .find(|c| c["session_id"] == lane)
+        .unwrap_or_else(|| panic!("{lane} not under {lead_session}: {tree:#}"));
+    assert_eq!(member["status"], "idle", "{member:#}");
+    assert_eq!(children.len(), 1, "one lane per teammate: {tree:#}");
 }
