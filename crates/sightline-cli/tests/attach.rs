@@ -44,16 +44,7 @@ fn attach_hands_the_token_over_privately_and_leaves_nothing_behind() {
     std::fs::create_dir_all(agent.join("sightline")).unwrap();
     std::fs::write(
         agent.join("sightline").join("__init__.py"),
-        r#"import json, os
-class _A:
-    pass
-def start(**kw):
-    with open(os.path.join(os.environ["ATTACH_TEST_DIR"], "started.json"), "w") as f:
-        json.dump(kw, f)
-    a = _A()
-    a.run_id = kw["run_id"]
-    return a
-"#,
+        include_str!("fixtures/standin_agent.py"),
     )
     .unwrap();
     let target = Target(
@@ -68,6 +59,7 @@ def start(**kw):
                  \x20   time.sleep(0.005)\n",
             ])
             .env("ATTACH_TEST_DIR", tmp.path())
+            .env("SIGHTLINE_STANDIN_OUT", tmp.path().join("started.json"))
             .env_remove("SIGHTLINE_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -10,21 +10,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod common;
-use common::{BIN, Served, agent, serve_command};
+use common::{BIN, Served, agent, serve_command, sightline_at as cli};
 
 fn serve(db: &Path, extra: &[&str]) -> Served {
     let mut cmd = serve_command(db);
     cmd.args(extra).env("XDG_CONFIG_HOME", db.parent().unwrap());
     Served::spawn(cmd)
-}
-
-fn cli(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SIGHTLINE_URL", url)
-        .env_remove("SIGHTLINE_TOKEN")
-        .output()
-        .unwrap()
 }
 
 fn post_events(url: &str, body: &str) -> Result<Value, String> {

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 mod common;
 use common::TestHub;
-use sightline_testkit::peers::{MockReply, codex_binary, codex_command, mock_http};
+use sightline_testkit::peers::{
+    MockReply, codex_binary, codex_command, codex_mock_provider, messages_sse, mock_http,
+};
 
 use common::sightline_with as sightline;
 
@@ -42,23 +44,13 @@ fn responses_mock() -> std::net::SocketAddr {
     http_mock(|_| {
         let item = json!({"type": "message", "role": "assistant", "id": "msg_1",
             "content": [{"type": "output_text", "text": "Nothing to do."}]});
-        let mut sse = String::new();
-        for (kind, data) in [
-            ("response.created", json!({"response": {"id": "resp_1"}})),
-            (
-                "response.output_item.done",
-                json!({"output_index": 0, "item": item}),
-            ),
-            (
-                "response.completed",
-                json!({"response": {"id": "resp_1", "usage": {"input_tokens": 10,
-                    "output_tokens": 2, "total_tokens": 12}}}),
-            ),
-        ] {
-            let mut data = data;
-            data["type"] = json!(kind);
-            sse.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
-        }
+        let events = [
+            json!({"type": "response.created", "response": {"id": "resp_1"}}),
+            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+            json!({"type": "response.completed", "response": {"id": "resp_1", "usage":
+                {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}}}),
+        ];
+        let sse = String::from_utf8(messages_sse(&events)).unwrap();
         ("text/event-stream", sse)
     })
 }
@@ -135,6 +127,14 @@ fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// A Codex home (`codex`) and a workspace (`work`) under `dir`, both created.
+fn codex_home_and_work(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (home, work) = (dir.join("codex"), dir.join("work"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    (home, work)
+}
+
 const TOKEN: &str = "install-agents-token-1";
 
 #[test]
@@ -143,13 +143,11 @@ fn codex_install_is_idempotent_keeps_the_file_and_real_codex_reports_through_it(
     let mut hub = TestHub::start();
     let mock = responses_mock();
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("codex");
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&work).unwrap();
+    let (home, work) = codex_home_and_work(dir.path());
     let config = home.join("config.toml");
     let mine = format!(
-        "# my Codex settings, kept as they are\nmodel = \"mock-model\"  # the mock\nmodel_provider = \"mock\"\napproval_policy = \"never\"\n\n[model_providers.mock]\nname = \"mock\"\nbase_url = \"http://{mock}/v1\"\nenv_key = \"SIGHTLINE_MOCK_KEY\"\nwire_api = \"responses\"\n"
+        "# my Codex settings, kept as they are\nmodel = \"mock-model\"  # the mock\nmodel_provider = \"mock\"\napproval_policy = \"never\"\n\n{}",
+        codex_mock_provider(mock)
     );
     std::fs::write(&config, &mine).unwrap();
     let url = hub.url.clone();
@@ -265,15 +263,13 @@ fn codex_install_with_a_token_reaches_a_hub_that_requires_one() {
     assert_eq!(status, 401, "the hub requires its token on /v1/logs");
     let mock = responses_mock();
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("codex");
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&work).unwrap();
+    let (home, work) = codex_home_and_work(dir.path());
     let config = home.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "model = \"mock-model\"\nmodel_provider = \"mock\"\napproval_policy = \"never\"\n\n[model_providers.mock]\nname = \"mock\"\nbase_url = \"http://{mock}/v1\"\nenv_key = \"SIGHTLINE_MOCK_KEY\"\nwire_api = \"responses\"\n"
+            "model = \"mock-model\"\nmodel_provider = \"mock\"\napproval_policy = \"never\"\n\n{}",
+            codex_mock_provider(mock)
         ),
     )
     .unwrap();

@@ -6,17 +6,8 @@
 use std::process::{Command, Output};
 
 mod common;
-use common::{BIN, TestHub};
+use common::{BIN, TestHub, sightline_at as cli};
 use sightline_testkit::{event, ndjson};
-
-fn cli(url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SIGHTLINE_URL", url)
-        .env_remove("SIGHTLINE_TOKEN")
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()

@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestHub;
-use common::peers::{codex_binary, codex_command};
+use common::peers::{codex_binary, codex_command, codex_mock_provider};
 use serde_json::{Value, json};
 
 /// One Responses API stream: `response.created`, the output items, `response.completed` with
@@ -104,17 +104,13 @@ model_provider = "mock"
 approval_policy = "never"
 sandbox_mode = "danger-full-access"
 
-[model_providers.mock]
-name = "mock"
-base_url = "http://{model}/v1"
-env_key = "SIGHTLINE_MOCK_KEY"
-wire_api = "responses"
-
+{provider}
 [otel]
 log_user_prompt = true
 exporter = {{ otlp-http = {{ endpoint = "{hub}/v1/logs", protocol = "binary" }} }}
 "#,
-            hub = hub.url
+            hub = hub.url,
+            provider = codex_mock_provider(model),
         ),
     )
     .unwrap();

@@ -294,7 +294,8 @@ pub fn mock_messages_api(
     format!("http://{addr}")
 }
 
-/// The Messages API's SSE stream of `events`, each named by its `type`.
+/// The Messages API's SSE stream of `events`, each named by its `type` (the OpenAI Responses
+/// API frames its stream the same way).
 pub fn messages_sse(events: &[Value]) -> Vec<u8> {
     events
         .iter()
@@ -389,6 +390,15 @@ pub fn gemini_script() -> PathBuf {
             )
         })
         .clone()
+}
+
+/// The `[model_providers.mock]` table of a Codex `config.toml`: the OpenAI Responses API mock
+/// at `model` (an address on 127.0.0.1), its key read from `SIGHTLINE_MOCK_KEY`, which
+/// [`codex_command`] sets. Select it with `model_provider = "mock"`.
+pub fn codex_mock_provider(model: std::net::SocketAddr) -> String {
+    format!(
+        "[model_providers.mock]\nname = \"mock\"\nbase_url = \"http://{model}/v1\"\nenv_key = \"SIGHTLINE_MOCK_KEY\"\nwire_api = \"responses\"\n"
+    )
 }
 
 /// `codex` isolated in `codex_home` (`CODEX_HOME` and `HOME`), run from `cwd`, with the key the

@@ -582,17 +582,7 @@ mod tests {
         std::fs::create_dir_all(pkg.join("sightline")).unwrap();
         std::fs::write(
             pkg.join("sightline").join("__init__.py"),
-            r#"import json, os
-class _A:
-    pass
-def start(**kw):
-    kw["token_file_left"] = os.path.exists(os.environ["TOKEN_FILE"])
-    with open(os.environ["FAKE_OUT"], "w") as f:
-        json.dump(kw, f)
-    a = _A()
-    a.run_id = kw["run_id"]
-    return a
-"#,
+            include_str!("../../tests/fixtures/standin_agent.py"),
         )
         .unwrap();
         let base = tmp.path().join("base");
@@ -605,7 +595,7 @@ def start(**kw):
         );
         let run = match Command::new("python3")
             .args(["-S", "-c", &code])
-            .env("FAKE_OUT", &out)
+            .env("SIGHTLINE_STANDIN_OUT", &out)
             .env("TOKEN_FILE", &token_file)
             .env_remove("SIGHTLINE_TOKEN")
             .output()

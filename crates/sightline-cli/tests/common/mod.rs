@@ -39,6 +39,17 @@ pub fn sightline_with(args: &[&str], envs: &[(&str, &Path)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs `sightline ARGS` against the hub at `url` (`SIGHTLINE_URL`, no token from the
+/// environment) and returns its output.
+pub fn sightline_at(url: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SIGHTLINE_URL", url)
+        .env_remove("SIGHTLINE_TOKEN")
+        .output()
+        .unwrap()
+}
+
 /// Runs `cmd` with `input` on its stdin (how Claude Code hands a hook command its payload) and
 /// returns what it printed: stdout captured, stderr as the caller set it (inherited if not).
 pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
