@@ -54,9 +54,12 @@ class Hub:
             self.proc.kill()
             raise RuntimeError(f"hub did not start: {self.proc.stderr.read()[:2000]}")
 
-    def get(self, path: str, **params) -> dict:
+    def get(self, path: str, *, token: str | None = None, **params) -> dict:
+        """GET a JSON answer; `token` is sent as the bearer token (a hub started with tokens)."""
         q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        with urllib.request.urlopen(f"{self.url}{path}{'?' + q if q else ''}", timeout=30) as r:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(f"{self.url}{path}{'?' + q if q else ''}", headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
     def request(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"):
@@ -64,21 +67,23 @@ class Hub:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read()
 
-    def events(self, run_id: str, **filters) -> list[dict]:
+    def events(self, run_id: str, *, token: str | None = None, **filters) -> list[dict]:
         """Every event of a run matching the filters, in seq order."""
         out: list[dict] = []
         after = None
         while True:
-            page = self.get("/api/v1/search", runs=run_id, order="asc", limit=1000, after=after, **filters)
+            page = self.get("/api/v1/search", token=token, runs=run_id, order="asc", limit=1000, after=after,
+                            **filters)
             out.extend(page["events"])
             if not page.get("next_cursor") or not page["events"]:
                 return out
             after = page["next_cursor"]
 
-    def wait_events(self, run_id: str, pred, timeout: float = 20.0, **filters) -> list[dict]:
+    def wait_events(self, run_id: str, pred, timeout: float = 20.0, *, token: str | None = None,
+                    **filters) -> list[dict]:
         deadline = time.time() + timeout
         while True:
-            evs = self.events(run_id, **filters)
+            evs = self.events(run_id, token=token, **filters)
             if pred(evs) or time.time() > deadline:
                 return evs
             time.sleep(0.2)

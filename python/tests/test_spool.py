@@ -143,17 +143,8 @@ def test_a_refused_token_keeps_the_events_for_when_it_is_fixed(tmp_path, transpo
                               SIGHTLINE_TOKEN=token, SIGHTLINE_TRANSPORT=transport, SIGHTLINE_CONTROL="0",
                               SIGHTLINE_SPOOL_DIR=str(spool))
         assert p2.returncode == 0, p2.stderr
-        req_evs = []
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            import urllib.request
-            req = urllib.request.Request(f"{h.url}/api/v1/search?runs={run_id}&source_events=call&limit=1000",
-                                         headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=30) as r:
-                req_evs = json.loads(r.read())["events"]
-            if sum(short(e) == "work" for e in req_evs) >= 300:
-                break
-            time.sleep(0.2)
+        req_evs = h.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) >= 300,
+                                token=token, source_events="call")
         assert sum(short(e) == "work" for e in req_evs) == 300
         assert not list(spool.glob("python-*"))
     finally:
@@ -275,18 +266,8 @@ def test_a_token_without_the_ingest_role_keeps_the_events_for_when_it_is_fixed(t
                               SIGHTLINE_TOKEN=producer, SIGHTLINE_TRANSPORT="http",
                               SIGHTLINE_CONTROL="0", SIGHTLINE_SPOOL_DIR=str(spool))
         assert p2.returncode == 0, p2.stderr
-        import urllib.request
-        got = []
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            req = urllib.request.Request(
-                f"{h.url}/api/v1/search?runs={run_id}&source_events=call&limit=1000",
-                headers={"Authorization": f"Bearer {reader}"})
-            with urllib.request.urlopen(req, timeout=30) as r:
-                got = json.loads(r.read())["events"]
-            if sum(short(e) == "work" for e in got) >= 300:
-                break
-            time.sleep(0.2)
+        got = h.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) >= 300,
+                            token=reader, source_events="call")
         assert sum(short(e) == "work" for e in got) == 300
         assert not list(spool.glob("python-*"))
     finally:

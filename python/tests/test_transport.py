@@ -175,10 +175,7 @@ def test_token_travels_with_the_upgrade(tmp_path):
         run_id, p = run_traced(h, tmp_path, PROGRAM, "with-token", SIGHTLINE_TOKEN=token, SIGHTLINE_TRANSPORT="ws")
         report = agent_report(p)
         assert report["transport"] == "ws" and report["left"] == 0 and report["rejected"] == 0, report
-        req = urllib.request.Request(f"{h.url}/api/v1/search?runs={run_id}&source_events=call&limit=1000",
-                                     headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            calls = json.loads(r.read())["events"]
+        calls = h.events(run_id, token=token, source_events="call")
         assert sum(short(e) == "work" for e in calls) == 300
         # A wrong token is refused at the upgrade and reported; nothing is stored.
         run2, p2 = run_traced(h, tmp_path, PROGRAM.replace("flush(10)", "flush(1)"), "wrong-token",
