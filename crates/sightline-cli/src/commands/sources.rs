@@ -33,17 +33,9 @@ pub struct SourceTable {
     pub paths: Option<Vec<String>>,
 }
 
-/// What Settings may change about a source and what it reads: from its registration, so a
-/// source added to the registry needs no line here (one without settings is start and stop
-/// only).
-fn describe(name: &str) -> (SettingKind, &'static str) {
-    REGISTRY
-        .iter()
-        .find(|r| r.name == name)
-        .map_or((SettingKind::None, "a background source"), |r| r.describe())
-}
-
-/// The settings page's list: every registered source, in registry order.
+/// The settings page's list: every registered source, in registry order, with the settings
+/// kind its registration gives (so a source added to the registry needs no line here; one
+/// registered without settings is start and stop only).
 fn kinds_of(registry: &[Registration]) -> Vec<SourceKind> {
     registry
         .iter()
@@ -59,9 +51,10 @@ fn kinds_of(registry: &[Registration]) -> Vec<SourceKind> {
 }
 
 /// The configuration a source starts with from the environment (before its table).
-fn from_env(name: &str, base: &AdapterConfig) -> SourceConfig {
+fn from_env(registration: &Registration, base: &AdapterConfig) -> SourceConfig {
     let text = |p: &Path| p.display().to_string();
-    let (setting, _) = describe(name);
+    let name = registration.name;
+    let (setting, _) = registration.describe();
     use sightline_sources::{claude, codex, gemini, logparse, opencode};
     match setting {
         SettingKind::Url => SourceConfig {
@@ -139,7 +132,7 @@ pub fn initial(
     let mut run = Vec::new();
     for r in REGISTRY {
         let table = tables.get(r.name);
-        let mut config = from_env(r.name, base);
+        let mut config = from_env(r, base);
         if let Some(t) = table {
             if let Some(url) = &t.url {
                 config.url = Some(url.clone());
