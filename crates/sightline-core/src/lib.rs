@@ -178,11 +178,36 @@ impl Core {
 }
 
 /// The message of a caught panic, when it has one: what every place that contains panics (the
-/// server's middleware, a source's supervisor) logs and reports.
+/// server's middleware, a source's supervisor, the binary's panic hook) logs and reports.
+///
+/// Redacted: a panic's message may quote the input the code failed on (issue 11 found a
+/// redaction bug whose panic printed the very text it was redacting), and it goes to logs,
+/// health and error events, which must never hold a secret.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
+    let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
+        .unwrap_or_else(|| "no message".into());
+    sightline_schema::redact::redact_str(&text).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn a_panic_message_never_carries_a_secret() {
+        let caught = std::panic::catch_unwind(|| {
+            let line = "password: hunter2-in-a-panic and AKIAIOSFODNN7EXAMPLE";
+            panic!("cannot map `{line}`");
+        })
+        .unwrap_err();
+        let message = panic_message(&*caught);
+        assert!(message.starts_with("cannot map `password"), "{message}");
+        assert!(!message.contains("hunter2-in-a-panic"), "{message}");
+        assert!(!message.contains("AKIAIOSFODNN7EXAMPLE"), "{message}");
+        assert_eq!(panic_message(&*Box::new("plain words")), "plain words");
+        assert_eq!(panic_message(&*Box::new(7u8)), "no message");
+    }
 }

@@ -84,8 +84,18 @@ struct Registry {
 }
 
 fn parse_specs(text: &str) -> Result<Vec<PluginSpec>, String> {
-    let specs: Vec<PluginSpec> = serde_json::from_str(text)
-        .map_err(|e| format!("SIGHTLINE_PLUGINS is not a valid JSON array of plugins: {e}"))?;
+    // The error is listed to read tokens (`config_error`), so it names where the text is wrong,
+    // never what it holds: serde's message quotes values (a command line, a URL with a key).
+    let specs: Vec<PluginSpec> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "SIGHTLINE_PLUGINS is not a valid JSON array of plugins ({:?} error at line {}, \
+             column {}): each is {{\"name\", \"command\": [..] or \"url\", \"timeout_ms\", \
+             \"description\"}}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
     let mut seen = std::collections::HashSet::new();
     for s in &specs {
         if s.name.is_empty()
@@ -105,9 +115,10 @@ fn parse_specs(text: &str) -> Result<Vec<PluginSpec>, String> {
         match (&s.command, &s.url) {
             (Some(c), None) if !c.is_empty() => {}
             (None, Some(u)) if u.starts_with("http://") || http::is_https(u) => {}
-            (None, Some(u)) => {
+            (None, Some(_)) => {
+                // Not quoted: the URL may hold a key, and this error is listed to read tokens.
                 return Err(format!(
-                    "plugin `{}`: url `{u}` must start with http:// or https://",
+                    "plugin `{}`: its url must start with http:// or https://",
                     s.name
                 ));
             }
@@ -443,6 +454,25 @@ mod tests {
             parse_specs(r#"[{"name":"a","command":["x"]},{"name":"a","command":["y"]}]"#).is_err()
         );
         assert!(parse_specs(r#"[{"name":"a","command":["x"],"bogus":1}]"#).is_err());
+    }
+
+    /// Issue 11, item 12: the configuration error is listed to read tokens, so it must not
+    /// quote the command line or URL it refuses (serde's own message would).
+    #[test]
+    fn a_configuration_error_does_not_quote_what_it_refuses() {
+        for bad in [
+            r#"[{"name":"a","command":"run --api-key=cfg-secret-1"}]"#,
+            r#"[{"name":"a","url":"ftp://u:cfg-secret-1@h/"}]"#,
+            r#"[{"name":"a","command":["x"],"timeout_ms":"cfg-secret-1"}]"#,
+            r#"{"name":"cfg-secret-1"}"#,
+        ] {
+            let e = parse_specs(bad).unwrap_err();
+            assert!(!e.contains("cfg-secret-1"), "{bad} → {e}");
+            assert!(
+                e.contains("SIGHTLINE_PLUGINS") || e.contains("plugin `a`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
