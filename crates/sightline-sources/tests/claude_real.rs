@@ -28,6 +28,7 @@ use common::peers::{
     claude_binary, claude_command, claude_settings_file, messages_sse, mock_messages_api,
 };
 use serde_json::{Value, json};
+use sightline_sources::claude::hooks::HOOK_EVENTS;
 
 /// What the mock answered: (request id, input tokens, output tokens, for the subagent) per
 /// model request.
@@ -238,41 +239,15 @@ fn sse(request: &Value, n: u64, input: u64, output: u64, blocks: &[Block], stop:
     messages_sse(&events)
 }
 
-/// Every hook event of this Claude Code version, each posted to the hub (`http`), but
-/// `SessionStart` and `Setup`, which take only `command` hooks: curl posts those.
-const HOOK_EVENTS: &[&str] = &[
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "PostToolBatch",
-    "Notification",
-    "UserPromptSubmit",
-    "UserPromptExpansion",
-    "SessionEnd",
-    "Stop",
-    "StopFailure",
-    "SubagentStart",
-    "SubagentStop",
-    "PreCompact",
-    "PostCompact",
-    "PermissionRequest",
-    "PermissionDenied",
-    "TeammateIdle",
-    "TaskCreated",
-    "TaskCompleted",
-    "Elicitation",
-    "ElicitationResult",
-    "ConfigChange",
-    "WorktreeCreate",
-    "WorktreeRemove",
-    "InstructionsLoaded",
-    "CwdChanged",
-    "FileChanged",
-    "MessageDisplay",
-];
-
-/// Writes the test's Claude Code settings into `dir`: every hook event posted to the hub.
+/// Writes the test's Claude Code settings into `dir`: every hook event of this Claude Code
+/// version posted to the hub (`http`), but `SessionStart` and `Setup`, which take only
+/// `command` hooks: curl posts those.
 fn settings(dir: &Path, hub: &str) -> std::path::PathBuf {
+    let http: Vec<&str> = HOOK_EVENTS
+        .iter()
+        .copied()
+        .filter(|e| !["SessionStart", "Setup"].contains(e))
+        .collect();
     let url = format!("{hub}/api/v1/hooks/claude");
     let curl =
         format!("curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}");
@@ -280,7 +255,7 @@ fn settings(dir: &Path, hub: &str) -> std::path::PathBuf {
         dir,
         &[
             (
-                HOOK_EVENTS,
+                &http[..],
                 json!([{"hooks": [{"type": "http", "url": url}]}]),
             ),
             (

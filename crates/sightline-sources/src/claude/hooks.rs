@@ -31,6 +31,41 @@ use sightline_schema::{EntityType, Event, Severity, Source, Status, Timestamp};
 use super::link;
 use crate::util::{BuilderExt, Metrics, event_id, short, stable_hash, text};
 
+/// Every hook event Claude Code 2.1.197 (the version the real-binary tests pin) can send; the
+/// mapping below knows each (its property tests draw from this list).
+pub const HOOK_EVENTS: &[&str] = &[
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "Notification",
+    "UserPromptSubmit",
+    "UserPromptExpansion",
+    "SessionStart",
+    "SessionEnd",
+    "Stop",
+    "StopFailure",
+    "SubagentStart",
+    "SubagentStop",
+    "PreCompact",
+    "PostCompact",
+    "PermissionRequest",
+    "PermissionDenied",
+    "Setup",
+    "TeammateIdle",
+    "TaskCreated",
+    "TaskCompleted",
+    "Elicitation",
+    "ElicitationResult",
+    "ConfigChange",
+    "WorktreeCreate",
+    "WorktreeRemove",
+    "InstructionsLoaded",
+    "CwdChanged",
+    "FileChanged",
+    "MessageDisplay",
+];
+
 /// The adapter name in health.
 pub const NAME: &str = "claude-hook";
 /// Header carrying the producer's event id (set by `sightline hook`, kept across its spool).
@@ -870,40 +905,10 @@ mod tests {
         use proptest::prelude::*;
 
         /// Every hook event name Claude Code 2.1.197 sends, and two it may send later.
-        const NAMES: &[&str] = &[
-            "PreToolUse",
-            "PostToolUse",
-            "PostToolUseFailure",
-            "PostToolBatch",
-            "Notification",
-            "UserPromptSubmit",
-            "UserPromptExpansion",
-            "SessionStart",
-            "SessionEnd",
-            "Stop",
-            "StopFailure",
-            "SubagentStart",
-            "SubagentStop",
-            "PreCompact",
-            "PostCompact",
-            "PermissionRequest",
-            "PermissionDenied",
-            "Setup",
-            "TeammateIdle",
-            "TaskCreated",
-            "TaskCompleted",
-            "Elicitation",
-            "ElicitationResult",
-            "ConfigChange",
-            "WorktreeCreate",
-            "WorktreeRemove",
-            "InstructionsLoaded",
-            "CwdChanged",
-            "FileChanged",
-            "MessageDisplay",
-            "PreModelSwitch",
-            "PostModelSwitch",
-        ];
+        fn names() -> Vec<&'static str> {
+            let later = ["PreModelSwitch", "PostModelSwitch"];
+            HOOK_EVENTS.iter().copied().chain(later).collect()
+        }
         /// The fields the mapping reads, so generated payloads exercise every branch.
         const FIELDS: &[&str] = &[
             "agent_id",
@@ -976,7 +981,7 @@ mod tests {
             /// a session still maps, and only a missing hook name is refused.
             #[test]
             fn any_hook_payload_maps_into_its_run(
-                name in prop::sample::select(NAMES.to_vec()),
+                name in prop::sample::select(names()),
                 fields in prop::collection::btree_map(prop::sample::select(FIELDS.to_vec()), json_value(), 0..10),
                 session in prop::option::of("[a-z0-9-]{1,40}"),
             ) {
