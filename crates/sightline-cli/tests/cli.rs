@@ -123,17 +123,8 @@ fn export_and_import_through_the_cli_are_byte_identical() {
         .collect();
     post_events(&a.url, &body).unwrap();
     let first = dir.path().join("first.yaml");
-    let out = cli(
-        &a.url,
-        &[
-            "export",
-            "cli-run",
-            "--format",
-            "yaml",
-            "-o",
-            first.to_str().unwrap(),
-        ],
-    );
+    let to = first.to_str().unwrap();
+    let out = cli(&a.url, &["export", "cli-run", "--format", "yaml", "-o", to]);
     assert!(
         out.status.success(),
         "{}",

@@ -49,16 +49,10 @@ fn no_progress_text_when_stderr_is_not_a_terminal() {
         ndjson_of_export(&hub.url, "pipe-run").as_bytes()
     );
     let target = dir.path().join("out.ndjson");
+    let to = target.to_str().unwrap();
     let out = cli(
         &hub.url,
-        &[
-            "export",
-            "pipe-run",
-            "--format",
-            "ndjson",
-            "-o",
-            target.to_str().unwrap(),
-        ],
+        &["export", "pipe-run", "--format", "ndjson", "-o", to],
     );
     assert_no_progress(&out, "export -o");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), text);
