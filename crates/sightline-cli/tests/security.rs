@@ -532,3 +532,95 @@ fn tls_serves_https_with_the_same_rules() {
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
 }
+
+/// Issue 11, item 12: `GET /api/v1/plugins` gives a read token names and kinds, never a
+/// plugin's command line or URL (where secrets live); and events sent inline to a plugin are
+/// validated and redacted as ingest does: an invalid one is a 400 and the plugin never runs,
+/// a valid one reaches the plugin without its secrets.
+#[test]
+fn a_read_token_sees_no_plugin_command_or_url_and_inline_events_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("{READ} read reader\n{ADMIN} admin owner\n"),
+    )
+    .unwrap();
+    let ran = dir.path().join("plugin-ran");
+    let script = dir.path().join("echo_plugin.py");
+    std::fs::write(
+        &script,
+        "import json, sys\n\
+         ran = sys.argv[1]\n\
+         req = json.loads(sys.stdin.readline())\n\
+         open(ran, 'a').write('ran\\n')\n\
+         print(json.dumps({'jsonrpc': '2.0', 'id': req['id'], 'result': req['params']}))\n",
+    )
+    .unwrap();
+    let plugins = json!([
+        {"name": "echo", "command": ["python3", script.to_str().unwrap(), ran.to_str().unwrap(),
+                                     "--api-key=plugin-arg-secret-7731"]},
+        {"name": "remote", "url": "http://127.0.0.1:9/rpc?key=plugin-url-secret-8842"}
+    ]);
+    let mut cmd = serve_command(&dir.path().join("db.sqlite"));
+    cmd.args(["--source", "http", "--token-file"])
+        .arg(&tokens)
+        .env("HOME", dir.path())
+        .env("SIGHTLINE_PLUGINS", plugins.to_string());
+    let served = Served::spawn(cmd);
+    let u = |p: &str| format!("{}{p}", served.url);
+
+    let (status, listed) = request("GET", &u("/api/v1/plugins"), Some(READ), None);
+    assert_eq!(status, 200, "{listed}");
+    let list: Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "remote"], "{listed}");
+    for hidden in [
+        "plugin-arg-secret-7731",
+        "plugin-url-secret-8842",
+        "echo_plugin.py",
+        "python3",
+        "127.0.0.1:9",
+    ] {
+        assert!(!listed.contains(hidden), "`{hidden}` listed: {listed}");
+    }
+
+    // An event that would not be stored is not sent: 400, and the plugin does not run.
+    let invalid = json!({"events": [{"event_id": "p-0", "source": "custom", "title": 42}]});
+    let (status, answer) = request(
+        "POST",
+        &u("/api/v1/plugins/echo/invoke"),
+        Some(READ),
+        Some(&invalid.to_string()),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("events[0]"), "says which event: {answer}");
+    assert!(!ran.exists(), "the plugin ran on an invalid event");
+
+    // A valid one reaches the plugin redacted, like ingest would store it.
+    let valid = json!({"events": [{"event_id": "p-1", "source": "custom", "source_event": "x",
+        "entity_type": "log", "run_id": "plug", "title": "deploy",
+        "payload": {"password": "hunter2-plugin-secret",
+                    "cmd": "curl -u alice:s3cr3t-plugin-pw https://example.com",
+                    "note": "ordinary text stays"}}]});
+    let (status, answer) = request(
+        "POST",
+        &u("/api/v1/plugins/echo/invoke"),
+        Some(READ),
+        Some(&valid.to_string()),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(ran.exists(), "the plugin ran");
+    assert!(answer.contains("ordinary text stays"), "{answer}");
+    for secret in ["hunter2-plugin-secret", "s3cr3t-plugin-pw"] {
+        assert!(
+            !answer.contains(secret),
+            "`{secret}` reached the plugin: {answer}"
+        );
+    }
+}
