@@ -82,12 +82,7 @@ fn series_buckets_events_by_minute_and_line() {
     assert_eq!(line["cost_usd"], json!([0.0, 2.0, 0.0, 0.0, 0.0]));
 
     let by_source = hub.get(&format!("/api/v1/series?{range}&by=source"));
-    let keys: Vec<&str> = by_source["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = strs(&by_source["lines"], "key");
     assert_eq!(keys, ["claude", "otlp"]);
     assert_eq!(by_source["lines"][1]["events"], json!([0, 4, 0, 0, 0]));
 

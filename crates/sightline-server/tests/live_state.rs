@@ -104,12 +104,7 @@ fn a_waiting_session_stays_listed_with_its_project_prompt_and_reason() {
 
     // The conversation: prompt, tool calls and the permission prompt, in order.
     let conv = hub.get(&format!("/api/v1/sessions/{s}/conversation"));
-    let kinds: Vec<&str> = conv["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["source_event"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = strs(&conv["events"], "source_event");
     assert_eq!(
         kinds,
         [
@@ -126,12 +121,7 @@ fn a_waiting_session_stays_listed_with_its_project_prompt_and_reason() {
 
     // Runs: the project is shown, and search finds the run by its prompt and its directory.
     let runs = hub.get("/api/v1/runs?q=flaky");
-    let ids: Vec<&str> = runs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["run_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = strs(&runs["runs"], "run_id");
     assert_eq!(ids, [s]);
     assert_eq!(runs["runs"][0]["project"], "flaky-hunt");
     let by_dir = hub.get("/api/v1/runs?q=crates%2Fcore");
@@ -186,12 +176,7 @@ fn an_old_wait_outlives_the_window_and_a_quiet_parent_is_listed_for_nesting() {
     let wide = hub.get("/api/v1/live?recent_s=86400");
     assert!(by_key(&wide, "r-done").is_some());
     let one = hub.get("/api/v1/live?run=r-par");
-    let keys: Vec<&str> = one["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = strs(&one["sessions"], "key");
     assert_eq!(keys.len(), 2, "{keys:?}");
     let (code, text) = get_text(&format!("{}/api/v1/live?recent_s=-5", hub.url));
     assert_eq!(code, 400, "{text}");

@@ -144,12 +144,7 @@ fn tokens_are_created_refused_and_revoked_at_once() {
     assert_eq!(call("GET", &settings_url, Some(&read), None).0, 403);
     let (status, settings) = call("GET", &settings_url, Some(&admin), None);
     assert_eq!(status, 200);
-    let names: Vec<&str> = settings["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&settings["tokens"], "name");
     assert_eq!(names, ["owner", "ci"]);
     assert!(
         !settings.to_string().contains(&read),

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestHub, agent};
+use common::{TestHub, agent, strs};
 use serde_json::{Value, json};
 
 /// Posts a hook payload the way `sightline hook` does (fixed time, so durations are exact).
@@ -479,12 +479,7 @@ fn multi_agent_scenario_through_the_rest_api() {
     assert_eq!(status_of(&run, "ab12"), "success", "{run}");
 
     let tree = hub.get("/api/v1/sessions/sess-main/tree")["tree"].clone();
-    let kids: Vec<&str> = tree["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["session_id"].as_str().unwrap())
-        .collect();
+    let kids: Vec<&str> = strs(&tree["children"], "session_id");
     assert!(kids.contains(&"ab12") && kids.contains(&"cd34"), "{tree}");
     assert!(
         (tree["total_cost_usd"].as_f64().unwrap() - TOTAL_COST).abs() < 1e-9,

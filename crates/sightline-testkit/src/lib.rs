@@ -37,6 +37,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The string `field` of every item of the JSON array `list` (panics, naming the field, when
+/// `list` is not an array or an item's field is not a string: what a test asserts on).
+pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string `{field}` in {item}"))
+        })
+        .collect()
+}
+
 /// The `seqs` of an ingest answer.
 pub fn seqs(answer: &Value) -> Vec<u64> {
     answer["seqs"]
