@@ -50,3 +50,17 @@ export async function openDashboard({
   }
   return { browser, ctx, page };
 }
+
+/**
+ * Screenshots `<name>-light.png`, `<name>-dark.png` and `<name>-800.png` (light, 800 px wide)
+ * of the page as it is, into `dir`; leaves the page light at 1440×900.
+ */
+export async function shootLightDarkNarrow(page, dir, name) {
+  await page.screenshot({ path: path.join(dir, `${name}-light.png`) });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.screenshot({ path: path.join(dir, `${name}-dark.png`) });
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 800, height: 900 });
+  await page.screenshot({ path: path.join(dir, `${name}-800.png`) });
+  await page.setViewportSize({ width: 1440, height: 900 });
+}

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { docScreenshots, openDashboard } from './browser.mjs';
+import { docScreenshots, openDashboard, shootLightDarkNarrow } from './browser.mjs';
 import { fixtures } from './fixtures.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -507,13 +507,7 @@ describe('time and keys', () => {
     await page.emulateMedia({ colorScheme: 'light' });
     await open('live', `[data-lane="sess-main-${T}"] [data-span]`);
     await page.waitForTimeout(300);
-    await page.screenshot({ path: path.join(SHOTS, 'live-light.png') });
-    await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: path.join(SHOTS, 'live-dark.png') });
-    await page.emulateMedia({ colorScheme: 'light' });
-    await page.setViewportSize({ width: 800, height: 900 });
-    await page.screenshot({ path: path.join(SHOTS, 'live-800.png') });
-    await page.setViewportSize({ width: 1440, height: 900 });
+    await shootLightDarkNarrow(page, SHOTS, 'live');
     assert.deepEqual(pageErrors, []);
   });
 });

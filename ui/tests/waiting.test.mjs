@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from './hub.mjs';
-import { openDashboard } from './browser.mjs';
+import { openDashboard, shootLightDarkNarrow } from './browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = path.join(here, '..', 'test-results');
@@ -134,13 +134,7 @@ describe('waiting for you', () => {
     await page.selectOption('[data-testid="live-project"]', 'flaky-hunt');
     await page.waitForFunction(() => !document.querySelector('[data-lane^="run:py-busy"]'), null, { timeout: 5000 });
     assert.ok(await lane(MAIN).isVisible());
-    await page.screenshot({ path: path.join(SHOTS, 'waiting-live-light.png') });
-    await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: path.join(SHOTS, 'waiting-live-dark.png') });
-    await page.emulateMedia({ colorScheme: 'light' });
-    await page.setViewportSize({ width: 800, height: 900 });
-    await page.screenshot({ path: path.join(SHOTS, 'waiting-live-800.png') });
-    await page.setViewportSize({ width: 1440, height: 900 });
+    await shootLightDarkNarrow(page, SHOTS, 'waiting-live');
   });
 
   test('2: the queue is pinned on every page with how long each waits; title, favicon, notifications', async () => {
@@ -194,13 +188,7 @@ describe('waiting for you', () => {
     await page.fill('[data-testid="conv-search"]', 'cargo');
     await page.waitForSelector('[data-testid="conv-hits"][data-hits="1"]', { timeout: 3000 });
     await page.fill('[data-testid="conv-search"]', 'flaky');
-    await page.screenshot({ path: path.join(SHOTS, 'conversation-light.png') });
-    await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: path.join(SHOTS, 'conversation-dark.png') });
-    await page.emulateMedia({ colorScheme: 'light' });
-    await page.setViewportSize({ width: 800, height: 900 });
-    await page.screenshot({ path: path.join(SHOTS, 'conversation-800.png') });
-    await page.setViewportSize({ width: 1440, height: 900 });
+    await shootLightDarkNarrow(page, SHOTS, 'conversation');
   });
 
   test('4: runs show their project, search matches the prompt and the directory, Replay tells identical prompts apart', async () => {
