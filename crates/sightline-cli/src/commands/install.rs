@@ -22,6 +22,10 @@
 //! and prints what it changed. `--uninstall` removes only ours. It must never drop a key of the
 //! user's settings it does not understand.
 //!
+//! Every target's file (the OpenCode plugin too) changes through one helper, `commit_change`: a
+//! backup beside it, then a temporary file in the same directory, synced and renamed over it, so
+//! an agent starting meanwhile reads the old file or the new one, never half of one.
+//!
 //! `settings.json` may hold secrets (its `env` block), so it is rewritten atomically with the
 //! mode and owner it had (a new one is 0600), and through a symlink to its target (dotfiles
 //! managers link it): it must never widen the file's mode or turn a link into a copy. The hook
@@ -513,7 +517,8 @@ export const SightlinePlugin = async ({{ directory }}) => ({{
 
 fn install_opencode(args: &InstallArgs) -> anyhow::Result<i32> {
     let path = opencode_plugin_path(args);
-    let existing = std::fs::read_to_string(&path).ok();
+    // A file that is there but cannot be read is refused, never taken for a missing one.
+    let existing = read_text(&path)?;
     let ours = existing
         .as_deref()
         .is_some_and(|t| t.starts_with(PLUGIN_MARKER));
@@ -528,39 +533,34 @@ fn install_opencode(args: &InstallArgs) -> anyhow::Result<i32> {
     }
     let spool = crate::config::data_dir().join("spool").join("opencode");
     let text = opencode_plugin(&args.url, &spool);
-    if existing.as_deref() == Some(text.as_str()) {
-        println!("{}: already installed; nothing changed", path.display());
-        return Ok(0);
-    }
-    if args.dry_run {
-        println!("{}: would write the plugin:\n{text}", path.display());
-        return Ok(0);
-    }
     if existing.is_some() && !ours {
         return Err(Exit::config(format!(
             "{} exists and is not sightline's plugin; move it away or choose another path with --settings",
             path.display()
         )));
     }
-    if let Some(b) = backup(&path)? {
-        println!("backup: {}", b.display());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, text)?;
-    println!(
-        "{}: {} (events go to {}, spool {})",
-        path.display(),
-        if existing.is_some() {
-            "updated"
-        } else {
-            "installed"
-        },
-        args.url,
-        spool.display()
-    );
-    Ok(0)
+    let message = if existing.as_deref() == Some(text.as_str()) {
+        "already installed; nothing changed".to_string()
+    } else {
+        format!(
+            "{} (events go to {}, spool {})",
+            if existing.is_some() {
+                "updated"
+            } else {
+                "installed"
+            },
+            args.url,
+            spool.display()
+        )
+    };
+    // The same backup and atomic write as the other targets: OpenCode loads the plugin at
+    // start, so a half-written file would break every OpenCode started during the write.
+    commit_change(
+        &path,
+        Change::plain(existing.as_deref() != Some(text.as_str()), &text),
+        &message,
+        args.dry_run,
+    )
 }
 
 /// Opens and closes our block in Codex's `config.toml`.
