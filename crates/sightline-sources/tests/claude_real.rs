@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::TestHub;
 use common::peers::{
-    claude_binary, claude_command, claude_settings_file, messages_sse, mock_messages_api,
+    claude_binary, claude_command, claude_settings_file, git_repo, messages_sse, mock_messages_api,
 };
 use serde_json::{Value, json};
 use sightline_sources::claude::hooks::HOOK_EVENTS;
@@ -353,18 +353,7 @@ fn a_real_claude_code_session_is_one_joined_run() {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(repo.join("README.md"), "# readme\n").unwrap();
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "git {args:?} failed in {}", repo.display());
-    };
-    git(&["init", "-q"]);
-    git(&["add", "."]);
-    git(&["commit", "-qm", "init"]);
+    git_repo(&repo);
     let settings_file = settings(tmp.path(), &hub.url);
     let dirs = (
         home.as_path(),

@@ -157,6 +157,25 @@ pub fn claude_settings_file(dir: &Path, hooks: &[(&[&str], Value)]) -> PathBuf {
     file
 }
 
+/// Makes `repo` (created if missing) a git repository with everything in it committed once: an
+/// agent's workspace, so the agent sees a project with a history. Fails the test when git does.
+pub fn git_repo(repo: &Path) {
+    std::fs::create_dir_all(repo).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &["commit", "-qm", "init"],
+    ] {
+        let ok = Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "git {args:?} failed in {}", repo.display());
+    }
+}
+
 /// One request a mock peer API received: its request line and its body (de-chunked).
 pub struct MockRequest {
     pub line: String,
