@@ -141,6 +141,15 @@ def run_traced(hub: Hub | None, tmp_path: Path, source: str, tag: str, args=(), 
     return run_id, p
 
 
+def deliver_spool(hub: Hub, tmp_path: Path, spool: Path, tag: str, **extra):
+    """Runs a traced program that does nothing, whose agent delivers what ``spool`` holds (an
+    agent sends the spool it finds when it starts); asserts it exited 0. Returns (run_id,
+    completed process)."""
+    run_id, p = run_traced(hub, tmp_path, "print('next')\n", tag, SIGHTLINE_SPOOL_DIR=str(spool), **extra)
+    assert p.returncode == 0, p.stderr
+    return run_id, p
+
+
 def by_call_id(events: list[dict]) -> dict[int, dict]:
     return {e["payload"]["call_id"]: e for e in events if e["source_event"] == "call"}
 

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import Hub, agent_env, new_run_id, run_traced, short
+from conftest import Hub, agent_env, deliver_spool, new_run_id, run_traced, short
 
 
 def events_for(run_id: str, n: int, pad: int = 0) -> str:
@@ -65,8 +65,7 @@ def test_claims_of_dead_or_reused_pids_are_adopted_and_delivered(hub, tmp_path):
         live = spool / f"python-{live_run}.ndjson.sending-{os.getpid()}"
         live.write_text(events_for(live_run, 5))
 
-        run_id, p = run_traced(hub, tmp_path, "print('next')\n", "adopter", SIGHTLINE_SPOOL_DIR=str(spool))
-        assert p.returncode == 0, p.stderr
+        deliver_spool(hub, tmp_path, spool, "adopter")
         got = hub.wait_events(dead_run, lambda evs: len(evs) >= 40)
         assert sorted(e["event_id"] for e in got) == sorted(f"{dead_run}-{i}" for i in range(40))
         got = hub.wait_events(reused_run, lambda evs: len(evs) >= 30)
@@ -93,8 +92,7 @@ def test_an_oversized_spool_file_is_set_aside_and_the_others_delivered(hub, tmp_
     small = spool / f"python-zzzz-{small_run}.ndjson"
     small.write_text(events_for(small_run, 25))
 
-    run_id, p = run_traced(hub, tmp_path, "print('next')\n", "after-big", SIGHTLINE_SPOOL_DIR=str(spool))
-    assert p.returncode == 0, p.stderr
+    deliver_spool(hub, tmp_path, spool, "after-big")
     got = hub.wait_events(small_run, lambda evs: len(evs) >= 25)
     assert len(got) == 25
     assert hub.events(big_run) == []
@@ -139,10 +137,8 @@ def test_a_refused_token_keeps_the_events_for_when_it_is_fixed(tmp_path, transpo
         spooled = [json.loads(line) for line in files[0].read_text().splitlines()]
         assert sum(e["source_event"] == "call" and short(e) == "work" for e in spooled) == 300
         # The token fixed: the next process delivers them.
-        run2, p2 = run_traced(h, tmp_path, "print('next')\n", f"good-token-{transport}",
-                              SIGHTLINE_TOKEN=token, SIGHTLINE_TRANSPORT=transport, SIGHTLINE_CONTROL="0",
-                              SIGHTLINE_SPOOL_DIR=str(spool))
-        assert p2.returncode == 0, p2.stderr
+        deliver_spool(h, tmp_path, spool, f"good-token-{transport}",
+                      SIGHTLINE_TOKEN=token, SIGHTLINE_TRANSPORT=transport, SIGHTLINE_CONTROL="0")
         req_evs = h.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) >= 300,
                                 token=token, source_events="call")
         assert sum(short(e) == "work" for e in req_evs) == 300
@@ -262,10 +258,8 @@ def test_a_token_without_the_ingest_role_keeps_the_events_for_when_it_is_fixed(t
         spooled = [json.loads(line) for line in files[0].read_text().splitlines()]
         assert sum(e["source_event"] == "call" and short(e) == "work" for e in spooled) == 300
 
-        run2, p2 = run_traced(h, tmp_path, "print('next')\n", "ingest-token",
-                              SIGHTLINE_TOKEN=producer, SIGHTLINE_TRANSPORT="http",
-                              SIGHTLINE_CONTROL="0", SIGHTLINE_SPOOL_DIR=str(spool))
-        assert p2.returncode == 0, p2.stderr
+        deliver_spool(h, tmp_path, spool, "ingest-token",
+                      SIGHTLINE_TOKEN=producer, SIGHTLINE_TRANSPORT="http", SIGHTLINE_CONTROL="0")
         got = h.wait_events(run_id, lambda evs: sum(short(e) == "work" for e in evs) >= 300,
                             token=reader, source_events="call")
         assert sum(short(e) == "work" for e in got) == 300

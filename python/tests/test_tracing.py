@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import by_call_id, run_traced, short
+from conftest import by_call_id, deliver_spool, run_traced, short
 
 PROGRAM = r'''
 import asyncio, threading, time
@@ -382,8 +382,7 @@ def test_hub_down_spools_then_delivers_later(hub, tmp_path):
     spooled = files[0].read_text().splitlines()
     assert sum('"source_event":"call"' in line for line in spooled) == 5002  # 5000 tiny, slow, <module>
     # The next process, with the hub up, delivers them.
-    run2, p2 = run_traced(hub, tmp_path, "print('next')\n", "spool-next", SIGHTLINE_SPOOL_DIR=str(spool))
-    assert p2.returncode == 0, p2.stderr
+    deliver_spool(hub, tmp_path, spool, "spool-next")
     evs = hub.wait_events(run_id, lambda evs: len(evs) >= len(spooled), timeout=60)
     assert len(evs) == len(spooled)
     assert not list(spool.iterdir())
