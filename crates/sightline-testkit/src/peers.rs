@@ -22,6 +22,13 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
+/// This machine's CPU as npm's platform packages name it.
+const NPM_ARCH: &str = if cfg!(target_arch = "aarch64") {
+    "arm64"
+} else {
+    "x64"
+};
+
 /// The `opencode` binary of the npm package `opencode-ai`, installed once into the cache (the
 /// platform package ships it; npm may skip the wrapper's postinstall, so the platform binary is
 /// used directly).
@@ -33,11 +40,7 @@ pub fn opencode_binary() -> PathBuf {
 
 fn installed_opencode(dir: &Path) -> Option<PathBuf> {
     let nm = dir.join("node_modules");
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "x64"
-    };
+    let arch = NPM_ARCH;
     [
         nm.join(format!("opencode-linux-{arch}/bin/opencode")),
         nm.join(format!("opencode-linux-{arch}-baseline/bin/opencode")),
@@ -94,11 +97,7 @@ pub fn claude_binary() -> PathBuf {
 
 fn installed_claude(dir: &Path) -> Option<PathBuf> {
     let nm = dir.join("node_modules/@anthropic-ai");
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "x64"
-    };
+    let arch = NPM_ARCH;
     let os = if cfg!(target_os = "macos") {
         "darwin"
     } else {
