@@ -141,6 +141,20 @@ def run_traced(hub: Hub | None, tmp_path: Path, source: str, tag: str, args=(), 
     return run_id, p
 
 
+# The end of a traced test program: flushes nothing more (``left`` is what its own
+# ``sightline.flush(..)`` left) and prints the agent's view of its transport as the last line of
+# stdout, for ``agent_report``. The program imports json and sightline and sets ``left``.
+PRINT_STATUS = """st = sightline.status()
+print(json.dumps({"left": left, **{k: st.get(k) for k in ("transport", "sent", "rejected", "retries", "last_error")}}))
+"""
+
+
+def agent_report(p: subprocess.CompletedProcess) -> dict:
+    """What a program ending in ``PRINT_STATUS`` printed; asserts it exited 0."""
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def deliver_spool(hub: Hub, tmp_path: Path, spool: Path, tag: str, **extra):
     """Runs a traced program that does nothing, whose agent delivers what ``spool`` holds (an
     agent sends the spool it finds when it starts); asserts it exited 0. Returns (run_id,

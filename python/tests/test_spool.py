@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import Hub, agent_env, deliver_spool, new_run_id, run_traced, short
+from conftest import PRINT_STATUS, Hub, agent_env, deliver_spool, new_run_id, run_traced, short
 
 
 def events_for(run_id: str, n: int, pad: int = 0) -> str:
@@ -111,10 +111,7 @@ def work(i):
 for i in range(300):
     work(i)
 left = sightline.flush(FLUSH)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "rejected": st["rejected"], "last_error": st["last_error"]}))
-"""
+""" + PRINT_STATUS
 
 
 @pytest.mark.parametrize("transport", ["auto", "http", "ws"])
@@ -162,10 +159,7 @@ _native.emit(json.dumps({"source": "python", "source_event": "huge", "entity_typ
 for i in range(150, 300):
     work(i)
 left = sightline.flush(20)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "rejected": st["rejected"], "last_error": st["last_error"]}))
-"""
+""" + PRINT_STATUS
 
 
 @pytest.mark.parametrize("transport", ["http", "ws"])

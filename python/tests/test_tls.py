@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Hub, agent_env, new_run_id, run_traced, short
+from conftest import PRINT_STATUS, Hub, agent_env, agent_report, new_run_id, run_traced, short
 
 if shutil.which("openssl") is None:
     # The image has openssl; a machine without it cannot make the test CA, and says so.
@@ -81,15 +81,10 @@ def work(i):
 for i in range(200):
     work(i)
 left = sightline.flush(%(flush)s)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "last_error": st["last_error"]}))
-"""
+""" + PRINT_STATUS
 
 
-def report(p: subprocess.CompletedProcess) -> dict:
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])
+report = agent_report
 
 
 def assert_all_committed(hub: Hub, run_id: str) -> None:

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Hub, agent_env, new_run_id, run_traced, short
+from conftest import PRINT_STATUS, Hub, agent_env, agent_report, new_run_id, run_traced, short
 
 # Prints the agent's own view of the transport as the last line of stdout.
 PROGRAM = r"""
@@ -28,15 +28,7 @@ def work(i):
 for i in range(300):
     work(i)
 left = sightline.flush(10)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "rejected": st["rejected"], "last_error": st["last_error"]}))
-"""
-
-
-def agent_report(p: subprocess.CompletedProcess) -> dict:
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])
+""" + PRINT_STATUS
 
 
 @pytest.mark.parametrize("transport, expected", [("auto", "ws"), ("ws", "ws"), ("http", "http")])
@@ -72,10 +64,7 @@ _native.emit(json.dumps({"source": "python", "source_event": "bogus", "entity_ty
 for i in range(50, 100):
     work(i)
 left = sightline.flush(10)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "rejected": st["rejected"], "last_error": st["last_error"]}))
-"""
+""" + PRINT_STATUS
 
 
 @pytest.mark.parametrize("transport", ["ws", "http"])
@@ -198,10 +187,7 @@ for i in range(60):
     print("tick", i, flush=True)
     time.sleep(0.05)
 left = sightline.flush(30)
-st = sightline.status()
-print(json.dumps({"left": left, "transport": st["transport"], "sent": st["sent"],
-                  "rejected": st["rejected"], "retries": st["retries"], "last_error": st["last_error"]}))
-"""
+""" + PRINT_STATUS
 
 
 def free_port() -> int:
