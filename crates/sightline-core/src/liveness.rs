@@ -176,8 +176,28 @@ struct Snapshot {
 /// the run's `last_event_at` is unchanged. Without it every sweep re-reads up to 400 events of
 /// each of up to 500 open or idle Claude runs (a backfill of old transcripts leaves hundreds
 /// idle for good), a constant load for an answer that only a new event can change.
+///
+/// It also keeps the newest seq of every run the pid rules judged. A run whose events are still
+/// arriving (a spool of a process that died while the hub was away, delivered in batches)
+/// would otherwise be ended by the pid rule between two of its batches, one synthetic end
+/// before the real `process_exit` further down the spool. So once the memo has seen one sweep,
+/// a run is judged only when its newest seq is the one the previous sweep saw: at most one
+/// interval later than without the memo, and never in the middle of a delivery.
 #[derive(Debug, Default)]
-pub struct ProducerMemo(std::collections::HashMap<String, (i64, Option<Producer>)>);
+pub struct ProducerMemo {
+    producers: std::collections::HashMap<String, (i64, Option<Producer>)>,
+    /// `None` until the first sweep: a hub's first look judges at once.
+    last_seqs: Option<std::collections::HashMap<String, i64>>,
+}
+
+impl ProducerMemo {
+    /// Whether nothing arrived for `run` since the previous sweep (always, before the first).
+    fn settled(&self, run: &OpenRun) -> bool {
+        self.last_seqs
+            .as_ref()
+            .is_none_or(|seen| seen.get(&run.run_id) == Some(&run.last_seq))
+    }
+}
 
 /// One sweep at `now`: reads what is open, judges it, and submits the events that end it.
 pub async fn sweep(
@@ -197,7 +217,7 @@ pub async fn sweep_with(
     stop: watch::Receiver<bool>,
     memo: &mut ProducerMemo,
 ) -> Result<Report, LivenessError> {
-    let mut known = std::mem::take(&mut memo.0);
+    let mut known = std::mem::take(&mut memo.producers);
     let idle_since = settings.idle_after.map(|d| {
         now.millis()
             .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64)
@@ -248,12 +268,27 @@ pub async fn sweep_with(
         })
         .await?;
     let (snapshot, seen) = snapshot;
-    memo.0 = seen;
+    memo.producers = seen;
+    // Judged this time only if settled since the last sweep; remembered for the next.
+    let mut last_seqs = std::collections::HashMap::new();
+    let mut settled = std::collections::HashSet::new();
+    let judged = (snapshot.processes.iter().map(|(run, ..)| run))
+        .chain(snapshot.agent_pids.iter().map(|(run, ..)| run));
+    for run in judged {
+        if memo.settled(run) {
+            settled.insert(run.run_id.clone());
+        }
+        last_seqs.insert(run.run_id.clone(), run.last_seq);
+    }
+    memo.last_seqs = Some(last_seqs);
 
     let here = Machine::current();
     let mut events = Vec::new();
     let mut report = Report::default();
     for (run, producer, sessions) in &snapshot.processes {
+        if !settled.contains(&run.run_id) {
+            continue;
+        }
         let Some(verdict) = judge_process(run, producer.as_ref(), &here, settings, now) else {
             continue;
         };
@@ -273,6 +308,9 @@ pub async fn sweep_with(
     // not idle, and the idle rule must not also touch it in the same sweep.
     let mut ended_runs = std::collections::HashSet::new();
     for (run, producer, sessions) in &snapshot.agent_pids {
+        if !settled.contains(&run.run_id) {
+            continue;
+        }
         let Some(gone) = process_gone(producer, &here, run.started_at) else {
             continue;
         };
@@ -833,6 +871,7 @@ mod tests {
             status: Some(Status::Running),
             started_at: now.millis() - 5_000,
             last_event_at: now.millis() - 1_000,
+            last_seq: 1,
             status_at: None,
             liveness_rule: None,
         };

@@ -447,13 +447,91 @@ async fn the_producer_memo_still_ends_a_gone_process_and_rereads_a_run_with_news
         p
     };
     submit(&core, vec![start("later", Some(gone), now - 500)]).await;
+    // Its event arrived since the last sweep: judged at the next sweep, once nothing new came.
     let third = sweep_memo(&core, &settings, now + 2_000, &mut memo).await;
-    assert_eq!(third.failed_runs, 1, "{third:?}");
+    assert_eq!(third, liveness::Report::default(), "{third:?}");
+    let fourth = sweep_memo(&core, &settings, now + 3_000, &mut memo).await;
+    assert_eq!(fourth.failed_runs, 1, "{fourth:?}");
     assert_eq!(
         session(&core, "later", "later")
             .await
             .liveness_rule
             .as_deref(),
+        Some("pid")
+    );
+}
+
+#[tokio::test]
+async fn a_spool_of_a_dead_process_delivered_in_batches_is_not_ended_between_them() {
+    // A Python program ran while the hub was away and spooled everything, its exit included;
+    // the next process delivers the spool in batches. Its pid is gone, but a sweep between
+    // two batches must not end the run: the real exit is further down the spool.
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let pid = dead_pid();
+    let seen = now - 60_000;
+    let ev = |event: &str, entity: &str, status: Option<&str>, ts: i64| {
+        let mut e = json!({"source": "python", "source_event": event, "entity_type": entity,
+            "title": event, "run_id": "spooled", "session_id": "spooled:main",
+            "host": hostname(), "pid": pid, "ts": at(ts), "payload": {"heartbeat_s": 2.0}});
+        if let Some(s) = status {
+            e["status"] = json!(s);
+        }
+        e
+    };
+    let settings = idle_after(None);
+    let mut memo = liveness::ProducerMemo::default();
+    // The hub has swept before (the memo is warm), with nothing open.
+    let idle = sweep_memo(&core, &settings, now, &mut memo).await;
+    assert_eq!(idle, liveness::Report::default());
+    submit(
+        &core,
+        vec![
+            ev("process_start", "process", Some("running"), seen),
+            ev("call", "call", None, seen + 1),
+        ],
+    )
+    .await;
+    let between = sweep_memo(&core, &settings, now + 1_000, &mut memo).await;
+    assert_eq!(
+        between,
+        liveness::Report::default(),
+        "ended mid-delivery: {between:?}"
+    );
+    submit(
+        &core,
+        vec![
+            ev("call", "call", None, seen + 2),
+            ev("process_exit", "process", Some("success"), seen + 3),
+        ],
+    )
+    .await;
+    let after = sweep_memo(&core, &settings, now + 2_000, &mut memo).await;
+    assert_eq!(after, liveness::Report::default(), "{after:?}");
+    let r = run(&core, "spooled").await;
+    assert_eq!(r.status.map(|s| s.as_str()), Some("success"), "{r:?}");
+    assert_eq!(
+        (r.liveness_rule, r.event_count),
+        (None, 4),
+        "only the spool's own events"
+    );
+
+    // The same spool without its exit (the process was killed): ended once it stops arriving.
+    submit(
+        &core,
+        vec![
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+            "title": "killed", "run_id": "killed", "session_id": "killed:main", "status": "running",
+            "host": hostname(), "pid": pid, "ts": at(seen), "payload": {"heartbeat_s": 2.0}}),
+        ],
+    )
+    .await;
+    let arriving = sweep_memo(&core, &settings, now + 3_000, &mut memo).await;
+    assert_eq!(arriving, liveness::Report::default(), "{arriving:?}");
+    let settled = sweep_memo(&core, &settings, now + 4_000, &mut memo).await;
+    assert_eq!(settled.failed_runs, 1, "{settled:?}");
+    assert_eq!(
+        run(&core, "killed").await.liveness_rule.as_deref(),
         Some("pid")
     );
 }

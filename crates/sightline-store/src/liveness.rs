@@ -109,6 +109,8 @@ pub struct OpenRun {
     pub status: Option<Status>,
     pub started_at: i64,
     pub last_event_at: i64,
+    /// The seq of its newest event: a sweep that sees it move knows events are still arriving.
+    pub last_seq: i64,
     pub status_at: Option<i64>,
     pub liveness_rule: Option<String>,
 }
@@ -148,11 +150,12 @@ fn open_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<OpenRun> {
         last_event_at: row.get(5)?,
         status_at: row.get(6)?,
         liveness_rule: row.get(7)?,
+        last_seq: row.get(8)?,
     })
 }
 
 const OPEN_RUN_COLUMNS: &str =
-    "run_id, source, agent, status, started_at, last_event_at, status_at, liveness_rule";
+    "run_id, source, agent, status, started_at, last_event_at, status_at, liveness_rule, last_seq";
 const OPEN_SESSION_COLUMNS: &str = "session_id, run_id, parent_session_id, agent, source, status, \
     last_event_at, status_at, liveness_rule";
 
