@@ -183,6 +183,9 @@ def stored(tmp_path_factory):
         }
         with urllib.request.urlopen(f"{hub.url}/api/v1/export?format=ndjson", timeout=60) as r:
             export_all = r.read().decode("utf-8")
+        # The search answers for a word that is there (the exceptions' titles), so an
+        # empty answer below means something.
+        assert hub.get("/api/v1/search", q="could", runs=run_live, limit=10)["events"]
         search = {}
         for label, nd in needles(doc):
             if len(nd) < 8:
