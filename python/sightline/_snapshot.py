@@ -49,16 +49,26 @@ _TOKEN_TAIL = re.compile(r"[A-Za-z0-9+/=_.~%-]+\Z")
 
 
 def clip(s: str, n: int) -> str:
-    """The first ``n`` characters of ``s``, without a word cut in two: when the cut falls
-    inside a run of token characters, the run's head goes too. The hub redacts tokens by their
+    """The first ``n`` characters of ``s``, without a token cut in two: when the cut falls
+    inside a run of token characters that looks like a token's head, the head goes too. The hub redacts tokens by their
     whole shape (prefix, alphabet, length); the head of a cut token no longer has it and would
     be stored as it is (summary.rs's ``clip`` does the same on the hot path)."""
     if len(s) <= n:
         return s
     head = s[:n]
     if _TOKEN_CHAR.match(s, n):
-        head = _TOKEN_TAIL.sub("", head)
+        m = _TOKEN_TAIL.search(head)
+        if m and _looks_like_token_head(m.group()):
+            head = head[: m.start()]
     return head
+
+
+def _looks_like_token_head(run: str) -> bool:
+    """8 characters or more mixing digits and letters, or both cases (a random token's
+    alphabet), unlike a long word, path or run of one letter, which are kept."""
+    digit = any(c.isdigit() for c in run)
+    alpha = any(c.isalpha() for c in run)
+    return len(run) >= 8 and ((digit and alpha) or (run.lower() != run and run.upper() != run))
 
 
 def _cut(s: str, n: int) -> str:

@@ -47,8 +47,8 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-' | b'.' | b'~' | b'%')
 }
 
-/// The first `max` characters of `s`, without a word cut in two: when the cut falls inside a
-/// run of token bytes, the run's head goes too. Why: the hub redacts tokens by their whole
+/// The first `max` characters of `s`, without a token cut in two: when the cut falls inside a
+/// run of token bytes that looks like a token's head, the head goes too. Why: the hub redacts tokens by their whole
 /// shape (prefix, alphabet, length); the head of a cut token no longer has it, so it would be
 /// stored as it is, and the head of a 36-character token leaves little to guess.
 pub fn clip(s: &str, max: usize) -> &str {
@@ -59,12 +59,22 @@ pub fn clip(s: &str, max: usize) -> &str {
     if !is_token_byte(bytes[end]) {
         return &s[..end];
     }
-    let run = bytes[..end]
-        .iter()
-        .rev()
-        .take_while(|b| is_token_byte(**b))
-        .count();
-    &s[..end - run]
+    let run = &bytes[..end];
+    let run = &run[run.len() - run.iter().rev().take_while(|b| is_token_byte(**b)).count()..];
+    if looks_like_token_head(run) {
+        &s[..end - run.len()]
+    } else {
+        &s[..end]
+    }
+}
+
+/// A head worth hiding: 8 bytes or more mixing digits and letters, or both cases (a random
+/// token's alphabet), unlike a long word, path or run of one letter, which are kept.
+fn looks_like_token_head(run: &[u8]) -> bool {
+    let has = |f: fn(&u8) -> bool| run.iter().any(f);
+    run.len() >= 8
+        && (has(u8::is_ascii_digit) && has(u8::is_ascii_alphabetic)
+            || has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase))
 }
 
 /// True when a string value looks like a credential whatever its name.
@@ -264,5 +274,11 @@ mod tests {
         assert_eq!(clip("hello world", 5), "hello");
         assert_eq!(clip("秘密の合言葉", 3), "秘密の");
         assert_eq!(clip(&token, 10), "");
+        // A long word, path or run of one letter is not a token's head: it is kept.
+        assert_eq!(clip(&"x".repeat(100), 50), "x".repeat(50));
+        assert_eq!(
+            clip("/home/user/project/source/file", 20),
+            "/home/user/project/s"
+        );
     }
 }
