@@ -39,8 +39,8 @@ make_venv() {
 }
 
 if [ ! -x "$SIGHTLINE_BIN" ]; then
-    echo "run-tests.sh: no hub binary at $SIGHTLINE_BIN; building it (cargo build -p sightline-cli)" >&2
-    (cd "$REPO" && cargo build -q -p sightline-cli) || { echo "run-tests.sh: cargo build failed" >&2; exit 1; }
+    echo "run-tests.sh: no hub binary at $SIGHTLINE_BIN; building it (cargo build -p sightline)" >&2
+    (cd "$REPO" && cargo build -q -p sightline) || { echo "run-tests.sh: cargo build failed" >&2; exit 1; }
 fi
 
 # `sightline attach` on 3.11-3.13 needs gdb (the machine image has it; install it if not).
