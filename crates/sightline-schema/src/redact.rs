@@ -1266,8 +1266,12 @@ pub fn redact_value(value: &mut Value) {
             }
         }
         Value::Array(items) => {
-            redact_argv(items);
+            // Each string first, then the command-line rule over what they became: a flag is
+            // judged as it will be stored. Judged before, `--x-authorization: a=b` held an `=`
+            // (so no flag) that its own redaction then removed, and redacting the result again
+            // took the next element too: not idempotent (found by the `redact` fuzz target).
             items.iter_mut().for_each(redact_value);
+            redact_argv(items);
         }
         Value::Object(map) => redact_map(map),
         _ => {}

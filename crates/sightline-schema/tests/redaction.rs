@@ -354,3 +354,23 @@ fn export_import_export_is_byte_identical_with_secrets_and_caps() {
         }
     }
 }
+
+/// Found by the `redact` fuzz target (CI smoke, 2026-11-30): a command-line array whose one
+/// string holds `Authorization:`, two `--password` flags and a broken PEM header. Redacting must
+/// not panic, and redacting the result again must change nothing, as text and as JSON.
+#[test]
+fn fuzz_found_flags_and_a_broken_pem_in_a_command_line_redact_idempotently() {
+    let raw = r#"{"cm": ["--cizatiAuthorization: 7777/#--passworddB_twdg=on: 7777/#--password- abcdeoo-----BEGIN? PRIVAT---authenticationE KEY-----E KE", "t"], "env": {"SECRET": "s"}}"#;
+    if let Some(once) = sightline_schema::redact::redact_str(raw) {
+        assert_eq!(
+            sightline_schema::redact::redact_str(&once),
+            None,
+            "text redaction is not idempotent: {once}"
+        );
+    }
+    let mut value: serde_json::Value = serde_json::from_str(raw).unwrap();
+    sightline_schema::redact::redact_value(&mut value);
+    let mut again = value.clone();
+    sightline_schema::redact::redact_value(&mut again);
+    assert_eq!(value, again, "JSON redaction is not idempotent");
+}
