@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use common::TestHub;
 use common::peers::{
-    MockReply, MockRequest, claude_command, claude_settings_file, messages_sse, mock_http,
-    mock_messages_api,
+    MockReply, MockRequest, claude_command, claude_settings_file, git_repo, messages_sse,
+    mock_http, mock_messages_api,
 };
 use serde_json::{Value, json};
 
@@ -151,19 +151,7 @@ fn dirs(root: &Path, hub: &str) -> Dirs {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(repo.join("README.md"), "# readme\n").unwrap();
-    for args in [
-        &["init", "-q"][..],
-        &["add", "."],
-        &["commit", "-qm", "init"],
-    ] {
-        let ok = Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "git {args:?} failed in {}", repo.display());
-    }
+    git_repo(&repo);
     let url = format!("{hub}/api/v1/hooks/claude");
     let curl =
         format!("curl -s -m 5 -X POST -H 'content-type: application/json' --data-binary @- {url}");
