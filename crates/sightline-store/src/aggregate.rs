@@ -144,8 +144,12 @@ impl Delta {
                 self.activity_after_status = false;
                 self.activity_at = i64::MIN;
             }
+            // Work never reopens an end (the stored rule does not either): an OTLP root span
+            // dated by its start ends its run although its children are dated after it.
             Some(Status::Running | Status::Success | Status::Failed)
-                if is_activity(e) && since_status =>
+                if is_activity(e)
+                    && since_status
+                    && !self.status.is_some_and(|(s, _)| s.is_terminal()) =>
             {
                 self.activity_after_status = true;
                 self.activity_at = self.activity_at.max(e.ts.millis());
@@ -396,7 +400,11 @@ impl BatchAggregates {
 // late batch changes neither. ended_at and status_at follow the status: set by a terminal one,
 // ended_at cleared when work resumes. The liveness note (`rule`, `reason`) follows the status
 // too: set when the hub's sweep set it, cleared by any status the producer sets and by work
-// that reopens a wait. The rule is written once, below, for both tables.
+// that reopens a wait. A running that work alone implied (no status was ever sent, or none
+// stored) has no status time: the first status the producer sends replaces it whatever its
+// time, as it would in one batch. So the batch boundary does not decide the outcome: an OTLP
+// root span (dated by its start, sent after its children) ends its run in either case. The
+// rule is written once, below, for both tables.
 
 /// Where the status rule's values are in one upsert's parameters (`?N`).
 struct StatusParams {
@@ -446,11 +454,9 @@ impl StatusParams {
     fn insert_status_at_and_note(&self) -> String {
         let p = self;
         format!(
-            "CASE WHEN ?{has} THEN ?{} WHEN ?{} THEN ?{} ELSE NULL END, \
+            "CASE WHEN ?{has} THEN ?{} ELSE NULL END, \
              CASE WHEN ?{has} THEN ?{} ELSE NULL END, CASE WHEN ?{has} THEN ?{} ELSE NULL END",
             p.status_at,
-            p.work,
-            p.work_at,
             p.rule,
             p.reason,
             has = p.has_status
@@ -483,7 +489,7 @@ impl StatusParams {
                 p.ended_at
             ),
             format!(
-                "status_at = CASE WHEN {newer} THEN ?{} WHEN {reopens} THEN ?{} ELSE {t}.status_at END",
+                "status_at = CASE WHEN {newer} THEN ?{} WHEN {reopens_ended} THEN ?{} ELSE {t}.status_at END",
                 p.status_at, p.work_at
             ),
             format!(
