@@ -136,7 +136,14 @@ impl Delta {
         // "After" means by the producer's clock, not by arrival: sources deliver late (a
         // queue flushed at exit, spans exported when they end), and an event from before the
         // last status must neither replace it nor count as work that reopens it.
-        let since_status = self.status.is_none_or(|(_, at)| e.ts.millis() >= at);
+        // At the same millisecond an end stands: a start sent after its end (same-ms runs are
+        // common with fast producers) must not reopen it.
+        let since_status = self.status.is_none_or(|(stored, at)| {
+            let ts = e.ts.millis();
+            ts > at
+                || (ts == at
+                    && !(stored.is_terminal() && !e.status.is_some_and(Status::is_terminal)))
+        });
         match e.status {
             Some(status) if sets_status && since_status => {
                 self.status = Some((status, e.ts.millis()));
@@ -406,6 +413,16 @@ impl BatchAggregates {
 // root span (dated by its start, sent after its children) ends its run in either case. The
 // rule is written once, below, for both tables.
 
+/// The codes of the statuses that end an entity, for SQL (`5, 6, 8`), from `Status::is_terminal`.
+fn terminal_codes() -> String {
+    (0..=u8::MAX as i64)
+        .filter_map(Status::from_code)
+        .filter(|s| s.is_terminal())
+        .map(|s| s.code().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Where the status rule's values are in one upsert's parameters (`?N`).
 struct StatusParams {
     status: u8,
@@ -467,9 +484,15 @@ impl StatusParams {
     /// sums of `counted` that a batch adds to the stored row of table `t`.
     fn updates(&self, t: &str, counted: &[&str]) -> String {
         let p = self;
+        // Newer by the producer's clock; at the same millisecond a stored end stands against
+        // a status that is not one (the batch fold's rule, `Delta::fold`).
+        let terminal = terminal_codes();
         let newer = format!(
-            "?{} AND ({t}.status_at IS NULL OR ?{} >= {t}.status_at)",
-            p.has_status, p.status_at
+            "?{has} AND ({t}.status_at IS NULL OR ?{at} > {t}.status_at OR (?{at} = {t}.status_at \
+             AND NOT ({t}.status IN ({terminal}) AND ?{status} NOT IN ({terminal}))))",
+            has = p.has_status,
+            at = p.status_at,
+            status = p.status,
         );
         let waited = format!("{t}.status IN (1, 3, 7)");
         let after_wait = format!("({t}.status_at IS NULL OR ?{} >= {t}.status_at)", p.work_at);
