@@ -142,7 +142,7 @@ impl Delta {
             let ts = e.ts.millis();
             ts > at
                 || (ts == at
-                    && !(stored.is_terminal() && !e.status.is_some_and(Status::is_terminal)))
+                    && (!stored.is_terminal() || e.status.is_some_and(Status::is_terminal)))
         });
         match e.status {
             Some(status) if sets_status && since_status => {
