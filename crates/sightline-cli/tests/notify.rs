@@ -41,8 +41,9 @@ fn notify_runs_the_platform_notifier_with_the_wait() {
     let mut cmd = serve_command(&dir.path().join("db.sqlite"));
     cmd.args(["--notify", "--notify-on", "waiting"])
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    // No pause: `serve` prints its address after the notifier started, and the notifier sees
+    // every event committed after its start.
     let hub = Served::spawn(cmd);
-    std::thread::sleep(Duration::from_millis(300));
     post_hook(
         &hub.url,
         json!({"hook_event_name": "PermissionRequest", "session_id": "sess-desk", "cwd": "/work/shop",

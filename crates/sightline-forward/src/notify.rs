@@ -537,6 +537,11 @@ pub fn start_live(
     let stats = Arc::new(NotifyStats::default());
     let (stop, stop_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
+    // The committed head now, before the task that subscribes is even scheduled: the
+    // subscription replays from here, so an event committed after `start_live` returns is
+    // classified however late the task first runs (a live-only subscription missed what
+    // arrived in between; the tests paused 300 ms after start to hide that).
+    let from = hub.store().head_seq();
     let feeder = {
         let hub = hub.clone();
         let stats = stats.clone();
@@ -547,7 +552,7 @@ pub fn start_live(
             let mut rules = Rules::live(live.clone());
             let mut limiter = Limiter::new(Duration::from_secs(60), 6);
             apply_limits(&mut limiter, &live);
-            let (mut sub, _) = hub.subscribe(Filter::default(), None, None).await;
+            let (mut sub, _) = hub.subscribe(Filter::default(), Some(from), None).await;
             loop {
                 let e = tokio::select! {
                     e = sub.next() => e,

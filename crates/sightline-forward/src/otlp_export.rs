@@ -101,12 +101,16 @@ pub fn start(hub: Core, base_url: &str, settings: ExportSettings) -> Exporter {
     let stats = Arc::new(ExportStats::default());
     let (stop, stop_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel::<Arc<Event>>(settings.queue_capacity.max(1));
+    // The committed head now, before the task that subscribes is scheduled: the subscription
+    // replays from here, so every event committed after `start` returns is exported however
+    // late the task first runs (a live-only subscription missed what arrived in between).
+    let from = hub.store().head_seq();
     let feeder = {
         let hub = hub.clone();
         let stats = stats.clone();
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {
-            let (mut sub, _) = hub.subscribe(Filter::default(), None, None).await;
+            let (mut sub, _) = hub.subscribe(Filter::default(), Some(from), None).await;
             loop {
                 let e = tokio::select! {
                     e = sub.next() => e,

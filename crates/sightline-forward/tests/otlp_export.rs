@@ -86,7 +86,6 @@ fn retries_with_backoff_on_429_and_503_until_taken() {
         let stats = exporter.stats.clone();
         (exporter, stats, log)
     });
-    std::thread::sleep(Duration::from_millis(200));
     let (status, _) = post(
         &format!("{}/api/v1/events", hub.url),
         "application/x-ndjson",
@@ -137,7 +136,6 @@ fn a_stalled_collector_fills_the_bounded_queue_and_drops_are_counted() {
         let stats = exporter.stats.clone();
         (exporter, stats)
     });
-    std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     for b in 0..10 {
         let body = ndjson(
@@ -166,4 +164,53 @@ fn a_stalled_collector_fills_the_bounded_queue_and_drops_are_counted() {
         entry["last_error"].as_str().unwrap().contains("dropped"),
         "{entry}"
     );
+}
+
+/// The exporter's task may first run well after `start` returned (a busy machine; `serve`
+/// accepting events meanwhile): an event committed in between is still exported, and one
+/// committed before `start` is not. Deterministic: the exporter's runtime runs nothing until
+/// the event is stored, so a subscription that starts live when the task runs misses it.
+#[test]
+fn an_event_committed_before_the_exporter_first_runs_is_exported() {
+    let hub = TestHub::start();
+    let (url, log) = hub.runtime.block_on(collector(vec![], false));
+    let ingest = |e: serde_json::Value| {
+        let (status, _) = post(
+            &format!("{}/api/v1/events", hub.url),
+            "application/x-ndjson",
+            ndjson(&[e]),
+        );
+        assert_eq!(status, 202);
+    };
+    ingest(event("before-start", 1));
+    let parked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let core = hub.core();
+    // `block_on` returns as soon as `start` does: the tasks it spawned have not run yet.
+    let exporter = parked.block_on(async {
+        let settings = ExportSettings {
+            flush_every: Duration::from_millis(50),
+            ..ExportSettings::default()
+        };
+        otlp_export::start(core, &url, settings)
+    });
+    let stats = exporter.stats.clone();
+    ingest(event("after-start", 1));
+    let sent = || stats.logs.load(Ordering::Relaxed) + stats.spans.load(Ordering::Relaxed);
+    // Now the exporter's tasks run.
+    parked.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sent() < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the event committed before the exporter ran was never exported: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(sent(), 1, "only the event after start: {stats:?}");
+    assert!(!log.lock().unwrap().is_empty(), "the collector was called");
+    parked.block_on(exporter.stop());
 }
