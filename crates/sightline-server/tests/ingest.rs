@@ -293,14 +293,22 @@ fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it() {
         let url = url.clone();
         std::thread::spawn(move || post(&url, "application/json", event("q", 0).to_string()))
     };
-    // Wait until the writer holds the first batch, then fill the queue.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Wait until the writer holds the first batch (committed, so the head moved; not yet
+    // acknowledged), then fill the queue and wait until it holds all 41 (a fixed pause let the
+    // writer take the first event together with the filler on a loaded machine).
+    let store = hub.core().store().clone();
+    let budget = std::time::Duration::from_secs(20);
+    wait_until("the writer to hold the first event", budget, || {
+        store.head_seq() == 1
+    });
     let fill = ndjson(&(1..=40).map(|i| event("q", i)).collect::<Vec<_>>());
     let filler = {
         let url = url.clone();
         std::thread::spawn(move || post(&url, "application/x-ndjson", fill))
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_until("the filler queued behind it", budget, || {
+        store.queue_depth() == 41
+    });
     let over = ndjson(&(41..=60).map(|i| event("q", i)).collect::<Vec<_>>());
     let res = agent()
         .post(&url)

@@ -275,13 +275,24 @@ fn every_ingest_path_meets_a_full_queue_the_same_way() {
         let url = events_url.clone();
         std::thread::spawn(move || post(&url, "application/json", event("q", 0).to_string()))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Held: committed (the head moved) but not acknowledged. Then the filler, queued behind it
+    // (fixed pauses let the writer take both at once on a loaded machine).
+    let store = hub.core().store().clone();
+    wait_until(
+        "the writer to hold the first event",
+        Duration::from_secs(20),
+        || store.head_seq() == 1,
+    );
     let filler = {
         let url = events_url.clone();
         let fill = ndjson(&(1..=40).map(|i| event("q", i)).collect::<Vec<_>>());
         std::thread::spawn(move || post(&url, "application/x-ndjson", fill))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        "the filler queued behind it",
+        Duration::from_secs(20),
+        || store.queue_depth() == 41,
+    );
 
     // HTTP.
     let over = ndjson(&(41..=60).map(|i| event("q", i)).collect::<Vec<_>>());

@@ -380,6 +380,21 @@ pub async fn ws_until(ws: &mut Ws, types: &[&str]) -> Value {
     }
 }
 
+/// Polls `done` every 50 ms until it holds; panics naming `what` once `budget` has passed. For
+/// a condition a test needs before its next step (a count, a queue depth, a task that has
+/// judged an event), instead of a pause that only usually suffices: give a loaded 2-core CI
+/// machine room (20 s).
+pub fn wait_until(what: &str, budget: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < budget,
+            "timed out after {budget:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether `needle` occurs in `hay` (bytes of a file, say).
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
