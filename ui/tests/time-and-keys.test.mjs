@@ -148,13 +148,21 @@ describe('time and keys', () => {
     await hook({ session_id: HOOKED, cwd: path.join(repo, 'orbit-deck'), transcript_path: '/dev/null', hook_event_name: 'PostToolUse', tool_name: 'Bash', tool_use_id: `tu-2-${T}`, tool_input: { command: 'cargo test' }, tool_response: { stdout: 'ok' } });
     await page.waitForFunction((k) => !document.querySelector(`[data-lane="${k}"] [data-span="call"][data-end=""]`), HOOKED, { timeout: 5000 });
 
-    // A traced Python process at 1,000 events/s (the agent's call shape: 50 every 50 ms, sent
-    // on a clock, not after each answer) for 5 s: frames stay smooth.
+    // A traced Python process at 1,000 events/s (the agent's call shape: a batch every 50 ms,
+    // sent on a clock, not after each answer) for 5 s: frames stay smooth. Each tick sends every
+    // event due by now (one a millisecond since the start), not a fixed 50: on a loaded machine
+    // the timer slips (a run beside two busy loops sent 618 events/s at 50 a tick), and a late tick makes up for
+    // it as the agent's clock does, so the rate is the one meant and the rate check below
+    // judges the hub and the page rather than this test's timer.
     let sent = 0, i = 0, failures = 0;
     const inflight = new Set();
+    const loadStart = Date.now();
     const timer = setInterval(() => {
+      // At most a second of events a post (a timer that slipped longer catches up over ticks).
+      const due = Math.min(Date.now() - loadStart, i + 1000);
+      if (due <= i) return;
       const batch = [];
-      for (let k = 0; k < 50; k++, i++) batch.push({ source: 'python', source_event: 'call', entity_type: 'call', run_id: `py-load-${T}`, pid: 777, thread_id: 1, entity_id: `c${i}`, title: 'handle', status: 'success', duration_ms: 0.5, payload: { function: 'handle', module: 'app', call_id: i } });
+      for (; i < due; i++) batch.push({ source: 'python', source_event: 'call', entity_type: 'call', run_id: `py-load-${T}`, pid: 777, thread_id: 1, entity_id: `c${i}`, title: 'handle', status: 'success', duration_ms: 0.5, payload: { function: 'handle', module: 'app', call_id: i } });
       const p = hub.post(batch).then((r) => { sent += r.accepted; }, () => { failures++; }).finally(() => inflight.delete(p));
       inflight.add(p);
     }, 50);
@@ -180,7 +188,8 @@ describe('time and keys', () => {
     const quiet = await geometry(`sess-main-${T}`);
     assert.ok(quiet.spans.filter((s) => s.kind === 'call').length >= 5 && quiet.spans.some((s) => s.kind === 'wait'), JSON.stringify(quiet.spans));
     for (const s of quiet.spans.filter((x) => x.kind === 'call')) assert.ok(Math.abs(s.left - s.wantLeft) < 1.5);
-    // setInterval slips on a loaded machine; 80 % of the nominal rate is still the load meant.
+    // The ticks catch up, so only the last one's lag is missing here; 80 % of the nominal rate is
+    // still the load meant.
     assert.ok(rate >= 800, `the load ran at ${Math.round(rate)} events/s while frames were measured`);
     // 60 fps is 16.7 ms; on this shared 2-core machine a p50 within two frames is the floor.
     assert.ok(p50 <= 34, `Live's median frame under load is ${p50.toFixed(1)} ms (${frames.length} frames)`);
