@@ -1,9 +1,10 @@
 //! The budget benchmark (docs/CONTRACT.md §9): starts the real `sightline` binary on a temp database,
 //! drives it over loopback HTTP/SSE, and prints one line per budget.
 //!
-//! Run: `cargo build --release && cargo run --release -p sightline-bench` (options: `--events N`
-//! for the stored-volume phase, default 1,000,000; `--seconds S` per timed phase). It measures
-//! and prints; it never asserts (machines are noisy; budgets are judged from the printed figures).
+//! Run: `cargo build --release && cargo run --release -p sightline-bench` (`--help` lists every
+//! option with its default). It measures and prints; it never asserts (machines are noisy;
+//! budgets are judged from the printed figures), and it must never read an option clap's
+//! `Args` does not declare (the help is written from it).
 
 mod soak;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::client::legacy::Client;
@@ -37,57 +39,72 @@ struct Options {
     soak: Option<soak::SoakOptions>,
 }
 
-fn options() -> anyhow::Result<Options> {
-    let mut opts = Options {
-        events: 1_000_000,
-        seconds: 5.0,
-        store_only: false,
-        only: None,
-        connections: 4,
-        soak: None,
-    };
-    let mut soak_opts = soak::SoakOptions {
-        minutes: 0.0,
-        rate: 1000,
-        subscribers: 50,
-        reconnect_s: 30.0,
-        every_s: 60.0,
-    };
-    let mut soaking = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--events" => opts.events = args.next().context("--events N")?.parse()?,
-            "--seconds" => opts.seconds = args.next().context("--seconds S")?.parse()?,
-            "--store-only" => opts.store_only = true,
-            "--connections" => {
-                opts.connections = args.next().context("--connections N")?.parse()?
-            }
-            "--only" => opts.only = Some(args.next().context("--only batched|fanout")?),
-            "--soak" => {
-                soaking = true;
-                soak_opts.minutes = args.next().context("--soak MINUTES")?.parse()?
-            }
-            "--rate" => soak_opts.rate = args.next().context("--rate EVENTS_PER_S")?.parse()?,
-            "--subscribers" => {
-                soak_opts.subscribers = args.next().context("--subscribers N")?.parse()?
-            }
-            "--reconnect" => {
-                soak_opts.reconnect_s = args.next().context("--reconnect SECONDS")?.parse()?
-            }
-            "--every" => soak_opts.every_s = args.next().context("--every SECONDS")?.parse()?,
-            "--bench" => {} // cargo bench passes this
-            other => {
-                return Err(anyhow!(
-                    "unknown option {other}; use --events N --seconds S [--store-only] [--only single|fanout|batched] [--connections N], or --soak MINUTES [--rate N] [--subscribers N] [--reconnect S] [--every S]"
-                ));
-            }
-        }
+/// The command line. clap writes `--help` from it (each option with its default) and answers
+/// an unknown option with the usage and exit code 2, so the help and the parser cannot drift.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sightline-bench",
+    about = "Prints one line per budget of docs/CONTRACT.md §9, measured against the real `sightline` \
+             binary beside this one (or $SIGHTLINE_BIN) on a temporary database. It measures and \
+             prints; it never asserts.",
+    after_help = "Without --soak: the store-alone phase, then the single, fanout and batched phases \
+                  against the hub (--only picks one of them, --store-only the first alone). \
+                  With --soak: the long steady-load run instead, tuned by --rate, --subscribers, \
+                  --reconnect and --every."
+)]
+struct Args {
+    /// Events posted in the stored-volume (batched) phase.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    events: usize,
+    /// Seconds each timed phase runs.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    seconds: f64,
+    /// Run only the in-process store phase, without a hub (for profiling the store). Default: off.
+    #[arg(long)]
+    store_only: bool,
+    /// Run only this phase against the hub (for profiling it). Default: every phase.
+    #[arg(long, value_name = "PHASE", value_parser = ["single", "fanout", "batched"])]
+    only: Option<String>,
+    /// Producers posting batches at once in the batched phase.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    connections: usize,
+    /// Run the long steady-load soak for this many minutes instead of the budget phases.
+    /// Default: no soak.
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<f64>,
+    /// Soak: events per second posted.
+    #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 1000)]
+    rate: usize,
+    /// Soak: live subscribers.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    subscribers: usize,
+    /// Soak: seconds between a subscriber's reconnects.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    reconnect: f64,
+    /// Soak: seconds between two printed samples.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    every: f64,
+    /// Ignored: `cargo bench` passes it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn options() -> Options {
+    let args = Args::parse();
+    Options {
+        events: args.events,
+        seconds: args.seconds,
+        store_only: args.store_only,
+        only: args.only,
+        connections: args.connections,
+        soak: args.soak.map(|minutes| soak::SoakOptions {
+            minutes,
+            rate: args.rate,
+            subscribers: args.subscribers,
+            reconnect_s: args.reconnect,
+            every_s: args.every,
+        }),
     }
-    if soaking {
-        opts.soak = Some(soak_opts);
-    }
-    Ok(opts)
 }
 
 /// The hub under test: the release binary beside this one.
@@ -508,7 +525,7 @@ async fn store_only(total: usize) -> anyhow::Result<(f64, f64)> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let mut opts = options()?;
+    let mut opts = options();
     if let Some(s) = opts.soak.take() {
         return soak::soak(s).await;
     }

@@ -23,10 +23,13 @@ use hyper_util::rt::TokioExecutor;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Parser)]
-#[command(about = "1,000 live subscribers against a real sightline hub while events are ingested")]
+#[command(
+    name = "sightline-loadtest",
+    about = "1,000 live subscribers against a real sightline hub while events are ingested"
+)]
 struct Args {
-    /// The hub binary (default: `sightline` beside this program).
-    #[arg(long)]
+    /// The hub binary. Default: `sightline` beside this program.
+    #[arg(long, value_name = "PATH")]
     hub: Option<std::path::PathBuf>,
     /// WebSocket subscribers.
     #[arg(long, default_value_t = 500)]
@@ -47,7 +50,7 @@ struct Args {
     /// receives every event).
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Print one JSON line instead of the table.
+    /// Print one JSON line instead of the table. Default: off (the table).
     #[arg(long)]
     json: bool,
 }
