@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 // ---------------------------------------------------------------------------------------------
@@ -377,8 +377,9 @@ struct ThreadState {
     /// Where the thread publishes them (read by the heartbeat), when `FLUSH_EPOCH` moves.
     stats: Arc<Mutex<ThreadStats>>,
     flush_epoch: u64,
-    /// The last exception reported from this thread (by address), so that an exception
-    /// unwinding through several traced frames is reported once.
+    /// The last exception reported from this thread (by address), for exceptions the tracer
+    /// cannot mark (see `exc_identity`): one unwinding through several traced frames is then
+    /// reported once, unless a new one took its address.
     last_exc: usize,
     next_id: u64,
     id_end: u64,
@@ -1276,19 +1277,14 @@ pub fn counters() -> (u64, u64) {
     })
 }
 
-/// Reports an exception leaving a traced frame, once per exception object per thread.
+/// Reports an exception leaving a traced frame, once per exception object (see
+/// `first_sight`). `tb` is the traceback passed with a 3.11 exception event, whose head is the
+/// frame the exception reached after the traced frame it left; null on 3.12+, where the
+/// exception comes with the unwind of the frame it leaves.
 fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject, tb: *mut ffi::PyObject) {
-    let addr = exc as usize;
-    let fresh = with_ts(|ts| {
-        if ts.last_exc == addr {
-            false
-        } else {
-            ts.last_exc = addr;
-            true
-        }
-    })
-    .unwrap_or(false);
-    if !fresh {
+    // SAFETY: exc is a live object passed by the interpreter (an exception instance: the
+    // unwinding exception on 3.12+, an exception event's value on 3.11).
+    if !unsafe { exc_identity::first_sight(exc, tb) } {
         return;
     }
     let cb = registry()
@@ -1307,6 +1303,165 @@ fn report_exception(py: Python<'_>, exc: *mut ffi::PyObject, tb: *mut ffi::PyObj
         if let Err(err) = cb.call1(py, (e, tb)) {
             err.print(py);
         }
+    }
+}
+
+/// Which exceptions the tracer has reported already.
+///
+/// An exception unwinding through several traced frames is reported once, at the first. The
+/// tracer may not keep a reference to it (that would keep its traceback's frames and their
+/// locals alive, delaying finalisers of the traced program), and its address is no identity:
+/// CPython frees a caught exception at once and the next one is often allocated at the same
+/// address, so an address remembered from the last report takes a new exception for the old one
+/// (a raise-and-catch loop lost most of its exceptions that way).
+///
+/// So the tracer marks the exception object itself, in a byte no one else uses: the padding after
+/// `suppress_context`, the last field of every exception's C header (`PyException_HEAD`). Every
+/// exception is allocated zeroed (`tp_alloc`), so an unmarked one is new to the tracer whatever
+/// its address; the mark is invisible to Python (not an attribute, not in `__dict__`, not
+/// pickled). It is written only where the layout is known: the interpreter's `BaseException`
+/// has exactly the header size this module assumes (3.11 to 3.14), and the exception's type is
+/// a built-in exception type or a subclass of one made without a C layout of its own (a class
+/// statement, `PyErr_NewException`, pyo3), since a C extension's own exception struct could put
+/// a field in that padding. Other exceptions fall back to the address of the last one reported on
+/// the thread (the old rule, with its blind spot).
+///
+/// An exception whose traceback begins at the frame it is leaving has just been raised (or
+/// raised anew with its traceback cleared) and is reported even when marked: MemoryError
+/// instances come from a free list that does not clear the mark.
+///
+/// Rules: it never calls Python, never takes a reference, and writes nothing but the mark byte.
+mod exc_identity {
+    use super::*;
+    use std::os::raw::c_char;
+
+    /// CPython's `PyException_HEAD` (3.11 to 3.14): the fields every exception object starts with.
+    #[repr(C)]
+    struct ExcHead {
+        ob_base: ffi::PyObject,
+        dict: *mut ffi::PyObject,
+        args: *mut ffi::PyObject,
+        notes: *mut ffi::PyObject,
+        traceback: *mut ffi::PyObject,
+        context: *mut ffi::PyObject,
+        cause: *mut ffi::PyObject,
+        suppress_context: c_char,
+    }
+
+    /// The mark's offset: the header's last byte, padding after `suppress_context` (the byte
+    /// farthest from it, should a later CPython add a small field right after it).
+    const MARK_AT: usize = std::mem::size_of::<ExcHead>() - 1;
+    const _: () = assert!(MARK_AT > std::mem::offset_of!(ExcHead, suppress_context));
+    const MARK: u8 = 0xA5;
+
+    /// 0 not yet checked, 1 the interpreter has the layout above, 2 it does not.
+    static LAYOUT: AtomicU8 = AtomicU8::new(0);
+
+    fn layout_known() -> bool {
+        match LAYOUT.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                // SAFETY: reads the size of the static BaseException type and the version
+                // constant; both are set before any extension module is imported.
+                let ok = unsafe {
+                    let base = ffi::PyExc_BaseException as *mut ffi::PyTypeObject;
+                    ffi::Py_Version >= 0x030B_0000
+                        && ffi::Py_Version < 0x030F_0000
+                        && (*base).tp_basicsize == std::mem::size_of::<ExcHead>() as ffi::Py_ssize_t
+                };
+                LAYOUT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+
+    /// Whether `exc`'s C layout is a built-in exception's: its type, or the first static type
+    /// among its bases, is a built-in one (its name has no module part).
+    ///
+    /// # Safety
+    /// `exc` is a live object; the GIL is held.
+    unsafe fn markable(exc: *mut ffi::PyObject) -> bool {
+        if !layout_known() || ffi::PyExceptionInstance_Check(exc) == 0 {
+            return false;
+        }
+        let mut t = ffi::Py_TYPE(exc);
+        // Bounded: type hierarchies are shallow; a deeper one is simply not marked.
+        for _ in 0..64 {
+            if t.is_null() {
+                return false;
+            }
+            if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+                return !std::ffi::CStr::from_ptr((*t).tp_name)
+                    .to_bytes()
+                    .contains(&b'.');
+            }
+            t = (*t).tp_base;
+        }
+        false
+    }
+
+    /// Whether the traceback `tb` has at most `n` entries.
+    ///
+    /// # Safety
+    /// `tb` is null or a live traceback; the GIL is held.
+    unsafe fn tb_at_most(tb: *mut ffi::PyObject, n: usize) -> bool {
+        let mut t = tb as *mut ffi::PyTracebackObject;
+        for _ in 0..n {
+            if t.is_null() {
+                return true;
+            }
+            t = (*t).tb_next;
+        }
+        t.is_null()
+    }
+
+    /// Whether `exc` is seen for the first time (and is to be reported); marks it seen.
+    /// `event_tb` is null on 3.12+ (the exception's own traceback is then up to date, its head
+    /// the frame being left); on 3.11 it is the traceback of the exception event, whose head is
+    /// the frame the exception reached after the one it left: the exception's `__traceback__`
+    /// field lags behind there (CPython 3.11 sets it only when a handler catches the exception).
+    ///
+    /// # Safety
+    /// `exc` is null or a live object; `event_tb` is null, None or a live traceback; the GIL is
+    /// held.
+    pub unsafe fn first_sight(exc: *mut ffi::PyObject, event_tb: *mut ffi::PyObject) -> bool {
+        if exc.is_null() {
+            return false;
+        }
+        if !markable(exc) {
+            return by_address(exc as usize);
+        }
+        let (tb, entries) = if event_tb.is_null() {
+            ((*(exc as *mut ExcHead)).traceback, 1)
+        } else if event_tb == ffi::Py_None() {
+            (std::ptr::null_mut(), 2)
+        } else {
+            (event_tb, 2)
+        };
+        // Just raised: the traceback holds the frame it leaves (and, on 3.11, the one it
+        // reached) and nothing before.
+        let fresh = !tb.is_null() && tb_at_most(tb, entries);
+        let mark = (exc as *mut u8).add(MARK_AT);
+        if !fresh && *mark == MARK {
+            return false;
+        }
+        *mark = MARK;
+        true
+    }
+
+    /// The fallback for exceptions that cannot be marked: new unless it has the address of the
+    /// last one reported on this thread.
+    fn by_address(addr: usize) -> bool {
+        with_ts(|ts| {
+            if ts.last_exc == addr {
+                false
+            } else {
+                ts.last_exc = addr;
+                true
+            }
+        })
+        .unwrap_or(false)
     }
 }
 
