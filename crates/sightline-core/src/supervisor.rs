@@ -209,10 +209,19 @@ impl Supervisor {
     fn spawn(&self, inst: &Instance) -> Result<Running, SourceControlError> {
         let (stop, stop_rx) = watch::channel(false);
         let sink = self.core.sink(inst.kind.name, stop_rx);
-        let task = self
-            .factory
-            .spawn(&inst.kind, &inst.config, sink)
-            .map_err(SourceControlError::Invalid)?;
+        // The answer to this start (and any list right after it) says `running`, so health must
+        // not still say the `stopped` of the previous stop: the new task sets its own state only
+        // once the runtime schedules it, which on a loaded machine came after the answer, and
+        // the Settings page showed a started source as stopped. Set before the spawn, so a task
+        // that fails at once is not overwritten back to running.
+        self.core.health().set_state(inst.kind.name, "running");
+        let task = match self.factory.spawn(&inst.kind, &inst.config, sink) {
+            Ok(task) => task,
+            Err(e) => {
+                self.core.health().set_state(inst.kind.name, "stopped");
+                return Err(SourceControlError::Invalid(e));
+            }
+        };
         Ok(Running { stop, task })
     }
 
@@ -667,6 +676,13 @@ mod tests {
             let s = sup.apply("fake", change(None, Some(true))).await.unwrap();
             assert!(s.running);
             assert_eq!(s.config.paths, ["/b"]);
+            // Started again: health no longer says the previous stop's `stopped`, though the
+            // fake's task never sets a state (a real one sets it only once it is scheduled).
+            assert_eq!(s.health.unwrap().state, "running");
+            assert_eq!(
+                sup.list().await[0].health.as_ref().unwrap().state,
+                "running"
+            );
             // Reconfigured while running: one stop, one new start.
             let s = sup
                 .apply("fake", change(Some(vec!["/c"]), None))
