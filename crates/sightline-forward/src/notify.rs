@@ -553,37 +553,56 @@ pub fn start_live(
             let mut limiter = Limiter::new(Duration::from_secs(60), 6);
             apply_limits(&mut limiter, &live);
             let (mut sub, _) = hub.subscribe(Filter::default(), Some(from), None).await;
+            // Takes the rules the settings API wrote: always after `changed()` (which marks
+            // them seen), otherwise only if they changed since last time.
+            let follow = |changes: &mut watch::Receiver<NotifyRules>,
+                          live: &mut NotifyRules,
+                          rules: &mut Rules,
+                          limiter: &mut Limiter,
+                          seen: bool| {
+                if !seen && !changes.has_changed().unwrap_or(false) {
+                    return;
+                }
+                *live = changes.borrow_and_update().clone();
+                if live.active() {
+                    hub.health().ensure(NAME);
+                }
+                rules.set(live.clone());
+                apply_limits(limiter, live);
+                tracing::info!("notification rules changed; the next event uses them");
+            };
             loop {
                 let e = tokio::select! {
                     e = sub.next() => e,
                     changed = changes.changed() => {
                         if changed.is_ok() {
-                            live = changes.borrow_and_update().clone();
-                            if live.active() {
-                                hub.health().ensure(NAME);
-                            }
-                            rules.set(live.clone());
-                            apply_limits(&mut limiter, &live);
-                            tracing::info!("notification rules changed; the next event uses them");
+                            follow(&mut changes, &mut live, &mut rules, &mut limiter, true);
                         }
                         continue;
                     }
                     _ = stop_rx.wait_for(|s| *s) => None,
                 };
                 let Some(e) = e else { break };
+                // A change the settings API made before this event was committed applies to it
+                // (its answer comes after the watch has the rules): `select!` may pick the event
+                // before the change when both are ready (a busy machine), and the event was then
+                // judged by the old rules (an alert for a rule just turned on never went out).
+                follow(&mut changes, &mut live, &mut rules, &mut limiter, false);
                 let event = e.event.clone();
                 if !live.active() {
                     continue;
                 }
                 if let Some(run) = rules.needs_run_cost(&event).map(str::to_string) {
-                    let id = run.clone();
+                    // The run's cost through this event, not the stored total: the notifier reads
+                    // behind the writer, and the total already held the run's later events (a
+                    // budget alert said $1.60 for the event that took the run to $1.20).
+                    let (id, seq) = (run.clone(), event.seq);
                     let stored = hub
                         .store()
-                        .read(move |c| sightline_store::query::get_run(c, &id))
+                        .read(move |c| sightline_store::query::run_cost_through(c, &id, seq))
                         .await
                         .ok()
                         .flatten()
-                        .map(|d| d.run.cost_usd)
                         .unwrap_or(0.0);
                     rules.seed_run_cost(&run, stored, &event);
                 }

@@ -227,3 +227,102 @@ fn a_refusing_webhook_shows_in_health_and_rules_can_be_narrowed() {
     assert_eq!(notifier.stats.failed.load(Ordering::Relaxed), 1);
     hub.runtime.block_on(notifier.stop());
 }
+
+/// A rule turned on in Settings applies to the next event, even when the notifier's task finds
+/// the change and the event ready at once (a busy machine: it had not run between the two).
+/// Before the fix `select!` picked either first, so about one time in two the event was judged
+/// by the old rules and no alert went out; ten rounds make a pass by luck 1 in 1,024.
+#[test]
+fn a_rule_turned_on_applies_to_an_event_that_is_ready_with_the_change() {
+    use sightline_core::supervisor::{NotifyRules, RuleSettings};
+    let hub = TestHub::start();
+    let (url, rx) = webhook::webhook_receiver(200);
+    let core = hub.core();
+    let parked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Started with no rule on; its task runs only while `parked` is driven below.
+    let notifier = parked
+        .block_on(async { notify::start_live(core.clone(), NotifyRules::default(), None) })
+        .expect("no rule needs nothing");
+    let on = NotifyRules {
+        failure: RuleSettings {
+            enabled: true,
+            webhooks: vec![url],
+            interval_s: 0,
+            per_minute: 1_000,
+            ..RuleSettings::default()
+        },
+        ..NotifyRules::default()
+    };
+    let mut rx = rx;
+    for round in 0..10 {
+        // The settings API's write, then an event committed after it; the task has run neither.
+        core.controls().set_notify_rules(on.clone());
+        let (status, _) = hub.post_json(
+            "/api/v1/events",
+            &json!({"source": "custom", "source_event": "x", "entity_type": "run",
+                    "run_id": format!("r-{round}"), "status": "failed",
+                    "title": format!("deploy {round} failed")}),
+        );
+        assert_eq!(status, 202);
+        let (text, back) = parked.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                let text = text_of(&rx, &format!("round {round}'s failure"));
+                (text, rx)
+            })
+            .await
+            .unwrap()
+        });
+        rx = back;
+        assert!(text.contains(&format!("deploy {round} failed")), "{text}");
+        // Off again, and the task takes that in, so the next round turns it on anew.
+        core.controls().set_notify_rules(NotifyRules::default());
+        parked.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    }
+    parked.block_on(notifier.stop());
+}
+
+/// The notifier reads behind the writer: when it first meets a run, the run's stored cost may
+/// already hold later events. The budget alert still names the cost at the event that passed
+/// the budget. Deterministic: the notifier's runtime runs nothing until all four are stored.
+#[test]
+fn a_budget_alert_counts_only_the_events_up_to_the_one_that_passed_it() {
+    let hub = TestHub::start();
+    let (url, rx) = webhook::webhook_receiver(200);
+    let settings = NotifySettings {
+        webhooks: vec![url],
+        rules: vec![Rule::Cost],
+        cost_budget_usd: Some(1.0),
+        ..NotifySettings::default()
+    };
+    let parked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let core = hub.core();
+    let notifier = parked
+        .block_on(async { notify::start(core, settings) })
+        .expect("a webhook is enough to start");
+    for i in 0..4 {
+        let (status, _) = hub.post_json(
+            "/api/v1/events",
+            &json!({"source": "claude", "source_event": "api_request", "entity_type": "message",
+                    "run_id": "r-behind", "session_id": "r-behind", "title": format!("request {i}"),
+                    "metrics": {"cost_usd": 0.4}}),
+        );
+        assert_eq!(status, 202);
+    }
+    let text = parked.block_on(async move {
+        tokio::task::spawn_blocking(move || text_of(&rx, "the cost budget"))
+            .await
+            .unwrap()
+    });
+    assert!(text.contains("passed the cost budget"), "{text}");
+    assert!(
+        text.contains("$1.20"),
+        "the cost at the third request, not the run's total when the notifier met it: {text}"
+    );
+    parked.block_on(notifier.stop());
+}

@@ -386,6 +386,29 @@ pub fn list_runs_where<T: Serialize>(
     Ok(Page { items, next_cursor })
 }
 
+/// A run's cost as it stood once its event `seq` was committed: the run's total less the cost
+/// of its events committed after `seq`, so a reader behind the writer (the notifier) does not
+/// count what it has not seen yet. `None` when the run is unknown.
+pub fn run_cost_through(
+    conn: &Connection,
+    run_id: &str,
+    seq: u64,
+) -> Result<Option<f64>, StoreError> {
+    let total: Option<f64> = conn
+        .prepare_cached("SELECT cost_usd FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    let Some(total) = total else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 AND metrics IS NOT NULL"
+    ))?;
+    let later: f64 = stmt
+        .query_map(rusqlite::params![run_id, seq as i64], event_from_row)?
+        .map(|e| e.map(|e| crate::aggregate::Usage::of(&e).cost_usd))
+        .sum::<rusqlite::Result<f64>>()?;
+    Ok(Some(total - later))
+}
+
 fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
