@@ -85,7 +85,13 @@ fn kill_dash_nine_during_ingest_loses_no_acknowledged_event() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill while the producers are still sending, once over 1,000 events are acknowledged (a
+    // fixed 1.5 s made that depend on how fast the machine was).
+    sightline_testkit::wait_until(
+        "over 1,000 acknowledged events",
+        Duration::from_secs(60),
+        || acked.lock().unwrap().len() > 1000,
+    );
     hub.child.kill().unwrap(); // SIGKILL: no chance to flush anything.
     hub.child.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
