@@ -179,6 +179,25 @@ def once_through_five():
     except AssertionError:
         pass
 
+class Finalised:
+    def __del__(self):
+        finalised.append(True)
+
+finalised = []
+
+def holds_a_local():
+    witness = Finalised()
+    raise ValueError("finaliser")
+
+def no_reference_kept():
+    # The tracer keeps no reference to a reported exception, so nothing keeps its traceback's
+    # frames, and their locals, alive: the finaliser runs as the handler ends.
+    try:
+        holds_a_local()
+    except ValueError:
+        pass
+    print("finalised at once" if finalised else "finaliser delayed")
+
 loop()
 recursion()
 generators()
@@ -193,6 +212,7 @@ reraises()
 chained()
 groups()
 once_through_five()
+no_reference_kept()
 print("done")
 '''.replace("__N__", str(N))
 
@@ -213,6 +233,7 @@ def expected() -> collections.Counter:
         want[("RuntimeError", f"wrapped-{i}")] += 1
         want[("ExceptionGroup", f"group-{i} (1 sub-exception)")] += 1
     want[("AssertionError", "five-frames")] += 1
+    want[("ValueError", "finaliser")] += 1
     return want
 
 
@@ -226,7 +247,7 @@ def test_every_exception_is_reported_once(hub, tmp_path):
         SIGHTLINE_MAX_EXCEPTIONS_PER_S="1000000",
     )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip().endswith("done")
+    assert p.stdout.strip().splitlines()[-2:] == ["finalised at once", "done"], p.stdout
     want = expected()
     total = sum(want.values())
     evs = hub.wait_events(run_id, lambda es: len(es) >= total, timeout=60, source_events="exception")
