@@ -9,28 +9,42 @@ import type { EntityType, Severity, SightlineEvent, Source, Status } from './gen
 export type { EntityType, Filter, Severity, Source, Status } from './generated/event';
 export type SEvent = SightlineEvent;
 
+// Each vocabulary's words, once: a table that must name every word of its generated type
+// (`satisfies Record<..>`), so a word added to the schema fails the check here until it is
+// listed. The pickers' lists (SOURCES, ...) and the narrowing checks (isSource, ...) are both
+// derived from these tables; no page keeps a list of its own.
+const SOURCE_WORDS = {
+  claude: true, opencode: true, docker: true, workflow: true, tmux: true, python: true,
+  process: true, otlp: true, custom: true, codex: true, gemini: true,
+} satisfies Record<Source, true>;
+const ENTITY_TYPE_WORDS = {
+  run: true, session: true, task: true, tool: true, permission: true, message: true, prompt: true,
+  todo: true, workflow: true, step: true, process: true, call: true, exception: true, log: true,
+  metric: true, pane: true,
+} satisfies Record<EntityType, true>;
+const SEVERITY_WORDS = { debug: true, info: true, warn: true, error: true } satisfies Record<Severity, true>;
+const STATUS_WORDS = {
+  queued: true, running: true, idle: true, retry: true, success: true, failed: true, blocked: true,
+  cancelled: true,
+} satisfies Record<Status, true>;
+
+const wordsOf = <T extends string>(words: Record<T, true>): readonly T[] => Object.freeze(Object.keys(words) as T[]);
+/** Every word of each vocabulary, in the schema's order: what a picker offers on an empty hub. */
+export const SOURCES = wordsOf(SOURCE_WORDS);
+export const ENTITY_TYPES = wordsOf(ENTITY_TYPE_WORDS);
+export const SEVERITIES = wordsOf(SEVERITY_WORDS);
+export const STATUSES = wordsOf(STATUS_WORDS);
+
 // Text from outside (the URL, a stats key) narrowed to a vocabulary, so a filter is built from
-// known words only (the hub answers an unknown one with a 400). Each table must name every word
-// of its generated type (`satisfies Record<..>`), so a word added to the schema fails the check
-// here until it is listed.
+// known words only (the hub answers an unknown one with a 400).
 const oneOf = <T extends string>(words: Record<T, true>) => {
   const known = new Set<string>(Object.keys(words));
   return (s: string): s is T => known.has(s);
 };
-export const isSource = oneOf({
-  claude: true, opencode: true, docker: true, workflow: true, tmux: true, python: true,
-  process: true, otlp: true, custom: true, codex: true, gemini: true,
-} satisfies Record<Source, true>);
-export const isEntityType = oneOf({
-  run: true, session: true, task: true, tool: true, permission: true, message: true, prompt: true,
-  todo: true, workflow: true, step: true, process: true, call: true, exception: true, log: true,
-  metric: true, pane: true,
-} satisfies Record<EntityType, true>);
-export const isSeverity = oneOf({ debug: true, info: true, warn: true, error: true } satisfies Record<Severity, true>);
-export const isStatus = oneOf({
-  queued: true, running: true, idle: true, retry: true, success: true, failed: true, blocked: true,
-  cancelled: true,
-} satisfies Record<Status, true>);
+export const isSource = oneOf(SOURCE_WORDS);
+export const isEntityType = oneOf(ENTITY_TYPE_WORDS);
+export const isSeverity = oneOf(SEVERITY_WORDS);
+export const isStatus = oneOf(STATUS_WORDS);
 
 export interface Run {
   run_id: string;
