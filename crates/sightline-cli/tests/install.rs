@@ -179,9 +179,9 @@ fn opencode_plugin_forwards_real_bus_events_and_spools_when_the_hub_is_down() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let create = |title: &str| -> String {
-        // The first call loads the instance and its plugins: give it time. It took 71 s in
-        // every run measured (load 2 to 18: a wait inside OpenCode, not CPU), which left a 90 s
-        // timeout 19 s for whatever a loaded machine adds.
+        // The first call loads the instance and its plugins: give it time. It took 71 s in both
+        // runs timed (load about 12; a wait inside OpenCode, with no child process), which left
+        // a 90 s timeout 19 s for whatever a more loaded machine adds.
         let slow = sightline_testkit::agent_with(Duration::from_secs(180));
         let mut r = slow
             .post(&format!("{oc_url}/session"))
