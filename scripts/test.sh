@@ -65,6 +65,18 @@ need_tmux() {
     if [ "$(id -u)" = 0 ]; then apt-get install -y -qq tmux >/dev/null; else sudo apt-get install -y -qq tmux >/dev/null; fi
 }
 
+# `sightline attach` to CPython 3.11-3.13 drives gdb; its test (crates/sightline-cli/tests/attach.rs)
+# fails without it rather than pass unexercised.
+need_gdb() {
+    command -v gdb >/dev/null 2>&1 && return 0
+    echo "installing gdb (Debian package) for the attach test"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb >/dev/null
+    fi
+}
+
 # The /metrics test scrapes a running hub with a real Prometheus and checks it with promtool.
 need_prometheus() {
     command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && return 0
@@ -91,6 +103,7 @@ npm_suite() {
 
 need_tmux
 need_prometheus
+need_gdb
 suite "rust: fmt and clippy" rust_lint
 suite "python extension: fmt and clippy" bash python/lint.sh
 lean python/target/lint-3.11 python/target/lint-3.12
