@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -88,40 +88,77 @@ fn spawn_error(program: &str, e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// While the program runs: ignore SIGINT here (the terminal delivers it to the program too, and
-/// `run` must outlive it to report its exit) and pass SIGTERM on to the program.
-fn guard_signals(pid: u32) {
-    let _ = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {
-                            // No libc in this crate: the standard `kill` command sends it.
-                            let _ = Command::new("kill")
-                                .args(["-TERM", &pid.to_string()])
-                                .stdin(Stdio::null())
-                                .status();
+/// `run`'s signal handling while its program runs: SIGINT is ignored here (the terminal delivers
+/// it to the program too, and `run` must outlive it to report its exit) and SIGTERM is passed on
+/// to the program. The handlers are registered before the program starts: when the thread that
+/// waits on them registered them itself, a Ctrl-C or SIGTERM that came before that thread was
+/// scheduled (later on a loaded machine) killed `run`, and the program's exit went unreported.
+struct SignalGuard {
+    /// The program's pid once it started, and whether a SIGTERM came before it did.
+    state: Arc<Mutex<(Option<u32>, bool)>>,
+}
+
+impl SignalGuard {
+    /// None if the handlers could not be set up (signals then keep their default action).
+    fn install() -> Option<SignalGuard> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let (mut int, mut term) = {
+            let _in_runtime = rt.enter();
+            (
+                signal(SignalKind::interrupt()).ok()?,
+                signal(SignalKind::terminate()).ok()?,
+            )
+        };
+        let state = Arc::new(Mutex::new((None, false)));
+        let shared = state.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            _ = int.recv() => {}
+                            _ = term.recv() => {
+                                let pid = {
+                                    let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                                    s.1 = s.0.is_none();
+                                    s.0
+                                };
+                                if let Some(pid) = pid {
+                                    terminate(pid);
+                                }
+                            }
                         }
                     }
-                }
-            });
-        });
+                });
+            })
+            .ok()?;
+        Some(SignalGuard { state })
+    }
+
+    /// The program started as `pid`; a SIGTERM that came while it was starting is passed on now.
+    fn started(&self, pid: u32) {
+        let pending = {
+            let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            s.0 = Some(pid);
+            std::mem::take(&mut s.1)
+        };
+        if pending {
+            terminate(pid);
+        }
+    }
+}
+
+/// Sends SIGTERM to `pid`; no libc in this crate: the standard `kill` command sends it.
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdin(Stdio::null())
+        .status();
 }
 
 /// The program's exit code as a shell reports it (128 + signal when killed).
@@ -382,6 +419,7 @@ fn pump(
 
 fn run_any(args: &RunArgs, run_id: &str) -> anyhow::Result<i32> {
     let started = Instant::now();
+    let signals = SignalGuard::install();
     let mut child = Command::new(&args.command[0])
         .args(&args.command[1..])
         .stdout(Stdio::piped())
@@ -389,7 +427,9 @@ fn run_any(args: &RunArgs, run_id: &str) -> anyhow::Result<i32> {
         .spawn()
         .map_err(|e| spawn_error(&args.command[0], e))?;
     let pid = child.id();
-    guard_signals(pid);
+    if let Some(signals) = &signals {
+        signals.started(pid);
+    }
     let ctx = std::sync::Arc::new(Ctx {
         run_id: run_id.to_string(),
         host: host_name(),
