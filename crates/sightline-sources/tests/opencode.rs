@@ -81,8 +81,13 @@ fn start_opencode_with(config: Option<&str>, password: Option<&str>) -> OpenCode
     }
 }
 
-/// Waits until the hub's OpenCode adapter is connected (health says running).
-fn wait_connected(hub: &TestHub, within: Duration) {
+/// Waits until the hub's OpenCode adapter follows `oc`'s event stream. Health says running
+/// before the first connect too (the supervisor sets it as the task starts), so that alone let a
+/// loaded machine make the test's sessions before the stream was up, and their
+/// `session.created` was never seen (the idle one of `idle_and_working` never showed idle). A
+/// probe session made on `oc` then reaching the hub proves the stream is live: it comes through
+/// the stream, or through the listing the adapter makes once the stream has answered.
+fn wait_connected(hub: &TestHub, oc: &OpenCode, within: Duration) {
     let start = Instant::now();
     while !hub
         .adapter_health("opencode")
@@ -95,6 +100,13 @@ fn wait_connected(hub: &TestHub, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let probe = create_session(oc, json!({"title": "sightline probe"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    hub.wait_for("the probe session at the hub", within, |e| {
+        e.iter().any(|e| e["session_id"] == probe.as_str())
+    });
 }
 
 /// A real OpenCode server whose only model, `mock/m` (described by `model`), is served by
@@ -118,7 +130,7 @@ fn opencode_on_model(
     let mut adapter_config = hub.config();
     adapter_config.opencode_url = oc.url.clone();
     hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
-    wait_connected(hub, Duration::from_secs(30));
+    wait_connected(hub, &oc, Duration::from_secs(30));
     oc
 }
 
@@ -139,7 +151,7 @@ fn real_opencode_sessions_and_child_sessions_arrive_with_their_parent() {
     let mut config = hub.config();
     config.opencode_url = oc.url.clone();
     hub.start_adapters(sightline_sources::REGISTRY, &config, &["opencode"]);
-    wait_connected(&hub, Duration::from_secs(30));
+    wait_connected(&hub, &oc, Duration::from_secs(30));
     let parent = create_session(&oc, json!({"title": "sightline parent"}));
     let pid = parent["id"].as_str().unwrap().to_string();
     let child = create_session(&oc, json!({"title": "sightline child", "parentID": pid}));
@@ -572,7 +584,7 @@ fn a_hung_opencode_server_ends_its_sessions_and_is_followed_again_when_continued
     // Continued: the adapter reconnects within its backoff (10 s at most) and follows the
     // server again; its listing of old sessions does not reopen the ones it ended.
     signal("-CONT");
-    wait_connected(&hub, Duration::from_secs(30));
+    wait_connected(&hub, &oc, Duration::from_secs(30));
     let fresh = create_session(&oc, json!({"title": "after SIGCONT"}))["id"]
         .as_str()
         .unwrap()
