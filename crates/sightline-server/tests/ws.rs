@@ -238,7 +238,11 @@ fn a_killed_client_resumes_and_gets_every_missed_event_once() {
 
 #[test]
 fn a_slow_client_slows_neither_ingest_nor_others_and_misses_nothing() {
-    let hub = TestHub::start();
+    // The slow client reads nothing until the whole flood is in. With the default 30 s send
+    // stall a loaded machine whose flood took longer had it cut off (4009, which
+    // `a_client_that_stops_reading_is_closed_as_a_slow_consumer` tests) before it could catch up:
+    // here it must stay, so the stall is far past any flood.
+    let hub = TestHub::start_with(|_, s| s.ws_send_stall = Duration::from_secs(600));
     let url = format!("{}/api/v1/events", hub.url);
     const N: usize = 60_000;
     const BATCH: usize = 2_000;
