@@ -64,6 +64,12 @@ pub struct AdapterConfig {
     pub opencode_url: String,
     /// `OPENCODE_SERVER_PASSWORD`, for Basic auth.
     pub opencode_password: Option<String>,
+    /// How long the OpenCode stream may carry nothing before it is dropped, in seconds as
+    /// written (`SIGHTLINE_OPENCODE_SILENCE_S`; `None`: 30). `OpenCodeAdapter::build` checks it.
+    pub opencode_silence_s: Option<String>,
+    /// How long a connect to OpenCode may wait for an answer, in seconds as written
+    /// (`SIGHTLINE_OPENCODE_HANDSHAKE_S`; `None`: 10). `OpenCodeAdapter::build` checks it.
+    pub opencode_handshake_s: Option<String>,
     /// JSONL files or directories of OpenCode events to replay and follow.
     pub jsonl_paths: Vec<PathBuf>,
     /// Where the OpenCode plugin spools while the hub is down (`<data dir>/spool/opencode`);
@@ -105,6 +111,8 @@ impl AdapterConfig {
             opencode_url: env("SIGHTLINE_OPENCODE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:4096".into()),
             opencode_password: env("OPENCODE_SERVER_PASSWORD"),
+            opencode_silence_s: env(crate::opencode::SILENCE_VAR),
+            opencode_handshake_s: env(crate::opencode::HANDSHAKE_VAR),
             jsonl_paths,
             opencode_spool,
             log_files: list("SIGHTLINE_LOG_FILES"),

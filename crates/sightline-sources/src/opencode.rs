@@ -14,9 +14,12 @@
 //! The SSE client reconnects with backoff and, on each connect, lists `/session` so that
 //! sessions created while it was away still appear. When the server goes away, the sessions the
 //! stream saw events for end (docs/SOURCES-SETUP.md, "Liveness"): one rule for a killed and a
-//! hung server — the stream stops (it ends, or carries not even a heartbeat for [`SILENCE`],
-//! three of OpenCode's 10 s heartbeats) and the next connect gets no answer (refused, or none
-//! within [`HANDSHAKE`]: a stopped server's kernel still accepts). One that was working fails,
+//! hung server — the stream stops (it ends, or carries not even a heartbeat for the silence
+//! timeout, by default [`SILENCE`], three of OpenCode's 10 s heartbeats) and the next connect
+//! gets no answer (refused, or none within the handshake timeout, by default [`HANDSHAKE`]: a
+//! stopped server's kernel still accepts). Both are settings ([`Timeouts`]), checked when the
+//! adapter is built: a silence shorter than one heartbeat is refused, since it would drop a live
+//! server's stream between two heartbeats. One that was working fails,
 //! an idle one succeeds, each marked `ended_by: "liveness"` and dated at the stream's last
 //! frame, so a real event that arrives later (the plugin's spool) still wins. The client keeps
 //! retrying with its backoff, and a server that comes back (SIGCONT) is followed again. A JSONL line that is not JSON, or whose
@@ -482,21 +485,132 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Emp
 /// every 10 s, measured on the raw stream, right after `server.connected`).
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// A stream that carries nothing, not even a heartbeat, for three heartbeat intervals is dead:
-/// the connection is dropped and a reconnect asks whether the server is still there. One missed
-/// heartbeat is not enough (a busy event loop can be late); three is not a server at work.
+/// The default silence timeout. A stream that carries nothing, not even a heartbeat, for three
+/// heartbeat intervals is dead: the connection is dropped and a reconnect asks whether the
+/// server is still there. One missed heartbeat is not enough (a busy event loop can be late);
+/// three is not a server at work.
 pub const SILENCE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
 
-/// How long a connect may take to get an HTTP answer (or `/session` its list). A server that is
-/// stopped (SIGSTOP) or wedged still has its socket, so the kernel accepts the connection and
-/// nothing ever answers: without this bound the reconnect would wait forever. A live server on
-/// loopback answers in milliseconds; one heartbeat interval is far past that.
+/// The default handshake timeout: how long a connect may take to get an HTTP answer (or
+/// `/session` its list). A server that is stopped (SIGSTOP) or wedged still has its socket, so
+/// the kernel accepts the connection and nothing ever answers: without this bound the reconnect
+/// would wait forever. A live server on loopback answers in milliseconds; one heartbeat
+/// interval is far past that.
 pub const HANDSHAKE: Duration = HEARTBEAT;
+
+/// The shortest handshake timeout accepted: a loopback server answers in milliseconds, but a
+/// busy machine can take a few hundred; below a second a live server could be taken for a
+/// hung one and its sessions ended.
+pub const HANDSHAKE_MIN: Duration = Duration::from_secs(1);
+
+/// The longest either timeout may be: past an hour a hung server's sessions would stay open so
+/// long that the timeout is no liveness rule at all (and the value stays far from overflow).
+pub const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+/// The variables the two timeouts are read from (docs/SOURCES-SETUP.md, "Liveness").
+pub const SILENCE_VAR: &str = "SIGHTLINE_OPENCODE_SILENCE_S";
+pub const HANDSHAKE_VAR: &str = "SIGHTLINE_OPENCODE_HANDSHAKE_S";
+
+/// The stream's two liveness timeouts, checked: `silence` is at least one heartbeat
+/// ([`HEARTBEAT`]), `handshake` at least [`HANDSHAKE_MIN`], both at most [`TIMEOUT_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub silence: Duration,
+    pub handshake: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            silence: SILENCE,
+            handshake: HANDSHAKE,
+        }
+    }
+}
+
+/// Why a timeout setting was refused; the message names the variable and the range to use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TimeoutError {
+    #[error("{var} `{value}` is not a number of seconds: write e.g. {var}={example}")]
+    NotSeconds {
+        var: &'static str,
+        value: String,
+        example: u64,
+    },
+    #[error(
+        "{var} `{value}` is shorter than OpenCode's heartbeat: use at least {min} s (OpenCode sends one every {min} s, so a shorter silence would drop a live server's stream)",
+        min = HEARTBEAT.as_secs()
+    )]
+    SilenceBelowHeartbeat { var: &'static str, value: String },
+    #[error("{var} `{value}` is out of range: use {min} to {max} s", min = min.as_secs_f64(), max = max.as_secs())]
+    OutOfRange {
+        var: &'static str,
+        value: String,
+        min: Duration,
+        max: Duration,
+    },
+}
+
+impl Timeouts {
+    /// The timeouts from their settings as written (seconds, decimals allowed, e.g. `15` or
+    /// `2.5`); `None` or blank keeps the default.
+    pub fn parse(silence: Option<&str>, handshake: Option<&str>) -> Result<Timeouts, TimeoutError> {
+        let seconds = |var: &'static str, text: &str, example: Duration| {
+            let value = text.trim();
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(|s| (value.to_string(), s))
+                .ok_or_else(|| TimeoutError::NotSeconds {
+                    var,
+                    value: value.to_string(),
+                    example: example.as_secs(),
+                })
+        };
+        // To the millisecond, as written: `10.001` is 10,001 ms (the float is 10.000999..).
+        // In range (checked first), so the cast cannot overflow.
+        let millis = |s: f64| Duration::from_millis((s * 1000.0).round() as u64);
+        let mut t = Timeouts::default();
+        if let Some(text) = silence.filter(|s| !s.trim().is_empty()) {
+            let (value, s) = seconds(SILENCE_VAR, text, SILENCE)?;
+            if s < HEARTBEAT.as_secs_f64() {
+                return Err(TimeoutError::SilenceBelowHeartbeat {
+                    var: SILENCE_VAR,
+                    value,
+                });
+            }
+            if s > TIMEOUT_MAX.as_secs_f64() {
+                return Err(TimeoutError::OutOfRange {
+                    var: SILENCE_VAR,
+                    value,
+                    min: HEARTBEAT,
+                    max: TIMEOUT_MAX,
+                });
+            }
+            t.silence = millis(s);
+        }
+        if let Some(text) = handshake.filter(|s| !s.trim().is_empty()) {
+            let (value, s) = seconds(HANDSHAKE_VAR, text, HANDSHAKE)?;
+            if !(HANDSHAKE_MIN.as_secs_f64()..=TIMEOUT_MAX.as_secs_f64()).contains(&s) {
+                return Err(TimeoutError::OutOfRange {
+                    var: HANDSHAKE_VAR,
+                    value,
+                    min: HANDSHAKE_MIN,
+                    max: TIMEOUT_MAX,
+                });
+            }
+            t.handshake = millis(s);
+        }
+        Ok(t)
+    }
+}
 
 /// The SSE subscriber.
 pub struct OpenCodeAdapter {
     pub url: String,
     pub password: Option<String>,
+    pub timeouts: Timeouts,
 }
 
 impl OpenCodeAdapter {
@@ -510,9 +624,18 @@ impl OpenCodeAdapter {
                 ),
             });
         }
+        let timeouts = Timeouts::parse(
+            config.opencode_silence_s.as_deref(),
+            config.opencode_handshake_s.as_deref(),
+        )
+        .map_err(|e| AdapterError::Start {
+            name: NAME.into(),
+            message: e.to_string(),
+        })?;
         Ok(Arc::new(OpenCodeAdapter {
             url,
             password: config.opencode_password.clone(),
+            timeouts,
         }))
     }
 
@@ -551,11 +674,12 @@ impl OpenCodeAdapter {
                 .map_err(|e| AdapterError::Other(e.to_string()))?
                 .to_bytes())
         };
-        let body = tokio::time::timeout(HANDSHAKE, get).await.map_err(|_| {
+        let handshake = self.timeouts.handshake;
+        let body = tokio::time::timeout(handshake, get).await.map_err(|_| {
             AdapterError::Other(format!(
                 "OpenCode at {} did not list its sessions within {} s",
                 self.url,
-                HANDSHAKE.as_secs()
+                handshake.as_secs_f64()
             ))
         })??;
         let mut sessions: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
@@ -589,7 +713,8 @@ impl OpenCodeAdapter {
         state: &mut OcState,
         following: &mut Following,
     ) -> Result<(), AdapterError> {
-        let connect = tokio::time::timeout(HANDSHAKE, client.request(self.request("/event")?));
+        let Timeouts { silence, handshake } = self.timeouts;
+        let connect = tokio::time::timeout(handshake, client.request(self.request("/event")?));
         let resp = tokio::select! {
             r = connect => r,
             _ = ctx.stopped() => return Ok(()),
@@ -600,7 +725,7 @@ impl OpenCodeAdapter {
                 AdapterError::Other(format!(
                     "OpenCode at {} accepted the connection but did not answer within {} s (is it stopped or hung?); retrying",
                     self.url,
-                    HANDSHAKE.as_secs()
+                    handshake.as_secs_f64()
                 ))
             })?
             .map_err(|e| {
@@ -632,10 +757,10 @@ impl OpenCodeAdapter {
                 _ = ctx.stopped() => return Ok(()),
                 // Silence past a few heartbeats: a dead connection or a hung server. Dropping
                 // the stream makes the next connect tell which (see `run`).
-                _ = tokio::time::sleep(SILENCE) => return Err(AdapterError::Other(format!(
+                _ = tokio::time::sleep(silence) => return Err(AdapterError::Other(format!(
                     "no event or heartbeat from OpenCode at {} for {} s (it sends one every {} s); reconnecting",
                     self.url,
-                    SILENCE.as_secs(),
+                    silence.as_secs_f64(),
                     HEARTBEAT.as_secs()
                 ))),
             };
@@ -838,7 +963,7 @@ impl Adapter for OpenCodeAdapter {
                             backoff = Duration::from_millis(250);
                         }
                         // Nothing answers where the server was (refused, or accepted and never
-                        // answered within HANDSHAKE: stopped or hung): its sessions are over.
+                        // answered within the handshake timeout: stopped or hung): its sessions are over.
                         if !following.reached && !following.sessions.is_empty() {
                             let ended = following.end_all(&self.url, &e.to_string());
                             if let Err(e) = ctx.emit(ended).await {
@@ -1017,5 +1142,90 @@ mod tests {
         assert_eq!(g.run_id.as_deref(), Some("ses_p"));
         let hb = json!({"type": "server.heartbeat", "properties": {}});
         assert!(map_event(&hb, None, &mut st, now).is_none());
+    }
+
+    #[test]
+    fn timeouts_default_to_three_heartbeats_and_one() {
+        assert_eq!(Timeouts::parse(None, None), Ok(Timeouts::default()));
+        assert_eq!(
+            Timeouts::parse(Some(" "), Some("")),
+            Ok(Timeouts::default())
+        );
+        assert_eq!(Timeouts::default().silence, Duration::from_secs(30));
+        assert_eq!(Timeouts::default().handshake, Duration::from_secs(10));
+        let t = Timeouts::parse(Some("15"), Some("2.5")).unwrap();
+        assert_eq!(t.silence, Duration::from_secs(15));
+        assert_eq!(t.handshake, Duration::from_millis(2500));
+        // The heartbeat itself is the floor, and allowed.
+        assert_eq!(
+            Timeouts::parse(Some("10"), None).unwrap().silence,
+            HEARTBEAT
+        );
+    }
+
+    #[test]
+    fn a_silence_shorter_than_the_heartbeat_is_refused_naming_the_minimum() {
+        let e = Timeouts::parse(Some("9.5"), None).unwrap_err();
+        assert!(
+            matches!(e, TimeoutError::SilenceBelowHeartbeat { .. }),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert!(m.contains(SILENCE_VAR) && m.contains("`9.5`"), "{m}");
+        assert!(m.contains("at least 10 s"), "{m}");
+        let m = Timeouts::parse(Some("thirty"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("not a number of seconds") && m.contains("=30"),
+            "{m}"
+        );
+        let m = Timeouts::parse(None, Some("0.2")).unwrap_err().to_string();
+        assert!(
+            m.contains(HANDSHAKE_VAR) && m.contains("use 1 to 3600 s"),
+            "{m}"
+        );
+        assert!(Timeouts::parse(Some("3601"), None).is_err());
+        assert!(Timeouts::parse(None, Some("inf")).is_err());
+        assert!(Timeouts::parse(Some("NaN"), None).is_err());
+    }
+
+    #[test]
+    fn a_bad_timeout_is_a_start_up_error_of_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AdapterConfig::from_env(dir.path(), &dir.path().join("db.sqlite"));
+        config.opencode_url = "http://127.0.0.1:4096".into();
+        config.opencode_silence_s = Some("5".into());
+        let Err(e) = OpenCodeAdapter::build(&config) else {
+            panic!("a 5 s silence was accepted");
+        };
+        assert!(matches!(e, AdapterError::Start { .. }), "{e:?}");
+        assert!(e.to_string().contains("at least 10 s"), "{e}");
+        config.opencode_silence_s = Some("12".into());
+        config.opencode_handshake_s = Some("1".into());
+        assert!(OpenCodeAdapter::build(&config).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any text: parsing never panics, and what it accepts is inside the documented ranges.
+        #[test]
+        fn any_timeout_text_is_parsed_or_refused_within_the_ranges(
+            silence in proptest::option::of(".{0,12}"),
+            handshake in proptest::option::of("[-+0-9.eE]{0,12}"),
+        ) {
+            if let Ok(t) = Timeouts::parse(silence.as_deref(), handshake.as_deref()) {
+                proptest::prop_assert!(t.silence >= HEARTBEAT && t.silence <= TIMEOUT_MAX);
+                proptest::prop_assert!(t.handshake >= HANDSHAKE_MIN && t.handshake <= TIMEOUT_MAX);
+            }
+        }
+
+        /// Every number of seconds in range is taken as written (to the millisecond).
+        #[test]
+        fn a_number_in_range_is_taken(silence in 10_000u64..=3_600_000, handshake in 1_000u64..=3_600_000) {
+            let text = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+            let t = Timeouts::parse(Some(&text(silence)), Some(&text(handshake))).unwrap();
+            proptest::prop_assert_eq!(t.silence.as_millis(), u128::from(silence));
+            proptest::prop_assert_eq!(t.handshake.as_millis(), u128::from(handshake));
+        }
     }
 }

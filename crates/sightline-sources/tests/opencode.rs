@@ -117,6 +117,16 @@ fn opencode_on_model(
     handler: axum::routing::MethodRouter,
     model: Value,
 ) -> OpenCode {
+    opencode_on_model_with(hub, handler, model, |_| {})
+}
+
+/// [`opencode_on_model`], with the adapter's settings changed by `settings` before it starts.
+fn opencode_on_model_with(
+    hub: &mut TestHub,
+    handler: axum::routing::MethodRouter,
+    model: Value,
+    settings: impl FnOnce(&mut sightline_sources::AdapterConfig),
+) -> OpenCode {
     let addr = hub.runtime.block_on(async {
         let app = axum::Router::new().route("/v1/chat/completions", handler);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -129,6 +139,7 @@ fn opencode_on_model(
     let oc = start_opencode(Some(&config.to_string()));
     let mut adapter_config = hub.config();
     adapter_config.opencode_url = oc.url.clone();
+    settings(&mut adapter_config);
     hub.start_adapters(sightline_sources::REGISTRY, &adapter_config, &["opencode"]);
     wait_connected(hub, &oc, Duration::from_secs(30));
     oc
@@ -603,6 +614,55 @@ fn a_hung_opencode_server_ends_its_sessions_and_is_followed_again_when_continued
     assert_eq!(i["ended_by"], "liveness", "{i}");
     assert_eq!(status_of(&hub, &fresh)["alive"], true);
     // Killed by its pid (Drop), which also ends the prompt's request.
+    drop(oc);
+    prompt.join().unwrap();
+}
+
+/// The silence and handshake timeouts are settings (docs/SOURCES-SETUP.md, "Liveness"): with
+/// the shortest silence (one heartbeat, 10 s) and a 1 s handshake, a hung server's sessions end
+/// in under 20 s of the stop, which the defaults cannot do (30 s of silence, less at most the
+/// one heartbeat that came before the stop).
+#[test]
+fn a_shorter_silence_setting_ends_a_hung_servers_sessions_sooner() {
+    let mut hub = TestHub::start();
+    let oc = opencode_on_model_with(&mut hub, axum::routing::post(stuck_model), json!({}), |c| {
+        c.opencode_silence_s = Some("10".into());
+        c.opencode_handshake_s = Some("1".into());
+    });
+    let (idle, working, prompt) = idle_and_working(&hub, &oc);
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &oc.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -STOP {}: {status}", oc.child.id());
+    let stopped = Instant::now();
+    // At most 10 s of silence + the first retry's 250 ms + 1 s of handshake = 11.25 s; the
+    // rest of the 20 s is room for a loaded machine, and still below the defaults' floor.
+    let bound = Duration::from_secs(20);
+    while status_of(&hub, &working)["ended_at"].is_null()
+        || status_of(&hub, &idle)["ended_at"].is_null()
+    {
+        assert!(
+            stopped.elapsed() < bound,
+            "still open {:?} after SIGSTOP with a 10 s silence: {} {}",
+            stopped.elapsed(),
+            status_of(&hub, &working),
+            status_of(&hub, &idle)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("sessions ended {:?} after SIGSTOP", stopped.elapsed());
+    assert_eq!(status_of(&hub, &working)["status"], "failed");
+    assert_eq!(status_of(&hub, &idle)["status"], "success");
+    let health = hub.adapter_health("opencode").unwrap();
+    assert!(
+        health["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("for 10 s")),
+        "{health}"
+    );
+    // Killed by its pid (Drop) while stopped: SIGKILL ends a stopped process too, and the
+    // prompt's request with it.
     drop(oc);
     prompt.join().unwrap();
 }
