@@ -157,6 +157,7 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         };
         let hub = sightline_server::open_hub(store, parts)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
+        recover_claude_subagents(hub.core()).await;
         let running = match &tls {
             Some(tls) => sightline_server::start_tls(hub, listener, tls.clone())?,
             None => sightline_server::start(hub, listener)?,
@@ -288,4 +289,43 @@ async fn wait_for_signal() {
         std::process::exit(130);
     });
     tokio::time::sleep(Duration::ZERO).await;
+}
+
+/// Tells the Claude source which subagent sessions (agent-teams teammates among them) are
+/// still open in the store, before the hub takes requests: the source keeps that in memory
+/// (`sightline_sources::claude::link`), and without it a teammate's hooks after a restart
+/// would go to a made-up lane. Bounded by the store's sweep limit (the newest 500 open Claude
+/// runs, 500 open sessions each); a failed read only loses that precision, so it is logged, not
+/// fatal.
+async fn recover_claude_subagents(core: &sightline_core::Core) {
+    use sightline_sources::claude::link::{self, OpenSubagent};
+    use sightline_store::liveness::{open_or_idle_runs, sessions_of_run};
+    let open = core
+        .store()
+        .read(|c| {
+            let mut open = Vec::new();
+            for run in open_or_idle_runs(c, &[sightline_schema::Source::Claude])? {
+                for s in sessions_of_run(c, &run.run_id)? {
+                    if let (Some(parent), Some(agent)) = (s.parent_session_id, s.agent) {
+                        open.push(OpenSubagent {
+                            parent_session: parent,
+                            agent_id: s.session_id,
+                            agent,
+                            last_event_ms: s.last_event_at,
+                        });
+                    }
+                }
+            }
+            Ok(open)
+        })
+        .await;
+    match open {
+        Ok(open) => {
+            let learnt = link::recover(open);
+            tracing::debug!("{learnt} open Claude subagent sessions recovered from the store");
+        }
+        Err(e) => tracing::warn!(
+            "could not read the open Claude subagent sessions ({e}): a teammate that started before this start gets a lane of its own"
+        ),
+    }
 }

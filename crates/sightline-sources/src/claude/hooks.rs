@@ -160,8 +160,9 @@ fn placement(p: &Value) -> (Option<String>, Option<String>, Option<String>, Stri
 /// The lane of the teammate an agent-teams payload is about: (session id, agent name). The
 /// payload names the teammate only by `teammate_name`; the real binary opened its session
 /// with a `SubagentStart` (`agent_id` `a<name>-<hash>`, `agent_type` the name), so that session
-/// is its lane (one lane per teammate, not two). A teammate the hub has not seen start (a
-/// restarted hub) gets `<session>:teammate:<team>/<name>` under the lead's session.
+/// is its lane (one lane per teammate, not two). A restarted hub knows it too, from the store's
+/// open sessions (`link::recover`); a teammate it knows nothing of gets
+/// `<session>:teammate:<team>/<name>` under the lead's session.
 fn teammate_lane(p: &Value) -> Option<(String, String)> {
     let name = text(p, "teammate_name")?;
     let session = text(p, "session_id")?;

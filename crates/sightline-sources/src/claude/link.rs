@@ -13,6 +13,12 @@
 //! Every map is bounded ([`MAX_ENTRIES`]) and cleared whole when full, so a long-running hub's
 //! memory does not grow with the sessions it has seen. This module must never hold a lock while
 //! doing anything but a map operation.
+//!
+//! The maps live in memory, so a restarted hub would not know which session a running
+//! agent-teams teammate is. [`recover`] refills the subagents from what the store still holds
+//! open: the composition root (`sightline serve`) reads the open subagent sessions of open
+//! Claude runs before it takes requests and hands them here, so this crate never reads the
+//! store itself.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -196,6 +202,46 @@ pub fn teammate_agent(session: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A subagent session the store still holds open, as [`recover`] takes it: the session that
+/// started it (its parent), its own session id (the hook's `agent_id`), its agent (the hook's
+/// `agent_type`, a teammate's name) and when it was last heard from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSubagent {
+    pub parent_session: String,
+    pub agent_id: String,
+    pub agent: String,
+    pub last_event_ms: i64,
+}
+
+/// Re-learns subagents (agent-teams teammates among them) that started before this process,
+/// from the sessions the store holds open (see the module's header), so that a running
+/// teammate's `TeammateIdle` and `Task*` hooks after a restart keep its lane rather than a
+/// made-up one. Each counts as started at its last event (what came before is stored already;
+/// an OTel log of it from now on is later than that). A subagent the hooks already told of in
+/// this process is left as they told it. Returns how many were learnt.
+pub fn recover(open: impl IntoIterator<Item = OpenSubagent>) -> usize {
+    let mut learnt = 0;
+    for s in open {
+        if s.parent_session.is_empty() || s.agent_id.is_empty() || s.parent_session == s.agent_id {
+            continue;
+        }
+        let known = with(|m| {
+            m.subagents
+                .get(&s.parent_session)
+                .is_some_and(|list| list.iter().any(|a| a.id == s.agent_id))
+        });
+        if known {
+            continue;
+        }
+        note_subagent_start(&s.parent_session, &s.agent_id, &s.agent, s.last_event_ms);
+        if agent_type(&s.agent_id).is_none() {
+            note_agent_type(&s.agent_id, &s.agent);
+        }
+        learnt += 1;
+    }
+    learnt
+}
+
 /// Subagents remembered per session.
 const SUBAGENTS_PER_SESSION: usize = 64;
 
@@ -231,6 +277,50 @@ mod tests {
         // Two of a type at once: ambiguous.
         assert_eq!(subagent_at("link-s2", "Explore", 4_000), None);
         assert_eq!(subagent_at("link-s2", "Plan", 1_500), None);
+    }
+
+    #[test]
+    fn a_recovered_teammate_is_found_by_its_name_and_hooks_win() {
+        let open = |agent_id: &str, agent: &str| OpenSubagent {
+            parent_session: "link-lead".into(),
+            agent_id: agent_id.into(),
+            agent: agent.into(),
+            last_event_ms: 10_000,
+        };
+        assert_eq!(teammate_agent("link-lead", "researcher"), None);
+        let learnt = recover([
+            open("aresearcher-1f2e", "researcher"),
+            // The lead's own session and an empty row are no subagents.
+            OpenSubagent {
+                agent_id: "link-lead".into(),
+                ..open("", "main")
+            },
+            open("", "x"),
+        ]);
+        assert_eq!(learnt, 1);
+        assert_eq!(
+            teammate_agent("link-lead", "researcher").as_deref(),
+            Some("aresearcher-1f2e")
+        );
+        assert_eq!(
+            agent_type("aresearcher-1f2e").as_deref(),
+            Some("researcher")
+        );
+        // Running from its last event on: an OTel log of it is placed in it.
+        assert_eq!(
+            subagent_at("link-lead", "researcher", 12_000).as_deref(),
+            Some("aresearcher-1f2e")
+        );
+        // What the hooks of this process said is kept: recovering it again learns nothing.
+        note_subagent_start("link-lead", "awriter-9a", "writer", 20_000);
+        assert_eq!(
+            recover([
+                open("awriter-9a", "writer"),
+                open("aresearcher-1f2e", "researcher")
+            ]),
+            0
+        );
+        assert_eq!(subagent_at("link-lead", "writer", 15_000), None);
     }
 
     #[test]
