@@ -96,7 +96,13 @@ describe('whole data, honestly counted (point 7)', () => {
     // The last event of the run is reachable: its seq is the run's newest.
     const newest = (await hub.get(`/api/v1/search?runs=${BIG}&limit=1`)).events[0].seq;
     await page.click('[data-testid="run-last"]');
-    await page.waitForFunction((seq) => document.body.innerText.includes(`#${seq}`) || !!document.querySelector(`[data-seq="${seq}"]`), newest, { timeout: 5000 }).catch(() => {});
+    await page.waitForSelector(`[data-testid="run-window"]:has-text("events ${(BIG_N - 999).toLocaleString('en-US')}")`);
+    // The list draws only the rows in view: scroll it to its end, where the newest row must be
+    // (this wait used to end in a catch that let it time out unnoticed).
+    await page.waitForFunction((seq) => {
+      for (const el of document.querySelectorAll('[data-testid="event-list"]')) el.scrollTop = el.scrollHeight;
+      return !!document.querySelector(`[data-testid="event-list"] [data-seq="${seq}"]`);
+    }, newest, { timeout: 10000, polling: 100 });
   });
 
   test('the Timeline shows the exact total, not the loaded rows', async () => {
