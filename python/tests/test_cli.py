@@ -232,3 +232,41 @@ def test_run_passes_sigterm_on_and_reports_the_exit(hub, tmp_path):
     assert p.returncode == 5 and out == "got TERM\n", err
     (end,) = hub.events(run_id, source_events="process_exit")
     assert end["metrics"]["exit_code"] == 5
+
+
+def test_run_passes_sigterm_on_to_a_traced_python_program(hub, tmp_path):
+    # The Python path of `run` (the agent traces the program): the same signal handling as any
+    # program's. Before, it had none: SIGINT ended `run`, and SIGTERM ended `run` and left the
+    # program running on its own.
+    run_id = new_run_id("cli-term-py")
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "def term(*_):\n"
+        "    print('got TERM', flush=True)\n"
+        "    sys.exit(5)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "print('ready', os.getpid(), flush=True)\n"
+        "while True:\n"
+        "    time.sleep(0.1)\n"
+    )
+    p = subprocess.Popen([str(hub_binary()), "run", "--run-id", run_id, "--", sys.executable, str(script)],
+                         env=cli_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = p.stdout.readline().split()
+    assert ready[:1] == ["ready"], p.stderr.read() if p.poll() is not None else ready
+    program = int(ready[1])
+    try:
+        p.send_signal(2)  # SIGINT to `run` alone: it must keep waiting for the program
+        time.sleep(0.3)
+        assert p.poll() is None
+        p.terminate()  # SIGTERM: passed on to the program
+        out, err = p.communicate(timeout=30)
+    finally:
+        # A `run` that died first leaves the program behind: end it, by its pid.
+        try:
+            os.kill(program, 9)
+        except ProcessLookupError:
+            pass
+    assert p.returncode == 5 and out == "got TERM\n", err
+    ends = hub.wait_events(run_id, lambda evs: len(evs) > 0, source_events="process_exit")
+    assert [e["metrics"]["exit_code"] for e in ends] == [5], ends

@@ -289,7 +289,14 @@ fn run_python(args: &RunArgs, run_id: &str, bootstrap: &Path) -> anyhow::Result<
     if args.no_follow_children {
         cmd.env("SIGHTLINE_FOLLOW_CHILDREN", "0");
     }
-    let status = cmd.status().map_err(|e| spawn_error(&args.command[0], e))?;
+    // The same signal handling as any program's: `run` outlives a Ctrl-C and passes SIGTERM on
+    // (without it, a SIGTERM ended `run` and left the program running on its own).
+    let signals = SignalGuard::install();
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&args.command[0], e))?;
+    if let Some(signals) = &signals {
+        signals.started(child.id());
+    }
+    let status = child.wait()?;
     Ok(exit_code(status))
 }
 
