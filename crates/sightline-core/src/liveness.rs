@@ -130,7 +130,10 @@ pub fn start(core: Core, settings: Settings) -> Sweeper {
     core.health().ensure(NAME);
     let task = tokio::spawn(async move {
         let every = settings.every.max(Duration::from_millis(100));
-        let mut memo = ProducerMemo::default();
+        // The periodic sweep judges a run only on its second look, its first included: the
+        // first sweep of a hub may fall in the middle of a spool's delivery just as well (a
+        // Python test met one five seconds after its hub started).
+        let mut memo = ProducerMemo::settling();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -180,17 +183,30 @@ struct Snapshot {
 /// It also keeps the newest seq of every run the pid rules judged. A run whose events are still
 /// arriving (a spool of a process that died while the hub was away, delivered in batches)
 /// would otherwise be ended by the pid rule between two of its batches, one synthetic end
-/// before the real `process_exit` further down the spool. So once the memo has seen one sweep,
-/// a run is judged only when its newest seq is the one the previous sweep saw: at most one
-/// interval later than without the memo, and never in the middle of a delivery.
+/// before the real `process_exit` further down the spool. So a run is judged only when its
+/// newest seq is the one the previous sweep saw: at most one interval later than without the
+/// memo, and never in the middle of a delivery (unless it pauses for a whole interval). The
+/// periodic sweep's memo starts settling (`ProducerMemo::settling`), so this holds from a
+/// hub's first sweep on; a run whose process died while the hub was down is ended on the
+/// second sweep after start.
 #[derive(Debug, Default)]
 pub struct ProducerMemo {
     producers: std::collections::HashMap<String, (i64, Option<Producer>)>,
-    /// `None` until the first sweep: a hub's first look judges at once.
+    /// `None`: the next sweep judges at once (a one-off sweep); else each judged run's newest
+    /// seq at the previous sweep.
     last_seqs: Option<std::collections::HashMap<String, i64>>,
 }
 
 impl ProducerMemo {
+    /// A memo whose first sweep judges nothing of the pid rules, only remembers: what the
+    /// periodic sweep starts with. (`default()`, which judges at once, is for a one-off sweep.)
+    pub fn settling() -> ProducerMemo {
+        ProducerMemo {
+            producers: Default::default(),
+            last_seqs: Some(Default::default()),
+        }
+    }
+
     /// Whether nothing arrived for `run` since the previous sweep (always, before the first).
     fn settled(&self, run: &OpenRun) -> bool {
         self.last_seqs

@@ -535,3 +535,40 @@ async fn a_spool_of_a_dead_process_delivered_in_batches_is_not_ended_between_the
         Some("pid")
     );
 }
+
+/// The periodic sweep's first look judges nothing by pid either (`ProducerMemo::settling`): a
+/// hub's first sweep may fall in the middle of a spool's delivery as well as any later one
+/// (a Python test met it five seconds after its hub started). A run still silent at the next
+/// sweep is ended then.
+#[tokio::test]
+async fn a_hubs_first_sweep_does_not_end_a_spool_mid_delivery() {
+    let (_dir, core) = open();
+    let now = Timestamp::now().millis();
+    let pid = dead_pid();
+    let seen = now - 60_000;
+    submit(
+        &core,
+        vec![
+            json!({"source": "python", "source_event": "process_start", "entity_type": "process",
+            "title": "first", "run_id": "first-look", "session_id": "first-look:main",
+            "status": "running", "host": hostname(), "pid": pid, "ts": at(seen),
+            "payload": {"heartbeat_s": 2.0}}),
+        ],
+    )
+    .await;
+    let settings = idle_after(None);
+    let mut memo = liveness::ProducerMemo::settling();
+    let first = sweep_memo(&core, &settings, now, &mut memo).await;
+    assert_eq!(
+        first,
+        liveness::Report::default(),
+        "ended on the first look: {first:?}"
+    );
+    assert_eq!(run(&core, "first-look").await.liveness_rule, None);
+    let second = sweep_memo(&core, &settings, now + 1_000, &mut memo).await;
+    assert_eq!(second.failed_runs, 1, "{second:?}");
+    assert_eq!(
+        run(&core, "first-look").await.liveness_rule.as_deref(),
+        Some("pid")
+    );
+}
