@@ -498,6 +498,12 @@ pub const SILENCE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
 /// interval is far past that.
 pub const HANDSHAKE: Duration = HEARTBEAT;
 
+/// The shortest silence timeout accepted: two heartbeats, so that one late heartbeat (a busy
+/// event loop on the server, a loaded machine) never drops a live server's stream. With one
+/// heartbeat as the floor a late one dropped the stream, and a reconnect slower than a short
+/// handshake then ended a live server's sessions (seen under load in the tests).
+pub const SILENCE_MIN: Duration = Duration::from_secs(2 * HEARTBEAT.as_secs());
+
 /// The shortest handshake timeout accepted: a loopback server answers in milliseconds, but a
 /// busy machine can take a few hundred; below a second a live server could be taken for a
 /// hung one and its sessions ended.
@@ -511,8 +517,8 @@ pub const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 pub const SILENCE_VAR: &str = "SIGHTLINE_OPENCODE_SILENCE_S";
 pub const HANDSHAKE_VAR: &str = "SIGHTLINE_OPENCODE_HANDSHAKE_S";
 
-/// The stream's two liveness timeouts, checked: `silence` is at least one heartbeat
-/// ([`HEARTBEAT`]), `handshake` at least [`HANDSHAKE_MIN`], both at most [`TIMEOUT_MAX`].
+/// The stream's two liveness timeouts, checked: `silence` is at least two heartbeats
+/// ([`SILENCE_MIN`]), `handshake` at least [`HANDSHAKE_MIN`], both at most [`TIMEOUT_MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub silence: Duration,
@@ -538,8 +544,9 @@ pub enum TimeoutError {
         example: u64,
     },
     #[error(
-        "{var} `{value}` is shorter than OpenCode's heartbeat: use at least {min} s (OpenCode sends one every {min} s, so a shorter silence would drop a live server's stream)",
-        min = HEARTBEAT.as_secs()
+        "{var} `{value}` is shorter than two of OpenCode's heartbeats: use at least {min} s (OpenCode sends one every {beat} s, and one late heartbeat must not drop a live server's stream)",
+        min = SILENCE_MIN.as_secs(),
+        beat = HEARTBEAT.as_secs()
     )]
     SilenceBelowHeartbeat { var: &'static str, value: String },
     #[error("{var} `{value}` is out of range: use {min} to {max} s", min = min.as_secs_f64(), max = max.as_secs())]
@@ -574,7 +581,7 @@ impl Timeouts {
         let mut t = Timeouts::default();
         if let Some(text) = silence.filter(|s| !s.trim().is_empty()) {
             let (value, s) = seconds(SILENCE_VAR, text, SILENCE)?;
-            if s < HEARTBEAT.as_secs_f64() {
+            if s < SILENCE_MIN.as_secs_f64() {
                 return Err(TimeoutError::SilenceBelowHeartbeat {
                     var: SILENCE_VAR,
                     value,
@@ -584,7 +591,7 @@ impl Timeouts {
                 return Err(TimeoutError::OutOfRange {
                     var: SILENCE_VAR,
                     value,
-                    min: HEARTBEAT,
+                    min: SILENCE_MIN,
                     max: TIMEOUT_MAX,
                 });
             }
@@ -1153,26 +1160,27 @@ mod tests {
         );
         assert_eq!(Timeouts::default().silence, Duration::from_secs(30));
         assert_eq!(Timeouts::default().handshake, Duration::from_secs(10));
-        let t = Timeouts::parse(Some("15"), Some("2.5")).unwrap();
-        assert_eq!(t.silence, Duration::from_secs(15));
+        let t = Timeouts::parse(Some("25"), Some("2.5")).unwrap();
+        assert_eq!(t.silence, Duration::from_secs(25));
         assert_eq!(t.handshake, Duration::from_millis(2500));
-        // The heartbeat itself is the floor, and allowed.
+        // Two heartbeats are the floor, and allowed.
         assert_eq!(
-            Timeouts::parse(Some("10"), None).unwrap().silence,
-            HEARTBEAT
+            Timeouts::parse(Some("20"), None).unwrap().silence,
+            SILENCE_MIN
         );
+        assert_eq!(SILENCE_MIN, 2 * HEARTBEAT);
     }
 
     #[test]
     fn a_silence_shorter_than_the_heartbeat_is_refused_naming_the_minimum() {
-        let e = Timeouts::parse(Some("9.5"), None).unwrap_err();
+        let e = Timeouts::parse(Some("19.5"), None).unwrap_err();
         assert!(
             matches!(e, TimeoutError::SilenceBelowHeartbeat { .. }),
             "{e:?}"
         );
         let m = e.to_string();
-        assert!(m.contains(SILENCE_VAR) && m.contains("`9.5`"), "{m}");
-        assert!(m.contains("at least 10 s"), "{m}");
+        assert!(m.contains(SILENCE_VAR) && m.contains("`19.5`"), "{m}");
+        assert!(m.contains("at least 20 s"), "{m}");
         let m = Timeouts::parse(Some("thirty"), None)
             .unwrap_err()
             .to_string();
@@ -1200,8 +1208,8 @@ mod tests {
             panic!("a 5 s silence was accepted");
         };
         assert!(matches!(e, AdapterError::Start { .. }), "{e:?}");
-        assert!(e.to_string().contains("at least 10 s"), "{e}");
-        config.opencode_silence_s = Some("12".into());
+        assert!(e.to_string().contains("at least 20 s"), "{e}");
+        config.opencode_silence_s = Some("22".into());
         config.opencode_handshake_s = Some("1".into());
         assert!(OpenCodeAdapter::build(&config).is_ok());
     }
@@ -1214,14 +1222,14 @@ mod tests {
             handshake in proptest::option::of("[-+0-9.eE]{0,12}"),
         ) {
             if let Ok(t) = Timeouts::parse(silence.as_deref(), handshake.as_deref()) {
-                proptest::prop_assert!(t.silence >= HEARTBEAT && t.silence <= TIMEOUT_MAX);
+                proptest::prop_assert!(t.silence >= SILENCE_MIN && t.silence <= TIMEOUT_MAX);
                 proptest::prop_assert!(t.handshake >= HANDSHAKE_MIN && t.handshake <= TIMEOUT_MAX);
             }
         }
 
         /// Every number of seconds in range is taken as written (to the millisecond).
         #[test]
-        fn a_number_in_range_is_taken(silence in 10_000u64..=3_600_000, handshake in 1_000u64..=3_600_000) {
+        fn a_number_in_range_is_taken(silence in 20_000u64..=3_600_000, handshake in 1_000u64..=3_600_000) {
             let text = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
             let t = Timeouts::parse(Some(&text(silence)), Some(&text(handshake))).unwrap();
             proptest::prop_assert_eq!(t.silence.as_millis(), u128::from(silence));
