@@ -54,7 +54,10 @@ fn an_unknown_option_answers_with_the_usage_and_exit_code_2() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("--evnets"), "{err}");
     assert!(err.contains("Usage: sightline-bench"), "{err}");
-    assert!(err.contains("a similar argument exists: '--events'"), "{err}");
+    assert!(
+        err.contains("a similar argument exists: '--events'"),
+        "{err}"
+    );
     assert!(out.is_empty(), "nothing was measured: {out}");
     // A value that is not a number is a usage error too, naming the option.
     let (code, _, err) = bench(&["--seconds", "five"]);
