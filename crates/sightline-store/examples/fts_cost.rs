@@ -449,6 +449,10 @@ fn whole_store(dir: &Path, events: Vec<Event>) -> (Duration, u64, u64) {
             p.await.unwrap().unwrap();
         }
     });
+    // Acknowledged means committed; the indexer is a stage behind and is waited for here.
+    while store.indexer_lag() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let took = start.elapsed();
     // First pages of searches users type, newest first, as the API asks for them.
     for q in [

@@ -3,10 +3,13 @@
 //!
 //! Why: FTS5 tokenising and segment merging were a third of the single writer's time. SQLite
 //! allows one writer per file, so the index lives in a second file and the two threads commit
-//! in parallel. The writer commits a batch, publishes it, and hands it here; the indexer indexes
-//! it in its own transaction and only then acknowledges the producers, so an acknowledged event
-//! is already searchable. Acknowledgement still means committed: the events are durable in the
-//! main file before they reach this stage.
+//! in parallel. The writer commits a batch, publishes it, acknowledges its producers and hands
+//! it here; the indexer indexes it in its own transaction. Acknowledgement means committed, not
+//! indexed: waiting for this stage as well put a second commit into every producer's round trip
+//! (single-event POSTs went from 17,200-18,000 to 20,400-21,700 events/s when it stopped, see
+//! docs/BENCHMARKS.md), and search does not need it, because `query::search` checks the events
+//! above `indexed_through` in memory. The queue depth a producer is refused at still counts a
+//! batch until it is indexed, so this stage's backlog is bounded like the writer's.
 //!
 //! The index is derived data. The file records the epoch of its database and the last seq it
 //! covers (`fts_state`, updated in the same transaction as the rows); at open it is checked and
@@ -41,9 +44,9 @@
 //! A file made with other arguments (an older sightline's `detail=none`) is dropped and rebuilt
 //! from `events` at open ([`open_index`]).
 //!
-//! This module must never write to the main database, and never drop an acknowledgement: when
-//! indexing fails the events are still acknowledged (they are committed) and the index is
-//! caught up from `events` before the next batch.
+//! This module must never write to the main database, and never leave a batch in the queue
+//! depth: when indexing fails the batch is released all the same and the index is caught up
+//! from `events` before the next batch.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,11 +55,10 @@ use std::sync::mpsc::Receiver;
 
 use rusqlite::{Connection, OpenFlags, params};
 use sightline_schema::Event;
-use tokio::sync::oneshot;
 
+use crate::StoreError;
 use crate::rows::{EVENT_COLUMNS, Leftovers, event_from_row};
 use crate::writer::WriterStats;
-use crate::{Ack, StoreError};
 
 /// Events read from `events` per catch-up transaction.
 const CATCH_UP_CHUNK: i64 = 10_000;
@@ -223,17 +225,13 @@ pub(crate) fn catch_up(
 
 const INSERT_DOC: &str = "INSERT INTO events_fts (rowid, body) VALUES (?1, ?2)";
 
-/// Where a producer waits for its acknowledgements.
-pub(crate) type Reply = oneshot::Sender<Result<Vec<Ack>, StoreError>>;
-
-/// One committed batch on its way to the index, with the acknowledgements it holds back.
+/// One committed (and already acknowledged) batch on its way to the index.
 pub(crate) struct IndexBatch {
     /// (seq, searchable text) of every newly stored event, in seq order.
     pub docs: Vec<(u64, String)>,
     /// The batch's events and row buffers: freed here rather than on the writer's thread.
     pub garbage: (Vec<Arc<Event>>, Vec<Leftovers>),
-    pub replies: Vec<(Reply, Vec<Ack>)>,
-    /// Events the batch counted in the queue depth (released once acknowledged).
+    /// Events the batch counted in the queue depth (released once indexed).
     pub count: usize,
 }
 
@@ -256,7 +254,7 @@ pub(crate) struct Indexer {
 }
 
 impl Indexer {
-    /// Runs until the writer is gone and everything it sent is indexed and acknowledged.
+    /// Runs until the writer is gone and everything it sent is indexed.
     pub fn run(mut self) {
         let mut behind = false;
         while let Ok(first) = self.rx.recv() {
@@ -294,7 +292,7 @@ impl Indexer {
             self.stats
                 .indexed_through
                 .store(self.through, Ordering::Release);
-            self.acknowledge(batches);
+            self.release(batches);
         }
     }
 
@@ -338,12 +336,10 @@ impl Indexer {
         }
     }
 
-    /// The events are committed (and now indexed, or queued for catch-up): answer the producers.
-    fn acknowledge(&self, batches: Vec<IndexBatch>) {
+    /// The batches are indexed (or queued for catch-up): they leave the queue depth, and their
+    /// events and buffers are freed here rather than on the writer's thread.
+    fn release(&self, batches: Vec<IndexBatch>) {
         for batch in batches {
-            for (reply, acks) in batch.replies {
-                let _ = reply.send(Ok(acks));
-            }
             self.stats.depth.fetch_sub(batch.count, Ordering::AcqRel);
             drop(batch.garbage);
         }

@@ -523,6 +523,7 @@ impl Store {
         self.inner.stats.head_seq.load(Ordering::Acquire)
     }
 
+    /// Events submitted and not yet indexed (what the queue capacity bounds).
     pub fn queue_depth(&self) -> usize {
         self.inner.stats.depth.load(Ordering::Relaxed)
     }

@@ -715,9 +715,12 @@ pub fn search(
         .as_ref()
         .is_some_and(|t| t.fts.is_some() || !t.in_memory.is_empty());
     let in_memory = text.as_ref().filter(|t| !t.in_memory.is_empty());
-    // Without words to check in memory, the index decides and one row past the page says
-    // whether there is a next one; with them, read on (bounded) to fill the page.
-    let scan = if in_memory.is_some() {
+    // Without text, every row the SQL returns is kept and one row past the page says whether
+    // there is a next one. With text, rows may be rejected here: words checked in memory, and
+    // every event the index does not cover yet (the SQL returns all of those as candidates),
+    // so read on, bounded, to fill the page. Reading only `limit + 1` rows there answered an
+    // empty first page while the indexer was a batch behind.
+    let scan = if has_text {
         SEARCH_SCAN_BUDGET.max(limit + 1)
     } else {
         limit + 1

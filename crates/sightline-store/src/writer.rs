@@ -5,8 +5,9 @@
 //! Rules this module keeps: nothing is acknowledged before its transaction commits; seqs are
 //! strictly increasing and announced in order; a failed transaction acknowledges nothing and
 //! leaves the seq counter where it was. It must never block on a subscriber: announcing is a
-//! callback that must not block. Full-text indexing is not its job: a committed batch goes on
-//! to the indexer (`fulltext`), which acknowledges it once it is searchable too.
+//! callback that must not block. Full-text indexing is not its job: a committed batch is
+//! acknowledged here and goes on to the indexer (`fulltext`), which releases its place in the
+//! queue depth once it is indexed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -106,7 +107,8 @@ pub const COMMIT_LATENCY_US_BOUNDS: &[u64] = &[
 
 /// Counters shared with the handle.
 pub struct WriterStats {
-    /// Events queued and not yet acknowledged (committed and indexed).
+    /// Events queued and not yet through the pipeline (committed and indexed): what a
+    /// producer is refused at, so the indexer's backlog is bounded too.
     pub depth: AtomicUsize,
     /// Last committed seq.
     pub head_seq: AtomicU64,
@@ -159,7 +161,7 @@ pub(crate) struct Writer {
     pub on_commit: OnCommit,
     pub config: WriterConfig,
     pub next_seq: u64,
-    /// The indexer's queue; committed batches go there to be indexed and acknowledged.
+    /// The indexer's queue; committed, acknowledged batches go there to be indexed.
     pub index_tx: Option<Sender<IndexMsg>>,
     pub indexer: Option<JoinHandle<()>>,
     /// The compression dictionary producers use, and its training.
@@ -337,11 +339,14 @@ impl Writer {
                 if !stored.is_empty() {
                     (self.on_commit)(stored.clone());
                 }
-                let replies = jobs.into_iter().map(|j| j.reply).zip(acks).collect();
+                // Committed is acknowledged: indexing is not waited for (search covers what
+                // the index does not yet, see `fulltext`).
+                for (job, acks) in jobs.into_iter().zip(acks) {
+                    let _ = job.reply.send(Ok(acks));
+                }
                 let batch = IndexBatch {
                     docs,
                     garbage: (stored, leftovers),
-                    replies,
                     count,
                 };
                 self.hand_to_indexer(batch);
@@ -357,9 +362,9 @@ impl Writer {
         }
     }
 
-    /// The batch is committed: the indexer acknowledges it once it is searchable. Without an
-    /// indexer (it died), acknowledge now: the events are committed, and the index catches up
-    /// from `events` at the next open.
+    /// The batch is committed and acknowledged: the indexer releases it once it is indexed.
+    /// Without an indexer (it died), release it now: the index catches up from `events` at the
+    /// next open.
     fn hand_to_indexer(&mut self, batch: IndexBatch) {
         let batch = match &self.index_tx {
             Some(tx) => match tx.send(IndexMsg::Batch(batch)) {
@@ -371,10 +376,9 @@ impl Writer {
             },
             None => batch,
         };
-        tracing::error!("the full-text indexer is gone; acknowledging without indexing");
-        for (reply, acks) in batch.replies {
-            let _ = reply.send(Ok(acks));
-        }
+        tracing::error!(
+            "the full-text indexer is gone; events are stored but not indexed until the hub restarts"
+        );
         self.stats.depth.fetch_sub(batch.count, Ordering::AcqRel);
     }
 

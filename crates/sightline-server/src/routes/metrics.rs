@@ -211,7 +211,7 @@ impl Collector for Snapshot {
         single(
             e,
             "queue_depth_events",
-            "Events queued for the writer and not yet acknowledged (committed and indexed).",
+            "Events queued for the writer or the full-text indexer (released once indexed; producers are refused at the queue capacity).",
             None,
             ConstGauge::new(self.queue_depth as i64),
         )?;
