@@ -158,17 +158,17 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         let hub = sightline_server::open_hub(store, parts)
             .map_err(|e| Exit::config(format!("{e} (choose another database with --db)")))?;
         recover_claude_subagents(hub.core()).await;
-        let running = match &tls {
-            Some(tls) => sightline_server::start_tls(hub, listener, tls.clone())?,
-            None => sightline_server::start(hub, listener)?,
-        };
-        let core = running.hub.core().clone();
-        // The liveness sweep: ends runs whose producer is gone, quiets idle agent sessions.
-        let sweeper = sightline_core::liveness::start(core.clone(), liveness);
+        let core = hub.core().clone();
+        let local = listener
+            .local_addr()
+            .map_err(|e| Exit::config(format!("cannot read the address of {addr}: {e}")))?;
+        let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, local);
+        // The exporter and the notifier start before the server takes its first request: each
+        // follows the store from the head it reads when it starts, so an event posted the
+        // moment the port answers is exported and judged too.
         let exporter = otlp_export
             .as_deref()
             .map(|url| sightline_forward::otlp_export::start(core.clone(), url, Default::default()));
-        let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
         // The notifier always runs, so rules can be set from Settings; with no rule it only
         // reads the bus.
         let notifier = match notify {
@@ -185,11 +185,18 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         let notifier = match notifier {
             Ok(n) => n,
             Err(e) => {
-                running.hub.request_shutdown();
-                let _ = running.wait().await;
+                if let Some(exporter) = exporter {
+                    exporter.stop().await;
+                }
                 return Err(Exit::config(e));
             }
         };
+        let running = match &tls {
+            Some(tls) => sightline_server::start_tls(hub, listener, tls.clone())?,
+            None => sightline_server::start(hub, listener)?,
+        };
+        // The liveness sweep: ends runs whose producer is gone, quiets idle agent sessions.
+        let sweeper = sightline_core::liveness::start(core.clone(), liveness);
         // Background sources (transcripts, OpenCode stream, JSONL, logs, tmux) under the
         // supervisor; see docs/SOURCES-SETUP.md for their settings. One that cannot start is
         // exit code 3.
@@ -221,7 +228,6 @@ pub fn run(args: ServeArgs, config_path: Option<&Path>) -> anyhow::Result<i32> {
         }
         core.controls().set_sources(supervisor.clone());
         let adapters_names = supervisor.running().await;
-        let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, running.addr);
         tracing::info!(
             %url,
             database = %db.display(),
