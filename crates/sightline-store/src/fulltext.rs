@@ -6,7 +6,7 @@
 //! in parallel. The writer commits a batch, publishes it, acknowledges its producers and hands
 //! it here; the indexer indexes it in its own transaction. Acknowledgement means committed, not
 //! indexed: waiting for this stage as well put a second commit into every producer's round trip
-//! (single-event POSTs went from 17,200-18,000 to 20,400-21,700 events/s when it stopped, see
+//! (single-event POSTs went from 17,200-18,200 to 20,400-21,700 events/s when it stopped, see
 //! docs/BENCHMARKS.md), and search does not need it, because `query::search` checks the events
 //! above `indexed_through` in memory. The queue depth a producer is refused at still counts a
 //! batch until it is indexed, so this stage's backlog is bounded like the writer's.
