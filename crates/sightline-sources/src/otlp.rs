@@ -547,14 +547,15 @@ const MAX_SPANS: usize = 20_000;
 const MAX_TRACES: usize = 20_000;
 
 struct SpanMemory {
-    /// span id (hex) → what it says about its place.
-    spans: std::collections::HashMap<String, SpanInfo>,
+    /// (trace id, span id) in hex → what the span says about its place. A span id is unique
+    /// only within its trace (OpenTelemetry's rule), so two traces may reuse one.
+    spans: std::collections::HashMap<(String, String), SpanInfo>,
     /// trace id (hex) → the run its first span was put in. A trace is one run, never split:
     /// every later span of it follows, whatever it says.
     trace_run: std::collections::HashMap<String, String>,
-    /// Claude Code tool spans (by span id) whose permission wait ended in a rejection: the
-    /// tool never ran, though its span ends without an error status.
-    denied_tools: std::collections::HashSet<String>,
+    /// Claude Code tool spans (by trace and span id) whose permission wait ended in a
+    /// rejection: the tool never ran, though its span ends without an error status.
+    denied_tools: std::collections::HashSet<(String, String)>,
 }
 
 static SPANS: std::sync::LazyLock<std::sync::Mutex<SpanMemory>> = std::sync::LazyLock::new(|| {
@@ -571,14 +572,20 @@ fn span_memory() -> std::sync::MutexGuard<'static, SpanMemory> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What is known of span `id` (this request's spans are known before any is mapped).
-pub(crate) fn span_info(id: &str) -> Option<SpanInfo> {
-    span_memory().spans.get(id).cloned()
+/// What is known of span `id` of `trace` (this request's spans are known before any is
+/// mapped).
+pub(crate) fn span_info(trace: &str, id: &str) -> Option<SpanInfo> {
+    span_memory()
+        .spans
+        .get(&(trace.to_string(), id.to_string()))
+        .cloned()
 }
 
-/// Whether the Claude Code tool span `id` waited for a permission that was refused.
-pub(crate) fn tool_was_denied(id: &str) -> bool {
-    span_memory().denied_tools.contains(id)
+/// Whether the Claude Code tool span `id` of `trace` waited for a permission that was refused.
+pub(crate) fn tool_was_denied(trace: &str, id: &str) -> bool {
+    span_memory()
+        .denied_tools
+        .contains(&(trace.to_string(), id.to_string()))
 }
 
 /// The permission decisions of `claude_code.tool.blocked_on_user` that refuse the tool.
@@ -611,7 +618,7 @@ fn learn_spans(req: &ExportTraceServiceRequest) {
                     .or_else(|| s(&a, "session.id"))
                     .or_else(|| resource_session.clone())
                 {
-                    conversations.entry(trace).or_insert(c);
+                    conversations.entry(trace.clone()).or_insert(c);
                 }
                 let info = SpanInfo {
                     parent: nonzero_hex(&span.parent_span_id),
@@ -630,9 +637,9 @@ fn learn_spans(req: &ExportTraceServiceRequest) {
                     if memory.denied_tools.len() >= MAX_SPANS {
                         memory.denied_tools.clear();
                     }
-                    memory.denied_tools.insert(parent.clone());
+                    memory.denied_tools.insert((trace.clone(), parent.clone()));
                 }
-                memory.spans.insert(hex(&span.span_id), info);
+                memory.spans.insert((trace, hex(&span.span_id)), info);
             }
         }
     }
@@ -674,14 +681,14 @@ fn trace_run(trace: &str, fallback: Option<String>) -> Option<String> {
 /// that is an agent span (the root agent's session is the run itself), else the run. An
 /// ancestor not seen yet ends the walk at the run: the usual unknown parent is the root agent,
 /// which ends last.
-fn genai_session_of(parent: Option<String>, run: &str) -> String {
+fn genai_session_of(trace: &str, parent: Option<String>, run: &str) -> String {
     let mut current = parent;
     // A bound on the walk, against a cycle in hostile parent ids.
     for _ in 0..64 {
         let Some(id) = current else {
             return run.to_string();
         };
-        let Some(info) = span_info(&id) else {
+        let Some(info) = span_info(trace, &id) else {
             return run.to_string();
         };
         if info.agent {
@@ -778,7 +785,7 @@ fn map_span(
         "invoke_agent" | "create_agent" => {
             if parent_span.is_some() {
                 session = Some(span_id.clone());
-                parent_session = Some(genai_session_of(parent_span.clone(), &run_key));
+                parent_session = Some(genai_session_of(&trace, parent_span.clone(), &run_key));
             }
             (
                 EntityType::Session,
@@ -790,7 +797,7 @@ fn map_span(
         }
         "execute_tool" => {
             entity_id = s(&a, "gen_ai.tool.call.id");
-            session = Some(genai_session_of(parent_span.clone(), &run_key));
+            session = Some(genai_session_of(&trace, parent_span.clone(), &run_key));
             (
                 EntityType::Tool,
                 format!(
@@ -800,7 +807,7 @@ fn map_span(
             )
         }
         "chat" | "text_completion" | "generate_content" | "embeddings" => {
-            session = Some(genai_session_of(parent_span.clone(), &run_key));
+            session = Some(genai_session_of(&trace, parent_span.clone(), &run_key));
             (
                 EntityType::Message,
                 format!(
@@ -1460,5 +1467,35 @@ mod tests {
             assert_eq!(events[3].session_id.as_deref(), Some("0000000000000003"));
             assert_eq!(events[1].session_id.as_deref(), Some(conversation));
         }
+    }
+
+    #[test]
+    fn two_traces_that_reuse_a_span_id_do_not_mix_their_nesting() {
+        // Span ids are unique only within a trace. Trace A's span 1 is its root agent; trace
+        // B's span 1 is an agent nested under B's span 5. A chat under A's span 1, mapped after
+        // B was learnt, is still in A's root session (the run), not in B's nested agent.
+        let a = [0xA1u8; 16];
+        let b = [0xB2u8; 16];
+        let first = decode_traces(
+            &request(vec![span(a, &(0, None, 0, true), "conv-a")]),
+            Encoding::Protobuf,
+            Timestamp::now(),
+        )
+        .unwrap();
+        assert!(first.errors.is_empty());
+        let nested_b = vec![
+            span(b, &(4, None, 0, true), "conv-b"),
+            span(b, &(0, Some(4), 0, false), "conv-b"),
+        ];
+        decode_traces(&request(nested_b), Encoding::Protobuf, Timestamp::now()).unwrap();
+        let chat = decode_traces(
+            &request(vec![span(a, &(1, Some(0), 2, false), "conv-a")]),
+            Encoding::Protobuf,
+            Timestamp::now(),
+        )
+        .unwrap()
+        .events;
+        assert_eq!(chat[0].run_id.as_deref(), Some("conv-a"));
+        assert_eq!(chat[0].session_id.as_deref(), Some("conv-a"));
     }
 }

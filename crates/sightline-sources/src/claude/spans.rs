@@ -49,7 +49,9 @@ fn subagent_of(parts: &SpanParts<'_>, tool_use_id: Option<&str>) -> Option<Strin
     // A bound on the walk, against a cycle in hostile parent ids.
     for _ in 0..64 {
         let Some(id) = current else { break };
-        let Some(info) = span_info(&id) else { break };
+        let Some(info) = span_info(&parts.trace, &id) else {
+            break;
+        };
         if let Some(agent) = info.agent_id {
             return Some(agent);
         }
@@ -69,7 +71,10 @@ fn tool_call(parts: &SpanParts<'_>) -> (Option<String>, Option<String>) {
     if own.is_some() && name.is_some() {
         return (own, name);
     }
-    let parent = parts.parent.as_deref().and_then(span_info);
+    let parent = parts
+        .parent
+        .as_deref()
+        .and_then(|p| span_info(&parts.trace, p));
     (
         own.or_else(|| parent.as_ref().and_then(|p| p.tool_use_id.clone())),
         name.or_else(|| parent.and_then(|p| p.tool_name)),
@@ -156,7 +161,7 @@ pub(crate) fn map(
                 .unwrap_or_default();
             (EntityType::Message, format!("{model} · model request{why}"))
         }
-        "tool" if tool_was_denied(&parts.span_id) => {
+        "tool" if tool_was_denied(&parts.trace, &parts.span_id) => {
             // Its permission wait ended in a refusal: the tool never ran. No hook says so in
             // every mode (`claude -p` sends only the PreToolUse), so this ends the call.
             entity_id = tool_use_id.clone();
