@@ -3,7 +3,8 @@
 // real file, started, stopped and started again from the page (its events appear, stop, and
 // resume), and the failure rule is pointed at a real local webhook receiver from the page (a
 // failed run reaches it; a bad URL is refused with the hub's words). Both land in the config
-// file.
+// file. A source stopped and started from outside (the API, as the CLI or another tab would)
+// shows its new state on the open page without a reload, and a draft being typed survives.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -86,6 +87,24 @@ describe('settings: sources and notification rules', () => {
     const file = fs.readFileSync(config, 'utf8');
     assert.match(file, /^\[source\.logs\]\nrunning = true\npaths = \[".*agent\.log"\]$/m, file);
     assert.ok(file.startsWith('# written by the test\n'), file);
+  });
+
+  test('a source stopped and started elsewhere shows its state on the open page', async () => {
+    // The previous test left the tailer running; the page is still open on Settings.
+    await page.waitForSelector('[data-source-state="logs"]:has-text("running")');
+    const draft = 'typed but not saved';
+    await page.fill('[data-source-config="logs"]', draft);
+    const put = async (running) => {
+      const res = await fetch(`${hub.url}/api/v1/settings/sources/logs`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ running }) });
+      assert.equal(res.status, 200, await res.text());
+    };
+    await put(false);
+    await page.waitForSelector('[data-source-state="logs"]:has-text("stopped")', { timeout: 10000 });
+    await put(true);
+    await page.waitForSelector('[data-source-state="logs"]:has-text("running")', { timeout: 10000 });
+    // The re-reads did not throw away what the user was typing.
+    assert.equal(await page.inputValue('[data-source-config="logs"]'), draft);
+    await page.fill('[data-source-config="logs"]', logFile);
   });
 
   test('a notification rule is edited on the page and reaches a webhook', async () => {
