@@ -309,6 +309,47 @@ fn doctor_sees_a_running_hub_on_its_port_as_fine() {
     );
 }
 
+#[test]
+fn doctor_sees_a_tls_hub_on_its_port_and_names_a_certificate_it_cannot_verify() {
+    let mut m = Machine::new();
+    bin_with_tmux(&mut m);
+    let ca = sightline_testkit::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::serve_command(&dir.path().join("db.sqlite"));
+    cmd.args(["--source", "http", "--tls-cert"])
+        .arg(&ca.cert)
+        .arg("--tls-key")
+        .arg(&ca.key)
+        .env("HOME", dir.path())
+        .env_remove("SIGHTLINE_CA_FILE");
+    let hub = common::Served::spawn(cmd);
+    let port = hub.url.rsplit(':').next().unwrap().to_string();
+    // This machine's config knows nothing of TLS (the hub was started with other flags): the
+    // port is still recognised as a hub's, and trusted once the CA is given.
+    let ca_file = ca.ca.to_str().unwrap();
+    let trusted = m.run(
+        &["doctor", "--json", "--port", &port],
+        &[("SIGHTLINE_CA_FILE", ca_file)],
+    );
+    expect(
+        &checks(&trusted),
+        "port",
+        "ok",
+        &["a sightline hub is already running", "over TLS"],
+        &[],
+    );
+    // Without the CA: a TLS server the clients will refuse (verification is never turned off,
+    // so it is not called a hub), and what to do about it.
+    let untrusted = m.run(&["doctor", "--json", "--port", &port], &[]);
+    expect(
+        &checks(&untrusted),
+        "port",
+        "warn",
+        &["TLS server this machine cannot verify", "not trusted"],
+        &["--cacert", "SIGHTLINE_CA_FILE", "choose another port"],
+    );
+}
+
 fn setting<'a>(settings: &'a [Value], name: &str) -> &'a Value {
     settings
         .iter()

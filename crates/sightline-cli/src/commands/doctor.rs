@@ -149,24 +149,62 @@ fn config_file(e: &Effective) -> Check {
     }
 }
 
+const PROBE_TIMEOUTS: sightline_forward::http::Timeouts = sightline_forward::http::Timeouts {
+    connect: None,
+    global: Some(PROBE),
+};
+
 /// The shared client stack's plain agent (docs/ARCHITECTURE.md, "HTTP clients"), bounded by
-/// the probe's time: both probes go to plain-HTTP addresses.
+/// the probe's time, for the probes of plain-HTTP addresses (a hub without TLS, OpenCode).
 fn probe_agent() -> ureq::Agent {
-    sightline_forward::http::plain_agent(&sightline_forward::http::Timeouts {
-        connect: None,
-        global: Some(PROBE),
-    })
+    sightline_forward::http::plain_agent(&PROBE_TIMEOUTS)
 }
 
-/// Is a sightline hub answering at this plain-HTTP address? (Its health route is public.)
-fn hub_answers(url: &str) -> bool {
-    let agent = probe_agent();
-    agent
-        .get(format!("{url}/api/v1/health"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-        .is_some_and(|v| v["service"] == "sightline")
+/// Does a sightline hub answer at this address, through this agent? (Its health route is
+/// public: the probe sends no token.) The error is the request's, for [`who_answers`] to read.
+fn is_hub(agent: &ureq::Agent, url: &str) -> Result<bool, ureq::Error> {
+    let mut answer = agent.get(format!("{url}/api/v1/health")).call()?;
+    Ok(answer
+        .body_mut()
+        .read_json::<Value>()
+        .is_ok_and(|v| v["service"] == "sightline"))
+}
+
+/// What answers on a taken port.
+enum Answer {
+    /// A sightline hub, over plain HTTP or over TLS this machine trusts (`https` says which).
+    Hub { https: bool },
+    /// A TLS server this machine cannot verify (a hub with a private CA not given to the
+    /// clients looks like this): what the client stack said of it.
+    UnverifiedTls(String),
+    /// Nothing that says it is a sightline hub.
+    Other,
+}
+
+/// Who holds `host:port`, whatever the config says of TLS (a hub may have been started with
+/// other flags): plain HTTP first, then TLS with this process's trust (the system's roots and
+/// `--cacert`). Verification is never turned off: a certificate that is not trusted is named
+/// as such, and the server behind it stays unknown.
+fn who_answers(authority: &str) -> Answer {
+    if is_hub(&probe_agent(), &format!("http://{authority}")).unwrap_or(false) {
+        return Answer::Hub { https: false };
+    }
+    let https = format!("https://{authority}");
+    // A CA file that cannot be read is the `tls` check's finding; here the system's roots do.
+    let Ok(agent) = sightline_forward::http::Trust::from_process()
+        .unwrap_or_else(|_| sightline_forward::http::Trust::system())
+        .agent(&PROBE_TIMEOUTS)
+    else {
+        return Answer::Other;
+    };
+    match is_hub(&agent, &https) {
+        Ok(true) => Answer::Hub { https: true },
+        Ok(false) => Answer::Other,
+        Err(e) => match sightline_forward::http::explain(&e, &https, "the server") {
+            (sightline_forward::http::FailureKind::Tls, why) => Answer::UnverifiedTls(why),
+            _ => Answer::Other,
+        },
+    }
 }
 
 fn port(e: &Effective) -> Check {
@@ -199,23 +237,35 @@ fn port(e: &Effective) -> Check {
             format!("port {port} on {ip} is free for `sightline serve`"),
         ),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-            if e.tls_cert.value.is_none() && hub_answers(&e.served_url()) {
-                check(
+            let served = e.served_url();
+            let authority = served.split_once("://").map_or(&*served, |(_, a)| a);
+            match who_answers(authority) {
+                Answer::Hub { https } => check(
                     "port",
                     Status::Ok,
                     format!(
-                        "a sightline hub is already running on port {port} (a second `serve` would exit 4)"
+                        "a sightline hub is already running on port {port}{} (a second `serve` would exit 4)",
+                        if https { " over TLS" } else { "" }
+                    ),
+                ),
+                Answer::UnverifiedTls(why) => check(
+                    "port",
+                    Status::Warn,
+                    format!(
+                        "port {port} on {ip} is taken by a TLS server this machine cannot verify (a sightline hub whose CA the clients were not given looks like this): {why}"
                     ),
                 )
-            } else {
-                check(
+                .fix(format!(
+                    "if it is your hub, give the clients (status, hook, tail) its CA with --cacert or SIGHTLINE_CA_FILE; if not, {change}"
+                )),
+                Answer::Other => check(
                     "port",
                     Status::Fail,
                     format!(
-                        "port {port} on {ip} is taken by another program (no sightline hub answers there)"
+                        "port {port} on {ip} is taken by another program (no sightline hub answers there, over HTTP or TLS)"
                     ),
                 )
-                .fix(change)
+                .fix(change),
             }
         }
         Err(err) => check(
